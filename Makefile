@@ -1,0 +1,102 @@
+# kbchat Makefile
+#
+#   make          build ./kbchat (installs missing Debian packages first, see `make deps`)
+#   make run      build and start kbchat with the default configuration (ARGS="..." passes arguments)
+#   make test     build and run every test, then again under AddressSanitizer + UBSan
+#   make deps     install the Debian packages kbchat needs (apt-get, sudo when not root)
+#   make clean    remove build products
+#
+# User CFLAGS / LDFLAGS are kept and appended; OPT overrides the optimisation flags.
+
+CC      ?= cc
+OPT     ?= -O2
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wvla
+STD      = -std=c11 -D_GNU_SOURCE
+DEBUG    = -g
+SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+# Libraries, found with pkg-config; scripts/deps.sh installs their Debian packages.
+PKGS      = ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0
+TEST_PKGS = cmocka
+
+# Object list per module (Redis style: explicit, one pattern rule).
+ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/gguf.o
+RAG_OBJ    = rag/version.o
+UI_OBJ     = ui/version.o
+APP_OBJ    = app/config.o app/cli.o app/model_info.o
+MAIN_OBJ   = app/main.o
+LIB_OBJ    = $(ENGINE_OBJ) $(RAG_OBJ) $(UI_OBJ) $(APP_OBJ)
+
+TESTS        = test_quant test_config test_gguf test_gguf_robust test_cli
+TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
+
+# Variants: release builds ./kbchat; asan is the sanitizer build of everything.
+REL = build/release
+SANB = build/asan
+
+.PHONY: all run test deps clean help
+all: kbchat
+
+# --- dependencies: build/deps.mk holds pkg-config's answers, made once ---
+NODEPS_GOALS = clean deps help
+ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
+-include build/deps.mk
+endif
+
+build/deps.mk: scripts/deps.sh
+	@scripts/deps.sh ensure
+	@mkdir -p build
+	@{ echo "PKG_CFLAGS = $$(pkg-config --cflags $(PKGS))"; \
+	   echo "PKG_LIBS = $$(pkg-config --libs $(PKGS)) -lm -lpthread"; \
+	   echo "TEST_CFLAGS = $$(pkg-config --cflags $(TEST_PKGS))"; \
+	   echo "TEST_LIBS = $$(pkg-config --libs $(TEST_PKGS))"; } > $@.tmp
+	@mv $@.tmp $@
+
+FINAL_CFLAGS  = $(STD) $(WARN) $(OPT) $(DEBUG) $(PKG_CFLAGS) -I. $(CFLAGS)
+FINAL_LDFLAGS = $(LDFLAGS)
+FINAL_LIBS    = $(PKG_LIBS) $(LIBS)
+
+# --- objects: one pattern rule per variant, -MMD for header dependencies ---
+$(REL)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
+
+$(SANB)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(TEST_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
+
+kbchat: $(addprefix $(REL)/,$(LIB_OBJ) $(MAIN_OBJ))
+	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+$(SANB)/kbchat: $(addprefix $(SANB)/,$(LIB_OBJ) $(MAIN_OBJ))
+	$(CC) $(FINAL_CFLAGS) $(SAN) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+# Tests link the module objects (not main.o) plus tests/testutil.o.
+# Allocations are wrapped so tests can make the n-th malloc fail (tests/testutil.c).
+TEST_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup
+
+$(REL)/tests/%: $(REL)/tests/%.o $(addprefix $(REL)/,$(TEST_SUPPORT)) $(addprefix $(REL)/,$(LIB_OBJ))
+	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) $(TEST_WRAP) -o $@ $^ $(FINAL_LIBS) $(TEST_LIBS)
+
+$(SANB)/tests/%: $(SANB)/tests/%.o $(addprefix $(SANB)/,$(TEST_SUPPORT)) $(addprefix $(SANB)/,$(LIB_OBJ))
+	$(CC) $(FINAL_CFLAGS) $(SAN) $(FINAL_LDFLAGS) $(TEST_WRAP) -o $@ $^ $(FINAL_LIBS) $(TEST_LIBS)
+
+.PRECIOUS: $(REL)/%.o $(SANB)/%.o
+
+run: kbchat
+	./kbchat $(ARGS)
+
+# The whole suite twice: the release build, then under ASan/UBSan.
+test: kbchat $(SANB)/kbchat $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(SANB)/tests/,$(TESTS))
+	@tests/run.sh $(REL):./kbchat $(SANB):$(SANB)/kbchat -- $(TESTS)
+
+deps:
+	@scripts/deps.sh install
+
+clean:
+	rm -rf build kbchat
+
+help:
+	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,311 @@
+/*
+** cli.c: kbchat's command line.
+**
+** Grammar:  kbchat [OPTIONS] [COMMAND [SUBCOMMAND] [ARGS]]
+** Options may stand anywhere before "--"; "--help" after a command shows that
+** command's help. A command exists here only once it works: there are no
+** placeholders. Usage errors print one line naming the problem, then the
+** usage, and exit 2; failures of a command that ran exit 1.
+*/
+#include <stdio.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "app/app.h"
+#include "app/cli.h"
+#include "engine/engine.h"
+#include "rag/rag.h"
+#include "ui/ui.h"
+
+/* What the command line asked for. */
+typedef struct CliArgs {
+    const char *config_path; /* --config */
+    const char *model_path;  /* --model */
+    int help;                /* --help */
+    int version;             /* --version */
+    const char *words[8];    /* command, subcommand and arguments, in order */
+    int n_words;
+} CliArgs;
+
+/* A command: its words, usage line, help and handler. */
+typedef struct CliCommand {
+    const char *name;    /* "config", "model" */
+    const char *sub;     /* "info", or NULL */
+    int min_args, max_args;
+    const char *usage;   /* after "kbchat " */
+    const char *summary; /* one line for the command list */
+    const char *help;    /* the rest of `kbchat CMD --help` */
+    int (*run)(const CliArgs *a, const char *const *args, int n_args);
+} CliCommand;
+
+static int cmd_config(const CliArgs *a, const char *const *args, int n_args);
+static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args);
+
+static const CliCommand commands[] = {
+    {"config", NULL, 0, 0, "config",
+     "print the effective configuration and where each value came from",
+     "Prints the configuration kbchat would run with, as YAML, each value followed\n"
+     "by its source: a file and line, a command-line option, or the built-in default.\n"
+     "The file read is the first found of: --config FILE, $KBCHAT_CONFIG,\n"
+     "$XDG_CONFIG_HOME/kbchat/config.yaml (else ~/.config/kbchat/config.yaml),\n"
+     "./config.yaml. The output is itself a valid config.yaml.\n",
+     cmd_config},
+    {"model", "info", 0, 1, "model info [FILE]",
+     "describe a GGUF model file (default: the configured model.path)",
+     "Prints a GGUF model's architecture, name, context length, layer, head and\n"
+     "embedding sizes, vocabulary and tokenizer, chat template, parameter count,\n"
+     "size on disk and a table of tensor types. Only the file's header is read,\n"
+     "so this is instant even for very large models. A damaged or truncated file\n"
+     "is reported with what is wrong and where.\n",
+     cmd_model_info},
+};
+#define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
+
+/* --- help and usage --- */
+
+static void print_usage(FILE *out)
+{
+    fputs("usage: kbchat [--config FILE] [--model FILE] [COMMAND [ARGS]]\n"
+          "       kbchat --help | --version\n",
+          out);
+}
+
+static void print_help(FILE *out)
+{
+    fputs("kbchat " KB_VERSION ": chat with local language models over your own documents.\n\n", out);
+    print_usage(out);
+    fputs("\ncommands:\n", out);
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-20s %s\n", commands[i].usage, commands[i].summary);
+    fputs("\noptions:\n"
+          "  -c, --config FILE    read this configuration file instead of the usual ones\n"
+          "  -m, --model FILE     use this GGUF chat model (overrides model.path)\n"
+          "  -h, --help           show this help; 'kbchat COMMAND --help' for a command\n"
+          "  -V, --version        show the version and the libraries in use\n"
+          "\nWithout a command, kbchat checks its configuration and model and says what\n"
+          "it found.\n"
+          "\nconfiguration: the first found of --config FILE, $KBCHAT_CONFIG,\n"
+          "$XDG_CONFIG_HOME/kbchat/config.yaml (else ~/.config/kbchat/config.yaml) and\n"
+          "./config.yaml; otherwise built-in defaults. 'kbchat config' shows the result.\n",
+          out);
+}
+
+static void print_command_help(FILE *out, const CliCommand *c)
+{
+    fprintf(out, "usage: kbchat [--config FILE] %s\n\n%s", c->usage, c->help);
+}
+
+static void print_version(FILE *out)
+{
+    char rag[256];
+    fprintf(out, "kbchat %s\n", KB_VERSION);
+    fprintf(out, "libraries: %s, libyaml %s, %s\n", rag_library_versions(rag, sizeof rag),
+            yaml_get_version_string(), ui_library_version());
+    fprintf(out, "BLAS: %s\n", engine_blas_info());
+}
+
+/* Reports a usage error: one line, then the usage. Returns the exit code. */
+static int usage_error(const char *fmt, const char *arg)
+{
+    fputs("kbchat: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    print_usage(stderr);
+    fputs("Try 'kbchat --help' for more information.\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+/* --- argument parsing --- */
+
+/* Takes the value of option `opt` from "--opt=value" or the next argument.
+** Returns 0, or the usage-error exit code. */
+static int take_value(int argc, char **argv, int *i, const char *opt, const char **value)
+{
+    const char *arg = argv[*i];
+    const char *eq = strchr(arg, '=');
+    if (eq && strncmp(arg, "--", 2) == 0) {
+        *value = eq + 1;
+    } else if (*i + 1 < argc) {
+        *value = argv[++*i];
+    } else {
+        return usage_error("option '%s' needs a file name", opt);
+    }
+    if (**value == '\0') return usage_error("option '%s' needs a file name, got an empty one", opt);
+    return 0;
+}
+
+/* Returns 1 when arg is the long option name, alone or as "name=...". */
+static int is_long(const char *arg, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(arg, name, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
+}
+
+/* Fills a from argv. Returns 0, or the usage-error exit code. */
+static int parse_args(int argc, char **argv, CliArgs *a)
+{
+    int rc = 0, only_words = 0;
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *arg = argv[i];
+        if (only_words || arg[0] != '-' || arg[1] == '\0') {
+            if (a->n_words == (int)(sizeof a->words / sizeof a->words[0])) return usage_error("too many arguments at '%s'", arg);
+            a->words[a->n_words++] = arg;
+        } else if (strcmp(arg, "--") == 0) {
+            only_words = 1;
+        } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            a->help = 1;
+        } else if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0) {
+            a->version = 1;
+        } else if (strcmp(arg, "-c") == 0 || is_long(arg, "--config")) {
+            rc = take_value(argc, argv, &i, "--config", &a->config_path);
+        } else if (strcmp(arg, "-m") == 0 || is_long(arg, "--model")) {
+            rc = take_value(argc, argv, &i, "--model", &a->model_path);
+        } else {
+            rc = usage_error("unknown option '%s'", arg);
+        }
+    }
+    return rc;
+}
+
+/* --- configuration --- */
+
+/* Loads the configuration with the command-line overrides, printing
+** warnings. Returns KB_OK, or prints the error and returns its code. */
+static int load_config(const CliArgs *a, KbConfig *cfg)
+{
+    int rc = config_load(cfg, a->config_path);
+    for (int i = 0; i < cfg->n_warnings; i++) fprintf(stderr, "kbchat: warning: %s\n", cfg->warnings[i]);
+    if (rc == KB_OK && a->model_path) rc = config_set(cfg, "model.path", a->model_path, "--model");
+    if (rc != KB_OK) fprintf(stderr, "kbchat: %s\n", cfg->errmsg);
+    return rc;
+}
+
+/* --- commands --- */
+
+static int cmd_config(const CliArgs *a, const char *const *args, int n_args)
+{
+    (void)args, (void)n_args;
+    KbConfig cfg;
+    int rc = load_config(a, &cfg);
+    if (rc == KB_OK) config_print(&cfg, stdout);
+    config_free(&cfg);
+    return rc == KB_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+/* Prints the model summary of `path` or the error. Returns the exit code. */
+static int print_model_info(const char *path)
+{
+    char err[1024];
+    int rc = model_info_print(path, stdout, err, sizeof err);
+    if (rc != KB_OK) {
+        fprintf(stderr, "kbchat: %s\n", err);
+        return CLI_EXIT_FAIL;
+    }
+    return CLI_EXIT_OK;
+}
+
+static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args)
+{
+    if (n_args == 1) return print_model_info(args[0]);
+    if (a->model_path) return print_model_info(a->model_path);
+    KbConfig cfg;
+    int code = CLI_EXIT_FAIL;
+    if (load_config(a, &cfg) == KB_OK) {
+        if (cfg.model_path[0]) {
+            code = print_model_info(cfg.model_path);
+        } else {
+            fprintf(stderr, "kbchat: model info: no model given: pass FILE, --model FILE, or set model.path in %s\n",
+                    cfg.file ? cfg.file : "a configuration file (see 'kbchat config --help')");
+            code = CLI_EXIT_USAGE;
+        }
+    }
+    config_free(&cfg);
+    return code;
+}
+
+/* kbchat with no command: checks the configuration and the model and says
+** what it found and how to go on. */
+static int cmd_start(const CliArgs *a)
+{
+    KbConfig cfg;
+    int code = CLI_EXIT_FAIL;
+    if (load_config(a, &cfg) != KB_OK) goto done;
+    printf("kbchat %s\n", KB_VERSION);
+    if (cfg.file) printf("configuration:   %s (found as %s)\n", cfg.file, cfg.file_origin);
+    else printf("configuration:   built-in defaults (no configuration file found)\n");
+    printf("data directory:  %s\n", cfg.data_dir);
+    if (cfg.model_path[0] == '\0') {
+        printf("model:           none configured\n\n"
+               "To chat, get a GGUF chat model (for example Qwen2.5-1.5B-Instruct Q4_K_M,\n"
+               "ChatGLM3-6B Q4_0 or Llama-2-7B-chat Q4_0) and set model.path in %s\n"
+               "or pass --model FILE. 'kbchat --help' lists the commands.\n",
+               cfg.file ? cfg.file : "~/.config/kbchat/config.yaml");
+        code = CLI_EXIT_OK;
+        goto done;
+    }
+    printf("model:\n");
+    fflush(stdout);
+    code = print_model_info(cfg.model_path);
+    if (code == CLI_EXIT_OK) printf("\n'kbchat --help' lists the commands.\n");
+done:
+    config_free(&cfg);
+    return code;
+}
+
+/* Finds the command named by the words; reports usage errors. */
+static int find_command(const CliArgs *a, const CliCommand **out, int *n_used)
+{
+    const char *name = a->words[0];
+    const char *sub = a->n_words > 1 ? a->words[1] : NULL;
+    int known_name = 0;
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(commands[i].name, name) != 0) continue;
+        known_name = 1;
+        if (commands[i].sub == NULL) {
+            *out = &commands[i];
+            *n_used = 1;
+            return 0;
+        }
+        if (sub && strcmp(commands[i].sub, sub) == 0) {
+            *out = &commands[i];
+            *n_used = 2;
+            return 0;
+        }
+    }
+    if (!known_name) return usage_error("unknown command '%s'", name);
+    if (sub) return usage_error("unknown subcommand '%s'", sub);
+    return usage_error("'%s' needs a subcommand (see 'kbchat --help')", name);
+}
+
+int cli_run(int argc, char **argv)
+{
+    CliArgs a;
+    int code = parse_args(argc, argv, &a);
+    if (code != 0) return code;
+    if (a.version) {
+        print_version(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (a.n_words == 0) {
+        if (a.help) {
+            print_help(stdout);
+            return CLI_EXIT_OK;
+        }
+        return cmd_start(&a);
+    }
+    const CliCommand *c = NULL;
+    int used = 0;
+    if ((code = find_command(&a, &c, &used)) != 0) return code;
+    if (a.help) {
+        print_command_help(stdout, c);
+        return CLI_EXIT_OK;
+    }
+    int n_args = a.n_words - used;
+    if (n_args < c->min_args || n_args > c->max_args) {
+        if (n_args > c->max_args) fprintf(stderr, "kbchat: unexpected argument '%s'\n", a.words[used + c->max_args]);
+        else fprintf(stderr, "kbchat: %s needs more arguments\n", c->usage);
+        fprintf(stderr, "usage: kbchat [--config FILE] %s\n", c->usage);
+        return CLI_EXIT_USAGE;
+    }
+    return c->run(&a, a.words + used, n_args);
+}

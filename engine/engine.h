@@ -1,0 +1,46 @@
+/*
+** engine.h: the public API of kbchat's inference engine.
+**
+** The engine reads model files (GGUF), knows the quantized tensor formats and,
+** in later stages, runs the models. It knows nothing of rag/, ui/ or app/:
+** it never prints and never exits; every function returns a KB_* status code
+** and leaves a message in its handle (or in a caller-supplied buffer when no
+** handle exists yet).
+**
+** This header is the only one other modules include. It gathers:
+**   - status codes shared by every module (KB_OK, KB_ENOMEM, ...), kb_strerror()
+**   - the tensor type table (quant.h)
+**   - the GGUF reader (gguf.h)
+*/
+#ifndef KB_ENGINE_H
+#define KB_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Status codes. 0 is success; every failure is a small positive number so
+** callers can chain `if (rc == KB_OK)`. */
+enum {
+    KB_OK = 0,
+    KB_ENOMEM,      /* an allocation failed */
+    KB_EIO,         /* the operating system refused a read, open or map */
+    KB_EFORMAT,     /* the input is malformed (bad magic, bounds, lengths) */
+    KB_EUNSUPPORTED,/* well-formed but not something kbchat can use */
+    KB_ENOTFOUND,   /* a key, tensor or file that was asked for is absent */
+    KB_ETYPE,       /* a value exists but has another type than asked for */
+    KB_ERANGE,      /* a number or index is outside the allowed range */
+    KB_EINVAL,      /* the caller passed an invalid argument */
+    KB_STATUS_COUNT
+};
+
+/* Returns a short constant English name for a status code ("out of memory"). */
+const char *kb_strerror(int rc);
+
+/* Returns a one-line description of the BLAS library kbchat is linked with
+** (OpenBLAS's build configuration string). The string is static. */
+const char *engine_blas_info(void);
+
+#include "engine/quant.h"
+#include "engine/gguf.h"
+
+#endif /* KB_ENGINE_H */

@@ -1,0 +1,23 @@
+/*
+** errors.c: names of the KB_* status codes.
+*/
+#include "engine/engine.h"
+
+/* Returns a constant description of status code rc; unknown codes get
+** "unknown error" rather than NULL so callers can print the result directly. */
+const char *kb_strerror(int rc)
+{
+    static const char *const names[KB_STATUS_COUNT] = {
+        [KB_OK] = "ok",
+        [KB_ENOMEM] = "out of memory",
+        [KB_EIO] = "input/output error",
+        [KB_EFORMAT] = "malformed input",
+        [KB_EUNSUPPORTED] = "unsupported",
+        [KB_ENOTFOUND] = "not found",
+        [KB_ETYPE] = "wrong type",
+        [KB_ERANGE] = "out of range",
+        [KB_EINVAL] = "invalid argument",
+    };
+    if (rc < 0 || rc >= KB_STATUS_COUNT) return "unknown error";
+    return names[rc];
+}

@@ -1,0 +1,423 @@
+/*
+** test_cli.c: the kbchat binary, run as a user runs it ($KBCHAT_BIN, in a
+** clean environment: HOME, XDG dirs and the working directory are fresh
+** temporary folders, so the developer's own configuration is never read).
+**
+** Expected model facts come from ../shared/testdata/README.md (tiny-llama:
+** 2 layers, n_embd 256, 8 heads, 2 KV heads, n_ff 512, separate output, the
+** 512-token aidreams vocabulary), not from kbchat's own output.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "tests/testutil.h"
+
+/* A finished run of kbchat. */
+typedef struct Run {
+    char *out, *err;
+    int status;
+} Run;
+
+/* Per-test sandbox: an empty HOME that is also the working directory. */
+typedef struct Sandbox {
+    char *dir;
+    char *cwd_bin; /* absolute path of the binary under test */
+    char env_home[600], env_xdg_data[32], env_xdg_cfg[32], env_kbcfg[32];
+} Sandbox;
+
+static int sandbox_setup(void **state)
+{
+    Sandbox *sb = calloc(1, sizeof *sb);
+    sb->dir = testutil_mkdtemp();
+    char *bin = realpath(testutil_kbchat_bin(), NULL);
+    sb->cwd_bin = bin;
+    snprintf(sb->env_home, sizeof sb->env_home, "HOME=%s", sb->dir);
+    strcpy(sb->env_xdg_data, "XDG_DATA_HOME=");
+    strcpy(sb->env_xdg_cfg, "XDG_CONFIG_HOME=");
+    strcpy(sb->env_kbcfg, "KBCHAT_CONFIG=");
+    *state = sb;
+    return sb->dir && bin ? 0 : -1;
+}
+
+static int sandbox_teardown(void **state)
+{
+    Sandbox *sb = *state;
+    testutil_rmtree(sb->dir);
+    free(sb->dir);
+    free(sb->cwd_bin);
+    free(sb);
+    return 0;
+}
+
+/* Runs kbchat with up to 6 arguments inside the sandbox. */
+static Run run_kbchat(Sandbox *sb, const char *a1, const char *a2, const char *a3, const char *a4)
+{
+    const char *argv[] = {sb->cwd_bin, a1, a2, a3, a4, NULL};
+    const char *env[] = {sb->env_home, sb->env_xdg_data, sb->env_xdg_cfg, sb->env_kbcfg, NULL};
+    Run r;
+    int rc = testutil_run(argv, env, sb->dir, 60, &r.out, &r.err, &r.status);
+    assert_int_equal(rc, 0);
+    return r;
+}
+
+static void run_free(Run *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Counts the lines of s. */
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+/* Asserts a usage error: exit 2, nothing on stdout, the given first line on
+** stderr followed by the usage. */
+static void assert_usage_error(Run *r, const char *first_line)
+{
+    assert_int_equal(r->status, 2);
+    assert_string_equal(r->out, "");
+    assert_memory_equal(r->err, first_line, strlen(first_line));
+    assert_int_equal(r->err[strlen(first_line)], '\n');
+    assert_non_null(strstr(r->err, "usage: kbchat"));
+}
+
+/* --- help, version, usage errors --- */
+
+static void test_cli_help_lists_commands_and_options(void **state)
+{
+    Run r = run_kbchat(*state, "--help", NULL, NULL, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "usage: kbchat"));
+    assert_non_null(strstr(r.out, "model info [FILE]"));
+    assert_non_null(strstr(r.out, "config "));
+    assert_non_null(strstr(r.out, "--config FILE"));
+    assert_non_null(strstr(r.out, "--model FILE"));
+    assert_string_equal(r.err, "");
+    run_free(&r);
+}
+
+static void test_cli_version_names_kbchat_and_libraries(void **state)
+{
+    Run r = run_kbchat(*state, "--version", NULL, NULL, NULL);
+    assert_int_equal(r.status, 0);
+    assert_memory_equal(r.out, "kbchat ", 7);
+    assert_non_null(strstr(r.out, "SQLite 3."));
+    assert_non_null(strstr(r.out, "poppler "));
+    assert_non_null(strstr(r.out, "libyaml "));
+    assert_non_null(strstr(r.out, "ncurses"));
+    assert_non_null(strstr(r.out, "OpenBLAS"));
+    run_free(&r);
+}
+
+static void test_cli_unknown_option_is_one_line_and_usage_exit_2(void **state)
+{
+    Run r = run_kbchat(*state, "--frobnicate", NULL, NULL, NULL);
+    assert_usage_error(&r, "kbchat: unknown option '--frobnicate'");
+    run_free(&r);
+    r = run_kbchat(*state, "model", "info", "-x", NULL);
+    assert_usage_error(&r, "kbchat: unknown option '-x'");
+    run_free(&r);
+}
+
+static void test_cli_unknown_command_and_subcommand_exit_2(void **state)
+{
+    Run r = run_kbchat(*state, "chatter", NULL, NULL, NULL);
+    assert_usage_error(&r, "kbchat: unknown command 'chatter'");
+    run_free(&r);
+    r = run_kbchat(*state, "model", "frob", NULL, NULL);
+    assert_usage_error(&r, "kbchat: unknown subcommand 'frob'");
+    run_free(&r);
+    r = run_kbchat(*state, "model", NULL, NULL, NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "needs a subcommand"));
+    run_free(&r);
+}
+
+static void test_cli_option_without_value_exit_2(void **state)
+{
+    Run r = run_kbchat(*state, "config", "--config", NULL, NULL);
+    assert_usage_error(&r, "kbchat: option '--config' needs a file name");
+    run_free(&r);
+}
+
+static void test_cli_extra_argument_exit_2(void **state)
+{
+    Run r = run_kbchat(*state, "model", "info", "a.gguf", "b.gguf");
+    assert_usage_error(&r, "kbchat: unexpected argument 'b.gguf'");
+    run_free(&r);
+    r = run_kbchat(*state, "config", "extra", NULL, NULL);
+    assert_usage_error(&r, "kbchat: unexpected argument 'extra'");
+    run_free(&r);
+}
+
+static void test_cli_subcommands_have_their_own_help(void **state)
+{
+    Run r = run_kbchat(*state, "model", "info", "--help", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "usage: kbchat [--config FILE] model info [FILE]"));
+    run_free(&r);
+    r = run_kbchat(*state, "config", "--help", NULL, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "usage: kbchat [--config FILE] config"));
+    assert_non_null(strstr(r.out, "$KBCHAT_CONFIG"));
+    run_free(&r);
+}
+
+/* --- model info --- */
+
+static void test_cli_model_info_describes_tiny_llama(void **state)
+{
+    char *path = testutil_data_path("models/tiny-llama-Q4_K_M.gguf");
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    Run r = run_kbchat(*state, "model", "info", path, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    assert_non_null(strstr(r.out, "architecture:    llama\n"));
+    assert_non_null(strstr(r.out, "layers:          2\n"));
+    assert_non_null(strstr(r.out, "embedding size:  256\n"));
+    assert_non_null(strstr(r.out, "heads:           8 (KV heads 2, head size 32)\n"));
+    assert_non_null(strstr(r.out, "feed-forward:    512\n"));
+    assert_non_null(strstr(r.out, "vocabulary:      512 tokens, tokenizer llama"));
+    assert_non_null(strstr(r.out, "context length:  "));
+    assert_non_null(strstr(r.out, "chat template:   "));
+    /* 2 x 512 x 256 (embeddings, output) + 256 (norm) + 2 layers x 557568 */
+    assert_non_null(strstr(r.out, "(1377536)"));
+    char size_line[64];
+    snprintf(size_line, sizeof size_line, "(%lld bytes)", (long long)st.st_size);
+    assert_non_null(strstr(r.out, size_line));
+    /* a Q4_K_M file mixes Q4_K and Q6_K with F32 norms */
+    assert_non_null(strstr(r.out, "\n  Q4_K "));
+    assert_non_null(strstr(r.out, "\n  Q6_K "));
+    assert_non_null(strstr(r.out, "\n  F32 "));
+    run_free(&r);
+    free(path);
+}
+
+static void test_cli_model_info_names_each_architecture(void **state)
+{
+    static const struct { const char *file, *arch; } cases[] = {
+        {"models/tiny-qwen2-Q8_0.gguf", "qwen2"},
+        {"models/tiny-chatglm-Q4_0.gguf", "chatglm"},
+        {"models/tiny-bloom-Q5_1.gguf", "bloom"},
+        {"models/tiny-bert-F16.gguf", "bert"},
+        {"models/aidreams260K-F32.gguf", "llama"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *path = testutil_data_path(cases[i].file);
+        char want[64];
+        snprintf(want, sizeof want, "architecture:    %s\n", cases[i].arch);
+        Run r = run_kbchat(*state, "model", "info", path, NULL);
+        assert_int_equal(r.status, 0);
+        assert_non_null(strstr(r.out, want));
+        run_free(&r);
+        free(path);
+    }
+}
+
+static void test_cli_model_info_on_vocab_only_file(void **state)
+{
+    char *path = testutil_data_path("vocab/ggml-vocab-bert-bge.gguf");
+    Run r = run_kbchat(*state, "model", "info", path, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "vocabulary:      30522 tokens, tokenizer bert"));
+    assert_non_null(strstr(r.out, "parameters:      0 (0)"));
+    run_free(&r);
+    free(path);
+}
+
+/* A file that is not GGUF, a truncated download, a missing path and a
+** directory: one line on stderr, nothing on stdout, exit 1. */
+static void test_cli_model_info_bad_files_give_one_clear_line(void **state)
+{
+    Sandbox *sb = *state;
+    char *text = testutil_join(sb->dir, "notes.gguf");
+    assert_int_equal(testutil_write_file(text, "hello world, not a model\n", 25), 0);
+    char *src = testutil_data_path("models/tiny-llama-Q8_0.gguf");
+    size_t len;
+    char *bytes = testutil_read_file(src, &len);
+    assert_non_null(bytes);
+    char *cut = testutil_join(sb->dir, "cut.gguf");
+    assert_int_equal(testutil_write_file(cut, bytes, len * 2 / 3), 0);
+    char *missing = testutil_join(sb->dir, "missing.gguf");
+    static const char *const want[] = {"not a GGUF file", "truncated download", "No such file", "directory"};
+    const char *paths[] = {text, cut, missing, sb->dir};
+    for (int i = 0; i < 4; i++) {
+        Run r = run_kbchat(sb, "model", "info", paths[i], NULL);
+        assert_int_equal(r.status, 1);
+        assert_string_equal(r.out, "");
+        assert_int_equal(count_lines(r.err), 1);
+        assert_non_null(strstr(r.err, paths[i]));
+        assert_non_null(strstr(r.err, want[i]));
+        run_free(&r);
+    }
+    free(bytes), free(src), free(text), free(cut), free(missing);
+}
+
+static void test_cli_model_info_without_file_uses_config_or_says_how(void **state)
+{
+    Sandbox *sb = *state;
+    Run r = run_kbchat(sb, "model", "info", NULL, NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "no model given"));
+    run_free(&r);
+
+    char *model = testutil_data_path("models/tiny-bloom-Q4_0.gguf");
+    char *abs = realpath(model, NULL);
+    char yaml[1200];
+    snprintf(yaml, sizeof yaml, "model:\n  path: \"%s\"\n", abs);
+    char *cfg = testutil_join(sb->dir, "config.yaml");
+    assert_int_equal(testutil_write_file(cfg, yaml, strlen(yaml)), 0);
+    r = run_kbchat(sb, "model", "info", NULL, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "architecture:    bloom\n"));
+    run_free(&r);
+    free(model), free(abs), free(cfg);
+}
+
+/* --- configuration through the binary --- */
+
+static void test_cli_config_error_names_file_line_key_and_writes_nothing(void **state)
+{
+    Sandbox *sb = *state;
+    char *cfg = testutil_join(sb->dir, "bad.yaml");
+    const char *yaml = "# my settings\nretrieval:\n  top_k: five\n";
+    assert_int_equal(testutil_write_file(cfg, yaml, strlen(yaml)), 0);
+    Run r = run_kbchat(sb, "--config", cfg, "config", NULL);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "bad.yaml:3: retrieval.top_k: expected an integer 1..100, got \"five\""));
+    run_free(&r);
+    /* the bare command fails the same way */
+    r = run_kbchat(sb, "--config", cfg, NULL, NULL);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+    free(cfg);
+}
+
+static void test_cli_config_missing_file_is_an_error(void **state)
+{
+    Run r = run_kbchat(*state, "--config", "nowhere.yaml", "config", NULL);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    assert_non_null(strstr(r.err, "nowhere.yaml"));
+    run_free(&r);
+}
+
+static void test_cli_config_warns_on_unknown_key_and_goes_on(void **state)
+{
+    Sandbox *sb = *state;
+    char *cfg = testutil_join(sb->dir, "config.yaml");
+    const char *yaml = "retrieval:\n  topk: 3\n";
+    assert_int_equal(testutil_write_file(cfg, yaml, strlen(yaml)), 0);
+    Run r = run_kbchat(sb, "config", NULL, NULL, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.err, "warning"));
+    assert_non_null(strstr(r.err, "retrieval.top_k"));
+    run_free(&r);
+    free(cfg);
+}
+
+/* `kbchat config` shows where values came from: the file's line, the
+** command line, or the default. */
+static void test_cli_config_prints_sources(void **state)
+{
+    Sandbox *sb = *state;
+    char *cfg = testutil_join(sb->dir, "config.yaml");
+    const char *yaml = "ui:\n  theme: light\n";
+    assert_int_equal(testutil_write_file(cfg, yaml, strlen(yaml)), 0);
+    Run r = run_kbchat(sb, "--model", "/models/x.gguf", "config", NULL);
+    assert_int_equal(r.status, 0);
+    char *theme = strstr(r.out, "theme: \"light\"");
+    assert_non_null(theme);
+    char *eol = strchr(theme, '\n');
+    assert_non_null(eol);
+    *eol = '\0';
+    assert_non_null(strstr(theme, "config.yaml:2"));
+    *eol = '\n';
+    char *path = strstr(r.out, "path: \"/models/x.gguf\"");
+    assert_non_null(path);
+    eol = strchr(path, '\n');
+    *eol = '\0';
+    assert_non_null(strstr(path, "--model"));
+    *eol = '\n';
+    assert_non_null(strstr(r.out, "# default"));
+    run_free(&r);
+    free(cfg);
+}
+
+/* --- starting kbchat --- */
+
+/* With no configuration anywhere, kbchat starts, explains how to get a
+** model, and creates nothing in HOME. */
+static void test_cli_start_without_model_explains_and_writes_nothing(void **state)
+{
+    Sandbox *sb = *state;
+    Run r = run_kbchat(sb, NULL, NULL, NULL, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "none configured"));
+    assert_non_null(strstr(r.out, "model.path"));
+    assert_non_null(strstr(r.out, "--model"));
+    assert_non_null(strstr(r.out, "built-in defaults"));
+    run_free(&r);
+    char *local = testutil_join(sb->dir, ".local");
+    struct stat st;
+    assert_int_not_equal(stat(local, &st), 0);
+    free(local);
+}
+
+static void test_cli_start_with_model_describes_it(void **state)
+{
+    char *model = testutil_data_path("models/tiny-qwen2-Q4_0.gguf");
+    char *abs = realpath(model, NULL);
+    Run r = run_kbchat(*state, "--model", abs, NULL, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "architecture:    qwen2\n"));
+    run_free(&r);
+    r = run_kbchat(*state, "--model", "/no/such/model.gguf", NULL, NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "/no/such/model.gguf"));
+    run_free(&r);
+    free(model), free(abs);
+}
+
+#define SANDBOXED(t) cmocka_unit_test_setup_teardown(t, sandbox_setup, sandbox_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        SANDBOXED(test_cli_help_lists_commands_and_options),
+        SANDBOXED(test_cli_version_names_kbchat_and_libraries),
+        SANDBOXED(test_cli_unknown_option_is_one_line_and_usage_exit_2),
+        SANDBOXED(test_cli_unknown_command_and_subcommand_exit_2),
+        SANDBOXED(test_cli_option_without_value_exit_2),
+        SANDBOXED(test_cli_extra_argument_exit_2),
+        SANDBOXED(test_cli_subcommands_have_their_own_help),
+        SANDBOXED(test_cli_model_info_describes_tiny_llama),
+        SANDBOXED(test_cli_model_info_names_each_architecture),
+        SANDBOXED(test_cli_model_info_on_vocab_only_file),
+        SANDBOXED(test_cli_model_info_bad_files_give_one_clear_line),
+        SANDBOXED(test_cli_model_info_without_file_uses_config_or_says_how),
+        SANDBOXED(test_cli_config_error_names_file_line_key_and_writes_nothing),
+        SANDBOXED(test_cli_config_missing_file_is_an_error),
+        SANDBOXED(test_cli_config_warns_on_unknown_key_and_goes_on),
+        SANDBOXED(test_cli_config_prints_sources),
+        SANDBOXED(test_cli_start_without_model_explains_and_writes_nothing),
+        SANDBOXED(test_cli_start_with_model_describes_it),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,54 @@
+/*
+** testutil.h: helpers shared by the cmocka test programs.
+**
+** Paths: tests run from the repository root; the shared reference data is at
+** $KBCHAT_TESTDATA, default "../shared/testdata". The kbchat binary under test
+** is $KBCHAT_BIN, default "./kbchat" (tests/run.sh sets both).
+**
+** Allocation failure injection: test programs are linked with
+** -Wl,--wrap=malloc,calloc,realloc,strdup, so every allocation made by our own
+** code (not by shared libraries) passes through a countdown.
+*/
+#ifndef KB_TESTUTIL_H
+#define KB_TESTUTIL_H
+
+#include <stddef.h>
+
+/* Makes the n-th allocation from now (n >= 1) and every later one fail, until
+** testutil_fail_alloc_after(0) turns the injection off. */
+void testutil_fail_alloc_after(long n);
+/* Number of allocations (successful or failed) since the last call to
+** testutil_fail_alloc_after. */
+long testutil_alloc_count(void);
+
+/* Returns $KBCHAT_TESTDATA or "../shared/testdata" (static string). */
+const char *testutil_testdata(void);
+/* Returns a malloc'd absolute path "<testdata>/<rel>". */
+char *testutil_data_path(const char *rel);
+/* Returns $KBCHAT_BIN or "./kbchat" (static string). */
+const char *testutil_kbchat_bin(void);
+
+/* Creates a fresh private directory under $TMPDIR (or /tmp); returns its
+** malloc'd path. testutil_rmtree removes it and everything in it. */
+char *testutil_mkdtemp(void);
+void testutil_rmtree(const char *path);
+
+/* Reads a whole file into a malloc'd buffer (NUL-terminated; *len excludes
+** the NUL). Returns NULL on failure. */
+char *testutil_read_file(const char *path, size_t *len);
+/* Writes len bytes to path (created or truncated). Returns 0 on success. */
+int testutil_write_file(const char *path, const void *data, size_t len);
+/* Returns a malloc'd "<dir>/<name>". */
+char *testutil_join(const char *dir, const char *name);
+
+/* Runs argv[0] (searched in PATH when it has no '/') with the given extra
+** environment assignments ("NAME=value", NULL-terminated list, may be NULL;
+** "NAME=" with nothing after '=' unsets NAME), in directory cwd (NULL = ours),
+** with stdin from /dev/null. Captures stdout and stderr (malloc'd,
+** NUL-terminated) and the exit status (128 + signal number when killed).
+** Kills the child after timeout_s seconds and reports exit status -1.
+** Returns 0 when the child ran, -1 when it could not be started. */
+int testutil_run(const char *const argv[], const char *const env[], const char *cwd,
+                 int timeout_s, char **out, char **err, int *status);
+
+#endif
