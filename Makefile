@@ -27,7 +27,7 @@ APP_OBJ    = app/config.o app/cli.o app/model_info.o
 MAIN_OBJ   = app/main.o
 LIB_OBJ    = $(ENGINE_OBJ) $(RAG_OBJ) $(UI_OBJ) $(APP_OBJ)
 
-TESTS        = test_quant test_config test_gguf test_gguf_robust test_cli
+TESTS        = test_quant test_deps test_config test_gguf test_gguf_robust test_cli
 TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 
 # Variants: release builds ./kbchat; asan is the sanitizer build of everything.
@@ -52,6 +52,15 @@ build/deps.mk: scripts/deps.sh
 	   echo "TEST_LIBS = $$(pkg-config --libs $(TEST_PKGS))"; } > $@.tmp
 	@mv $@.tmp $@
 
+# Quiet output ("CC engine/gguf.o"); `make V=1` shows the full commands.
+ifeq ($(V),1)
+Q =
+say = @true
+else
+Q = @
+say = @printf '  %-6s %s\n'
+endif
+
 FINAL_CFLAGS  = $(STD) $(WARN) $(OPT) $(DEBUG) $(PKG_CFLAGS) -I. $(CFLAGS)
 FINAL_LDFLAGS = $(LDFLAGS)
 FINAL_LIBS    = $(PKG_LIBS) $(LIBS)
@@ -59,27 +68,33 @@ FINAL_LIBS    = $(PKG_LIBS) $(LIBS)
 # --- objects: one pattern rule per variant, -MMD for header dependencies ---
 $(REL)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(FINAL_CFLAGS) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
+	$(say) CC $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
 
 $(SANB)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(FINAL_CFLAGS) $(TEST_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
+	$(say) CC $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(TEST_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
 
 kbchat: $(addprefix $(REL)/,$(LIB_OBJ) $(MAIN_OBJ))
-	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+	$(say) LINK $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 $(SANB)/kbchat: $(addprefix $(SANB)/,$(LIB_OBJ) $(MAIN_OBJ))
-	$(CC) $(FINAL_CFLAGS) $(SAN) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+	$(say) LINK $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(SAN) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 # Tests link the module objects (not main.o) plus tests/testutil.o.
 # Allocations are wrapped so tests can make the n-th malloc fail (tests/testutil.c).
 TEST_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup
 
 $(REL)/tests/%: $(REL)/tests/%.o $(addprefix $(REL)/,$(TEST_SUPPORT)) $(addprefix $(REL)/,$(LIB_OBJ))
-	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) $(TEST_WRAP) -o $@ $^ $(FINAL_LIBS) $(TEST_LIBS)
+	$(say) LINK $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) $(TEST_WRAP) -o $@ $^ $(FINAL_LIBS) $(TEST_LIBS)
 
 $(SANB)/tests/%: $(SANB)/tests/%.o $(addprefix $(SANB)/,$(TEST_SUPPORT)) $(addprefix $(SANB)/,$(LIB_OBJ))
-	$(CC) $(FINAL_CFLAGS) $(SAN) $(FINAL_LDFLAGS) $(TEST_WRAP) -o $@ $^ $(FINAL_LIBS) $(TEST_LIBS)
+	$(say) LINK $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(SAN) $(FINAL_LDFLAGS) $(TEST_WRAP) -o $@ $^ $(FINAL_LIBS) $(TEST_LIBS)
 
 .PRECIOUS: $(REL)/%.o $(SANB)/%.o
 
