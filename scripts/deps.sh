@@ -1,7 +1,8 @@
 #!/bin/sh
 # deps.sh: make sure the Debian packages kbchat builds and tests with are installed.
 #
-#   scripts/deps.sh check     exit 0 when pkg-config finds every library and tmux is on PATH
+#   scripts/deps.sh check     exit 0 when pkg-config finds every library, tmux is on PATH
+#                             and the locale sources are there
 #   scripts/deps.sh install   install the Debian packages with apt-get (via sudo when not root),
 #                             printing each command before it runs it
 #   scripts/deps.sh ensure    'check', and 'install' only when the check fails
@@ -12,7 +13,7 @@ set -eu
 
 PKG_CONFIG=${PKG_CONFIG:-pkg-config}
 LIBS="ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 cmocka"
-PACKAGES="build-essential pkg-config libncurses-dev libpoppler-glib-dev libsqlite3-dev libopenblas-dev libyaml-dev libcmocka-dev tmux"
+PACKAGES="build-essential pkg-config libncurses-dev libpoppler-glib-dev libsqlite3-dev libopenblas-dev libyaml-dev libcmocka-dev tmux locales"
 
 missing_parts() {
     if ! command -v "$PKG_CONFIG" >/dev/null 2>&1; then
@@ -23,6 +24,8 @@ missing_parts() {
         "$PKG_CONFIG" --exists "$lib" || echo "$lib"
     done
     command -v tmux >/dev/null 2>&1 || echo "tmux"
+    # locale sources, for tests that build a de_DE (decimal comma) locale
+    [ -f /usr/share/i18n/locales/de_DE ] || echo "locales"
 }
 
 run() {
