@@ -48,7 +48,6 @@ typedef struct GgufKv {
 } GgufKv;
 
 struct GgufFile {
-    char *path;
     const uint8_t *map;
     uint64_t size;
     uint32_t version;
@@ -69,6 +68,7 @@ struct GgufFile {
 /* Parsing state: a cursor over the mapping plus where errors go. */
 typedef struct Reader {
     GgufFile *g;
+    const char *path;         /* as the caller gave it, for messages */
     uint64_t pos;
     char *err;
     size_t errlen;
@@ -80,7 +80,7 @@ typedef struct Reader {
 static int fail(Reader *r, int rc, const char *fmt, ...)
 {
     if (r->err && r->errlen > 0) {
-        int n = snprintf(r->err, r->errlen, "%s: ", r->g->path ? r->g->path : "(null)");
+        int n = snprintf(r->err, r->errlen, "%s: ", r->path);
         if (n < 0) n = 0;
         if ((size_t)n < r->errlen) {
             va_list ap;
@@ -158,7 +158,7 @@ static int read_string(Reader *r, uint64_t *off, uint64_t *len, const char *what
 }
 
 /* Size in bytes of a fixed-size value type, 0 for string/array/invalid. */
-static uint64_t value_type_size(int vt)
+uint64_t gguf_value_type_size(int vt)
 {
     switch (vt) {
     case GGUF_VT_UINT8: case GGUF_VT_INT8: case GGUF_VT_BOOL: return 1;
@@ -247,7 +247,7 @@ static int parse_value(Reader *r, GgufKv *kv, const char *key_q)
         return read_string(r, &off, &len, what);
     }
     if (kv->type != GGUF_VT_ARRAY) {
-        sz = value_type_size(kv->type);
+        sz = gguf_value_type_size(kv->type);
         if (sz > r->g->size - r->pos) {
             snprintf(what, sizeof what, "the value of %s", key_q);
             return fail(r, KB_EFORMAT, "file ends at byte %llu while reading %s (truncated download?)",
@@ -269,7 +269,7 @@ static int parse_value(Reader *r, GgufKv *kv, const char *key_q)
     kv->val_off = r->pos;
     uint64_t left = r->g->size - r->pos;
     if (et != GGUF_VT_STRING) {
-        sz = value_type_size((int)et);
+        sz = gguf_value_type_size((int)et);
         if (kv->n > left / sz) {
             return fail(r, KB_EFORMAT,
                         "%s: array of %llu %s values needs more than the %llu bytes left (truncated download?)",
@@ -575,11 +575,12 @@ static int check_tensor_data(Reader *r)
 
 /* --- open / close --- */
 
-/* Maps the file read-only; the descriptor is closed again at once. */
+/* Maps the file read-only; the descriptor is closed again at once.
+** O_NONBLOCK keeps a named pipe from blocking the open; fstat rejects it. */
 static int map_file(Reader *r, const char *path)
 {
     GgufFile *g = r->g;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return fail(r, KB_EIO, "cannot open: %s", strerror(errno));
     struct stat st;
     int rc = KB_OK;
@@ -634,14 +635,12 @@ int gguf_open(const char *path, GgufFile **out, char *err, size_t errlen)
     *out = NULL;
     if (err && errlen) err[0] = '\0';
     GgufFile *g = calloc(1, sizeof *g);
-    Reader r = {g, 0, err, errlen};
+    Reader r = {g, path, 0, err, errlen};
     if (g == NULL) {
         if (err && errlen) snprintf(err, errlen, "%s: out of memory", path);
         return KB_ENOMEM;
     }
-    g->path = strdup(path);
-    int rc = g->path ? KB_OK : fail(&r, KB_ENOMEM, "out of memory");
-    if (rc == KB_OK) rc = map_file(&r, path);
+    int rc = map_file(&r, path);
     if (rc == KB_OK) rc = parse_file(&r);
     if (rc != KB_OK) {
         gguf_close(g);
@@ -663,7 +662,6 @@ void gguf_close(GgufFile *g)
     free(g->tensor_name_off);
     free(g->key_names);
     free(g->tensor_names);
-    free(g->path);
     free(g);
 }
 
@@ -703,7 +701,7 @@ static int read_int_at(const GgufFile *g, int vt, uint64_t off, int64_t *v)
 {
     const uint8_t *p = g->map + off;
     union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32; uint64_t u64; int64_t i64; } x;
-    memcpy(&x, p, (size_t)value_type_size(vt));
+    memcpy(&x, p, (size_t)gguf_value_type_size(vt));
     switch (vt) {
     case GGUF_VT_UINT8: *v = x.u8; return KB_OK;
     case GGUF_VT_BOOL: *v = x.u8 != 0; return KB_OK;
@@ -750,7 +748,7 @@ int gguf_kv_get_int(const GgufFile *g, int64_t i, int64_t *v)
 {
     *v = 0;
     if (i < 0 || i >= g->n_kv) return KB_ENOTFOUND;
-    if (value_type_size(g->kv[i].type) == 0 || g->kv[i].type == GGUF_VT_FLOAT32 ||
+    if (gguf_value_type_size(g->kv[i].type) == 0 || g->kv[i].type == GGUF_VT_FLOAT32 ||
         g->kv[i].type == GGUF_VT_FLOAT64)
         return KB_ETYPE;
     return read_int_at(g, g->kv[i].type, g->kv[i].val_off, v);
@@ -808,8 +806,8 @@ int gguf_arr_get_int(const GgufFile *g, int64_t i, uint64_t j, int64_t *v)
     int rc = check_elem(g, i, j);
     if (rc != KB_OK) return rc;
     int et = g->kv[i].elem_type;
-    if (value_type_size(et) == 0 || et == GGUF_VT_FLOAT32 || et == GGUF_VT_FLOAT64) return KB_ETYPE;
-    return read_int_at(g, et, g->kv[i].val_off + j * value_type_size(et), v);
+    if (gguf_value_type_size(et) == 0 || et == GGUF_VT_FLOAT32 || et == GGUF_VT_FLOAT64) return KB_ETYPE;
+    return read_int_at(g, et, g->kv[i].val_off + j * gguf_value_type_size(et), v);
 }
 
 int gguf_arr_get_float(const GgufFile *g, int64_t i, uint64_t j, double *v)
@@ -819,7 +817,7 @@ int gguf_arr_get_float(const GgufFile *g, int64_t i, uint64_t j, double *v)
     if (rc != KB_OK) return rc;
     int et = g->kv[i].elem_type;
     if (et != GGUF_VT_FLOAT32 && et != GGUF_VT_FLOAT64) return KB_ETYPE;
-    return read_float_at(g, et, g->kv[i].val_off + j * value_type_size(et), v);
+    return read_float_at(g, et, g->kv[i].val_off + j * gguf_value_type_size(et), v);
 }
 
 int gguf_arr_get_str(const GgufFile *g, int64_t i, uint64_t j, const char **s, size_t *len)

@@ -73,7 +73,8 @@ typedef struct GgufFile GgufFile;
 ** was expected, e.g. "model.gguf: tensor 'blk.0.attn_q.weight' data ends at
 ** byte 9000 but the file has 4096 bytes (truncated download?)".
 ** Returns KB_EIO (cannot open/stat/map), KB_EFORMAT (not GGUF or malformed),
-** KB_EUNSUPPORTED (big-endian, version 1 or > 3), KB_ENOMEM. */
+** KB_EUNSUPPORTED (big-endian, version 1 or > 3, a tensor type id that ggml
+** removed), KB_ENOMEM. Tensor names are at most 63 bytes, as in ggml. */
 int gguf_open(const char *path, GgufFile **out /* OUT */, char *err, size_t errlen);
 
 /* Unmaps the file and frees the handle. gguf_close(NULL) is a no-op. */
@@ -120,6 +121,10 @@ int gguf_get_int(const GgufFile *g, const char *key, int64_t *v /* OUT */);
 int gguf_get_float(const GgufFile *g, const char *key, double *v /* OUT */);
 int gguf_get_bool(const GgufFile *g, const char *key, bool *v /* OUT */);
 int gguf_get_str(const GgufFile *g, const char *key, const char **s /* OUT */, size_t *len /* OUT */);
+
+/* Returns the size in bytes of a fixed-size value type (uint8 ... float64,
+** bool), 0 for string, array and invalid ids. */
+uint64_t gguf_value_type_size(int vt);
 
 /* Returns the name of a value type ("uint32", "array", ...). */
 const char *gguf_value_type_name(int vt);
