@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/ggufgen.h"
 #include "tests/testutil.h"
 
 /* A finished run of kbchat. */
@@ -287,6 +288,54 @@ static void test_cli_model_info_without_file_uses_config_or_says_how(void **stat
     free(model), free(abs), free(cfg);
 }
 
+/* Strings in a model file are hostile: a name holding terminal escape
+** sequences or invalid UTF-8 is printed escaped, never raw. */
+static void test_cli_model_info_escapes_hostile_strings(void **state)
+{
+    Sandbox *sb = *state;
+    GgufGen *gg = ggufgen_new(3);
+    ggufgen_kv_str(gg, "general.architecture", "llama");
+    ggufgen_kv_str(gg, "general.name", "evil\x1b[2J\x07\xff name 模型");
+    ggufgen_kv_str(gg, "tokenizer.chat_template", "{{ bos }}\x1b]0;title\x07\nsecond line");
+    size_t len;
+    uint8_t *bytes = ggufgen_finish(gg, &len);
+    char *path = testutil_join(sb->dir, "evil.gguf");
+    assert_int_equal(testutil_write_file(path, bytes, len), 0);
+    Run r = run_kbchat(sb, "model", "info", path, NULL);
+    assert_int_equal(r.status, 0);
+    assert_null(strchr(r.out, '\x1b'));
+    assert_null(strchr(r.out, '\x07'));
+    assert_non_null(strstr(r.out, "name:            evil\\x1b[2J\\x07\\xff name 模型\n"));
+    assert_non_null(strstr(r.out, "chat template:   {{ bos }}\\x1b]0;title\\x07 ...\n"));
+    run_free(&r);
+    free(path), free(bytes);
+    ggufgen_free(gg);
+}
+
+/* A 4 GiB model (its data section a hole in a sparse file) is described
+** from its header: sizes past 32 bits are counted right. */
+static void test_cli_model_info_describes_a_4_gib_model(void **state)
+{
+    Sandbox *sb = *state;
+    GgufGen *gg = ggufgen_new(3);
+    ggufgen_kv_str(gg, "general.architecture", "llama");
+    int64_t ne[2] = {4096, 262144}; /* 2^30 F32 values: 4 GiB */
+    ggufgen_tensor(gg, "token_embd.weight", 2, ne, KB_TYPE_F32);
+    ggufgen_set_data_size(gg, 0);
+    size_t len;
+    uint8_t *bytes = ggufgen_finish(gg, &len);
+    char *path = testutil_join(sb->dir, "big.gguf");
+    assert_int_equal(testutil_write_file(path, bytes, len), 0);
+    assert_int_equal(truncate(path, (off_t)len + ((off_t)1 << 32)), 0);
+    Run r = run_kbchat(sb, "model", "info", path, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "size on disk:    4.0 GiB"));
+    assert_non_null(strstr(r.out, "(1073741824)"));
+    run_free(&r);
+    free(path), free(bytes);
+    ggufgen_free(gg);
+}
+
 /* --- configuration through the binary --- */
 
 static void test_cli_config_error_names_file_line_key_and_writes_nothing(void **state)
@@ -412,6 +461,8 @@ int main(void)
         SANDBOXED(test_cli_model_info_on_vocab_only_file),
         SANDBOXED(test_cli_model_info_bad_files_give_one_clear_line),
         SANDBOXED(test_cli_model_info_without_file_uses_config_or_says_how),
+        SANDBOXED(test_cli_model_info_escapes_hostile_strings),
+        SANDBOXED(test_cli_model_info_describes_a_4_gib_model),
         SANDBOXED(test_cli_config_error_names_file_line_key_and_writes_nothing),
         SANDBOXED(test_cli_config_missing_file_is_an_error),
         SANDBOXED(test_cli_config_warns_on_unknown_key_and_goes_on),
