@@ -3,6 +3,7 @@
 #   make          build ./kbchat (installs missing Debian packages first, see `make deps`)
 #   make run      build and start kbchat with the default configuration (ARGS="..." passes arguments)
 #   make test     build and run every test, then again under AddressSanitizer + UBSan
+#   make bench    build and run the benchmarks (tokenizer throughput)
 #   make deps     install the Debian packages kbchat needs (apt-get, sudo when not root)
 #   make clean    remove build products
 #
@@ -20,21 +21,22 @@ PKGS      = ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0
 TEST_PKGS = cmocka
 
 # Object list per module (Redis style: explicit, one pattern rule).
-ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/gguf.o
+ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/gguf.o \
+             engine/tokenizer.o engine/tok_spm.o engine/tok_bpe.o engine/tok_wpm.o
 RAG_OBJ    = rag/version.o
 UI_OBJ     = ui/version.o
-APP_OBJ    = app/config.o app/cli.o app/model_info.o
+APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_tokenize.o
 MAIN_OBJ   = app/main.o
 LIB_OBJ    = $(ENGINE_OBJ) $(RAG_OBJ) $(UI_OBJ) $(APP_OBJ)
 
-TESTS        = test_quant test_deps test_config test_gguf test_gguf_robust test_cli
+TESTS        = test_quant test_deps test_config test_gguf test_gguf_robust test_tokenizer test_tok_wpm test_cli
 TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 
 # Variants: release builds ./kbchat; asan is the sanitizer build of everything.
 REL = build/release
 SANB = build/asan
 
-.PHONY: all run test deps clean help
+.PHONY: all run test bench deps clean help
 all: kbchat
 
 # --- dependencies: build/deps.mk holds pkg-config's answers, made once ---
@@ -99,7 +101,17 @@ $(SANB)/tests/%: $(SANB)/tests/%.o $(addprefix $(SANB)/,$(TEST_SUPPORT)) $(addpr
 .PRECIOUS: $(REL)/%.o $(SANB)/%.o
 
 run: kbchat
-	./kbchat $(ARGS)
+	@./kbchat $(ARGS)
+
+# Benchmarks: figures for the issue notes; no test depends on them.
+BENCHES = bench_tokenizer
+
+$(REL)/tests/bench/%: $(REL)/tests/bench/%.o $(addprefix $(REL)/,$(LIB_OBJ))
+	$(say) LINK $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+bench: $(addprefix $(REL)/tests/bench/,$(BENCHES))
+	@for b in $(BENCHES); do $(REL)/tests/bench/$$b $${KBCHAT_TESTDATA:-../shared/testdata} || exit 1; done
 
 # The whole suite twice: the release build, then under ASan/UBSan.
 test: kbchat $(SANB)/kbchat $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(SANB)/tests/,$(TESTS))
@@ -112,6 +124,6 @@ clean:
 	rm -rf build kbchat
 
 help:
-	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -8,6 +8,7 @@
 ** usage, and exit 2; failures of a command that ran exit 1.
 */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
@@ -17,21 +18,12 @@
 #include "rag/rag.h"
 #include "ui/ui.h"
 
-/* What the command line asked for. */
-typedef struct CliArgs {
-    const char *config_path; /* --config */
-    const char *model_path;  /* --model */
-    int help;                /* --help */
-    int version;             /* --version */
-    const char *words[8];    /* command, subcommand and arguments, in order */
-    int n_words;
-} CliArgs;
-
 /* A command: its words, usage line, help and handler. */
 typedef struct CliCommand {
     const char *name;    /* "config", "model" */
     const char *sub;     /* "info", or NULL */
     int min_args, max_args;
+    unsigned options;    /* CLI_BIT(CLI_OPT_*) it accepts besides the global ones */
     const char *usage;   /* after "kbchat " */
     const char *summary; /* one line for the command list */
     const char *help;    /* the rest of `kbchat CMD --help` */
@@ -42,7 +34,7 @@ static int cmd_config(const CliArgs *a, const char *const *args, int n_args);
 static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args);
 
 static const CliCommand commands[] = {
-    {"config", NULL, 0, 0, "config",
+    {"config", NULL, 0, 0, 0, "config",
      "print the effective configuration and where each value came from",
      "Prints the configuration kbchat would run with, as YAML, each value followed\n"
      "by its source: a file and line, a command-line option, or the built-in default.\n"
@@ -50,7 +42,7 @@ static const CliCommand commands[] = {
      "$XDG_CONFIG_HOME/kbchat/config.yaml (else ~/.config/kbchat/config.yaml),\n"
      "./config.yaml. The output is itself a valid config.yaml.\n",
      cmd_config},
-    {"model", "info", 0, 1, "model info [FILE]",
+    {"model", "info", 0, 1, 0, "model info [FILE]",
      "describe a GGUF model file (default: the configured model.path)",
      "Prints a GGUF model's architecture, name, context length, layer, head and\n"
      "embedding sizes, vocabulary and tokenizer, chat template, parameter count,\n"
@@ -58,8 +50,39 @@ static const CliCommand commands[] = {
      "so this is instant even for very large models. A damaged or truncated file\n"
      "is reported with what is wrong and where.\n",
      cmd_model_info},
+    {"tokenize", NULL, 0, 1, CLI_BIT(CLI_OPT_SPECIAL) | CLI_BIT(CLI_OPT_BOS) | CLI_BIT(CLI_OPT_FILE),
+     "tokenize [--special] [--bos] [--file FILE] [TEXT]",
+     "print the token ids of TEXT (or FILE's pieces, or standard input)",
+     "Tokenizes with the vocabulary of the model given by --model (or model.path)\n"
+     "and prints the ids separated by spaces.\n"
+     "  --special    turn control-token text such as <|im_start|> into its id\n"
+     "  --bos        add the BOS/EOS tokens the model asks for ([CLS]/[SEP] for BERT)\n"
+     "  --file FILE  split FILE at each \"\\n__ggml_vocab_test__\\n\" and print one line\n"
+     "               of ids per piece (no BOS/EOS, no special-token parsing): the\n"
+     "               format of llama.cpp's tokenizer tests\n"
+     "Without TEXT or --file, the text is read from standard input.\n",
+     cmd_tokenize},
+    {"detokenize", NULL, 1, -1, CLI_BIT(CLI_OPT_SPECIAL), "detokenize [--special] ID...",
+     "print the text of token ids",
+     "Decodes token ids with the vocabulary of the model given by --model (or\n"
+     "model.path) and prints the text. Control tokens (BOS, EOS, ...) are left\n"
+     "out unless --special is given.\n",
+     cmd_detokenize},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
+
+/* Command-specific options: long name, short name (0 = none), whether it
+** takes a value, whether it may be repeated. Indexed by CliOpt. */
+static const struct CliOptionSpec {
+    const char *name;
+    char short_name;
+    int takes_value;
+    int repeatable;
+} cli_options[CLI_OPT_COUNT] = {
+    [CLI_OPT_SPECIAL] = {"--special", 0, 0, 0},
+    [CLI_OPT_BOS] = {"--bos", 0, 0, 0},
+    [CLI_OPT_FILE] = {"--file", 0, 1, 0},
+};
 
 /* --- help and usage --- */
 
@@ -140,15 +163,35 @@ static int is_long(const char *arg, const char *name)
     return strncmp(arg, name, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
 }
 
-/* Fills a from argv. Returns 0, or the usage-error exit code. */
+/* Finds the command-specific option argv[*i] in cli_options and records it
+** (with its value). Returns 0, or the usage-error exit code. */
+static int parse_command_option(int argc, char **argv, int *i, CliArgs *a)
+{
+    const char *arg = argv[*i];
+    for (int o = 0; o < CLI_OPT_COUNT; o++) {
+        const struct CliOptionSpec *spec = &cli_options[o];
+        int short_match = spec->short_name && arg[1] == spec->short_name && arg[2] == '\0';
+        if (!short_match && !(spec->takes_value ? is_long(arg, spec->name) : strcmp(arg, spec->name) == 0)) continue;
+        a->options |= CLI_BIT(o);
+        if (!spec->takes_value) return 0;
+        const char *value;
+        int rc = take_value(argc, argv, i, spec->name, &value);
+        if (rc != 0) return rc;
+        a->value[o] = value;
+        if (spec->repeatable) a->repeated[a->n_repeated++] = value;
+        return 0;
+    }
+    return usage_error("unknown option '%s'", arg);
+}
+
+/* Fills a from argv; a->words must have room for argc entries. Returns 0,
+** or the usage-error exit code. */
 static int parse_args(int argc, char **argv, CliArgs *a)
 {
     int rc = 0, only_words = 0;
-    memset(a, 0, sizeof *a);
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *arg = argv[i];
         if (only_words || arg[0] != '-' || arg[1] == '\0') {
-            if (a->n_words == (int)(sizeof a->words / sizeof a->words[0])) return usage_error("too many arguments at '%s'", arg);
             a->words[a->n_words++] = arg;
         } else if (strcmp(arg, "--") == 0) {
             only_words = 1;
@@ -161,7 +204,7 @@ static int parse_args(int argc, char **argv, CliArgs *a)
         } else if (strcmp(arg, "-m") == 0 || is_long(arg, "--model")) {
             rc = take_value(argc, argv, &i, "--model", &a->model_path);
         } else {
-            rc = usage_error("unknown option '%s'", arg);
+            rc = parse_command_option(argc, argv, &i, a);
         }
     }
     return rc;
@@ -171,7 +214,7 @@ static int parse_args(int argc, char **argv, CliArgs *a)
 
 /* Loads the configuration with the command-line overrides, printing
 ** warnings. Returns KB_OK, or prints the error and returns its code. */
-static int load_config(const CliArgs *a, KbConfig *cfg)
+int cli_load_config(const CliArgs *a, KbConfig *cfg)
 {
     int rc = config_load(cfg, a->config_path);
     for (int i = 0; i < cfg->n_warnings; i++) fprintf(stderr, "kbchat: warning: %s\n", cfg->warnings[i]);
@@ -186,7 +229,7 @@ static int cmd_config(const CliArgs *a, const char *const *args, int n_args)
 {
     (void)args, (void)n_args;
     KbConfig cfg;
-    int rc = load_config(a, &cfg);
+    int rc = cli_load_config(a, &cfg);
     if (rc == KB_OK) config_print(&cfg, stdout);
     config_free(&cfg);
     return rc == KB_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
@@ -210,7 +253,7 @@ static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args)
     if (a->model_path) return print_model_info(a->model_path);
     KbConfig cfg;
     int code = CLI_EXIT_FAIL;
-    if (load_config(a, &cfg) == KB_OK) {
+    if (cli_load_config(a, &cfg) == KB_OK) {
         if (cfg.model_path[0]) {
             code = print_model_info(cfg.model_path);
         } else {
@@ -229,7 +272,7 @@ static int cmd_start(const CliArgs *a)
 {
     KbConfig cfg;
     int code = CLI_EXIT_FAIL;
-    if (load_config(a, &cfg) != KB_OK) goto done;
+    if (cli_load_config(a, &cfg) != KB_OK) goto done;
     printf("kbchat %s\n", KB_VERSION);
     if (cfg.file) printf("configuration:   %s (found as %s)\n", cfg.file, cfg.file_origin);
     else printf("configuration:   built-in defaults (no configuration file found)\n");
@@ -277,35 +320,68 @@ static int find_command(const CliArgs *a, const CliCommand **out, int *n_used)
     return usage_error("'%s' needs a subcommand (see 'kbchat --help')", name);
 }
 
-int cli_run(int argc, char **argv)
+/* Checks that every command-specific option given applies to command c. */
+static int check_options(const CliArgs *a, const CliCommand *c)
 {
-    CliArgs a;
-    int code = parse_args(argc, argv, &a);
-    if (code != 0) return code;
-    if (a.version) {
+    for (int o = 0; o < CLI_OPT_COUNT; o++) {
+        if ((a->options & CLI_BIT(o)) && !(c->options & CLI_BIT(o))) {
+            fprintf(stderr, "kbchat: option '%s' does not apply to '%s'\n", cli_options[o].name, c->usage);
+            fprintf(stderr, "usage: kbchat [--config FILE] %s\n", c->usage);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
+/* Runs the command line in a (parsed); returns the exit code. */
+static int run_parsed(const CliArgs *a)
+{
+    if (a->version) {
         print_version(stdout);
         return CLI_EXIT_OK;
     }
-    if (a.n_words == 0) {
-        if (a.help) {
+    if (a->n_words == 0) {
+        for (int o = 0; o < CLI_OPT_COUNT; o++)
+            if (a->options & CLI_BIT(o)) return usage_error("option '%s' needs a command", cli_options[o].name);
+        if (a->help) {
             print_help(stdout);
             return CLI_EXIT_OK;
         }
-        return cmd_start(&a);
+        return cmd_start(a);
     }
     const CliCommand *c = NULL;
-    int used = 0;
-    if ((code = find_command(&a, &c, &used)) != 0) return code;
-    if (a.help) {
+    int used = 0, code;
+    if ((code = find_command(a, &c, &used)) != 0) return code;
+    if (a->help) {
         print_command_help(stdout, c);
         return CLI_EXIT_OK;
     }
-    int n_args = a.n_words - used;
-    if (n_args < c->min_args || n_args > c->max_args) {
-        if (n_args > c->max_args) fprintf(stderr, "kbchat: unexpected argument '%s'\n", a.words[used + c->max_args]);
+    if ((code = check_options(a, c)) != 0) return code;
+    int n_args = a->n_words - used;
+    if (n_args < c->min_args || (c->max_args >= 0 && n_args > c->max_args)) {
+        if (c->max_args >= 0 && n_args > c->max_args) fprintf(stderr, "kbchat: unexpected argument '%s'\n", a->words[used + c->max_args]);
         else fprintf(stderr, "kbchat: %s needs more arguments\n", c->usage);
         fprintf(stderr, "usage: kbchat [--config FILE] %s\n", c->usage);
         return CLI_EXIT_USAGE;
     }
-    return c->run(&a, a.words + used, n_args);
+    return c->run(a, a->words + used, n_args);
+}
+
+int cli_run(int argc, char **argv)
+{
+    CliArgs a;
+    memset(&a, 0, sizeof a);
+    a.words = calloc((size_t)argc + 1, sizeof *a.words);
+    a.repeated = calloc((size_t)argc + 1, sizeof *a.repeated);
+    if (a.words == NULL || a.repeated == NULL) {
+        free(a.words);
+        free(a.repeated);
+        fputs("kbchat: out of memory\n", stderr);
+        return CLI_EXIT_FAIL;
+    }
+    int code = parse_args(argc, argv, &a);
+    if (code == 0) code = run_parsed(&a);
+    free(a.words);
+    free(a.repeated);
+    return code;
 }

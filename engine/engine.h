@@ -11,6 +11,8 @@
 **   - status codes shared by every module (KB_OK, KB_ENOMEM, ...), kb_strerror()
 **   - the tensor type table (quant.h)
 **   - the GGUF reader (gguf.h)
+**   - tokenizers: text <-> token ids (tokenizer.h)
+**   - models: loading and evaluation (model.h), sampling (sampler.h)
 */
 #ifndef KB_ENGINE_H
 #define KB_ENGINE_H
@@ -42,5 +44,8 @@ const char *engine_blas_info(void);
 
 #include "engine/quant.h"
 #include "engine/gguf.h"
+#include "engine/tokenizer.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
 
 #endif /* KB_ENGINE_H */

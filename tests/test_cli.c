@@ -336,6 +336,90 @@ static void test_cli_model_info_describes_a_4_gib_model(void **state)
     ggufgen_free(gg);
 }
 
+/* --- tokenize / detokenize --- */
+
+/* Compares kbchat's --file output with a reference file line by line,
+** ignoring leading and trailing spaces (the reference lines start with one). */
+static void assert_same_id_lines(const char *got, const char *want_path)
+{
+    size_t len;
+    char *want = testutil_read_file(want_path, &len);
+    assert_non_null(want);
+    const char *g = got, *w = want;
+    int line = 1;
+    while (*g || *w) {
+        while (*w == ' ') w++;
+        while (*g == ' ') g++;
+        const char *ge = strchr(g, '\n'), *we = strchr(w, '\n');
+        assert_non_null(ge);
+        assert_non_null(we);
+        size_t gl = (size_t)(ge - g), wl = (size_t)(we - w);
+        while (gl && g[gl - 1] == ' ') gl--;
+        while (wl && w[wl - 1] == ' ') wl--;
+        if (gl != wl || memcmp(g, w, gl) != 0) fail_msg("%s line %d: got \"%.*s\"", want_path, line, (int)gl, g);
+        g = ge + 1, w = we + 1, line++;
+    }
+    free(want);
+}
+
+/* The acceptance check of the tokenizers, through the command line: every
+** vocabulary's --file output equals llama.cpp's .out and .zh.out. */
+static void test_cli_tokenize_file_matches_reference_outputs(void **state)
+{
+    static const struct { const char *model, *inp, *out; } cases[] = {
+        {"vocab/ggml-vocab-llama-spm.gguf", "vocab/ggml-vocab-llama-spm.gguf.inp", "vocab/ggml-vocab-llama-spm.gguf.out"},
+        {"vocab/ggml-vocab-llama-spm.gguf", "vocab/zh.inp", "vocab/ggml-vocab-llama-spm.gguf.zh.out"},
+        {"vocab/ggml-vocab-gpt-2.gguf", "vocab/ggml-vocab-gpt-2.gguf.inp", "vocab/ggml-vocab-gpt-2.gguf.out"},
+        {"vocab/ggml-vocab-gpt-2.gguf", "vocab/zh.inp", "vocab/ggml-vocab-gpt-2.gguf.zh.out"},
+        {"vocab/ggml-vocab-bert-bge.gguf", "vocab/ggml-vocab-bert-bge.gguf.inp", "vocab/ggml-vocab-bert-bge.gguf.out"},
+        {"vocab/ggml-vocab-bert-bge.gguf", "vocab/zh.inp", "vocab/ggml-vocab-bert-bge.gguf.zh.out"},
+        {"models/aidreams260K-F32.gguf", "vocab/ggml-vocab-llama-spm.gguf.inp", "vocab/aidreams260K.inp.out"},
+        {"models/aidreams260K-F32.gguf", "vocab/zh.inp", "vocab/aidreams260K.zh.out"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *model = testutil_data_path(cases[i].model), *inp = testutil_data_path(cases[i].inp);
+        char *out = testutil_data_path(cases[i].out);
+        Run r = run_kbchat(*state, "tokenize", "-m", model, "--file");
+        assert_int_equal(r.status, 2); /* --file needs its value */
+        run_free(&r);
+        const char *argv[] = {((Sandbox *)*state)->cwd_bin, "tokenize", "-m", model, "--file", inp, NULL};
+        char *o, *e;
+        int status;
+        assert_int_equal(testutil_run(argv, NULL, NULL, 60, &o, &e, &status), 0);
+        assert_int_equal(status, 0);
+        assert_same_id_lines(o, out);
+        free(o), free(e), free(model), free(inp), free(out);
+    }
+}
+
+static void test_cli_tokenize_and_detokenize_round_trip(void **state)
+{
+    char *model = testutil_data_path("vocab/ggml-vocab-llama-spm.gguf");
+    Run r = run_kbchat(*state, "tokenize", "-m", model, "Hello world");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "15043 3186\n"); /* ids from ggml-vocab-llama-spm.gguf.out */
+    run_free(&r);
+    r = run_kbchat(*state, "tokenize", "--bos", "-m", model);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "1\n"); /* empty standard input: just BOS */
+    run_free(&r);
+    const char *argv[] = {((Sandbox *)*state)->cwd_bin, "detokenize", "-m", model, "15043", "3186", NULL};
+    char *o, *e;
+    int status;
+    assert_int_equal(testutil_run(argv, NULL, NULL, 60, &o, &e, &status), 0);
+    assert_int_equal(status, 0);
+    assert_string_equal(o, "Hello world\n");
+    free(o), free(e);
+    r = run_kbchat(*state, "detokenize", "-m", model, "32000");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "'32000' is not a token id (0..31999)"));
+    run_free(&r);
+    r = run_kbchat(*state, "config", "--special", NULL, NULL);
+    assert_usage_error(&r, "kbchat: option '--special' does not apply to 'config'");
+    run_free(&r);
+    free(model);
+}
+
 /* --- configuration through the binary --- */
 
 static void test_cli_config_error_names_file_line_key_and_writes_nothing(void **state)
@@ -463,6 +547,8 @@ int main(void)
         SANDBOXED(test_cli_model_info_without_file_uses_config_or_says_how),
         SANDBOXED(test_cli_model_info_escapes_hostile_strings),
         SANDBOXED(test_cli_model_info_describes_a_4_gib_model),
+        SANDBOXED(test_cli_tokenize_file_matches_reference_outputs),
+        SANDBOXED(test_cli_tokenize_and_detokenize_round_trip),
         SANDBOXED(test_cli_config_error_names_file_line_key_and_writes_nothing),
         SANDBOXED(test_cli_config_missing_file_is_an_error),
         SANDBOXED(test_cli_config_warns_on_unknown_key_and_goes_on),

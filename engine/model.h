@@ -1,0 +1,69 @@
+/*
+** model.h: a loaded language model and its evaluation.
+**
+** model_open maps a GGUF file, checks every tensor the architecture needs
+** (name, shape, type), builds the tokenizer, allocates the KV cache for the
+** requested context and the work buffers once, and starts the thread pool.
+** Nothing is allocated per token afterwards. The weights stay in the file
+** mapping in their stored format.
+**
+** The model keeps one sequence: the tokens whose keys and values are in the
+** cache. model_decode appends tokens to it; model_eval_prompt replaces it by
+** a new token list, reusing the longest common prefix so a chat follow-up
+** only computes its new tokens.
+*/
+#ifndef KB_MODEL_H
+#define KB_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/tokenizer.h"
+
+typedef struct KbModel KbModel;
+
+typedef struct KbModelParams {
+    int64_t n_ctx;  /* context in tokens; 0 = the model's own context length */
+    int n_threads;  /* 0 = all online cores */
+} KbModelParams;
+
+/* Opens the model at path. Returns KB_OK; KB_EIO/KB_EFORMAT from the GGUF
+** reader; KB_EUNSUPPORTED (architecture or tensor type kbchat cannot run);
+** KB_EFORMAT (a tensor missing or of the wrong shape: err names it and the
+** expected shape); KB_ERANGE (n_ctx beyond the model's context length);
+** KB_ENOMEM. On failure *out is NULL. */
+int model_open(const char *path, const KbModelParams *params, KbModel **out /* OUT */, char *err, size_t errlen);
+/* Frees everything; model_close(NULL) is a no-op. */
+void model_close(KbModel *m);
+
+const Tokenizer *model_tokenizer(const KbModel *m);
+const char *model_arch_name(const KbModel *m);   /* "llama", "qwen2", ... */
+int32_t model_n_vocab(const KbModel *m);
+int64_t model_n_ctx(const KbModel *m);            /* the context allocated */
+int64_t model_n_ctx_train(const KbModel *m);      /* the model's own limit */
+int model_n_threads(const KbModel *m);
+const char *model_kernels_name(const KbModel *m); /* "AVX-512", "AVX2", "scalar" */
+/* Tokens now in the cache. */
+int64_t model_n_past(const KbModel *m);
+/* The message of the last failed call. */
+const char *model_errmsg(const KbModel *m);
+
+/* Evaluates tokens[0..n) after the cached sequence and appends them to it.
+** logits receives n_vocab floats per token when all_logits, else the last
+** token's n_vocab floats (logits may be NULL when not needed).
+** Returns KB_OK; KB_ERANGE (a token id out of range, or the context would
+** overflow: nothing is evaluated then); KB_EINVAL (n == 0). */
+int model_decode(KbModel *m, const int32_t *tokens, size_t n, float *logits, bool all_logits);
+
+/* Makes the cached sequence exactly tokens[0..n), n >= 1: keeps the longest
+** prefix shared with the cache (at most n - 1 tokens, so the last token is
+** always evaluated) and evaluates the rest. Writes the last token's logits.
+** *n_reused (may be NULL) tells how many tokens were not recomputed.
+** Returns as model_decode. */
+int model_eval_prompt(KbModel *m, const int32_t *tokens, size_t n, float *last_logits, size_t *n_reused);
+
+/* Forgets the cached sequence. */
+void model_reset(KbModel *m);
+
+#endif /* KB_MODEL_H */

@@ -1,0 +1,108 @@
+/*
+** tok_internal.h: what the tokenizer's files share (tokenizer.c holds the
+** vocabulary, special tokens and decoding; tok_spm.c, tok_bpe.c and tok_wpm.c
+** each encode raw text for one kind). Not part of the engine's public API.
+*/
+#ifndef KB_TOK_INTERNAL_H
+#define KB_TOK_INTERNAL_H
+
+#include "engine/engine.h"
+
+/* --- a string -> int32 hash map over (pointer, length) keys --- */
+
+/* Keys are not copied: they must outlive the map (they point into the
+** tokenizer's arena). */
+typedef struct StrMapSlot {
+    const char *key; /* NULL = empty slot */
+    uint32_t len;
+    uint32_t hash;
+    int32_t value;
+} StrMapSlot;
+
+typedef struct StrMap {
+    StrMapSlot *slots;
+    size_t mask; /* capacity - 1, capacity a power of two */
+} StrMap;
+
+/* Sizes the map for n keys. Returns KB_OK or KB_ENOMEM. */
+int strmap_init(StrMap *m, size_t n);
+void strmap_free(StrMap *m);
+/* Sets key -> value; a key already present gets the new value (so the last
+** of several equal tokens wins, as in llama.cpp). The map must not be full:
+** strmap_init sized it. */
+void strmap_put(StrMap *m, const char *key, size_t len, int32_t value);
+/* Returns the value of key, or -1. */
+int32_t strmap_get(const StrMap *m, const char *key, size_t len);
+
+/* --- the vocabulary --- */
+
+typedef struct TokenData {
+    const char *text;  /* as stored in the GGUF file, in the arena */
+    uint32_t len;
+    const char *piece; /* the bytes it decodes to (see tokenizer_piece) */
+    uint32_t piece_len;
+    float score;       /* SentencePiece merge priority */
+    int32_t type;      /* KB_TOKTYPE_* */
+} TokenData;
+
+/* Pre-tokenizer rules of byte-level BPE (tokenizer.ggml.pre). */
+typedef enum BpePre {
+    BPE_PRE_GPT2 = 0,   /* "default", "gpt-2", and unknown names */
+    BPE_PRE_LLAMA3,     /* "llama-bpe", "llama3" */
+    BPE_PRE_QWEN2,      /* "qwen2" */
+    BPE_PRE_DEEPSEEK_LLM, /* "deepseek-llm" */
+    BPE_PRE_CHATGLM4,   /* "chatglm-bpe" */
+    BPE_PRE_BLOOM       /* "bloom" */
+} BpePre;
+
+struct Tokenizer {
+    KbTokKind kind;
+    int32_t n_vocab;
+    TokenData *tokens;
+    char *arena;            /* every token text and piece */
+    StrMap text_to_id;
+    uint32_t max_token_len; /* bytes of the longest token text */
+
+    /* special tokens (-1 = none) */
+    int32_t bos, eos, unk, sep, pad, cls, mask;
+    bool add_bos, add_eos;
+    bool add_space_prefix;  /* SentencePiece: "▁" before the first word */
+    /* ids of tokens matched as whole strings before tokenizing: CONTROL,
+    ** USER_DEFINED and UNKNOWN, longest text first */
+    int32_t *specials;
+    size_t n_specials;
+    bool special_lead[256]; /* bytes that start some special token's text */
+
+    /* SentencePiece: id of <0xNN> for each byte, -1 when absent */
+    int32_t byte_token[256];
+    /* SentencePiece: no token has "▁" after another character, so no merge
+    ** crosses a word start and words can be encoded one by one */
+    bool spm_word_split;
+
+    /* byte-level BPE */
+    BpePre pre;
+    bool ignore_merges;     /* LLaMA 3: a whole pre-token found in the vocab is one token */
+    StrMap merges;          /* "left right" -> rank */
+    char *merge_arena;
+
+    char warning[256];
+};
+
+/* Encoders of raw text (no special-token handling: tokenizer.c does that).
+** Each appends to out and returns KB_OK or KB_ENOMEM. tok_spm_encode gets
+** its text already escaped by tokenizer.c: the leading space added and every
+** space written as "▁". */
+int tok_spm_encode(const Tokenizer *t, const char *text, size_t len, KbTokens *out);
+int tok_bpe_encode(const Tokenizer *t, const char *text, size_t len, KbTokens *out);
+int tok_wpm_encode(const Tokenizer *t, const char *text, size_t len, KbTokens *out);
+
+/* Byte-level BPE setup: reads tokenizer.ggml.merges and .pre into t.
+** Returns KB_OK, KB_EFORMAT (missing or malformed merges), KB_ENOMEM; err
+** names the key. */
+int tok_bpe_load(Tokenizer *t, const GgufFile *g, char *err, size_t errlen);
+/* Writes the bytes that byte-level text[0..len) stands for into out (at most
+** len bytes) and returns how many. Characters outside the byte alphabet are
+** copied as they are. */
+size_t tok_bpe_unmap(const char *text, size_t len, char *out);
+
+#endif /* KB_TOK_INTERNAL_H */
