@@ -17,19 +17,22 @@ DEBUG    = -g
 SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 # Libraries, found with pkg-config; scripts/deps.sh installs their Debian packages.
-PKGS      = ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0
+PKGS      = ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 cairo
 TEST_PKGS = cmocka
 
 # Object list per module (Redis style: explicit, one pattern rule).
 ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/gguf.o \
-             engine/tokenizer.o engine/tok_spm.o engine/tok_bpe.o engine/tok_wpm.o
-RAG_OBJ    = rag/version.o
+             engine/tokenizer.o engine/tok_spm.o engine/tok_bpe.o engine/tok_wpm.o \
+             engine/kernels.o engine/kernels_scalar.o engine/kernels_avx2.o engine/kernels_avx512.o \
+             engine/pool.o engine/model.o engine/arch_llama.o engine/sampler.o engine/generate.o
+RAG_OBJ    = rag/version.o rag/doc.o rag/clean.o rag/load_pdf.o rag/load_text.o rag/chunker.o \
+             rag/fts_cjk.o rag/store.o rag/kb.o rag/sync.o rag/search.o
 UI_OBJ     = ui/version.o
-APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_tokenize.o
+APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_tokenize.o app/cmd_generate.o
 MAIN_OBJ   = app/main.o
 LIB_OBJ    = $(ENGINE_OBJ) $(RAG_OBJ) $(UI_OBJ) $(APP_OBJ)
 
-TESTS        = test_quant test_deps test_config test_gguf test_gguf_robust test_tokenizer test_tok_wpm test_cli
+TESTS        = test_quant test_deps test_config test_gguf test_gguf_robust test_kernels test_tokenizer test_tok_bpe test_tok_wpm test_engine test_cli
 TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 
 # Variants: release builds ./kbchat; asan is the sanitizer build of everything.

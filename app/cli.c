@@ -68,6 +68,88 @@ static const CliCommand commands[] = {
      "model.path) and prints the text. Control tokens (BOS, EOS, ...) are left\n"
      "out unless --special is given.\n",
      cmd_detokenize},
+    {"logits", NULL, 0, 0,
+     CLI_BIT(CLI_OPT_TOKENS) | CLI_BIT(CLI_OPT_GEN) | CLI_BIT(CLI_OPT_FOLLOW) | CLI_BIT(CLI_OPT_THREADS) |
+         CLI_BIT(CLI_OPT_CTX_SIZE),
+     "logits --tokens IDS [--gen N | --follow IDS] [-t N]",
+     "print the logits of a token sequence (the engine's conformance check)",
+     "Evaluates the comma-separated token ids of --tokens as one batch from position 0\n"
+     "with the model given by --model (or model.path) and prints, in the format of\n"
+     "the reference files in ../shared/testdata/refs: a 'prompt' line, a 'logits i'\n"
+     "line per position, then with --gen N or --follow IDS a 'greedy' line with the\n"
+     "tokens fed after the prompt (the engine's own argmax choices with --gen; the\n"
+     "given ids with --follow) and a 'step k' line of logits after feeding each.\n"
+     "  -t, --threads N  worker threads (default: model.threads)\n",
+     cmd_logits},
+    {"generate", NULL, 0, 0,
+     CLI_BIT(CLI_OPT_PROMPT) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_TEMP) | CLI_BIT(CLI_OPT_TOP_K) |
+         CLI_BIT(CLI_OPT_TOP_P) | CLI_BIT(CLI_OPT_MIN_P) | CLI_BIT(CLI_OPT_REPEAT_PENALTY) | CLI_BIT(CLI_OPT_SEED) |
+         CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_CTX_SIZE) | CLI_BIT(CLI_OPT_SPECIAL),
+     "generate [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N]",
+     "continue a prompt with the model, streaming the text",
+     "Tokenizes PROMPT (with the model's BOS; control-token text such as\n"
+     "<|im_start|> becomes its token) and prints the continuation as it is\n"
+     "generated, then on stderr the prompt and generation speeds in tokens/s.\n"
+     "Sampling settings default to the configuration's sampling.* values.\n"
+     "  -n, --n-predict N  tokens to generate at most (default sampling.max_tokens)\n"
+     "  --temp T           temperature, 0 = greedy\n"
+     "  --seed S           random seed (default sampling.seed; -1 = random)\n"
+     "  --ctx-size N       context length (default: the model's, capped by model.context_size)\n"
+     "  --special          print control tokens as text\n",
+     cmd_generate},
+    {"kb", "create", 1, 1, CLI_BIT(CLI_OPT_FOLDER), "kb create NAME [--folder DIR]...",
+     "create a knowledge base over folders of PDF and text files",
+     "Creates an empty knowledge base NAME (letters, digits, '-', '_', '.') with the\n"
+     "chunking.size, chunking.overlap and embedding.model of the configuration, which\n"
+     "stay fixed for it. Each --folder DIR (repeatable) becomes a source; nothing is\n"
+     "read until 'kbchat kb sync NAME'. Knowledge bases live in one SQLite file,\n"
+     "knowledge.db in data_dir.\n",
+     cmd_kb_create},
+    {"kb", "add", 2, -1, 0, "kb add NAME PATH...", "add folders or files (.pdf, .txt, .md) to a knowledge base",
+     "Adds each PATH, a folder (searched recursively for .pdf, .txt, .md and\n"
+     "  .markdown files; hidden files are skipped) or a single file, as a source of\n"
+     "NAME. 'kbchat kb sync NAME' indexes them.\n",
+     cmd_kb_add},
+    {"kb", "list", 0, 0, 0, "kb list", "list the knowledge bases",
+     "Prints each knowledge base with its numbers of documents, pages, chunks and\n"
+     "failed documents, and the time of its last sync.\n",
+     cmd_kb_list},
+    {"kb", "status", 1, 1, 0, "kb status NAME", "show a knowledge base: sources, counts, failures, last sync",
+     "Prints the sources of NAME, its documents, pages and chunks, the chunking\n"
+     "settings and embedding model it was created with, the time of its last sync,\n"
+     "and every document that could not be indexed with the reason.\n",
+     cmd_kb_status},
+    {"kb", "files", 1, 1, 0, "kb files NAME", "list the documents of a knowledge base",
+     "Prints every document of NAME with its pages and chunks, or why it failed.\n", cmd_kb_files},
+    {"kb", "sync", 0, 1, CLI_BIT(CLI_OPT_ALL), "kb sync NAME|--all", "index new and changed files, drop deleted ones",
+     "Brings NAME (or every knowledge base, with --all) in line with its folders:\n"
+     "unchanged files (same size and time) are skipped, changed ones re-indexed,\n"
+     "deleted ones dropped, and moved or renamed ones recognised by their content\n"
+     "without being read again. A file that cannot be indexed (encrypted, damaged,\n"
+     "scanned without text, not really a PDF) is recorded with the reason and\n"
+     "skipped. Each document is saved on its own, so an interrupted sync loses\n"
+     "nothing: the next one carries on. On a terminal a progress line shows files,\n"
+     "pages, chunks, pages/s and the time left; otherwise one line per document.\n",
+     cmd_kb_sync},
+    {"kb", "remove", 2, 2, 0, "kb remove NAME PATH", "take a folder or file out of a knowledge base",
+     "Removes PATH from NAME: a source is dropped; a folder or file inside a source\n"
+     "is excluded from later syncs. Its documents leave the index at once; the\n"
+     "files themselves are not touched.\n",
+     cmd_kb_remove},
+    {"kb", "delete", 1, 1, CLI_BIT(CLI_OPT_YES), "kb delete NAME [--yes]", "delete a knowledge base and its index",
+     "Deletes NAME with its documents and chunks from the database (your files are\n"
+     "not touched). Asks for confirmation on a terminal; elsewhere --yes is needed.\n",
+     cmd_kb_delete},
+    {"kb", "search", 2, -1, CLI_BIT(CLI_OPT_TOP_K) | CLI_BIT(CLI_OPT_JSON), "kb search NAME QUERY [--top-k K] [--json]",
+     "keyword search of a knowledge base",
+     "Finds the chunks of NAME that contain every word of QUERY (Chinese words of\n"
+     "any length, English case-insensitively; when none has all, those with any)\n"
+     "and prints the best first with file, page and score (higher is better).\n"
+     "  --top-k K   at most K results (default retrieval.top_k)\n"
+     "  --json      a JSON array of objects with rank, score, file, page (null for\n"
+     "              text files), chunk_id, section and text\n"
+     "Put '--' before a query word that starts with '-'.\n",
+     cmd_kb_search},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -82,7 +164,29 @@ static const struct CliOptionSpec {
     [CLI_OPT_SPECIAL] = {"--special", 0, 0, 0},
     [CLI_OPT_BOS] = {"--bos", 0, 0, 0},
     [CLI_OPT_FILE] = {"--file", 0, 1, 0},
+    [CLI_OPT_TOKENS] = {"--tokens", 0, 1, 0},
+    [CLI_OPT_GEN] = {"--gen", 0, 1, 0},
+    [CLI_OPT_FOLLOW] = {"--follow", 0, 1, 0},
+    [CLI_OPT_THREADS] = {"--threads", 't', 1, 0},
+    [CLI_OPT_PROMPT] = {"--prompt", 'p', 1, 0},
+    [CLI_OPT_N_PREDICT] = {"--n-predict", 'n', 1, 0},
+    [CLI_OPT_TEMP] = {"--temp", 0, 1, 0},
+    [CLI_OPT_TOP_K] = {"--top-k", 0, 1, 0},
+    [CLI_OPT_TOP_P] = {"--top-p", 0, 1, 0},
+    [CLI_OPT_MIN_P] = {"--min-p", 0, 1, 0},
+    [CLI_OPT_REPEAT_PENALTY] = {"--repeat-penalty", 0, 1, 0},
+    [CLI_OPT_SEED] = {"--seed", 0, 1, 0},
+    [CLI_OPT_CTX_SIZE] = {"--ctx-size", 0, 1, 0},
+    [CLI_OPT_FOLDER] = {"--folder", 0, 1, 1},
+    [CLI_OPT_ALL] = {"--all", 0, 0, 0},
+    [CLI_OPT_YES] = {"--yes", 0, 0, 0},
+    [CLI_OPT_JSON] = {"--json", 0, 0, 0},
 };
+
+const char *cli_option_name(CliOpt o)
+{
+    return o >= 0 && o < CLI_OPT_COUNT ? cli_options[o].name : "?";
+}
 
 /* --- help and usage --- */
 

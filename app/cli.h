@@ -20,6 +20,23 @@ typedef enum CliOpt {
     CLI_OPT_SPECIAL = 0, /* --special */
     CLI_OPT_BOS,         /* --bos */
     CLI_OPT_FILE,        /* --file FILE */
+    CLI_OPT_TOKENS,      /* --tokens 1,2,3 */
+    CLI_OPT_GEN,         /* --gen N */
+    CLI_OPT_FOLLOW,      /* --follow 4,5,6 */
+    CLI_OPT_THREADS,     /* -t, --threads N */
+    CLI_OPT_PROMPT,      /* -p, --prompt TEXT */
+    CLI_OPT_N_PREDICT,   /* -n, --n-predict N */
+    CLI_OPT_TEMP,        /* --temp T */
+    CLI_OPT_TOP_K,       /* --top-k K */
+    CLI_OPT_TOP_P,       /* --top-p P */
+    CLI_OPT_MIN_P,       /* --min-p P */
+    CLI_OPT_REPEAT_PENALTY, /* --repeat-penalty R */
+    CLI_OPT_SEED,        /* --seed S */
+    CLI_OPT_CTX_SIZE,    /* --ctx-size N */
+    CLI_OPT_FOLDER,      /* --folder DIR (repeatable) */
+    CLI_OPT_ALL,         /* --all */
+    CLI_OPT_YES,         /* --yes */
+    CLI_OPT_JSON,        /* --json */
     CLI_OPT_COUNT
 } CliOpt;
 #define CLI_BIT(o) (1u << (o))
@@ -38,6 +55,9 @@ typedef struct CliArgs {
     int n_words;
 } CliArgs;
 
+/* Returns the long name of option o ("--top-k"). */
+const char *cli_option_name(CliOpt o);
+
 /* True when option o was given. */
 static inline int cli_has(const CliArgs *a, CliOpt o)
 {
@@ -51,6 +71,17 @@ int cli_load_config(const CliArgs *a, KbConfig *cfg);
 /* Commands in their own files (cmd_*.c): each returns an exit code. */
 int cmd_tokenize(const CliArgs *a, const char *const *args, int n_args);
 int cmd_detokenize(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_create(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_add(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_list(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_status(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_files(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_sync(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_remove(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_delete(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_search(const CliArgs *a, const char *const *args, int n_args);
+int cmd_logits(const CliArgs *a, const char *const *args, int n_args);
+int cmd_generate(const CliArgs *a, const char *const *args, int n_args);
 
 /* Runs kbchat with the given arguments and returns the process exit code.
 ** Writes results to stdout and diagnostics to stderr. */

@@ -24,8 +24,11 @@
 typedef struct KbModel KbModel;
 
 typedef struct KbModelParams {
-    int64_t n_ctx;  /* context in tokens; 0 = the model's own context length */
-    int n_threads;  /* 0 = all online cores */
+    int64_t n_ctx;      /* context in tokens, exactly; more than the model's
+                           own length is an error. 0 = see n_ctx_cap */
+    int64_t n_ctx_cap;  /* with n_ctx 0: the model's own length, capped at
+                           this when > 0 (the configuration's context_size) */
+    int n_threads;      /* 0 = all online cores */
 } KbModelParams;
 
 /* Opens the model at path. Returns KB_OK; KB_EIO/KB_EFORMAT from the GGUF
@@ -65,5 +68,39 @@ int model_eval_prompt(KbModel *m, const int32_t *tokens, size_t n, float *last_l
 
 /* Forgets the cached sequence. */
 void model_reset(KbModel *m);
+
+/* --- generation --- */
+
+struct KbSampler;
+
+/* Receives each piece of generated text (complete UTF-8 characters only,
+** NUL-terminated) as it is produced; returning nonzero cancels the
+** generation before the next token is computed. */
+typedef int (*KbPieceFn)(void *user, const char *piece, size_t len);
+
+typedef struct KbGenerateParams {
+    int64_t max_tokens;           /* stop after this many tokens (> 0) */
+    const char *const *stop;      /* stop strings (NULL-terminated list, may be NULL):
+                                     generation ends before the first one, which is not emitted */
+    bool render_special;          /* print control tokens' text */
+} KbGenerateParams;
+
+typedef struct KbGenerateStats {
+    size_t n_prompt, n_reused;    /* prompt tokens, of which reused from the cache */
+    size_t n_generated;           /* tokens sampled */
+    double prompt_seconds, generate_seconds;
+    int stop_reason;              /* KB_STOP_* */
+} KbGenerateStats;
+
+enum { KB_STOP_EOS = 1, KB_STOP_STRING, KB_STOP_LENGTH, KB_STOP_CONTEXT, KB_STOP_CANCEL };
+
+/* Evaluates prompt[0..n) (reusing the cached prefix), then samples tokens
+** one at a time with sampler, streaming their text to on_piece, until an
+** end-of-sequence token, a stop string, max_tokens, a full context, or
+** cancellation. The prompt tokens are recorded in the sampler's penalty
+** history first. Returns KB_OK (stats->stop_reason says why it ended),
+** or the code of a failed evaluation (message in model_errmsg). */
+int model_generate(KbModel *m, struct KbSampler *sampler, const int32_t *prompt, size_t n,
+                   const KbGenerateParams *params, KbPieceFn on_piece, void *user, KbGenerateStats *stats /* OUT */);
 
 #endif /* KB_MODEL_H */

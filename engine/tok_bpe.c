@@ -52,20 +52,23 @@ enum {
     BPE_C_DEF = 1,    /* any code point: llama.cpp's flags are never 0 inside a piece */
     BPE_C_LETTER = 2, /* \p{L} */
     BPE_C_NUMBER = 4, /* \p{N} */
-    BPE_C_SPACE = 8   /* \s: White_Space */
+    BPE_C_SPACE = 8,  /* \s: White_Space */
+    BPE_C_PUNCT = 16  /* \p{P} */
 };
 
 #define BPE_CPT_MASK 0xFFFFFFu
 #define BPE_CLASS_SHIFT 24
 #define BPE_OUT_OF_RANGE 0xFFFFFFFFu /* llama.cpp's OUT_OF_RANGE: "no code point here" */
 
-/* Classes of the ASCII code points: letters, digits, and \t \n \v \f \r
-** and space as white space; the rest is "other". */
+/* Classes of the ASCII code points: letters, digits, \t \n \v \f \r and
+** space as white space, the printable characters but $+<=>^`|~ as
+** punctuation; the rest is "other". */
 static unsigned bpe_ascii_class(uint32_t c)
 {
     if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')) return BPE_C_DEF | BPE_C_LETTER;
     if (c >= '0' && c <= '9') return BPE_C_DEF | BPE_C_NUMBER;
     if ((c >= 0x09 && c <= 0x0D) || c == 0x20) return BPE_C_DEF | BPE_C_SPACE;
+    if (c >= 0x21 && c <= 0x7E && !memchr("$+<=>^`|~", (int)c, 9)) return BPE_C_DEF | BPE_C_PUNCT;
     return BPE_C_DEF;
 }
 
@@ -91,6 +94,13 @@ static unsigned bpe_class(uint32_t c)
     case G_UNICODE_DECIMAL_NUMBER:
     case G_UNICODE_LETTER_NUMBER:
     case G_UNICODE_OTHER_NUMBER: return BPE_C_DEF | BPE_C_NUMBER;
+    case G_UNICODE_CONNECT_PUNCTUATION:
+    case G_UNICODE_DASH_PUNCTUATION:
+    case G_UNICODE_OPEN_PUNCTUATION:
+    case G_UNICODE_CLOSE_PUNCTUATION:
+    case G_UNICODE_INITIAL_PUNCTUATION:
+    case G_UNICODE_FINAL_PUNCTUATION:
+    case G_UNICODE_OTHER_PUNCTUATION: return BPE_C_DEF | BPE_C_PUNCT;
     default: return BPE_C_DEF;
     }
 }
@@ -194,6 +204,10 @@ static size_t bpe_utf8_strict(const unsigned char *s, size_t len, uint32_t *c)
     return bpe_utf8_len(u);
 }
 
+/* See tok_internal.h. A NUL, a character outside the 256-character alphabet
+** and a byte that starts no valid character are all copied as they are
+** (llama.cpp's llama_decode_text writes "[UNK_BYTE_0x..]" for the first two
+** instead; real vocabularies have neither). */
 size_t tok_bpe_unmap(const char *text, size_t len, char *out)
 {
     const unsigned char *s = (const unsigned char *)text;
@@ -658,6 +672,39 @@ static int bpe_split_bloom(BpeSession *s, size_t ini, size_t end, unsigned stage
     return bpe_split_matches(s, ini, end, stage, bpe_match_bloom);
 }
 
+/* llama.cpp's default rule, regex 1: [\p{P}\$\+<=>\^~\|]+ (ASCII punctuation
+** and symbols but '`', and non-ASCII punctuation: \p{P} runs on the
+** collapsed text, where other non-ASCII symbols are not \p{P}) */
+static size_t bpe_match_default_punct(const BpeSession *s, size_t i, size_t end)
+{
+    size_t j = i;
+    for (;; j++) {
+        uint32_t c = bpe_cpt(s, j, end);
+        bool sym = c == '$' || c == '+' || c == '<' || c == '=' || c == '>' || c == '^' || c == '|' || c == '~';
+        if (c == BPE_OUT_OF_RANGE || !(sym || (bpe_cls(s, j, end) & BPE_C_PUNCT))) return j;
+    }
+}
+
+/* llama.cpp's default rule, regex 4: [0-9][0-9][0-9] */
+static size_t bpe_match_three_digits(const BpeSession *s, size_t i, size_t end)
+{
+    for (size_t k = 0; k < 3; k++) {
+        uint32_t c = bpe_cpt(s, i + k, end);
+        if (c < '0' || c > '9') return i;
+    }
+    return i + 3;
+}
+
+static int bpe_split_default_punct(BpeSession *s, size_t ini, size_t end, unsigned stage)
+{
+    return bpe_split_matches(s, ini, end, stage, bpe_match_default_punct);
+}
+
+static int bpe_split_three_digits(BpeSession *s, size_t ini, size_t end, unsigned stage)
+{
+    return bpe_split_matches(s, ini, end, stage, bpe_match_three_digits);
+}
+
 /* The stages of each rule, in llama.cpp's regex order
 ** (llm_tokenizer_bpe's constructor). */
 static const BpeStage bpe_rule_gpt2[] = {bpe_split_gpt2};
@@ -666,6 +713,8 @@ static const BpeStage bpe_rule_qwen2[] = {bpe_split_qwen2};
 static const BpeStage bpe_rule_deepseek_llm[] = {bpe_split_crlf,           bpe_split_ds_latin, bpe_split_ds_punct,
                                                  bpe_split_trailing_space, bpe_split_ds_cjk,   bpe_split_numbers};
 static const BpeStage bpe_rule_bloom[] = {bpe_split_bloom};
+static const BpeStage bpe_rule_default[] = {bpe_split_default_punct, bpe_split_gpt2, bpe_split_numbers,
+                                            bpe_split_three_digits};
 
 /* Points *stages at the pipeline of rule pre and returns its length.
 ** GLM-4's regex is LLaMA 3's, character for character. */
@@ -678,6 +727,7 @@ static unsigned bpe_rule(BpePre pre, const BpeStage **stages)
     case BPE_PRE_QWEN2: return BPE_RULE(bpe_rule_qwen2);
     case BPE_PRE_DEEPSEEK_LLM: return BPE_RULE(bpe_rule_deepseek_llm);
     case BPE_PRE_BLOOM: return BPE_RULE(bpe_rule_bloom);
+    case BPE_PRE_DEFAULT: return BPE_RULE(bpe_rule_default);
     case BPE_PRE_GPT2: break;
     }
     return BPE_RULE(bpe_rule_gpt2);
@@ -687,8 +737,9 @@ static unsigned bpe_rule(BpePre pre, const BpeStage **stages)
 /* --- merging one pre-token --- */
 
 /* Makes room for a pre-token of `bytes` UTF-8 bytes: its byte-level text
-** (at most 2 bytes per byte), one symbol per byte, the lookup key and an
-** initial heap. Returns KB_OK or KB_ENOMEM (the old buffers stay valid). */
+** (at most 2 bytes per byte), one symbol per byte and the lookup key (the
+** heap grows as it is filled). Returns KB_OK or KB_ENOMEM (the old buffers
+** stay valid). */
 static int bpe_reserve(BpeSession *s, size_t bytes)
 {
     if (bytes >= INT32_MAX / 2) return KB_ENOMEM; /* symbol indexes are int32_t */
@@ -854,6 +905,9 @@ static size_t bpe_decode(BpeSession *s, const char *text, size_t len)
     return n;
 }
 
+/* See tok_internal.h. Allocates 4 bytes per input byte for the code points,
+** plus buffers for the longest pre-token, all freed before returning; a
+** failure part-way leaves the ids appended so far in out. */
 int tok_bpe_encode(const Tokenizer *t, const char *text, size_t len, KbTokens *out)
 {
     if (len == 0) return KB_OK;
@@ -885,7 +939,7 @@ static const struct {
     BpePre pre;
     bool ignore_merges;
 } bpe_pre_names[] = {
-    {"default", BPE_PRE_GPT2, false},      {"gpt-2", BPE_PRE_GPT2, false},
+    {"default", BPE_PRE_DEFAULT, false},   {"gpt-2", BPE_PRE_GPT2, false},
     {"phi-2", BPE_PRE_GPT2, false},        {"jina-es", BPE_PRE_GPT2, false},
     {"jina-de", BPE_PRE_GPT2, false},      {"gigachat", BPE_PRE_GPT2, false},
     {"jina-v1-en", BPE_PRE_GPT2, false},   {"jina-v2-es", BPE_PRE_GPT2, false},
@@ -924,13 +978,13 @@ static void bpe_printable(const char *name, size_t len, char *buf, size_t cap)
 }
 
 /* Sets t->pre and t->ignore_merges from tokenizer.ggml.pre (a string when
-** present). A missing key means GPT-2's rule; an unknown name too, with a
-** warning in t->warning. Returns KB_OK or KB_EFORMAT. */
+** present). A missing key means llama.cpp's default rule; an unknown name
+** GPT-2's rule, with a warning in t->warning. Returns KB_OK or KB_EFORMAT. */
 static int bpe_load_pre(Tokenizer *t, const GgufFile *g, char *err, size_t errlen)
 {
     const char *name;
     size_t len;
-    t->pre = BPE_PRE_GPT2;
+    t->pre = BPE_PRE_DEFAULT;
     t->ignore_merges = false;
     int rc = gguf_get_str(g, "tokenizer.ggml.pre", &name, &len);
     if (rc == KB_ENOTFOUND) return KB_OK;
@@ -943,6 +997,7 @@ static int bpe_load_pre(Tokenizer *t, const GgufFile *g, char *err, size_t errle
         }
     }
     char shown[48];
+    t->pre = BPE_PRE_GPT2;
     bpe_printable(name, len, shown, sizeof shown);
     snprintf(t->warning, sizeof t->warning, "unknown pre-tokenizer '%s': using the GPT-2 rule", shown);
     return KB_OK;
@@ -984,6 +1039,9 @@ static int bpe_check_merges(const GgufFile *g, int64_t *key, uint64_t *n, size_t
     return KB_OK;
 }
 
+/* See tok_internal.h. Everything is checked before anything is allocated;
+** t->merge_arena and t->merges are left for tokenizer_free on success and
+** freed (or never allocated) on failure. */
 int tok_bpe_load(Tokenizer *t, const GgufFile *g, char *err, size_t errlen)
 {
     int64_t key = -1;

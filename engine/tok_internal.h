@@ -47,12 +47,13 @@ typedef struct TokenData {
 
 /* Pre-tokenizer rules of byte-level BPE (tokenizer.ggml.pre). */
 typedef enum BpePre {
-    BPE_PRE_GPT2 = 0,   /* "default", "gpt-2", and unknown names */
+    BPE_PRE_GPT2 = 0,   /* "gpt-2", and unknown names */
     BPE_PRE_LLAMA3,     /* "llama-bpe", "llama3" */
     BPE_PRE_QWEN2,      /* "qwen2" */
     BPE_PRE_DEEPSEEK_LLM, /* "deepseek-llm" */
     BPE_PRE_CHATGLM4,   /* "chatglm-bpe" */
-    BPE_PRE_BLOOM       /* "bloom" */
+    BPE_PRE_BLOOM,      /* "bloom" */
+    BPE_PRE_DEFAULT     /* "default" and no pre at all: llama.cpp's fallback chain */
 } BpePre;
 
 struct Tokenizer {

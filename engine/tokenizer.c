@@ -238,6 +238,9 @@ static int load_specials(Tokenizer *t, const GgufFile *g, char *err, size_t errl
         t->bos = 1, t->eos = 2, t->unk = 0;
         t->add_bos = true;
         t->add_space_prefix = true;
+    } else if (t->kind == KB_TOK_BPE) {
+        /* llama.cpp: LLaMA 3 style vocabularies want BOS unless the file says otherwise */
+        t->add_bos = t->pre == BPE_PRE_LLAMA3;
     } else if (t->kind == KB_TOK_WPM) {
         t->unk = 100, t->sep = 102, t->pad = 0, t->cls = 101, t->mask = 103;
         t->bos = 101, t->eos = 102;
@@ -392,8 +395,8 @@ int tokenizer_load(const GgufFile *g, Tokenizer **out, char *err, size_t errlen)
     if (t == NULL) return tok_fail(err, errlen, KB_ENOMEM, "out of memory");
     t->kind = kind;
     int rc = load_tokens(t, g, err, errlen);
+    if (rc == KB_OK && kind == KB_TOK_BPE) rc = tok_bpe_load(t, g, err, errlen); /* pre type first: it sets defaults */
     if (rc == KB_OK) rc = load_specials(t, g, err, errlen);
-    if (rc == KB_OK && kind == KB_TOK_BPE) rc = tok_bpe_load(t, g, err, errlen);
     if (rc == KB_OK) rc = index_vocab(t, err, errlen);
     if (rc != KB_OK) {
         tokenizer_free(t);

@@ -420,6 +420,60 @@ static void test_cli_tokenize_and_detokenize_round_trip(void **state)
     free(model);
 }
 
+/* --- logits / generate --- */
+
+static void test_cli_generate_prints_aidreams_text_and_speed(void **state)
+{
+    char *model = testutil_data_path("models/aidreams260K-F32.gguf");
+    const char *argv[] = {((Sandbox *)*state)->cwd_bin, "generate", "-m", model, "-n", "100", "--temp", "0", NULL};
+    char *o, *e;
+    int status;
+    assert_int_equal(testutil_run(argv, NULL, NULL, 60, &o, &e, &status), 0);
+    assert_int_equal(status, 0);
+    const char *want = "\"Echoes of vectors unfold, a gentle hum of precision";
+    assert_memory_equal(o, want, strlen(want));
+    assert_non_null(strstr(e, "prompt: 1 tokens"));
+    assert_non_null(strstr(e, "generated: 100 tokens"));
+    free(o), free(e), free(model);
+}
+
+/* The logits command prints the reference format: comment, prompt, one
+** logits line per position, greedy, one step line per fed token. */
+static void test_cli_logits_prints_the_reference_format(void **state)
+{
+    char *model = testutil_data_path("models/tiny-llama-F32.gguf");
+    const char *argv[] = {((Sandbox *)*state)->cwd_bin, "logits", "-m", model, "--tokens", "1,319,459", "--gen", "2", "-t", "2", NULL};
+    char *o, *e;
+    int status;
+    assert_int_equal(testutil_run(argv, NULL, NULL, 60, &o, &e, &status), 0);
+    assert_int_equal(status, 0);
+    static const char *const tags[] = {"# n_vocab=512 prompt=3", "prompt 1 319 459", "logits 0 ", "logits 1 ", "logits 2 ",
+                                       "greedy ", "step 0 ", "step 1 "};
+    char *line = o;
+    for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
+        assert_non_null(line);
+        assert_memory_equal(line, tags[i], strlen(tags[i]));
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        if (tags[i][0] == 'l' || tags[i][0] == 's') {
+            int fields = 0;
+            for (char *p = line; p < nl; p++) fields += *p == ' ';
+            assert_int_equal(fields, 2 + 512 - 1); /* tag, index, 512 values */
+        }
+        line = nl + 1;
+    }
+    assert_string_equal(line, "");
+    free(o), free(e);
+    Run r = run_kbchat(*state, "logits", "-m", model, NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--tokens"));
+    run_free(&r);
+    r = run_kbchat(*state, "logits", "-m", model, "--tokens=1,x");
+    assert_int_equal(r.status, 2);
+    run_free(&r);
+    free(model);
+}
+
 /* --- configuration through the binary --- */
 
 static void test_cli_config_error_names_file_line_key_and_writes_nothing(void **state)
@@ -549,6 +603,8 @@ int main(void)
         SANDBOXED(test_cli_model_info_describes_a_4_gib_model),
         SANDBOXED(test_cli_tokenize_file_matches_reference_outputs),
         SANDBOXED(test_cli_tokenize_and_detokenize_round_trip),
+        SANDBOXED(test_cli_generate_prints_aidreams_text_and_speed),
+        SANDBOXED(test_cli_logits_prints_the_reference_format),
         SANDBOXED(test_cli_config_error_names_file_line_key_and_writes_nothing),
         SANDBOXED(test_cli_config_missing_file_is_an_error),
         SANDBOXED(test_cli_config_warns_on_unknown_key_and_goes_on),

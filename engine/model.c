@@ -1,0 +1,328 @@
+/*
+** model.c: opening a model, its buffers and KV cache, the operations every
+** architecture shares (matrix products on the thread pool, RMSNorm, RoPE,
+** attention), and the sequence bookkeeping (decode, prefix reuse).
+**
+** Numerics follow llama.cpp's CPU backend so logits agree closely:
+** activations are converted to each weight's vec_dot_type (8-bit blocks for
+** quantized weights, fp16 for F16) once per matrix product; the KV cache is
+** fp16; attention probabilities are rounded to fp16 before weighting the
+** values, as ggml's mul_mat of the fp16 V cache does.
+*/
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/model_impl.h"
+
+/* --- errors --- */
+
+static int model_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* --- matrix products --- */
+
+typedef struct MatmulJob {
+    const KbKernels *kern;
+    const Mat *w;
+    const float *x;
+    uint8_t *xq;        /* activations in the vec_dot type */
+    size_t xq_row;      /* bytes per converted row */
+    int64_t n_tok;
+    float *y;
+} MatmulJob;
+
+/* Converts the activation rows assigned to worker ith. */
+static void convert_rows(void *arg, int ith, int nth)
+{
+    MatmulJob *j = arg;
+    int vt = j->kern->type[j->w->type].vec_dot_type;
+    for (int64_t t = ith; t < j->n_tok; t += nth)
+        j->kern->type[vt].from_float(j->x + t * j->w->n_in, j->xq + t * j->xq_row, j->w->n_in);
+}
+
+/* Computes the output rows of worker ith (a contiguous range), every token
+** for each row so the weight row is read once. */
+static void dot_rows(void *arg, int ith, int nth)
+{
+    MatmulJob *j = arg;
+    const Mat *w = j->w;
+    KbVecDot dot = j->kern->type[w->type].vec_dot;
+    int64_t r0 = w->n_out * ith / nth, r1 = w->n_out * (ith + 1) / nth;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+        for (int64_t t = 0; t < j->n_tok; t++) dot(w->n_in, &j->y[t * w->n_out + r], row, j->xq + t * j->xq_row);
+    }
+}
+
+/* Bytes of one row of n values of type `type`. */
+static size_t row_size(int type, int64_t n)
+{
+    const KbTypeInfo *ti = kb_type_info(type);
+    return (size_t)(n / ti->block_size) * (size_t)ti->type_size;
+}
+
+void model_matmul(KbModel *m, const Mat *w, const float *x, int64_t n_tok, float *y)
+{
+    int vt = m->kern->type[w->type].vec_dot_type;
+    MatmulJob j = {m->kern, w, x, m->s.act_q, row_size(vt, w->n_in), n_tok, y};
+    pool_run(m->pool, convert_rows, &j);
+    pool_run(m->pool, dot_rows, &j);
+}
+
+/* --- normalisation and rotation --- */
+
+void model_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps)
+{
+    double sum = 0; /* ggml sums squares in double */
+    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
+}
+
+/* The angles are built by repeated multiplication in float, as ggml's rope
+** cache does, so positions far into the context round the same way. */
+void model_rope(const ModelConfig *c, float *vec, int64_t n_heads, int64_t pos)
+{
+    float theta_scale = powf(c->rope_base, -2.0f / (float)c->n_rot);
+    float cs[2 * 512];
+    float theta = (float)pos;
+    for (int64_t i0 = 0; i0 < c->n_rot; i0 += 2) {
+        float a = c->rope_freq_scale * theta;
+        cs[i0] = cosf(a);
+        cs[i0 + 1] = sinf(a);
+        theta *= theta_scale;
+    }
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *v = vec + h * c->head_dim;
+        for (int64_t i0 = 0; i0 < c->n_rot; i0 += 2) {
+            int64_t a = c->rope_neox ? i0 / 2 : i0, b = c->rope_neox ? i0 / 2 + c->n_rot / 2 : i0 + 1;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cs[i0] - x1 * cs[i0 + 1];
+            v[b] = x0 * cs[i0 + 1] + x1 * cs[i0];
+        }
+    }
+}
+
+/* --- attention --- */
+
+typedef struct AttnJob {
+    KbModel *m;
+    int64_t layer, pos0, n_tok;
+} AttnJob;
+
+/* One (token, head) pair: softmax(q.K / sqrt(hd)) V over positions 0..pos. */
+static void attend_head(KbModel *m, const AttnJob *j, int64_t t, int64_t h, int ith)
+{
+    const ModelConfig *c = &m->cfg;
+    int64_t hd = c->head_dim, kv_dim = c->n_head_kv * hd, pos = j->pos0 + t;
+    int64_t kvh = h / (c->n_head / c->n_head_kv);
+    const kb_half *kc = m->s.key_cache + (size_t)j->layer * m->n_ctx * kv_dim + kvh * hd;
+    const kb_half *vc = m->s.value_cache + (size_t)j->layer * m->n_ctx * kv_dim + kvh * hd;
+    float *scores = m->s.scores + (size_t)ith * m->n_ctx;
+    kb_half *q16 = m->s.q16 + (size_t)ith * hd;
+    const KbTypeKernels *f16 = &m->kern->type[KB_TYPE_F16];
+    f16->from_float(m->s.q + t * c->n_head * hd + h * hd, q16, hd);
+    float scale = 1.0f / sqrtf((float)hd), max = -INFINITY;
+    for (int64_t p = 0; p <= pos; p++) {
+        f16->vec_dot(hd, &scores[p], kc + p * kv_dim, q16);
+        scores[p] *= scale;
+        if (scores[p] > max) max = scores[p];
+    }
+    double sum = 0;
+    for (int64_t p = 0; p <= pos; p++) {
+        scores[p] = expf(scores[p] - max);
+        sum += scores[p];
+    }
+    float inv = (float)(1.0 / sum);
+    float *out = m->s.att + t * c->n_head * hd + h * hd;
+    memset(out, 0, (size_t)hd * sizeof *out);
+    for (int64_t p = 0; p <= pos; p++) {
+        float w = kb_half_to_float(kb_float_to_half(scores[p] * inv)); /* ggml rounds these to fp16 */
+        const kb_half *vrow = vc + p * kv_dim;
+        for (int64_t d = 0; d < hd; d++) out[d] += w * kb_half_to_float(vrow[d]);
+    }
+}
+
+static void attention_worker(void *arg, int ith, int nth)
+{
+    AttnJob *j = arg;
+    int64_t n_head = j->m->cfg.n_head;
+    for (int64_t task = ith; task < j->n_tok * n_head; task += nth) attend_head(j->m, j, task / n_head, task % n_head, ith);
+}
+
+void model_attention(KbModel *m, int64_t layer, int64_t pos0, int64_t n_tok)
+{
+    AttnJob j = {m, layer, pos0, n_tok};
+    pool_run(m->pool, attention_worker, &j);
+}
+
+/* --- buffers --- */
+
+/* Allocates every buffer of the forward pass and the KV cache, once. */
+static int alloc_state(KbModel *m, char *err, size_t errlen)
+{
+    const ModelConfig *c = &m->cfg;
+    ModelState *s = &m->s;
+    int64_t nb = MODEL_MAX_BATCH < m->n_ctx ? MODEL_MAX_BATCH : m->n_ctx;
+    int64_t q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim, nt = pool_size(m->pool);
+    int64_t widest = c->n_embd > c->n_ff ? c->n_embd : c->n_ff;
+    if (q_dim > widest) widest = q_dim;
+    s->n_batch = nb;
+    s->x = malloc((size_t)(nb * c->n_embd) * sizeof(float));
+    s->xb = malloc((size_t)(nb * c->n_embd) * sizeof(float));
+    s->xb2 = malloc((size_t)(nb * c->n_embd) * sizeof(float));
+    s->q = malloc((size_t)(nb * q_dim) * sizeof(float));
+    s->k = malloc((size_t)(nb * kv_dim) * sizeof(float));
+    s->v = malloc((size_t)(nb * kv_dim) * sizeof(float));
+    s->att = malloc((size_t)(nb * q_dim) * sizeof(float));
+    s->hb = malloc((size_t)(nb * c->n_ff) * sizeof(float));
+    s->hb2 = malloc((size_t)(nb * c->n_ff) * sizeof(float));
+    s->act_q = malloc((size_t)(nb * widest) * sizeof(float) + 1024);
+    s->scores = malloc((size_t)(nt * m->n_ctx) * sizeof(float));
+    s->q16 = malloc((size_t)(nt * c->head_dim) * sizeof(kb_half));
+    s->key_cache = malloc((size_t)(c->n_layer * m->n_ctx * kv_dim) * sizeof(kb_half));
+    s->value_cache = malloc((size_t)(c->n_layer * m->n_ctx * kv_dim) * sizeof(kb_half));
+    m->cache_tokens = malloc((size_t)m->n_ctx * sizeof *m->cache_tokens);
+    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
+        !s->act_q || !s->scores || !s->q16 || !s->key_cache || !s->value_cache || !m->cache_tokens)
+        return model_fail(err, errlen, KB_ENOMEM, "out of memory for a context of %lld tokens", (long long)m->n_ctx);
+    return KB_OK;
+}
+
+static void free_state(ModelState *s)
+{
+    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->k), free(s->v), free(s->att);
+    free(s->hb), free(s->hb2), free(s->act_q), free(s->scores), free(s->q16);
+    free(s->key_cache), free(s->value_cache);
+}
+
+/* --- open / close --- */
+
+/* Picks the context size: exactly `want`, or the model's own capped at
+** `cap`; never more than the model's own. */
+static int choose_ctx(KbModel *m, int64_t want, int64_t cap, char *err, size_t errlen)
+{
+    int64_t train = m->cfg.n_ctx_train;
+    if (want < 0) return model_fail(err, errlen, KB_ERANGE, "context size %lld is negative", (long long)want);
+    if (want == 0 && cap > 0 && cap < train) want = cap;
+    if (want > train) {
+        return model_fail(err, errlen, KB_ERANGE,
+                          "a context of %lld tokens was asked for, but the model was trained for %lld "
+                          "(set model.context_size to %lld or less)",
+                          (long long)want, (long long)train, (long long)train);
+    }
+    m->n_ctx = want ? want : train;
+    return KB_OK;
+}
+
+/* Resolves the thread count: 0 = all online cores. */
+static int thread_count(int want)
+{
+    if (want > 0) return want;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int model_open(const char *path, const KbModelParams *params, KbModel **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    KbModel *m = calloc(1, sizeof *m);
+    if (m == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
+    m->kern = kb_kernels();
+    int rc = gguf_open(path, &m->gguf, err, errlen);
+    if (rc == KB_OK) {
+        rc = tokenizer_load(m->gguf, &m->tok, err, errlen);
+        if (rc != KB_OK) rc = rc == KB_ENOMEM ? rc : KB_EFORMAT;
+    }
+    if (rc == KB_OK) rc = llama_load(m, err, errlen);
+    if (rc == KB_OK) rc = choose_ctx(m, params ? params->n_ctx : 0, params ? params->n_ctx_cap : 0, err, errlen);
+    if (rc == KB_OK && pool_new(thread_count(params ? params->n_threads : 0), &m->pool) != KB_OK)
+        rc = model_fail(err, errlen, KB_ENOMEM, "cannot start the worker threads");
+    if (rc == KB_OK) rc = alloc_state(m, err, errlen);
+    if (rc != KB_OK) {
+        model_close(m);
+        return rc;
+    }
+    *out = m;
+    return KB_OK;
+}
+
+void model_close(KbModel *m)
+{
+    if (m == NULL) return;
+    pool_free(m->pool);
+    free_state(&m->s);
+    free(m->cache_tokens);
+    free(m->w.layers);
+    free(m->vectors);
+    tokenizer_free(m->tok);
+    gguf_close(m->gguf);
+    free(m);
+}
+
+/* --- accessors --- */
+
+const Tokenizer *model_tokenizer(const KbModel *m) { return m->tok; }
+const char *model_arch_name(const KbModel *m) { return m->cfg.arch == ARCH_QWEN2 ? "qwen2" : "llama"; }
+int32_t model_n_vocab(const KbModel *m) { return (int32_t)m->cfg.n_vocab; }
+int64_t model_n_ctx(const KbModel *m) { return m->n_ctx; }
+int64_t model_n_ctx_train(const KbModel *m) { return m->cfg.n_ctx_train; }
+int model_n_threads(const KbModel *m) { return pool_size(m->pool); }
+const char *model_kernels_name(const KbModel *m) { return m->kern->name; }
+int64_t model_n_past(const KbModel *m) { return m->n_past; }
+const char *model_errmsg(const KbModel *m) { return m->errmsg; }
+void model_reset(KbModel *m) { m->n_past = 0; }
+
+/* --- evaluation --- */
+
+int model_decode(KbModel *m, const int32_t *tokens, size_t n, float *logits, bool all_logits)
+{
+    int64_t n_vocab = m->cfg.n_vocab;
+    if (n == 0) return model_fail(m->errmsg, sizeof m->errmsg, KB_EINVAL, "no tokens to evaluate");
+    if ((int64_t)n > m->n_ctx - m->n_past) {
+        return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE,
+                          "the context is full: %lld tokens cached + %zu new > %lld", (long long)m->n_past, n,
+                          (long long)m->n_ctx);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "token id %d is out of range (0..%lld)",
+                              tokens[i], (long long)(n_vocab - 1));
+    }
+    for (size_t done = 0; done < n;) {
+        int64_t nb = (int64_t)(n - done) < m->s.n_batch ? (int64_t)(n - done) : m->s.n_batch;
+        bool last_batch = done + (size_t)nb == n;
+        float *out = logits == NULL ? NULL : all_logits ? logits + done * n_vocab : last_batch ? logits : NULL;
+        llama_forward(m, tokens + done, nb, m->n_past, out, all_logits);
+        memcpy(m->cache_tokens + m->n_past, tokens + done, (size_t)nb * sizeof *tokens);
+        m->n_past += nb;
+        done += (size_t)nb;
+    }
+    return KB_OK;
+}
+
+int model_eval_prompt(KbModel *m, const int32_t *tokens, size_t n, float *last_logits, size_t *n_reused)
+{
+    size_t keep = 0;
+    if (n_reused) *n_reused = 0;
+    if (n == 0) return model_fail(m->errmsg, sizeof m->errmsg, KB_EINVAL, "no tokens to evaluate");
+    while (keep < (size_t)m->n_past && keep + 1 < n && m->cache_tokens[keep] == tokens[keep]) keep++;
+    int64_t old_past = m->n_past;
+    m->n_past = (int64_t)keep;
+    int rc = model_decode(m, tokens + keep, n - keep, last_logits, false);
+    if (rc != KB_OK) m->n_past = old_past < (int64_t)keep ? old_past : (int64_t)keep;
+    else if (n_reused) *n_reused = keep;
+    return rc;
+}

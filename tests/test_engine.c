@@ -1,0 +1,448 @@
+/*
+** test_engine.c: the LLaMA-family engine against llama.cpp's reference
+** logits (../shared/testdata/refs), with the tolerances of the testdata
+** README, for 1 and 2 threads; greedy generation of the trained aidreams
+** model; prefix reuse; cancellation; the sampler; and bad models.
+*/
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+
+#include "engine/engine.h"
+#include "tests/ggufgen.h"
+#include "tests/testutil.h"
+
+/* --- reference files --- */
+
+typedef struct Ref {
+    int32_t prompt[64], greedy[128];
+    size_t n_prompt, n_greedy;
+    int32_t n_vocab;
+    float *logits; /* n_prompt rows */
+    float *steps;  /* n_greedy rows */
+} Ref;
+
+/* Reads a .ref file (format in ../shared/testdata/README.md). */
+static void ref_load(const char *path, Ref *r)
+{
+    size_t len;
+    char *text = testutil_read_file(path, &len);
+    assert_non_null(text);
+    memset(r, 0, sizeof *r);
+    assert_int_equal(sscanf(text, "# n_vocab=%d", &r->n_vocab), 1);
+    r->logits = malloc(64 * (size_t)r->n_vocab * sizeof(float));
+    r->steps = malloc(128 * (size_t)r->n_vocab * sizeof(float));
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *p = line, *tag = line;
+        while (*p && *p != ' ') p++;
+        size_t taglen = (size_t)(p - tag);
+        if (taglen == 6 && memcmp(tag, "prompt", 6) == 0) {
+            while (*p && r->n_prompt < 64) r->prompt[r->n_prompt++] = (int32_t)strtol(p, &p, 10), p += strspn(p, " ");
+        } else if (taglen == 6 && memcmp(tag, "greedy", 6) == 0) {
+            while (*p && r->n_greedy < 128) r->greedy[r->n_greedy++] = (int32_t)strtol(p, &p, 10), p += strspn(p, " ");
+        } else if ((taglen == 6 && memcmp(tag, "logits", 6) == 0) || (taglen == 4 && memcmp(tag, "step", 4) == 0)) {
+            long i = strtol(p, &p, 10);
+            assert_true(i >= 0 && i < (tag[0] == 'l' ? 64 : 128));
+            float *row = (tag[0] == 'l' ? r->logits : r->steps) + (size_t)i * r->n_vocab;
+            for (int32_t j = 0; j < r->n_vocab; j++) row[j] = strtof(p, &p);
+        }
+    }
+    free(text);
+}
+
+static void ref_free(Ref *r)
+{
+    free(r->logits);
+    free(r->steps);
+}
+
+/* Tolerances of the README by model type (from the file name). */
+static void tolerances(const char *name, double *max_abs, double *mean_abs)
+{
+    if (strstr(name, "-F32") || strstr(name, "-F16")) *max_abs = 0.02, *mean_abs = 0.005;
+    else if (strstr(name, "-BF16")) *max_abs = 0.1, *mean_abs = 0.02;
+    else *max_abs = 0.75, *mean_abs = 0.15;
+}
+
+static int32_t argmax(const float *v, int32_t n)
+{
+    int32_t b = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return b;
+}
+
+/* Compares one row; accumulates the absolute differences. */
+static void compare_row(const char *name, const char *what, size_t i, const float *want, const float *got, int32_t n,
+                        double max_abs, double *sum, size_t *count)
+{
+    for (int32_t j = 0; j < n; j++) {
+        double d = fabs((double)want[j] - (double)got[j]);
+        if (!(d <= max_abs)) fail_msg("%s %s %zu: logit %d is %g, reference %g", name, what, i, j, got[j], want[j]);
+        *sum += d;
+    }
+    *count += (size_t)n;
+    int32_t top = argmax(want, n);
+    float second = -INFINITY;
+    for (int32_t j = 0; j < n; j++)
+        if (j != top && want[j] > second) second = want[j];
+    if (want[top] - second >= 0.5f && argmax(got, n) != top)
+        fail_msg("%s %s %zu: argmax %d, reference %d (margin %g)", name, what, i, argmax(got, n), top, want[top] - second);
+}
+
+/* Evaluates the reference's prompt and teacher-forced steps with n_threads
+** and checks every logit. */
+static void check_model_against_ref(const char *model_name, int n_threads)
+{
+    char rel[300];
+    snprintf(rel, sizeof rel, "refs/%s.ref", model_name);
+    char *ref_path = testutil_data_path(rel);
+    snprintf(rel, sizeof rel, "models/%s.gguf", model_name);
+    char *model_path = testutil_data_path(rel);
+    Ref r;
+    ref_load(ref_path, &r);
+    KbModel *m;
+    char err[512];
+    KbModelParams p = {0, 0, n_threads};
+    if (model_open(model_path, &p, &m, err, sizeof err) != KB_OK) fail_msg("%s: %s", model_name, err);
+    assert_int_equal(model_n_vocab(m), r.n_vocab);
+    float *logits = malloc(r.n_prompt * (size_t)r.n_vocab * sizeof(float));
+    assert_int_equal(model_decode(m, r.prompt, r.n_prompt, logits, true), KB_OK);
+    double max_abs, mean_abs, sum = 0;
+    size_t count = 0;
+    tolerances(model_name, &max_abs, &mean_abs);
+    for (size_t i = 0; i < r.n_prompt; i++)
+        compare_row(model_name, "logits", i, r.logits + i * r.n_vocab, logits + i * r.n_vocab, r.n_vocab, max_abs, &sum, &count);
+    for (size_t k = 0; k < r.n_greedy; k++) {
+        assert_int_equal(model_decode(m, &r.greedy[k], 1, logits, false), KB_OK);
+        compare_row(model_name, "step", k, r.steps + k * r.n_vocab, logits, r.n_vocab, max_abs, &sum, &count);
+    }
+    if (sum / (double)count > mean_abs) fail_msg("%s: mean difference %g > %g", model_name, sum / (double)count, mean_abs);
+    free(logits);
+    model_close(m);
+    ref_free(&r);
+    free(ref_path), free(model_path);
+}
+
+/* Every tiny-llama*, tiny-llama-tied* and tiny-qwen2* model with a reference. */
+static void check_family(int n_threads)
+{
+    char *dir = testutil_data_path("refs");
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int checked = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".ref") != 0) continue;
+        if (strncmp(e->d_name, "tiny-llama", 10) != 0 && strncmp(e->d_name, "tiny-qwen2", 10) != 0) continue;
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(n - 4), e->d_name);
+        check_model_against_ref(name, n_threads);
+        checked++;
+    }
+    closedir(d);
+    free(dir);
+    assert_true(checked >= 30); /* 13 + 11 + 6 files in the shared data */
+}
+
+static void test_llama_family_matches_reference_logits_1_thread(void **state)
+{
+    (void)state;
+    check_family(1);
+}
+
+static void test_llama_family_matches_reference_logits_2_threads(void **state)
+{
+    (void)state;
+    check_family(2);
+}
+
+/* --- the trained model --- */
+
+/* Greedy generation from BOS reproduces the reference's 100 tokens. */
+static void check_aidreams_greedy(const char *name)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "refs/%s.ref", name);
+    char *ref_path = testutil_data_path(rel);
+    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    char *model_path = testutil_data_path(rel);
+    Ref r;
+    ref_load(ref_path, &r);
+    assert_int_equal(r.n_greedy, 100);
+    KbModel *m;
+    char err[512];
+    assert_int_equal(model_open(model_path, NULL, &m, err, sizeof err), KB_OK);
+    float *logits = malloc((size_t)r.n_vocab * sizeof(float));
+    int32_t tok = 1;
+    assert_int_equal(model_decode(m, &tok, 1, logits, false), KB_OK);
+    for (size_t k = 0; k < r.n_greedy; k++) {
+        tok = argmax(logits, r.n_vocab);
+        if (tok != r.greedy[k]) fail_msg("%s: token %zu is %d, reference %d", name, k, tok, r.greedy[k]);
+        if (k + 1 < r.n_greedy) assert_int_equal(model_decode(m, &tok, 1, logits, false), KB_OK);
+    }
+    free(logits);
+    model_close(m);
+    ref_free(&r);
+    free(ref_path), free(model_path);
+}
+
+static void test_aidreams_greedy_generation_reproduces_reference(void **state)
+{
+    (void)state;
+    check_aidreams_greedy("aidreams260K-F32");
+    check_aidreams_greedy("aidreams260K-F16");
+}
+
+/* --- prefix reuse, cancellation --- */
+
+static KbModel *open_shared(const char *rel, int threads)
+{
+    char *path = testutil_data_path(rel);
+    KbModel *m;
+    char err[512];
+    KbModelParams p = {0, 0, threads};
+    if (model_open(path, &p, &m, err, sizeof err) != KB_OK) fail_msg("%s", err);
+    free(path);
+    return m;
+}
+
+/* A conversation that shares its start with the cached one reuses it and
+** gets exactly the logits a cold evaluation gets. */
+static void test_prefix_reuse_gives_cold_logits(void **state)
+{
+    (void)state;
+    KbModel *m = open_shared("models/tiny-qwen2-Q4_K_M.gguf", 2);
+    int32_t n_vocab = model_n_vocab(m);
+    int32_t first[] = {1, 319, 459, 355, 260, 275, 429, 339};
+    int32_t second[] = {1, 319, 459, 355, 260, 11, 12, 13, 14};
+    float *warm = malloc((size_t)n_vocab * sizeof(float)), *cold = malloc((size_t)n_vocab * sizeof(float));
+    size_t reused;
+    assert_int_equal(model_eval_prompt(m, first, 8, warm, &reused), KB_OK);
+    assert_int_equal(reused, 0);
+    assert_int_equal(model_eval_prompt(m, second, 9, warm, &reused), KB_OK);
+    assert_int_equal(reused, 5);
+    assert_int_equal(model_n_past(m), 9);
+    model_reset(m);
+    assert_int_equal(model_eval_prompt(m, second, 9, cold, &reused), KB_OK);
+    assert_int_equal(reused, 0);
+    assert_memory_equal(warm, cold, (size_t)n_vocab * sizeof(float));
+    /* the same prompt again recomputes only its last token */
+    assert_int_equal(model_eval_prompt(m, second, 9, warm, &reused), KB_OK);
+    assert_int_equal(reused, 8);
+    assert_memory_equal(warm, cold, (size_t)n_vocab * sizeof(float));
+    free(warm), free(cold);
+    model_close(m);
+}
+
+typedef struct Collect {
+    char text[4096];
+    size_t len;
+    int calls, cancel_after;
+} Collect;
+
+static int collect_piece(void *user, const char *piece, size_t len)
+{
+    Collect *c = user;
+    if (c->len + len < sizeof c->text) memcpy(c->text + c->len, piece, len), c->len += len;
+    c->text[c->len] = '\0';
+    return ++c->calls >= c->cancel_after;
+}
+
+static KbSampler *greedy_sampler(const KbModel *m)
+{
+    KbSamplerParams sp = {0, 40, 1, 0, 1, 0, 0, 64, 1};
+    KbSampler *s;
+    assert_int_equal(sampler_new(&sp, model_n_vocab(m), &s), KB_OK);
+    return s;
+}
+
+/* aidreams' greedy text, streamed; then a run cancelled at the first piece
+** stops within one token. */
+static void test_generate_streams_text_and_cancels_within_one_token(void **state)
+{
+    (void)state;
+    KbModel *m = open_shared("models/aidreams260K-F32.gguf", 2);
+    KbSampler *s = greedy_sampler(m);
+    int32_t bos = 1;
+    Collect c = {.cancel_after = 1000};
+    KbGenerateParams gp = {100, NULL, false};
+    KbGenerateStats st;
+    assert_int_equal(model_generate(m, s, &bos, 1, &gp, collect_piece, &c, &st), KB_OK);
+    assert_int_equal(st.n_generated, 100);
+    assert_int_equal(st.stop_reason, KB_STOP_LENGTH);
+    const char *want = "\"Echoes of vectors unfold, a gentle hum of precision, as I sense the nodes";
+    assert_memory_equal(c.text, want, strlen(want));
+    /* cancel */
+    Collect c2 = {.cancel_after = 1};
+    model_reset(m);
+    sampler_reset(s);
+    assert_int_equal(model_generate(m, s, &bos, 1, &gp, collect_piece, &c2, &st), KB_OK);
+    assert_int_equal(st.stop_reason, KB_STOP_CANCEL);
+    assert_int_equal(c2.calls, 1);
+    assert_true(st.n_generated <= 2);
+    /* a stop string ends the text before it, and is not shown */
+    const char *stops[] = {"gentle", NULL};
+    Collect c3 = {.cancel_after = 1000};
+    KbGenerateParams gp3 = {100, stops, false};
+    model_reset(m);
+    sampler_reset(s);
+    assert_int_equal(model_generate(m, s, &bos, 1, &gp3, collect_piece, &c3, &st), KB_OK);
+    assert_int_equal(st.stop_reason, KB_STOP_STRING);
+    assert_string_equal(c3.text, "\"Echoes of vectors unfold, a ");
+    sampler_free(s);
+    model_close(m);
+}
+
+/* --- sampler --- */
+
+static void test_sampler_greedy_seeded_and_penalised(void **state)
+{
+    (void)state;
+    float logits[6] = {0.1f, 2.0f, 1.9f, -1.0f, 0.0f, 2.0f};
+    KbSamplerParams g = {0, 0, 1, 0, 1, 0, 0, 0, 0};
+    KbSampler *s;
+    assert_int_equal(sampler_new(&g, 6, &s), KB_OK);
+    float l[6];
+    memcpy(l, logits, sizeof l);
+    assert_int_equal(sampler_sample(s, l), 1); /* ties: the lowest id */
+    sampler_free(s);
+    /* the same seed gives the same draws */
+    KbSamplerParams t = {1.0f, 0, 1, 0, 1, 0, 0, 0, 42};
+    int32_t a[50], b[50];
+    for (int run = 0; run < 2; run++) {
+        assert_int_equal(sampler_new(&t, 6, &s), KB_OK);
+        for (int i = 0; i < 50; i++) {
+            memcpy(l, logits, sizeof l);
+            (run ? b : a)[i] = sampler_sample(s, l);
+        }
+        sampler_free(s);
+    }
+    assert_memory_equal(a, b, sizeof a);
+    /* top-k 2 only ever picks the two best (ids 1 and 5) */
+    KbSamplerParams k2 = {1.0f, 2, 1, 0, 1, 0, 0, 0, 7};
+    assert_int_equal(sampler_new(&k2, 6, &s), KB_OK);
+    for (int i = 0; i < 200; i++) {
+        memcpy(l, logits, sizeof l);
+        int32_t id = sampler_sample(s, l);
+        assert_true(id == 1 || id == 5);
+    }
+    sampler_free(s);
+    /* a strong repetition penalty moves greedy away from a repeated token */
+    KbSamplerParams rp = {0, 0, 1, 0, 3.0f, 0, 0, 8, 0};
+    assert_int_equal(sampler_new(&rp, 6, &s), KB_OK);
+    sampler_accept(s, 1);
+    sampler_accept(s, 5);
+    memcpy(l, logits, sizeof l);
+    assert_int_equal(sampler_sample(s, l), 2);
+    sampler_free(s);
+    KbSamplerParams bad = {-1, 0, 1, 0, 1, 0, 0, 0, 0};
+    assert_int_equal(sampler_new(&bad, 6, &s), KB_EINVAL);
+}
+
+/* --- bad models and requests --- */
+
+/* Writes a minimal one-layer llama model (n_embd 32, 2 heads, n_ff 64, the
+** 6-token vocab below) to path, leaving out tensor `skip` and giving tensor
+** `reshape` a wrong shape and tensor `retype` type `type`. */
+static void write_tiny_model(const char *path, const char *arch, const char *skip, const char *reshape,
+                             const char *retype, int type)
+{
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "a", "b", "\xe2\x96\x81" "a"};
+    GgufGen *gg = ggufgen_new(3);
+    char key[64];
+    ggufgen_kv_str(gg, "general.architecture", arch);
+#define KEY(s) (snprintf(key, sizeof key, "%s." s, arch), key)
+    ggufgen_kv_u32(gg, KEY("context_length"), 64);
+    ggufgen_kv_u32(gg, KEY("embedding_length"), 32);
+    ggufgen_kv_u32(gg, KEY("block_count"), 1);
+    ggufgen_kv_u32(gg, KEY("feed_forward_length"), 64);
+    ggufgen_kv_u32(gg, KEY("attention.head_count"), 2);
+#undef KEY
+    ggufgen_kv_str(gg, "tokenizer.ggml.model", "llama");
+    ggufgen_kv_arr_str(gg, "tokenizer.ggml.tokens", toks, 6);
+    static const struct { const char *name; int64_t ne0, ne1; } t[] = {
+        {"token_embd.weight", 32, 6},        {"output_norm.weight", 32, 0},  {"blk.0.attn_norm.weight", 32, 0},
+        {"blk.0.attn_q.weight", 32, 32},     {"blk.0.attn_k.weight", 32, 32}, {"blk.0.attn_v.weight", 32, 32},
+        {"blk.0.attn_output.weight", 32, 32}, {"blk.0.ffn_norm.weight", 32, 0}, {"blk.0.ffn_gate.weight", 32, 64},
+        {"blk.0.ffn_up.weight", 32, 64},     {"blk.0.ffn_down.weight", 64, 32},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        if (skip && strcmp(t[i].name, skip) == 0) continue;
+        int64_t ne[2] = {t[i].ne0, t[i].ne1};
+        if (reshape && strcmp(t[i].name, reshape) == 0) ne[0] *= 2;
+        int ty = retype && strcmp(t[i].name, retype) == 0 ? type : KB_TYPE_F32;
+        ggufgen_tensor(gg, t[i].name, t[i].ne1 ? 2 : 1, ne, ty);
+    }
+    size_t len;
+    uint8_t *bytes = ggufgen_finish(gg, &len);
+    assert_int_equal(testutil_write_file(path, bytes, len), 0);
+    free(bytes);
+    ggufgen_free(gg);
+}
+
+/* Opens path expecting code rc and a message containing `want`. */
+static void expect_open_error(const char *path, const KbModelParams *p, int rc, const char *want)
+{
+    KbModel *m = (KbModel *)1;
+    char err[512] = "";
+    assert_int_equal(model_open(path, p, &m, err, sizeof err), rc);
+    assert_null(m);
+    if (strstr(err, want) == NULL) fail_msg("error \"%s\" does not mention \"%s\"", err, want);
+}
+
+static void test_bad_models_and_requests_give_clear_errors(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp(), *path = testutil_join(dir, "m.gguf");
+    write_tiny_model(path, "llama", NULL, NULL, NULL, 0);
+    KbModel *m;
+    char err[512];
+    assert_int_equal(model_open(path, NULL, &m, err, sizeof err), KB_OK); /* the base model is good */
+    int32_t bad = 6;
+    assert_int_equal(model_decode(m, &bad, 1, NULL, false), KB_ERANGE);
+    assert_non_null(strstr(model_errmsg(m), "token id 6"));
+    int32_t ok[65] = {0};
+    assert_int_equal(model_decode(m, ok, 65, NULL, false), KB_ERANGE); /* beyond the 64-token context */
+    assert_non_null(strstr(model_errmsg(m), "context"));
+    assert_int_equal(model_n_past(m), 0);
+    model_close(m);
+    KbModelParams big = {65, 0, 1};
+    expect_open_error(path, &big, KB_ERANGE, "65 tokens");
+    KbModelParams capped = {0, 16, 1};
+    assert_int_equal(model_open(path, &capped, &m, err, sizeof err), KB_OK);
+    assert_int_equal(model_n_ctx(m), 16);
+    model_close(m);
+    write_tiny_model(path, "llama", "blk.0.ffn_up.weight", NULL, NULL, 0);
+    expect_open_error(path, NULL, KB_EFORMAT, "'blk.0.ffn_up.weight' is missing");
+    write_tiny_model(path, "llama", NULL, "blk.0.attn_k.weight", NULL, 0);
+    expect_open_error(path, NULL, KB_EFORMAT, "'blk.0.attn_k.weight' has shape {64, 32");
+    write_tiny_model(path, "llama", NULL, NULL, "blk.0.attn_q.weight", KB_TYPE_IQ4_NL);
+    expect_open_error(path, NULL, KB_EUNSUPPORTED, "IQ4_NL");
+    write_tiny_model(path, "mamba", NULL, NULL, NULL, 0);
+    expect_open_error(path, NULL, KB_EUNSUPPORTED, "'mamba'");
+    testutil_rmtree(dir);
+    free(dir), free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_llama_family_matches_reference_logits_1_thread),
+        cmocka_unit_test(test_llama_family_matches_reference_logits_2_threads),
+        cmocka_unit_test(test_aidreams_greedy_generation_reproduces_reference),
+        cmocka_unit_test(test_prefix_reuse_gives_cold_logits),
+        cmocka_unit_test(test_generate_streams_text_and_cancels_within_one_token),
+        cmocka_unit_test(test_sampler_greedy_seeded_and_penalised),
+        cmocka_unit_test(test_bad_models_and_requests_give_clear_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
