@@ -28,11 +28,12 @@ ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/gguf.o \
 RAG_OBJ    = rag/version.o rag/doc.o rag/clean.o rag/load_pdf.o rag/load_text.o rag/chunker.o \
              rag/fts_cjk.o rag/store.o rag/kb.o rag/sync.o rag/search.o
 UI_OBJ     = ui/version.o
-APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_tokenize.o app/cmd_generate.o
+APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_tokenize.o app/cmd_generate.o app/cmd_bench.o \
+             app/cmd_kb.o
 MAIN_OBJ   = app/main.o
 LIB_OBJ    = $(ENGINE_OBJ) $(RAG_OBJ) $(UI_OBJ) $(APP_OBJ)
 
-TESTS        = test_quant test_deps test_config test_gguf test_gguf_robust test_kernels test_tokenizer test_tok_bpe test_tok_wpm test_engine test_cli
+TESTS        = test_quant test_deps test_config test_gguf test_gguf_robust test_kernels test_tokenizer test_tok_bpe test_tok_wpm test_engine test_cli test_rag_chunker test_rag_load test_rag_store test_rag_sync test_rag_cli
 TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 
 # Variants: release builds ./kbchat; asan is the sanitizer build of everything.
@@ -107,7 +108,7 @@ run: kbchat
 	@./kbchat $(ARGS)
 
 # Benchmarks: figures for the issue notes; no test depends on them.
-BENCHES = bench_tokenizer
+BENCHES = bench_tokenizer bench_rag
 
 $(REL)/tests/bench/%: $(REL)/tests/bench/%.o $(addprefix $(REL)/,$(LIB_OBJ))
 	$(say) LINK $@

@@ -97,6 +97,20 @@ static const CliCommand commands[] = {
      "  --ctx-size N       context length (default: the model's, capped by model.context_size)\n"
      "  --special          print control tokens as text\n",
      cmd_generate},
+    {"bench", NULL, 0, 0,
+     CLI_BIT(CLI_OPT_PROMPT) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_REPS) |
+         CLI_BIT(CLI_OPT_JSON),
+     "bench [-p 128] [-n 32] [-t THREADS] [-r REPS] [--json]",
+     "measure prompt and generation speed of a model",
+     "Measures, with the model given by --model (or model.path), prompt processing\n"
+     "(-p tokens evaluated as one prompt, default 128) and generation (-n tokens\n"
+     "decoded one at a time, default 32), each repeated -r times (default 5) after\n"
+     "a warm-up, and prints tokens/s (mean and standard deviation), the memory\n"
+     "bandwidth generation achieves (weight bytes read per token x tokens/s), the\n"
+     "load time and time to the first token, peak resident memory and the kernels\n"
+     "in use. The tokens are random ids, so any model can be measured.\n"
+     "  --json  one JSON object instead of the table\n",
+     cmd_bench},
     {"kb", "create", 1, 1, CLI_BIT(CLI_OPT_FOLDER), "kb create NAME [--folder DIR]...",
      "create a knowledge base over folders of PDF and text files",
      "Creates an empty knowledge base NAME (letters, digits, '-', '_', '.') with the\n"
@@ -107,8 +121,8 @@ static const CliCommand commands[] = {
      cmd_kb_create},
     {"kb", "add", 2, -1, 0, "kb add NAME PATH...", "add folders or files (.pdf, .txt, .md) to a knowledge base",
      "Adds each PATH, a folder (searched recursively for .pdf, .txt, .md and\n"
-     "  .markdown files; hidden files are skipped) or a single file, as a source of\n"
-     "NAME. 'kbchat kb sync NAME' indexes them.\n",
+     ".markdown files; hidden files and folders are skipped) or a single file, as a\n"
+     "source of NAME. 'kbchat kb sync NAME' indexes them.\n",
      cmd_kb_add},
     {"kb", "list", 0, 0, 0, "kb list", "list the knowledge bases",
      "Prints each knowledge base with its numbers of documents, pages, chunks and\n"
@@ -177,6 +191,7 @@ static const struct CliOptionSpec {
     [CLI_OPT_REPEAT_PENALTY] = {"--repeat-penalty", 0, 1, 0},
     [CLI_OPT_SEED] = {"--seed", 0, 1, 0},
     [CLI_OPT_CTX_SIZE] = {"--ctx-size", 0, 1, 0},
+    [CLI_OPT_REPS] = {"--reps", 'r', 1, 0},
     [CLI_OPT_FOLDER] = {"--folder", 0, 1, 1},
     [CLI_OPT_ALL] = {"--all", 0, 0, 0},
     [CLI_OPT_YES] = {"--yes", 0, 0, 0},

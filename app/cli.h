@@ -37,6 +37,7 @@ typedef enum CliOpt {
     CLI_OPT_ALL,         /* --all */
     CLI_OPT_YES,         /* --yes */
     CLI_OPT_JSON,        /* --json */
+    CLI_OPT_REPS,        /* -r, --reps N */
     CLI_OPT_COUNT
 } CliOpt;
 #define CLI_BIT(o) (1u << (o))
@@ -82,6 +83,7 @@ int cmd_kb_delete(const CliArgs *a, const char *const *args, int n_args);
 int cmd_kb_search(const CliArgs *a, const char *const *args, int n_args);
 int cmd_logits(const CliArgs *a, const char *const *args, int n_args);
 int cmd_generate(const CliArgs *a, const char *const *args, int n_args);
+int cmd_bench(const CliArgs *a, const char *const *args, int n_args);
 
 /* Runs kbchat with the given arguments and returns the process exit code.
 ** Writes results to stdout and diagnostics to stderr. */

@@ -240,8 +240,9 @@ int model_open(const char *path, const KbModelParams *params, KbModel **out, cha
     *out = NULL;
     KbModel *m = calloc(1, sizeof *m);
     if (m == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
-    m->kern = kb_kernels();
-    int rc = gguf_open(path, &m->gguf, err, errlen);
+    m->kern = params && params->force_isa ? kb_kernels_for((KbIsa)(params->force_isa - 1)) : kb_kernels();
+    int rc = m->kern ? gguf_open(path, &m->gguf, err, errlen)
+                     : model_fail(err, errlen, KB_EUNSUPPORTED, "this CPU cannot run the requested kernels");
     if (rc == KB_OK) {
         rc = tokenizer_load(m->gguf, &m->tok, err, errlen);
         if (rc != KB_OK) rc = rc == KB_ENOMEM ? rc : KB_EFORMAT;
@@ -282,6 +283,22 @@ int64_t model_n_ctx_train(const KbModel *m) { return m->cfg.n_ctx_train; }
 int model_n_threads(const KbModel *m) { return pool_size(m->pool); }
 const char *model_kernels_name(const KbModel *m) { return m->kern->name; }
 int64_t model_n_past(const KbModel *m) { return m->n_past; }
+
+static uint64_t mat_bytes(const Mat *w)
+{
+    return (uint64_t)w->row_bytes * (uint64_t)w->n_out;
+}
+
+uint64_t model_weight_bytes_per_token(const KbModel *m)
+{
+    uint64_t total = mat_bytes(&m->w.output);
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        const LayerWeights *L = &m->w.layers[l];
+        total += mat_bytes(&L->wq) + mat_bytes(&L->wk) + mat_bytes(&L->wv) + mat_bytes(&L->wo);
+        total += mat_bytes(&L->w_gate) + mat_bytes(&L->w_up) + mat_bytes(&L->w_down);
+    }
+    return total;
+}
 const char *model_errmsg(const KbModel *m) { return m->errmsg; }
 void model_reset(KbModel *m) { m->n_past = 0; }
 

@@ -29,6 +29,9 @@ typedef struct KbModelParams {
     int64_t n_ctx_cap;  /* with n_ctx 0: the model's own length, capped at
                            this when > 0 (the configuration's context_size) */
     int n_threads;      /* 0 = all online cores */
+    int force_isa;      /* 0: the best kernels this CPU runs (kb_kernels());
+                           1 + KbIsa: exactly those (KB_EUNSUPPORTED if the CPU
+                           cannot run them) - for tests and comparisons */
 } KbModelParams;
 
 /* Opens the model at path. Returns KB_OK; KB_EIO/KB_EFORMAT from the GGUF
@@ -47,6 +50,9 @@ int64_t model_n_ctx(const KbModel *m);            /* the context allocated */
 int64_t model_n_ctx_train(const KbModel *m);      /* the model's own limit */
 int model_n_threads(const KbModel *m);
 const char *model_kernels_name(const KbModel *m); /* "AVX-512", "AVX2", "scalar" */
+/* Bytes of weights read to compute one token: every matrix of every layer
+** and the output matrix (the embedding row itself is negligible). */
+uint64_t model_weight_bytes_per_token(const KbModel *m);
 /* Tokens now in the cache. */
 int64_t model_n_past(const KbModel *m);
 /* The message of the last failed call. */

@@ -13,7 +13,7 @@ set -eu
 
 PKG_CONFIG=${PKG_CONFIG:-pkg-config}
 LIBS="ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 cmocka"
-PACKAGES="build-essential pkg-config libncurses-dev libpoppler-glib-dev libsqlite3-dev libopenblas-dev libyaml-dev libcmocka-dev tmux locales"
+PACKAGES="build-essential pkg-config libncurses-dev libpoppler-glib-dev libsqlite3-dev libopenblas-dev libyaml-dev libcmocka-dev tmux locales fonts-wqy-microhei qpdf"
 
 missing_parts() {
     if ! command -v "$PKG_CONFIG" >/dev/null 2>&1; then
@@ -26,6 +26,9 @@ missing_parts() {
     command -v tmux >/dev/null 2>&1 || echo "tmux"
     # locale sources, for tests that build a de_DE (decimal comma) locale
     [ -f /usr/share/i18n/locales/de_DE ] || echo "locales"
+    # knowledge-base test fixtures: a CJK font to draw Chinese PDFs, qpdf to encrypt one
+    [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || echo "fonts-wqy-microhei"
+    command -v qpdf >/dev/null 2>&1 || echo "qpdf"
 }
 
 run() {

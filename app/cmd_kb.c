@@ -1,0 +1,475 @@
+/*
+** cmd_kb.c: the `kbchat kb ...` commands, the command-line face of rag/.
+**
+** rag/ does the work and reports through return codes, rag_errmsg and a
+** progress callback; everything printed is printed here. Results go to
+** stdout, diagnostics and the live progress line to stderr. On a terminal
+** `kb sync` redraws one progress line (files, pages, chunks, pages/s, ETA)
+** and prints only failures above it; otherwise (a pipe, a log, a test) it
+** prints one line per document, which is what a log needs.
+**
+** Test hook: KBCHAT_TEST_SYNC_DELAY_MS=N makes `kb sync` pause N ms after
+** each document it commits, so a test can kill it half-way. It changes
+** nothing else and is not meant for users.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/cli.h"
+#include "engine/engine.h"
+#include "rag/rag.h"
+
+/* --- opening --- */
+
+/* Loads the configuration and opens the knowledge-base database, printing
+** any error. Returns an exit code; on success *rag must be closed. */
+static int kb_open(const CliArgs *a, KbConfig *cfg, Rag **rag)
+{
+    *rag = NULL;
+    if (cli_load_config(a, cfg) != KB_OK) return CLI_EXIT_FAIL;
+    int rc = rag_open(rag, cfg->data_dir);
+    if (rc != KB_OK) {
+        fprintf(stderr, "kbchat: %s\n", *rag ? rag_errmsg(*rag) : kb_strerror(rc));
+        rag_close(*rag);
+        *rag = NULL;
+        return CLI_EXIT_FAIL;
+    }
+    return CLI_EXIT_OK;
+}
+
+static void kb_done(KbConfig *cfg, Rag *rag)
+{
+    rag_close(rag);
+    config_free(cfg);
+}
+
+/* Prints rag's message for a failed call and returns the exit code. */
+static int kb_fail(Rag *rag)
+{
+    fprintf(stderr, "kbchat: %s\n", rag_errmsg(rag));
+    return CLI_EXIT_FAIL;
+}
+
+static const char *embed_name(const char *model)
+{
+    return model[0] == '\0' || strcmp(model, "none") == 0 ? "none (keyword search only)" : model;
+}
+
+/* Formats a Unix time as local "YYYY-MM-DD HH:MM", or "never" for 0. */
+static const char *when(int64_t t, char *buf, size_t n)
+{
+    if (t == 0) return "never";
+    time_t tt = (time_t)t;
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    strftime(buf, n, "%Y-%m-%d %H:%M", &tm);
+    return buf;
+}
+
+/* --- create, add, remove, delete --- */
+
+int cmd_kb_create(const CliArgs *a, const char *const *args, int n_args)
+{
+    (void)n_args;
+    KbConfig cfg;
+    Rag *rag;
+    int code = kb_open(a, &cfg, &rag);
+    if (code != CLI_EXIT_OK) {
+        kb_done(&cfg, rag);
+        return code;
+    }
+    RagKbSettings s = {(int)cfg.chunk_size, (int)cfg.chunk_overlap, cfg.embedding_model};
+    if (rag_kb_create(rag, args[0], &s) != KB_OK) code = kb_fail(rag);
+    for (int i = 0; code == CLI_EXIT_OK && i < a->n_repeated; i++) {
+        if (rag_kb_add(rag, args[0], a->repeated[i]) == KB_OK) continue;
+        code = kb_fail(rag);
+        rag_kb_delete(rag, args[0]); /* all or nothing: the name stays free for a corrected command */
+    }
+    if (code == CLI_EXIT_OK) {
+        printf("created knowledge base '%s': chunks of %d characters, overlap %d, embedding model %s\n", args[0],
+               s.chunk_size, s.chunk_overlap, embed_name(s.embed_model));
+        for (int i = 0; i < a->n_repeated; i++) printf("  folder: %s\n", a->repeated[i]);
+        printf("%s 'kbchat kb sync %s' to index it.\n", a->n_repeated ? "Run" : "Add folders with 'kbchat kb add', then run",
+               args[0]);
+    }
+    kb_done(&cfg, rag);
+    return code;
+}
+
+int cmd_kb_add(const CliArgs *a, const char *const *args, int n_args)
+{
+    KbConfig cfg;
+    Rag *rag;
+    int code = kb_open(a, &cfg, &rag), added = 0;
+    for (int i = 1; code != CLI_EXIT_USAGE && rag && i < n_args; i++) {
+        if (rag_kb_add(rag, args[0], args[i]) == KB_OK) {
+            printf("added %s\n", args[i]);
+            added++;
+        } else {
+            code = kb_fail(rag);
+        }
+    }
+    if (added) printf("Run 'kbchat kb sync %s' to index %s.\n", args[0], added == 1 ? "it" : "them");
+    kb_done(&cfg, rag);
+    return code;
+}
+
+int cmd_kb_remove(const CliArgs *a, const char *const *args, int n_args)
+{
+    (void)n_args;
+    KbConfig cfg;
+    Rag *rag;
+    int code = kb_open(a, &cfg, &rag);
+    int64_t n = 0;
+    if (code == CLI_EXIT_OK && rag_kb_remove(rag, args[0], args[1], &n) != KB_OK) code = kb_fail(rag);
+    if (code == CLI_EXIT_OK)
+        printf("removed %s from '%s' (%lld document%s)\n", args[1], args[0], (long long)n, n == 1 ? "" : "s");
+    kb_done(&cfg, rag);
+    return code;
+}
+
+/* Asks on the terminal; returns 1 for yes. */
+static int confirm(const RagKbInfo *info)
+{
+    fprintf(stderr, "Delete knowledge base '%s' with %lld documents and %lld chunks? Your files are not touched. [y/N] ",
+            info->name, (long long)info->n_documents, (long long)info->n_chunks);
+    fflush(stderr);
+    char line[32];
+    if (fgets(line, sizeof line, stdin) == NULL) return 0;
+    return line[0] == 'y' || line[0] == 'Y';
+}
+
+int cmd_kb_delete(const CliArgs *a, const char *const *args, int n_args)
+{
+    (void)n_args;
+    int yes = cli_has(a, CLI_OPT_YES);
+    if (!yes && !isatty(STDIN_FILENO)) {
+        fprintf(stderr, "kbchat: kb delete: not asking without a terminal: pass --yes to delete '%s'\n", args[0]);
+        return CLI_EXIT_USAGE;
+    }
+    KbConfig cfg;
+    Rag *rag;
+    RagKbInfo info = {0};
+    int code = kb_open(a, &cfg, &rag);
+    if (code == CLI_EXIT_OK && rag_kb_info(rag, args[0], &info) != KB_OK) code = kb_fail(rag);
+    if (code == CLI_EXIT_OK && !yes && !confirm(&info)) {
+        fprintf(stderr, "kbchat: not deleted\n");
+        code = CLI_EXIT_FAIL;
+    }
+    if (code == CLI_EXIT_OK && rag_kb_delete(rag, args[0]) != KB_OK) code = kb_fail(rag);
+    if (code == CLI_EXIT_OK) printf("deleted knowledge base '%s'\n", args[0]);
+    rag_kb_info_clear(&info);
+    kb_done(&cfg, rag);
+    return code;
+}
+
+/* --- list, status, files --- */
+
+int cmd_kb_list(const CliArgs *a, const char *const *args, int n_args)
+{
+    (void)args, (void)n_args;
+    KbConfig cfg;
+    Rag *rag;
+    RagKbInfo *list = NULL;
+    int n = 0;
+    int code = kb_open(a, &cfg, &rag);
+    if (code == CLI_EXIT_OK && rag_kb_list(rag, &list, &n) != KB_OK) code = kb_fail(rag);
+    if (code == CLI_EXIT_OK && n == 0) printf("no knowledge bases yet: 'kbchat kb create NAME --folder DIR' makes one\n");
+    if (code == CLI_EXIT_OK && n > 0)
+        printf("%-20s %9s %9s %9s %7s  %s\n", "NAME", "DOCUMENTS", "PAGES", "CHUNKS", "FAILED", "LAST SYNC");
+    for (int i = 0; i < n; i++) {
+        char buf[32];
+        printf("%-20s %9lld %9lld %9lld %7lld  %s\n", list[i].name, (long long)list[i].n_documents,
+               (long long)list[i].n_pages, (long long)list[i].n_chunks, (long long)list[i].n_failed,
+               when(list[i].last_sync, buf, sizeof buf));
+    }
+    rag_kb_info_free_list(list, n);
+    kb_done(&cfg, rag);
+    return code;
+}
+
+int cmd_kb_status(const CliArgs *a, const char *const *args, int n_args)
+{
+    (void)n_args;
+    KbConfig cfg;
+    Rag *rag;
+    RagKbInfo info = {0};
+    RagFile *failed = NULL;
+    int n_failed = 0;
+    int code = kb_open(a, &cfg, &rag);
+    if (code == CLI_EXIT_OK && rag_kb_info(rag, args[0], &info) != KB_OK) code = kb_fail(rag);
+    if (code == CLI_EXIT_OK && rag_kb_files(rag, args[0], 1, &failed, &n_failed) != KB_OK) code = kb_fail(rag);
+    if (code == CLI_EXIT_OK) {
+        char buf[32];
+        printf("knowledge base:  %s\n", info.name);
+        for (int i = 0; i < info.n_sources; i++) printf("%-17s%s\n", i ? "" : "sources:", info.sources[i]);
+        if (info.n_sources == 0) printf("sources:         none ('kbchat kb add %s DIR' adds one)\n", info.name);
+        for (int i = 0; i < info.n_excluded; i++) printf("%-17s%s\n", i ? "" : "excluded:", info.excluded[i]);
+        printf("documents:       %lld (%lld indexed, %lld failed)\n", (long long)info.n_documents,
+               (long long)(info.n_documents - info.n_failed), (long long)info.n_failed);
+        printf("pages:           %lld\n", (long long)info.n_pages);
+        printf("chunks:          %lld (%d characters, overlap %d)\n", (long long)info.n_chunks, info.chunk_size,
+               info.chunk_overlap);
+        printf("embedding model: %s\n", embed_name(info.embed_model));
+        printf("last sync:       %s\n", when(info.last_sync, buf, sizeof buf));
+        printf("database:        %s\n", rag_db_path(rag));
+        if (n_failed) printf("failed documents:\n");
+        for (int i = 0; i < n_failed; i++) printf("  %s: %s\n", failed[i].path, failed[i].error);
+    }
+    rag_files_free(failed, n_failed);
+    rag_kb_info_clear(&info);
+    kb_done(&cfg, rag);
+    return code;
+}
+
+int cmd_kb_files(const CliArgs *a, const char *const *args, int n_args)
+{
+    (void)n_args;
+    KbConfig cfg;
+    Rag *rag;
+    RagFile *files = NULL;
+    int n = 0;
+    int code = kb_open(a, &cfg, &rag);
+    if (code == CLI_EXIT_OK && rag_kb_files(rag, args[0], 0, &files, &n) != KB_OK) code = kb_fail(rag);
+    if (code == CLI_EXIT_OK && n == 0) printf("no documents in '%s' (run 'kbchat kb sync %s')\n", args[0], args[0]);
+    if (code == CLI_EXIT_OK && n > 0) printf("%-6s %6s %7s  %s\n", "STATUS", "PAGES", "CHUNKS", "PATH");
+    for (int i = 0; i < n; i++) {
+        if (files[i].failed) printf("%-6s %6s %7s  %s: %s\n", "failed", "-", "-", files[i].path, files[i].error);
+        else printf("%-6s %6d %7lld  %s\n", "ok", files[i].pages, (long long)files[i].chunks, files[i].path);
+    }
+    rag_files_free(files, n);
+    kb_done(&cfg, rag);
+    return code;
+}
+
+/* --- sync --- */
+
+/* How progress is shown for one `kb sync`. */
+typedef struct SyncView {
+    int tty;            /* stderr is a terminal: redraw one line */
+    int line_shown;     /* a progress line is on screen */
+    int planned;        /* the plan is known: totals can be shown */
+    double last_draw;   /* elapsed time of the last redraw */
+} SyncView;
+
+/* Clears the progress line so a normal line can be printed. */
+static void view_clear(SyncView *v)
+{
+    if (v->line_shown) fputs("\r\033[K", stderr);
+    v->line_shown = 0;
+}
+
+static int term_width(void)
+{
+    struct winsize ws;
+    return ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col : 80;
+}
+
+/* Redraws "[3/40] 120 pages, 400 chunks, 85 pages/s, ETA 0:12  name.pdf"
+** cut to the terminal's width (in bytes, which is safe for ASCII names and
+** at worst short for others). */
+static void view_draw(SyncView *v, const RagProgress *p)
+{
+    char line[512], eta[32] = "";
+    if (p->eta >= 0) snprintf(eta, sizeof eta, ", ETA %d:%02d", (int)p->eta / 60, (int)p->eta % 60);
+    const char *base = p->path ? strrchr(p->path, '/') : NULL;
+    int n = snprintf(line, sizeof line, "%s: [%lld/%lld] %lld pages, %lld chunks, %.0f pages/s%s  %s", p->kb,
+                     (long long)p->files_done + (p->event == RAG_EV_DOC_START || p->event == RAG_EV_PAGE),
+                     (long long)p->files_total,
+                     (long long)p->pages_done, (long long)p->chunks_done, p->pages_per_s, eta,
+                     base ? base + 1 : "");
+    int w = term_width() - 1;
+    if (n > w) line[w] = '\0';
+    fprintf(stderr, "\r\033[K%s", line);
+    fflush(stderr);
+    v->line_shown = 1;
+    v->last_draw = p->elapsed;
+}
+
+/* One line per finished document (on a terminal only failures, moves and
+** removals: the progress line stands for the rest). */
+static void print_doc(const RagProgress *p, FILE *out)
+{
+    switch (p->action) {
+    case RAG_ACT_INDEXED:
+    case RAG_ACT_UPDATED:
+        fprintf(out, "%s %s (%d page%s, %lld chunk%s)\n", p->action == RAG_ACT_INDEXED ? "indexed" : "updated", p->path,
+                p->doc_pages, p->doc_pages == 1 ? "" : "s", (long long)p->doc_chunks, p->doc_chunks == 1 ? "" : "s");
+        break;
+    case RAG_ACT_MOVED: fprintf(out, "moved %s -> %s\n", p->old_path, p->path); break;
+    case RAG_ACT_REMOVED: fprintf(out, "removed %s\n", p->path); break;
+    case RAG_ACT_TOUCHED: fprintf(out, "unchanged content %s\n", p->path); break;
+    case RAG_ACT_FAILED: fprintf(out, "failed %s: %s\n", p->path, p->message); break;
+    }
+}
+
+static void on_progress(const RagProgress *p, void *user)
+{
+    SyncView *v = user;
+    if (p->event == RAG_EV_WARNING) {
+        view_clear(v);
+        fprintf(stderr, "kbchat: warning: %s: %s\n", p->path, p->message);
+    } else if (p->event == RAG_EV_DOC_DONE &&
+               (!v->tty || (p->action != RAG_ACT_INDEXED && p->action != RAG_ACT_UPDATED && p->action != RAG_ACT_TOUCHED))) {
+        view_clear(v);
+        print_doc(p, stdout);
+        fflush(stdout);
+    }
+    v->planned |= p->event == RAG_EV_PLAN;
+    if (v->tty && v->planned && (p->event == RAG_EV_DOC_START || p->elapsed - v->last_draw >= 0.1)) view_draw(v, p);
+}
+
+static void print_stats(const char *name, const RagSyncStats *s)
+{
+    printf("%s: %lld indexed, %lld updated, %lld moved, %lld removed, %lld failed, %lld unchanged; "
+           "%lld pages, %lld chunks in %.1f s",
+           name, (long long)s->indexed, (long long)s->updated, (long long)s->moved, (long long)s->removed,
+           (long long)s->failed, (long long)(s->unchanged + s->touched), (long long)s->pages, (long long)s->chunks,
+           s->seconds);
+    if (s->pages > 0 && s->seconds > 0) printf(" (%.0f pages/s)", (double)s->pages / s->seconds);
+    putchar('\n');
+}
+
+/* Syncs one knowledge base, showing progress. Returns an exit code. */
+static int sync_one(Rag *rag, const char *name)
+{
+    SyncView v = {isatty(STDERR_FILENO), 0, 0, -1};
+    RagSyncOptions opt = {on_progress, &v, 0, NULL, NULL, 0};
+    const char *delay = getenv("KBCHAT_TEST_SYNC_DELAY_MS");
+    if (delay && *delay) opt.delay_ms = atoi(delay);
+    RagSyncStats stats;
+    int rc = rag_sync(rag, name, &opt, &stats);
+    view_clear(&v);
+    if (rc != KB_OK) return kb_fail(rag);
+    print_stats(name, &stats);
+    return CLI_EXIT_OK;
+}
+
+int cmd_kb_sync(const CliArgs *a, const char *const *args, int n_args)
+{
+    int all = cli_has(a, CLI_OPT_ALL);
+    if (all == (n_args == 1)) {
+        fprintf(stderr, "kbchat: kb sync: name one knowledge base or pass --all\n"
+                        "usage: kbchat [--config FILE] kb sync NAME|--all\n");
+        return CLI_EXIT_USAGE;
+    }
+    KbConfig cfg;
+    Rag *rag;
+    RagKbInfo *list = NULL;
+    int n = 0;
+    int code = kb_open(a, &cfg, &rag);
+    if (code == CLI_EXIT_OK && !all) code = sync_one(rag, args[0]);
+    if (code == CLI_EXIT_OK && all && rag_kb_list(rag, &list, &n) != KB_OK) code = kb_fail(rag);
+    if (code == CLI_EXIT_OK && all && n == 0) printf("no knowledge bases to sync\n");
+    for (int i = 0; i < n; i++) {
+        int c = sync_one(rag, list[i].name);
+        if (c != CLI_EXIT_OK) code = c;
+    }
+    rag_kb_info_free_list(list, n);
+    kb_done(&cfg, rag);
+    return code;
+}
+
+/* --- search --- */
+
+/* Writes s as a JSON string. */
+static void json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(out, "\\%c", *p);
+        else if (*p == '\n') fputs("\\n", out);
+        else if (*p == '\t') fputs("\\t", out);
+        else if (*p < 0x20) fprintf(out, "\\u%04x", *p);
+        else fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+static void print_hits_json(const RagHit *h, int n)
+{
+    fputs("[", stdout);
+    for (int i = 0; i < n; i++) {
+        printf("%s\n  {\"rank\": %d, \"score\": %.6g, \"file\": ", i ? "," : "", h[i].rank, h[i].score);
+        json_string(stdout, h[i].file);
+        if (h[i].page > 0) printf(", \"page\": %d", h[i].page);
+        else fputs(", \"page\": null", stdout);
+        printf(", \"chunk_id\": %lld, \"section\": ", (long long)h[i].chunk_id);
+        json_string(stdout, h[i].section);
+        fputs(", \"text\": ", stdout);
+        json_string(stdout, h[i].text);
+        fputc('}', stdout);
+    }
+    fputs(n ? "\n]\n" : "]\n", stdout);
+}
+
+static void print_hits_text(const RagHit *h, int n)
+{
+    for (int i = 0; i < n; i++) {
+        printf("[%d] %s", h[i].rank, h[i].file);
+        if (h[i].page > 0) printf(", page %d", h[i].page);
+        if (h[i].section[0]) printf(", %s", h[i].section);
+        printf("  (score %.2f, chunk %lld)\n    ", h[i].score, (long long)h[i].chunk_id);
+        for (const char *p = h[i].text; *p; p++) fputs(*p == '\n' ? "\n    " : (char[2]){*p, 0}, stdout);
+        fputs("\n\n", stdout);
+    }
+}
+
+/* Parses --top-k or takes the configured retrieval.top_k. */
+static int top_k_of(const CliArgs *a, const KbConfig *cfg, int *k)
+{
+    *k = (int)cfg->retrieval_top_k;
+    if (!cli_has(a, CLI_OPT_TOP_K)) return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(a->value[CLI_OPT_TOP_K], &end, 10);
+    if (errno || *end || v < 1 || v > 1000) {
+        fprintf(stderr, "kbchat: --top-k: expected a number 1..1000, got '%s'\n", a->value[CLI_OPT_TOP_K]);
+        return CLI_EXIT_USAGE;
+    }
+    *k = (int)v;
+    return 0;
+}
+
+/* Joins the query words with spaces (the shell split them). */
+static char *join_words(const char *const *w, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++) len += strlen(w[i]) + 1;
+    char *q = malloc(len);
+    if (q == NULL) return NULL;
+    q[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (i) strcat(q, " ");
+        strcat(q, w[i]);
+    }
+    return q;
+}
+
+int cmd_kb_search(const CliArgs *a, const char *const *args, int n_args)
+{
+    KbConfig cfg;
+    Rag *rag;
+    RagHit *hits = NULL;
+    int n = 0, k = 0;
+    int code = kb_open(a, &cfg, &rag);
+    if (code == CLI_EXIT_OK) code = top_k_of(a, &cfg, &k);
+    char *query = code == CLI_EXIT_OK ? join_words(args + 1, n_args - 1) : NULL;
+    if (code == CLI_EXIT_OK && query == NULL) {
+        fputs("kbchat: out of memory\n", stderr);
+        code = CLI_EXIT_FAIL;
+    }
+    if (code == CLI_EXIT_OK && rag_search(rag, args[0], query, k, &hits, &n) != KB_OK) code = kb_fail(rag);
+    if (code == CLI_EXIT_OK && cli_has(a, CLI_OPT_JSON)) print_hits_json(hits, n);
+    else if (code == CLI_EXIT_OK && n == 0) printf("no passage of '%s' matches: %s\n", args[0], query);
+    else if (code == CLI_EXIT_OK) print_hits_text(hits, n);
+    rag_hits_free(hits, n);
+    free(query);
+    kb_done(&cfg, rag);
+    return code;
+}

@@ -1,0 +1,102 @@
+/*
+** doc.h: a document's cleaned text, and the loaders and cleanup that make it.
+** Internal to rag/.
+**
+** A loader turns a file's bytes into a RagDoc: one UTF-8 text in which
+** paragraphs are separated by a blank line ("\n\n"), the byte offset where
+** each page starts (PDF) and the byte offset of each section title. The
+** chunker reads only this. Loaders never print: a file that cannot be
+** indexed yields KB_EFORMAT/KB_EUNSUPPORTED with a reason a user can act on
+** in doc->errmsg ("encrypted: needs a password", "not a PDF: JPEG image").
+**
+** Cleanup (clean.c) rules, in order, for each page of a PDF:
+**   1. per line: control characters dropped (tab = space), full-width and
+**      no-break spaces made plain spaces, ligatures (U+FB00..U+FB06) spelled
+**      out, runs of spaces collapsed, spaces between two CJK characters and
+**      at both ends removed;
+**   2. page headers and footers: a line among the first or last three of a
+**      page whose shape (digits read as '#', case ignored) recurs on more
+**      than half of the pages (3 pages at least) is dropped, once per page;
+**   3. lines are joined into paragraphs: a line shorter than 3/4 of the
+**      page's longest line, a blank line, or a bullet ends a paragraph;
+**      "exam-" + "ple" becomes "example"; no space is put between two lines
+**      when either side is CJK. A page whose last line looks complete (ends
+**      with . ! ? 。 ！ ？ or similar) ends its paragraph; otherwise the next
+**      page continues it.
+** Text files keep their lines (rule 1 only, blank-line runs collapsed).
+*/
+#ifndef KB_RAG_DOC_H
+#define KB_RAG_DOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A section title and where it starts in the text. */
+typedef struct RagSection {
+    size_t offset; /* byte offset in RagDoc.text */
+    char *title;
+} RagSection;
+
+/* The kinds of file a knowledge base indexes. */
+typedef enum RagKind { RAG_KIND_NONE = 0, RAG_KIND_PDF, RAG_KIND_TEXT, RAG_KIND_MARKDOWN } RagKind;
+
+/* Page callback: called after each extracted page (PDF) with the pages
+** done so far and the document's page count. */
+typedef void (*RagPageFn)(int pages_done, int n_pages, void *user);
+
+typedef struct RagDoc {
+    char *text;            /* cleaned UTF-8 text, NUL-terminated */
+    size_t len, cap;
+    size_t *page_start;    /* n_pages offsets, ascending; NULL for text files */
+    int n_pages;
+    RagSection *sections;  /* ascending offsets */
+    int n_sections, cap_sections;
+    char *title, *author;  /* malloc'd, or NULL */
+    char errmsg[512];      /* why loading failed */
+} RagDoc;
+
+/* The kind of file path names, from its extension (case ignored):
+** .pdf; .txt; .md and .markdown. RAG_KIND_NONE for anything else. */
+RagKind doc_kind_of(const char *path);
+
+/* Frees everything doc holds and zeroes it; safe on a zeroed doc. */
+void doc_clear(RagDoc *doc);
+
+/* Appends len bytes to doc->text. Returns KB_OK or KB_ENOMEM. */
+int doc_append(RagDoc *doc, const char *s, size_t len);
+
+/* Records a section title (title[0..len)) starting at byte `offset` of the
+** text; callers add sections in ascending offset order.
+** Returns KB_OK or KB_ENOMEM. */
+int doc_add_section(RagDoc *doc, size_t offset, const char *title, size_t len);
+
+/* Loads a PDF from data[0..len) (the whole file) into doc (zeroed first).
+** page_fn (may be NULL) is called after each page.
+** Returns KB_OK; KB_EFORMAT (damaged, truncated, not a PDF, no text at all:
+** the reason in doc->errmsg); KB_EUNSUPPORTED (encrypted); KB_ENOMEM. */
+int load_pdf(RagDoc *doc /* OUT */, const unsigned char *data, size_t len, RagPageFn page_fn, void *user);
+
+/* Loads a text file (markdown when kind is RAG_KIND_MARKDOWN: headings become
+** section titles) from data[0..len), detecting UTF-8, UTF-16 (BOM or NUL
+** pattern) and GB18030/GBK. Returns KB_OK; KB_EFORMAT (empty, binary or in
+** no known encoding, reason in doc->errmsg); KB_ENOMEM. */
+int load_text(RagDoc *doc /* OUT */, const unsigned char *data, size_t len, RagKind kind);
+
+/* --- cleanup (clean.c) --- */
+
+/* Cleans one line in place (rule 1 above) and returns its new length. */
+size_t clean_line(char *s, size_t len);
+
+/* Builds doc->text and doc->page_start from raw page texts (rules 1-3).
+** pages[i] is page i+1's text as poppler gives it, lines separated by '\n';
+** the strings are modified. Returns KB_OK or KB_ENOMEM. */
+int clean_pages(RagDoc *doc, char **pages, int n_pages);
+
+/* True when code point c is a CJK character (Han, kana, Hangul, bopomofo). */
+int clean_is_cjk(uint32_t c);
+
+/* True when c is CJK or full-width punctuation (。，、「」…): no space is
+** ever wanted beside it when lines are joined. */
+int clean_is_wide(uint32_t c);
+
+#endif /* KB_RAG_DOC_H */

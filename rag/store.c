@@ -1,0 +1,517 @@
+/*
+** store.c: opening the knowledge-base database, its schema and migrations,
+** and the document writes that sync makes (schema in store.h).
+**
+** Crash safety rests on three things: WAL mode (a commit is one append to
+** the log; a killed process leaves the log's committed prefix), one
+** transaction per document (store_put_document writes the row, deletes the
+** old chunks and inserts the new ones, or nothing), and sync deciding from
+** the committed rows alone what is left to do. synchronous=NORMAL keeps
+** every commit across a crash of kbchat; only a power cut may lose the last
+** few, which the next sync then redoes.
+*/
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "engine/engine.h"
+#include "rag/store.h"
+
+#define BUSY_TIMEOUT_MS 10000 /* wait this long for another kbchat's write */
+
+/* --- messages and SQL helpers --- */
+
+int store_fail(Rag *rag, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rag->errmsg, sizeof rag->errmsg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int store_sql_fail(Rag *rag, const char *what)
+{
+    int code = sqlite3_errcode(rag->db);
+    store_fail(rag, KB_EIO, "%s: %s: %s", rag->path ? rag->path : "database", what, sqlite3_errmsg(rag->db));
+    if (code == SQLITE_NOMEM) return KB_ENOMEM;
+    if (code == SQLITE_NOTADB) return KB_EFORMAT;
+    return KB_EIO;
+}
+
+int store_exec(Rag *rag, const char *sql)
+{
+    return sqlite3_exec(rag->db, sql, NULL, NULL, NULL) == SQLITE_OK ? KB_OK : store_sql_fail(rag, "SQL failed");
+}
+
+int store_prepare(Rag *rag, const char *sql, sqlite3_stmt **st)
+{
+    *st = NULL;
+    return sqlite3_prepare_v2(rag->db, sql, -1, st, NULL) == SQLITE_OK ? KB_OK : store_sql_fail(rag, "cannot prepare");
+}
+
+int store_begin(Rag *rag)
+{
+    return store_exec(rag, "BEGIN IMMEDIATE");
+}
+
+int store_commit(Rag *rag)
+{
+    return store_exec(rag, "COMMIT");
+}
+
+void store_rollback(Rag *rag)
+{
+    if (!sqlite3_get_autocommit(rag->db)) sqlite3_exec(rag->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Reads one integer from a single-row query (a PRAGMA). */
+static int query_int(Rag *rag, const char *sql, int64_t *v)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag, sql, &st);
+    *v = 0;
+    if (rc == KB_OK) {
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW) *v = sqlite3_column_int64(st, 0);
+        else if (s != SQLITE_DONE) rc = store_sql_fail(rag, sql);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* --- schema --- */
+
+/* migrations[v] takes the schema from version v-1 to v. Never edit a
+** shipped entry: add the next one. */
+static const char *const migrations[] = {
+    NULL,
+    /* 1: the first schema */
+    "PRAGMA application_id = 1801610088;" /* STORE_APPLICATION_ID */
+    "CREATE TABLE kbs("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  chunk_size INTEGER NOT NULL,"
+    "  chunk_overlap INTEGER NOT NULL,"
+    "  embed_model TEXT NOT NULL DEFAULT '',"
+    "  created INTEGER NOT NULL,"
+    "  last_sync INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE sources("
+    "  id INTEGER PRIMARY KEY,"
+    "  kb_id INTEGER NOT NULL REFERENCES kbs(id) ON DELETE CASCADE,"
+    "  path TEXT NOT NULL,"
+    "  exclude INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE(kb_id, path));"
+    "CREATE TABLE documents("
+    "  id INTEGER PRIMARY KEY,"
+    "  kb_id INTEGER NOT NULL REFERENCES kbs(id) ON DELETE CASCADE,"
+    "  path TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  mtime_ns INTEGER NOT NULL,"
+    "  hash TEXT NOT NULL,"
+    "  pages INTEGER NOT NULL DEFAULT 0,"
+    "  title TEXT NOT NULL DEFAULT '',"
+    "  author TEXT NOT NULL DEFAULT '',"
+    "  failed INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT NOT NULL DEFAULT '',"
+    "  indexed INTEGER NOT NULL,"
+    "  UNIQUE(kb_id, path));"
+    "CREATE INDEX documents_hash ON documents(kb_id, hash);"
+    "CREATE TABLE chunks("
+    "  id INTEGER PRIMARY KEY,"
+    "  doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,"
+    "  seq INTEGER NOT NULL,"
+    "  page INTEGER NOT NULL,"
+    "  char_start INTEGER NOT NULL,"
+    "  char_end INTEGER NOT NULL,"
+    "  section TEXT NOT NULL DEFAULT '',"
+    "  text TEXT NOT NULL,"
+    "  UNIQUE(doc_id, seq));"
+    "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id',"
+    "  tokenize='" FTS_CJK_NAME "');"
+    "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN"
+    "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);"
+    "END;"
+    "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN"
+    "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+    "END;"
+    "CREATE TRIGGER chunks_au AFTER UPDATE OF text ON chunks BEGIN"
+    "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+    "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);"
+    "END;",
+};
+#define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
+_Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION + 1, "one migration per schema version");
+_Static_assert(STORE_APPLICATION_ID == 1801610088, "the application id in migration 1");
+
+/* Refuses a file that is some other program's SQLite database. */
+static int check_ours(Rag *rag, int64_t version)
+{
+    int64_t app_id, n_tables;
+    int rc = query_int(rag, "PRAGMA application_id", &app_id);
+    if (rc == KB_OK && app_id != 0 && app_id != STORE_APPLICATION_ID)
+        return store_fail(rag, KB_EFORMAT, "%s: not a kbchat database (application_id %lld)", rag->path,
+                          (long long)app_id);
+    if (rc == KB_OK && version == 0) {
+        rc = query_int(rag, "SELECT count(*) FROM sqlite_schema", &n_tables);
+        if (rc == KB_OK && n_tables > 0)
+            return store_fail(rag, KB_EFORMAT, "%s: not a kbchat database (it has tables of another program)",
+                              rag->path);
+    }
+    return rc;
+}
+
+/* Brings the schema to STORE_SCHEMA_VERSION, one migration per transaction.
+** The version is read again under the write lock, so two kbchats opening a
+** new database at once migrate it once. */
+static int migrate(Rag *rag)
+{
+    int64_t version;
+    int rc = query_int(rag, "PRAGMA user_version", &version);
+    if (rc == KB_OK && version > STORE_SCHEMA_VERSION)
+        return store_fail(rag, KB_EUNSUPPORTED,
+                          "%s: written by a newer kbchat (schema version %lld; this one knows up to %d)", rag->path,
+                          (long long)version, STORE_SCHEMA_VERSION);
+    if (rc == KB_OK) rc = check_ours(rag, version);
+    for (int v = (int)version + 1; rc == KB_OK && v <= STORE_SCHEMA_VERSION; v++) {
+        rc = store_begin(rag);
+        int64_t now = 0;
+        if (rc == KB_OK) rc = query_int(rag, "PRAGMA user_version", &now);
+        if (rc == KB_OK && now < v) {
+            char sql[64];
+            snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v);
+            rc = store_exec(rag, migrations[v]);
+            if (rc == KB_OK) rc = store_exec(rag, sql);
+        }
+        if (rc == KB_OK) rc = store_commit(rag);
+        if (rc != KB_OK) store_rollback(rag);
+    }
+    return rc;
+}
+
+/* --- open and close --- */
+
+/* Creates dir and its missing parents with mode 0700. */
+static int make_dirs(Rag *rag, const char *dir)
+{
+    char *p = strdup(dir);
+    if (p == NULL) return store_fail(rag, KB_ENOMEM, "out of memory");
+    int rc = KB_OK;
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0') continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+            rc = store_fail(rag, KB_EIO, "cannot create the data directory %s: %s", p, strerror(errno));
+            break;
+        }
+        *s = c;
+        if (c == '\0') break;
+    }
+    free(p);
+    return rc;
+}
+
+static int configure(Rag *rag)
+{
+    int rc = fts_cjk_register(rag->db) == SQLITE_OK ? KB_OK : store_sql_fail(rag, "cannot register the tokenizer");
+    sqlite3_busy_timeout(rag->db, BUSY_TIMEOUT_MS);
+    if (rc == KB_OK) rc = store_exec(rag, "PRAGMA journal_mode = WAL");
+    if (rc == KB_OK) rc = store_exec(rag, "PRAGMA synchronous = NORMAL");
+    if (rc == KB_OK) rc = store_exec(rag, "PRAGMA foreign_keys = ON");
+    return rc;
+}
+
+int rag_open(Rag **out, const char *data_dir)
+{
+    Rag *rag = calloc(1, sizeof *rag);
+    *out = rag;
+    if (rag == NULL) return KB_ENOMEM;
+    size_t n = strlen(data_dir) + sizeof RAG_DB_NAME + 1;
+    rag->path = malloc(n);
+    if (rag->path == NULL) return store_fail(rag, KB_ENOMEM, "out of memory");
+    snprintf(rag->path, n, "%s/%s", data_dir, RAG_DB_NAME);
+    int rc = make_dirs(rag, data_dir);
+    if (rc == KB_OK) {
+        int s = sqlite3_open_v2(rag->path, &rag->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+        if (s != SQLITE_OK) rc = store_sql_fail(rag, "cannot open");
+    }
+    if (rc == KB_OK) rc = configure(rag);
+    if (rc == KB_OK) rc = migrate(rag);
+    if (rc == KB_OK) rag->errmsg[0] = '\0';
+    return rc;
+}
+
+void rag_close(Rag *rag)
+{
+    if (rag == NULL) return;
+    sqlite3_close_v2(rag->db);
+    free(rag->path);
+    free(rag);
+}
+
+const char *rag_errmsg(const Rag *rag)
+{
+    return rag ? rag->errmsg : "out of memory";
+}
+
+const char *rag_db_path(const Rag *rag)
+{
+    return rag->path;
+}
+
+int store_kb_id(Rag *rag, const char *name, int64_t *id)
+{
+    sqlite3_stmt *st;
+    *id = 0;
+    int rc = store_prepare(rag, "SELECT id FROM kbs WHERE name = ?1", &st);
+    if (rc == KB_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
+        else if (s == SQLITE_DONE) rc = store_fail(rag, KB_ENOTFOUND, "no knowledge base named '%s'", name);
+        else rc = store_sql_fail(rag, "cannot read knowledge bases");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_integrity_check(Rag *rag)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag, "PRAGMA integrity_check", &st);
+    if (rc == KB_OK && sqlite3_step(st) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+        if (r == NULL || strcmp(r, "ok") != 0) rc = store_fail(rag, KB_EFORMAT, "integrity_check: %s", r ? r : "?");
+    } else if (rc == KB_OK) {
+        rc = store_sql_fail(rag, "integrity_check");
+    }
+    sqlite3_finalize(st);
+    if (rc == KB_OK && sqlite3_exec(rag->db, "INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')", NULL,
+                                    NULL, NULL) != SQLITE_OK)
+        rc = store_fail(rag, KB_EFORMAT, "keyword index: %s", sqlite3_errmsg(rag->db));
+    return rc;
+}
+
+/* --- documents --- */
+
+void store_docs_free(StoreDoc *docs, int n)
+{
+    for (int i = 0; docs && i < n; i++) free(docs[i].path);
+    free(docs);
+}
+
+int store_load_docs(Rag *rag, int64_t kb, StoreDoc **out, int *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag,
+                           "SELECT id, path, size, mtime_ns, hash, failed FROM documents WHERE kb_id = ?1 "
+                           "ORDER BY path",
+                           &st);
+    int n = 0, cap = 0, s = SQLITE_DONE;
+    StoreDoc *d = NULL;
+    if (rc == KB_OK) sqlite3_bind_int64(st, 1, kb);
+    while (rc == KB_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            StoreDoc *t = realloc(d, (size_t)cap * sizeof *t);
+            if (t == NULL) {
+                rc = store_fail(rag, KB_ENOMEM, "out of memory");
+                break;
+            }
+            d = t;
+        }
+        StoreDoc *x = &d[n];
+        memset(x, 0, sizeof *x);
+        x->id = sqlite3_column_int64(st, 0);
+        x->path = strdup((const char *)sqlite3_column_text(st, 1));
+        if (x->path == NULL) {
+            rc = store_fail(rag, KB_ENOMEM, "out of memory");
+            break;
+        }
+        n++;
+        x->size = sqlite3_column_int64(st, 2);
+        x->mtime_ns = sqlite3_column_int64(st, 3);
+        snprintf(x->hash, sizeof x->hash, "%s", (const char *)sqlite3_column_text(st, 4));
+        x->failed = sqlite3_column_int(st, 5);
+    }
+    if (rc == KB_OK && s != SQLITE_DONE) rc = store_sql_fail(rag, "cannot read documents");
+    sqlite3_finalize(st);
+    if (rc != KB_OK) {
+        store_docs_free(d, n);
+        return rc;
+    }
+    *out = d;
+    *n_out = n;
+    return KB_OK;
+}
+
+/* Runs a prepared write to completion and finalizes it. */
+static int step_done(Rag *rag, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st) == SQLITE_DONE ? KB_OK : store_sql_fail(rag, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Creates or replaces the row of info->path and deletes its old chunks.
+** Returns the row id in *id. */
+static int upsert_document(Rag *rag, int64_t kb, const StoreDocInfo *info, int64_t *id)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag,
+                           "INSERT INTO documents(kb_id, path, size, mtime_ns, hash, pages, title, author, failed, "
+                           "error, indexed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
+                           "ON CONFLICT(kb_id, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+                           "hash = excluded.hash, pages = excluded.pages, title = excluded.title, "
+                           "author = excluded.author, failed = excluded.failed, error = excluded.error, "
+                           "indexed = excluded.indexed RETURNING id",
+                           &st);
+    if (rc != KB_OK) return rc;
+    sqlite3_bind_int64(st, 1, kb);
+    sqlite3_bind_text(st, 2, info->path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, info->size);
+    sqlite3_bind_int64(st, 4, info->mtime_ns);
+    sqlite3_bind_text(st, 5, info->hash ? info->hash : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, info->pages);
+    sqlite3_bind_text(st, 7, info->title ? info->title : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, info->author ? info->author : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 9, info->error != NULL);
+    sqlite3_bind_text(st, 10, info->error ? info->error : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 11, (int64_t)time(NULL));
+    if (sqlite3_step(st) == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
+    else rc = store_sql_fail(rag, "cannot write a document");
+    sqlite3_finalize(st);
+    if (rc == KB_OK) rc = store_prepare(rag, "DELETE FROM chunks WHERE doc_id = ?1", &st);
+    if (rc == KB_OK) {
+        sqlite3_bind_int64(st, 1, *id);
+        rc = step_done(rag, st, "cannot delete old chunks");
+    }
+    return rc;
+}
+
+static int insert_chunks(Rag *rag, int64_t doc, const Chunk *c, int n)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag,
+                           "INSERT INTO chunks(doc_id, seq, page, char_start, char_end, section, text) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           &st);
+    for (int i = 0; i < n && rc == KB_OK; i++) {
+        sqlite3_bind_int64(st, 1, doc);
+        sqlite3_bind_int(st, 2, i);
+        sqlite3_bind_int(st, 3, c[i].page);
+        sqlite3_bind_int64(st, 4, (int64_t)c[i].char_start);
+        sqlite3_bind_int64(st, 5, (int64_t)c[i].char_end);
+        sqlite3_bind_text(st, 6, c[i].section ? c[i].section : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, c[i].text, (int)c[i].text_len, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = store_sql_fail(rag, "cannot write a chunk");
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_put_document(Rag *rag, int64_t kb, const StoreDocInfo *info, const Chunk *chunks, int n_chunks)
+{
+    int64_t id = 0;
+    int rc = store_begin(rag);
+    if (rc == KB_OK) rc = upsert_document(rag, kb, info, &id);
+    if (rc == KB_OK) rc = insert_chunks(rag, id, chunks, n_chunks);
+    if (rc == KB_OK) rc = store_commit(rag);
+    if (rc != KB_OK) store_rollback(rag);
+    return rc;
+}
+
+/* Runs an UPDATE/DELETE of one document row by id in its own statement
+** (autocommit: one statement is one transaction). */
+static int write_doc_row(Rag *rag, const char *sql, int64_t id, const char *path, int64_t size, int64_t mtime_ns)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag, sql, &st);
+    if (rc != KB_OK) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    if (path) sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, size);
+    sqlite3_bind_int64(st, 4, mtime_ns);
+    return step_done(rag, st, "cannot update a document");
+}
+
+int store_move_document(Rag *rag, int64_t id, const char *path, int64_t size, int64_t mtime_ns)
+{
+    return write_doc_row(rag, "UPDATE documents SET path = ?2, size = ?3, mtime_ns = ?4 WHERE id = ?1", id, path,
+                         size, mtime_ns);
+}
+
+int store_touch_document(Rag *rag, int64_t id, int64_t size, int64_t mtime_ns)
+{
+    return write_doc_row(rag, "UPDATE documents SET size = ?3, mtime_ns = ?4 WHERE id = ?1", id, NULL, size,
+                         mtime_ns);
+}
+
+/* The chunks go by cascade, and their FTS entries with them by trigger; the
+** whole statement is one transaction. */
+int store_delete_document(Rag *rag, int64_t id)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag, "DELETE FROM documents WHERE id = ?1", &st);
+    if (rc != KB_OK) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    return step_done(rag, st, "cannot delete a document");
+}
+
+void store_sources_free(char **paths, int *exclude, int n)
+{
+    for (int i = 0; paths && i < n; i++) free(paths[i]);
+    free(paths);
+    free(exclude);
+}
+
+int store_load_sources(Rag *rag, int64_t kb, char ***paths, int **exclude, int *n_out)
+{
+    *paths = NULL;
+    *exclude = NULL;
+    *n_out = 0;
+    int64_t count;
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM sources WHERE kb_id = %lld", (long long)kb);
+    int rc = query_int(rag, sql, &count);
+    sqlite3_stmt *st = NULL;
+    if (rc == KB_OK) rc = store_prepare(rag, "SELECT path, exclude FROM sources WHERE kb_id = ?1 ORDER BY path", &st);
+    char **p = rc == KB_OK ? calloc((size_t)count + 1, sizeof *p) : NULL;
+    int *x = rc == KB_OK ? calloc((size_t)count + 1, sizeof *x) : NULL;
+    if (rc == KB_OK && (p == NULL || x == NULL)) rc = store_fail(rag, KB_ENOMEM, "out of memory");
+    int n = 0;
+    if (rc == KB_OK) sqlite3_bind_int64(st, 1, kb);
+    while (rc == KB_OK && n < count && sqlite3_step(st) == SQLITE_ROW) {
+        p[n] = strdup((const char *)sqlite3_column_text(st, 0));
+        x[n] = sqlite3_column_int(st, 1);
+        if (p[n] == NULL) rc = store_fail(rag, KB_ENOMEM, "out of memory");
+        else n++;
+    }
+    sqlite3_finalize(st);
+    if (rc != KB_OK) {
+        store_sources_free(p, x, n);
+        return rc;
+    }
+    *paths = p;
+    *exclude = x;
+    *n_out = n;
+    return KB_OK;
+}
+
+int store_mark_synced(Rag *rag, int64_t kb)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag, "UPDATE kbs SET last_sync = ?2 WHERE id = ?1", &st);
+    if (rc != KB_OK) return rc;
+    sqlite3_bind_int64(st, 1, kb);
+    sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
+    return step_done(rag, st, "cannot record the sync");
+}

@@ -1,0 +1,124 @@
+/*
+** store.h: the SQLite database behind every knowledge base. Internal to
+** rag/; the public side is rag.h.
+**
+** One file, <data_dir>/knowledge.db, in WAL mode (readers never block the
+** sync, and a killed writer leaves the last committed state), foreign keys
+** on, schema versioned by PRAGMA user_version with forward migrations, and
+** marked as ours by PRAGMA application_id. Schema (version 1):
+**
+**   kbs(id, name UNIQUE, chunk_size, chunk_overlap, embed_model, created, last_sync)
+**   sources(id, kb_id -> kbs, path, exclude)   folders/files; exclude=1: skipped
+**   documents(id, kb_id -> kbs, path, size, mtime_ns, hash, pages, title,
+**             author, failed, error, indexed)       UNIQUE(kb_id, path)
+**   chunks(id, doc_id -> documents, seq, page, char_start, char_end,
+**          section, text)                            UNIQUE(doc_id, seq)
+**   chunks_fts  FTS5 over chunks.text (external content, kept in step by
+**               triggers), tokenizer "kbcjk" (fts_cjk.c)
+**
+** Deleting a knowledge base or document cascades to its rows, and the
+** triggers take the chunks out of the FTS index.
+*/
+#ifndef KB_RAG_STORE_H
+#define KB_RAG_STORE_H
+
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "rag/chunker.h"
+#include "rag/rag.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_APPLICATION_ID 0x6B626368 /* "kbch" */
+#define FTS_CJK_NAME "kbcjk"
+
+struct Rag {
+    sqlite3 *db;
+    char *path;          /* the database file */
+    char errmsg[1024];
+};
+
+/* Registers the "kbcjk" FTS5 tokenizer on db. Returns a SQLite code. */
+int fts_cjk_register(sqlite3 *db);
+
+/* Records a message in rag (printf-style) and returns rc. */
+int store_fail(Rag *rag, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Records "<what>: <SQLite's message>" and returns KB_EIO (KB_ENOMEM when
+** SQLite ran out of memory). */
+int store_sql_fail(Rag *rag, const char *what);
+
+/* Runs SQL without results. Returns KB_OK or the store_sql_fail code. */
+int store_exec(Rag *rag, const char *sql);
+
+/* Transactions: BEGIN IMMEDIATE (the write lock at once, so a concurrent
+** writer waits on busy_timeout instead of failing mid-way), COMMIT,
+** ROLLBACK (never fails: an error leaves the transaction to SQLite). */
+int store_begin(Rag *rag);
+int store_commit(Rag *rag);
+void store_rollback(Rag *rag);
+
+/* Prepares sql, recording SQLite's message on failure. */
+int store_prepare(Rag *rag, const char *sql, sqlite3_stmt **st /* OUT */);
+
+/* The id of knowledge base `name`. Returns KB_OK; KB_ENOTFOUND with the
+** message "no knowledge base named 'x'"; KB_EIO. */
+int store_kb_id(Rag *rag, const char *name, int64_t *id /* OUT */);
+
+/* Runs PRAGMA integrity_check and FTS5's own integrity check on the keyword
+** index. Returns KB_OK when both say ok, else KB_EFORMAT with the first
+** problem in rag_errmsg; KB_EIO when they cannot run. */
+int store_integrity_check(Rag *rag);
+
+/* --- documents, for sync --- */
+
+/* A document row as sync sees it. */
+typedef struct StoreDoc {
+    int64_t id;
+    char *path;
+    int64_t size, mtime_ns;
+    char hash[65];      /* hex SHA-256; "" when the file could not be read */
+    int failed;
+} StoreDoc;
+
+/* Every document of kb, sorted by path (byte order). Free with
+** store_docs_free. Returns KB_OK; KB_EIO; KB_ENOMEM. */
+int store_load_docs(Rag *rag, int64_t kb, StoreDoc **out /* OUT */, int *n_out /* OUT */);
+void store_docs_free(StoreDoc *docs, int n);
+
+/* What is written for one (re)indexed document. */
+typedef struct StoreDocInfo {
+    const char *path;
+    int64_t size, mtime_ns;
+    const char *hash;
+    int pages;
+    const char *title, *author; /* NULL = unknown */
+    const char *error;          /* NULL = indexed; else why it failed */
+} StoreDocInfo;
+
+/* Writes one document and its chunks in one transaction: the row at
+** (kb, path) is created or replaced, its old chunks (and their FTS entries)
+** deleted, the new ones inserted. All or nothing.
+** Returns KB_OK; KB_EIO (rolled back); KB_ENOMEM. */
+int store_put_document(Rag *rag, int64_t kb, const StoreDocInfo *info, const Chunk *chunks, int n_chunks);
+
+/* Renames document id to path with the new size and mtime (a move found by
+** hash). Returns KB_OK; KB_EIO. */
+int store_move_document(Rag *rag, int64_t id, const char *path, int64_t size, int64_t mtime_ns);
+
+/* Updates only size and mtime (same content). Returns KB_OK; KB_EIO. */
+int store_touch_document(Rag *rag, int64_t id, int64_t size, int64_t mtime_ns);
+
+/* Deletes document id with its chunks. Returns KB_OK; KB_EIO. */
+int store_delete_document(Rag *rag, int64_t id);
+
+/* Sources of kb: paths[i] with exclude[i] (malloc'd arrays of *n).
+** Returns KB_OK; KB_EIO; KB_ENOMEM. */
+int store_load_sources(Rag *rag, int64_t kb, char ***paths /* OUT */, int **exclude /* OUT */, int *n /* OUT */);
+void store_sources_free(char **paths, int *exclude, int n);
+
+/* Sets kb's last_sync to now. Returns KB_OK; KB_EIO. */
+int store_mark_synced(Rag *rag, int64_t kb);
+
+#endif /* KB_RAG_STORE_H */

@@ -1,0 +1,336 @@
+/*
+** test_rag_cli.c: the `kbchat kb` commands, run as a user runs them
+** ($KBCHAT_BIN in a sandbox: HOME, the XDG folders and the working
+** directory are a fresh temporary folder), and a sync killed with SIGKILL
+** half-way, then finished, compared with a clean sync of the same files.
+*/
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "engine/engine.h"
+#include "rag/store.h"
+#include "tests/ragfix.h"
+#include "tests/testutil.h"
+
+typedef struct Run {
+    char *out, *err;
+    int status;
+} Run;
+
+typedef struct Sandbox {
+    char *dir;   /* HOME and working directory */
+    char *docs;  /* documents for the knowledge bases */
+    char *bin;   /* absolute path of kbchat */
+    char env_home[600];
+} Sandbox;
+
+static int sandbox_setup(void **state)
+{
+    Sandbox *sb = calloc(1, sizeof *sb);
+    sb->dir = testutil_mkdtemp();
+    sb->docs = testutil_join(sb->dir, "docs");
+    sb->bin = realpath(testutil_kbchat_bin(), NULL);
+    snprintf(sb->env_home, sizeof sb->env_home, "HOME=%s", sb->dir);
+    *state = sb;
+    return sb->dir && sb->bin && mkdir(sb->docs, 0700) == 0 && ragfix_have_font() ? 0 : -1;
+}
+
+static int sandbox_teardown(void **state)
+{
+    Sandbox *sb = *state;
+    testutil_rmtree(sb->dir);
+    free(sb->dir);
+    free(sb->docs);
+    free(sb->bin);
+    free(sb);
+    return 0;
+}
+
+/* Runs kbchat with the NULL-terminated arguments in the sandbox. */
+static Run kb_run(Sandbox *sb, const char *const *args)
+{
+    const char *argv[16] = {sb->bin};
+    for (int i = 0; args[i]; i++) argv[i + 1] = args[i];
+    const char *env[] = {sb->env_home, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "KBCHAT_CONFIG=", NULL};
+    Run r;
+    assert_int_equal(testutil_run(argv, env, sb->dir, 120, &r.out, &r.err, &r.status), 0);
+    return r;
+}
+
+#define KB(sb, ...) kb_run(sb, (const char *const[]){__VA_ARGS__, NULL})
+
+static void run_free(Run *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static void expect(Run *r, int status, const char *in_out, const char *in_err)
+{
+    if (r->status != status) fail_msg("exit %d, wanted %d; stdout: %s; stderr: %s", r->status, status, r->out, r->err);
+    if (in_out && !strstr(r->out, in_out)) fail_msg("stdout lacks \"%s\": %s", in_out, r->out);
+    if (in_err && !strstr(r->err, in_err)) fail_msg("stderr lacks \"%s\": %s", in_err, r->err);
+    run_free(r);
+}
+
+/* The sandbox's documents: an English PDF with a header and footer, a
+** Chinese PDF, a GBK text file, Markdown, and one encrypted PDF. */
+static void make_documents(Sandbox *sb)
+{
+    static const RagFixPage en[] = {
+        {"The centrifugal pump must be primed before the first start.", NULL, NULL},
+        {"Clean the strainer every month to keep the flow steady.", NULL, NULL},
+        {"The warranty covers two years of normal household use.", NULL, NULL},
+    };
+    static const RagFixPage zh[] = {
+        {"本产品支持离线知识库问答，\n所有文档都保存在本地，\n不需要连接任何网络。", NULL, NULL},
+        {"检索时先把问题切成二元组，\n再按相关度排序。", NULL, NULL},
+    };
+    char *p = testutil_join(sb->docs, "pump.pdf");
+    RagFixPdf spec = {"Pump", NULL, "Pump Manual", "- %d -", en, 3};
+    assert_int_equal(ragfix_write_pdf(p, &spec), 0);
+    char *q = testutil_join(sb->docs, "中文/说明.pdf");
+    char *dir = testutil_join(sb->docs, "中文");
+    mkdir(dir, 0700);
+    RagFixPdf zspec = {"说明", NULL, NULL, NULL, zh, 2};
+    assert_int_equal(ragfix_write_pdf(q, &zspec), 0);
+    char *gbk = testutil_join(sb->docs, "中文/笔记.txt");
+    assert_int_equal(ragfix_write_encoded(gbk, "向量数据库与全文检索的比较。\n", "GBK", NULL, 0), 0);
+    char *md = testutil_join(sb->docs, "readme.md");
+    const char *mdtext = "# Setup\n\nRun the installer.\n\n## Troubleshooting\n\nIf the Impeller jams, call us.\n";
+    assert_int_equal(testutil_write_file(md, mdtext, strlen(mdtext)), 0);
+    char *enc = testutil_join(sb->docs, "locked.pdf");
+    assert_int_equal(ragfix_encrypt_pdf(p, enc), 0);
+    free(p), free(q), free(dir), free(gbk), free(md), free(enc);
+}
+
+static void test_kb_cli_create_sync_status_files_search(void **state)
+{
+    Sandbox *sb = *state;
+    make_documents(sb);
+    /* small chunks, so each page of the fixtures is a chunk of its own */
+    char *cfg = testutil_join(sb->dir, "config.yaml");
+    const char *yaml = "chunking:\n  size: 50\n  overlap: 10\n";
+    assert_int_equal(testutil_write_file(cfg, yaml, strlen(yaml)), 0);
+    free(cfg);
+    Run r = KB(sb, "kb", "list");
+    expect(&r, 0, "no knowledge bases yet", NULL);
+    r = KB(sb, "kb", "create", "manuals", "--folder", "docs");
+    expect(&r, 0, "created knowledge base 'manuals': chunks of 50 characters, overlap 10", NULL);
+    r = KB(sb, "kb", "sync", "manuals");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "indexed "));
+    assert_non_null(strstr(r.out, "pump.pdf (3 pages, "));
+    assert_non_null(strstr(r.out, "failed "));
+    assert_non_null(strstr(r.out, "locked.pdf: encrypted PDF"));
+    assert_non_null(strstr(r.out, "manuals: 4 indexed, 0 updated, 0 moved, 0 removed, 1 failed, 0 unchanged"));
+    run_free(&r);
+    r = KB(sb, "kb", "sync", "manuals");
+    expect(&r, 0, "manuals: 0 indexed, 0 updated, 0 moved, 0 removed, 0 failed, 5 unchanged; 0 pages, 0 chunks", NULL);
+    r = KB(sb, "kb", "status", "manuals");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "documents:       5 (4 indexed, 1 failed)"));
+    assert_non_null(strstr(r.out, "pages:           5\n"));
+    assert_non_null(strstr(r.out, "embedding model: none"));
+    assert_non_null(strstr(r.out, "locked.pdf: encrypted PDF: it needs a password"));
+    assert_null(strstr(r.out, "last sync:       never"));
+    run_free(&r);
+    r = KB(sb, "kb", "files", "manuals");
+    expect(&r, 0, "说明.pdf", NULL);
+    r = KB(sb, "kb", "list");
+    expect(&r, 0, "manuals", NULL);
+
+    /* a Chinese word of 2, 3 and 4 characters, and English words */
+    r = KB(sb, "kb", "search", "manuals", "二元", "--json");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"rank\": 1, \"score\": "));
+    assert_non_null(strstr(r.out, "说明.pdf\", \"page\": 2, \"chunk_id\": "));
+    assert_non_null(strstr(r.out, "\"text\": \"检索时先把问题切成二元组，再按相关度排序。\""));
+    run_free(&r);
+    r = KB(sb, "kb", "search", "manuals", "知识库", "--json");
+    expect(&r, 0, "说明.pdf\", \"page\": 1,", NULL);
+    r = KB(sb, "kb", "search", "manuals", "全文检索", "--json");
+    expect(&r, 0, "笔记.txt\", \"page\": null,", NULL);
+    r = KB(sb, "kb", "search", "manuals", "STRAINER", "--json", "--top-k", "1");
+    expect(&r, 0, "pump.pdf\", \"page\": 2,", NULL);
+    r = KB(sb, "kb", "search", "manuals", "impeller");
+    expect(&r, 0, "[1] ", NULL);
+    r = KB(sb, "kb", "search", "manuals", "impeller", "--json");
+    expect(&r, 0, "\"section\": \"Troubleshooting\"", NULL);
+    r = KB(sb, "kb", "search", "manuals", "zeppelin", "--json");
+    expect(&r, 0, "[]\n", NULL);
+    /* the page header was not indexed */
+    r = KB(sb, "kb", "search", "manuals", "Manual", "--json");
+    expect(&r, 0, "[]\n", NULL);
+
+    /* remove a folder, then delete */
+    r = KB(sb, "kb", "remove", "manuals", "docs/中文");
+    expect(&r, 0, "(2 documents)", NULL);
+    r = KB(sb, "kb", "search", "manuals", "知识库", "--json");
+    expect(&r, 0, "[]\n", NULL);
+    r = KB(sb, "kb", "delete", "manuals");
+    expect(&r, 2, NULL, "pass --yes");
+    r = KB(sb, "kb", "delete", "manuals", "--yes");
+    expect(&r, 0, "deleted knowledge base 'manuals'", NULL);
+    r = KB(sb, "kb", "status", "manuals");
+    expect(&r, 1, NULL, "no knowledge base named 'manuals'");
+}
+
+static void test_kb_cli_usage_errors(void **state)
+{
+    Sandbox *sb = *state;
+    Run r = KB(sb, "kb", "sync");
+    expect(&r, 2, NULL, "name one knowledge base or pass --all");
+    r = KB(sb, "kb", "sync", "x", "--all");
+    expect(&r, 2, NULL, "--all");
+    r = KB(sb, "kb", "search", "x");
+    expect(&r, 2, NULL, "usage:");
+    r = KB(sb, "kb", "list", "--folder", "d");
+    expect(&r, 2, NULL, "does not apply");
+    r = KB(sb, "kb", "frob");
+    expect(&r, 2, NULL, "unknown subcommand 'frob'");
+    r = KB(sb, "kb", "create", "bad name");
+    expect(&r, 1, NULL, "may hold only letters");
+    r = KB(sb, "kb", "create", "k", "--folder", "missing-dir");
+    expect(&r, 1, NULL, "missing-dir: No such file or directory");
+    r = KB(sb, "kb", "list");
+    expect(&r, 0, "no knowledge bases yet", NULL); /* the failed create left nothing */
+    r = KB(sb, "kb", "create", "k");
+    expect(&r, 0, NULL, NULL);
+    r = KB(sb, "kb", "search", "k", "word", "--top-k", "0");
+    expect(&r, 2, NULL, "--top-k: expected a number 1..1000");
+    r = KB(sb, "kb", "add", "k", "docs", "nowhere");
+    expect(&r, 1, "added docs", "nowhere: No such file or directory");
+    r = KB(sb, "kb", "sync", "--all");
+    expect(&r, 0, "k: 0 indexed", NULL);
+    r = KB(sb, "kb", "search", "--help");
+    expect(&r, 0, "--top-k K", NULL);
+}
+
+/* --- kill -9 in the middle of a sync --- */
+
+#define KILL_FILES 30
+
+/* Number of documents committed in the database at path (0 if unreadable). */
+static int committed_documents(const char *db_path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int n = 0;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM documents", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+/* Starts `kbchat kb sync k` in the sandbox with the test delay hook. */
+static pid_t start_sync(Sandbox *sb)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("HOME", sb->dir, 1);
+        unsetenv("XDG_DATA_HOME");
+        unsetenv("XDG_CONFIG_HOME");
+        unsetenv("KBCHAT_CONFIG");
+        setenv("KBCHAT_TEST_SYNC_DELAY_MS", "60", 1);
+        if (chdir(sb->dir) != 0) _exit(127);
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execl(sb->bin, sb->bin, "kb", "sync", "k", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void test_kb_cli_sync_killed_with_sigkill_resumes_to_the_clean_result(void **state)
+{
+    Sandbox *sb = *state;
+    for (int i = 0; i < KILL_FILES; i++) {
+        char name[64], text[256];
+        snprintf(name, sizeof name, "doc%02d.%s", i, i % 5 == 0 ? "pdf" : "txt");
+        snprintf(text, sizeof text, "Document %d talks about topic%d. 第%d号文件讨论知识库。\n\nA second paragraph.", i, i, i);
+        char *p = testutil_join(sb->docs, name);
+        if (i % 5 == 0) {
+            RagFixPage pg = {text, NULL, NULL};
+            RagFixPdf spec = {NULL, NULL, NULL, NULL, &pg, 1};
+            assert_int_equal(ragfix_write_pdf(p, &spec), 0);
+        } else {
+            assert_int_equal(testutil_write_file(p, text, strlen(text)), 0);
+        }
+        free(p);
+    }
+    Run r = KB(sb, "kb", "create", "k", "--folder", "docs");
+    expect(&r, 0, NULL, NULL);
+    char *db = testutil_join(sb->dir, ".local/share/kbchat/" RAG_DB_NAME);
+
+    pid_t pid = start_sync(sb);
+    assert_true(pid > 0);
+    int done = 0;
+    for (int t = 0; t < 3000 && (done = committed_documents(db)) < 5; t++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    int committed = committed_documents(db);
+    assert_true(committed >= 5);
+    assert_true(committed < KILL_FILES);
+
+    /* the next sync carries on with what was not committed */
+    r = KB(sb, "kb", "sync", "k");
+    char want_line[128];
+    snprintf(want_line, sizeof want_line, "k: %d indexed, 0 updated, 0 moved, 0 removed, 0 failed, %d unchanged",
+             KILL_FILES - committed, committed);
+    expect(&r, 0, want_line, NULL);
+    Rag *rag;
+    char *data = testutil_join(sb->dir, ".local/share/kbchat");
+    assert_int_equal(rag_open(&rag, data), KB_OK);
+    assert_int_equal(store_integrity_check(rag), KB_OK);
+    rag_close(rag);
+
+    /* a clean sync of the same folder into another data directory */
+    char *resumed = ragfix_dump_db(db);
+    char *clean_home = testutil_join(sb->dir, "clean");
+    mkdir(clean_home, 0700);
+    snprintf(sb->env_home, sizeof sb->env_home, "HOME=%s", clean_home);
+    r = KB(sb, "kb", "create", "k", "--folder", "docs");
+    expect(&r, 0, NULL, NULL);
+    r = KB(sb, "kb", "sync", "k");
+    expect(&r, 0, "k: 30 indexed", NULL);
+    char *clean_db = testutil_join(clean_home, ".local/share/kbchat/" RAG_DB_NAME);
+    char *clean = ragfix_dump_db(clean_db);
+    assert_non_null(resumed);
+    assert_non_null(clean);
+    assert_true(strlen(clean) > 1000);
+    assert_string_equal(resumed, clean);
+    g_free(resumed), g_free(clean);
+    free(db), free(data), free(clean_home), free(clean_db);
+}
+
+#define SANDBOX(t) cmocka_unit_test_setup_teardown(t, sandbox_setup, sandbox_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        SANDBOX(test_kb_cli_create_sync_status_files_search),
+        SANDBOX(test_kb_cli_usage_errors),
+        SANDBOX(test_kb_cli_sync_killed_with_sigkill_resumes_to_the_clean_result),
+    };
+    return cmocka_run_group_tests(tests, NULL, ragfix_cleanup);
+}

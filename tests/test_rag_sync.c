@@ -1,0 +1,371 @@
+/*
+** test_rag_sync.c: rag_sync on real folders (rag/sync.c): first index,
+** re-sync of an unchanged folder doing no work, changed, touched, renamed
+** and deleted files, bad files recorded with reasons and not retried,
+** symlink loops, hidden files, a missing source folder, exclusions, the
+** progress reports, and allocation failures in the middle of a sync that
+** the next sync recovers from.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "engine/engine.h"
+#include "rag/store.h"
+#include "tests/ragfix.h"
+#include "tests/testutil.h"
+
+typedef struct Fix {
+    char *dir;   /* data directory and documents live under here */
+    char *docs;  /* the knowledge base's folder */
+    Rag *rag;
+} Fix;
+
+static int fix_setup(void **state)
+{
+    Fix *f = calloc(1, sizeof *f);
+    f->dir = testutil_mkdtemp();
+    f->docs = testutil_join(f->dir, "docs");
+    *state = f;
+    if (!f->dir || mkdir(f->docs, 0700) != 0 || !ragfix_have_font()) return -1;
+    char *data = testutil_join(f->dir, "data");
+    int rc = rag_open(&f->rag, data);
+    free(data);
+    if (rc == KB_OK) {
+        RagKbSettings s = {200, 40, ""};
+        rc = rag_kb_create(f->rag, "kb", &s);
+    }
+    if (rc == KB_OK) rc = rag_kb_add(f->rag, "kb", f->docs);
+    return rc == KB_OK ? 0 : -1;
+}
+
+static int fix_teardown(void **state)
+{
+    Fix *f = *state;
+    rag_close(f->rag);
+    testutil_rmtree(f->dir);
+    free(f->docs);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Writes docs/<name> with text. */
+static void put(Fix *f, const char *name, const char *text)
+{
+    char *p = testutil_join(f->docs, name);
+    char *slash = strrchr(p, '/');
+    *slash = '\0';
+    g_mkdir_with_parents(p, 0700);
+    *slash = '/';
+    assert_int_equal(testutil_write_file(p, text, strlen(text)), 0);
+    free(p);
+}
+
+/* Writes docs/<name> as a PDF whose one page holds text. */
+static void put_pdf(Fix *f, const char *name, const char *text)
+{
+    char *p = testutil_join(f->docs, name);
+    RagFixPage page = {text, NULL, NULL};
+    RagFixPdf spec = {NULL, NULL, NULL, NULL, &page, 1};
+    assert_int_equal(ragfix_write_pdf(p, &spec), 0);
+    free(p);
+}
+
+static RagSyncStats sync_kb(Fix *f)
+{
+    RagSyncStats st;
+    int rc = rag_sync(f->rag, "kb", NULL, &st);
+    if (rc != KB_OK) fail_msg("rag_sync: %s", rag_errmsg(f->rag));
+    return st;
+}
+
+static int hits(Fix *f, const char *q)
+{
+    RagHit *h;
+    int n;
+    assert_int_equal(rag_search(f->rag, "kb", q, 10, &h, &n), KB_OK);
+    rag_hits_free(h, n);
+    return n;
+}
+
+/* Sets a file's mtime to t seconds (same content). */
+static void set_mtime(Fix *f, const char *name, time_t t)
+{
+    char *p = testutil_join(f->docs, name);
+    struct timespec ts[2] = {{t, 0}, {t, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+    free(p);
+}
+
+static void test_sync_add_change_touch_rename_delete(void **state)
+{
+    Fix *f = *state;
+    put(f, "a.txt", "apple orchard notes");
+    put(f, "b.md", "# Bananas\n\nbanana bread recipe");
+    char *sub = testutil_join(f->docs, "sub");
+    mkdir(sub, 0700);
+    put_pdf(f, "sub/c.pdf", "cherry blossom report");
+    RagSyncStats s = sync_kb(f);
+    assert_int_equal(s.found, 3);
+    assert_int_equal(s.indexed, 3);
+    assert_int_equal(s.failed, 0);
+    assert_int_equal(s.pages, 1);
+    assert_int_equal(hits(f, "cherry"), 1);
+
+    /* unchanged: no work at all */
+    s = sync_kb(f);
+    assert_int_equal(s.unchanged, 3);
+    assert_int_equal(s.indexed + s.updated + s.moved + s.removed + s.failed + s.touched + s.pages + s.chunks, 0);
+
+    /* changed content */
+    put(f, "a.txt", "apricot jam notes, longer now");
+    s = sync_kb(f);
+    assert_int_equal(s.updated, 1);
+    assert_int_equal(s.unchanged, 2);
+    assert_int_equal(hits(f, "apple"), 0);
+    assert_int_equal(hits(f, "apricot"), 1);
+
+    /* only the time changed: hashed, not re-extracted */
+    set_mtime(f, "b.md", 1000000000);
+    s = sync_kb(f);
+    assert_int_equal(s.touched, 1);
+    assert_int_equal(s.chunks, 0);
+    s = sync_kb(f);
+    assert_int_equal(s.unchanged, 3);
+
+    /* renamed and moved: recognised by hash, nothing extracted */
+    char *from = testutil_join(f->docs, "sub/c.pdf"), *to = testutil_join(f->docs, "moved-c.pdf");
+    assert_int_equal(rename(from, to), 0);
+    s = sync_kb(f);
+    assert_int_equal(s.moved, 1);
+    assert_int_equal(s.indexed + s.removed + s.pages + s.chunks, 0);
+    RagHit *h;
+    int n;
+    assert_int_equal(rag_search(f->rag, "kb", "blossom", 3, &h, &n), KB_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].file, to);
+    assert_int_equal(h[0].page, 1);
+    rag_hits_free(h, n);
+
+    /* deleted */
+    char *a = testutil_join(f->docs, "a.txt");
+    assert_int_equal(unlink(a), 0);
+    s = sync_kb(f);
+    assert_int_equal(s.removed, 1);
+    assert_int_equal(hits(f, "apricot"), 0);
+    assert_int_equal(store_integrity_check(f->rag), KB_OK);
+    RagKbInfo info;
+    assert_int_equal(rag_kb_info(f->rag, "kb", &info), KB_OK);
+    assert_int_equal(info.n_documents, 2);
+    assert_true(info.last_sync > 0);
+    rag_kb_info_clear(&info);
+    free(from), free(to), free(a), free(sub);
+}
+
+static void test_sync_records_bad_files_and_does_not_retry_them(void **state)
+{
+    Fix *f = *state;
+    put(f, "good.txt", "the one good file");
+    char *manual = testutil_join(f->dir, "manual.pdf");
+    RagFixPage page = {"A perfectly fine page of text.", NULL, NULL};
+    RagFixPdf spec = {NULL, NULL, NULL, NULL, &page, 1};
+    assert_int_equal(ragfix_write_pdf(manual, &spec), 0);
+    char *enc = testutil_join(f->docs, "encrypted.pdf"), *cut = testutil_join(f->docs, "cut.pdf"),
+         *jpeg = testutil_join(f->docs, "photo.pdf"), *scan = testutil_join(f->docs, "scan.pdf");
+    assert_int_equal(ragfix_encrypt_pdf(manual, enc), 0);
+    assert_int_equal(ragfix_truncate_copy(manual, cut, 0.5), 0);
+    assert_int_equal(ragfix_write_jpeg(jpeg), 0);
+    assert_int_equal(ragfix_write_image_pdf(scan), 0);
+    put(f, "empty.pdf", "");
+    RagSyncStats s = sync_kb(f);
+    assert_int_equal(s.indexed, 1);
+    assert_int_equal(s.failed, 5);
+    RagFile *bad;
+    int n;
+    assert_int_equal(rag_kb_files(f->rag, "kb", 1, &bad, &n), KB_OK);
+    assert_int_equal(n, 5);
+    const char *reasons[] = {"truncated", "empty file", "encrypted", "JPEG", "no text"}; /* by path */
+    for (int i = 0; i < n; i++) {
+        assert_true(bad[i].failed);
+        if (strstr(bad[i].error, reasons[i]) == NULL) fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].path, bad[i].error, reasons[i]);
+    }
+    rag_files_free(bad, n);
+    s = sync_kb(f);
+    assert_int_equal(s.unchanged, 6);
+    assert_int_equal(s.failed, 0);
+    /* the truncated file is completed: indexed now */
+    g_usleep(10000);
+    char *data;
+    gsize len;
+    assert_true(g_file_get_contents(manual, &data, &len, NULL));
+    assert_int_equal(testutil_write_file(cut, data, len), 0);
+    g_free(data);
+    s = sync_kb(f);
+    assert_int_equal(s.updated, 1);
+    assert_int_equal(s.failed, 0);
+    assert_int_equal(hits(f, "perfectly"), 1);
+    free(manual), free(enc), free(cut), free(jpeg), free(scan);
+}
+
+static void test_sync_survives_symlink_loops_and_skips_hidden_files(void **state)
+{
+    Fix *f = *state;
+    put(f, "a.txt", "unique walnut text");
+    put(f, ".hidden/secret.txt", "hidden walnut");
+    put(f, "notes.docx", "not indexed");
+    char *loop = testutil_join(f->docs, "loop"), *link = testutil_join(f->docs, "z-link.txt"),
+         *dangling = testutil_join(f->docs, "dangling.txt");
+    assert_int_equal(symlink(f->docs, loop), 0);
+    assert_int_equal(symlink("a.txt", link), 0);
+    assert_int_equal(symlink("/nonexistent/file.txt", dangling), 0);
+    RagSyncStats s = sync_kb(f);
+    assert_int_equal(s.found, 1);
+    assert_int_equal(s.indexed, 1);
+    assert_int_equal(hits(f, "walnut"), 1);
+    free(loop), free(link), free(dangling);
+}
+
+static void test_sync_keeps_documents_of_a_missing_folder(void **state)
+{
+    Fix *f = *state;
+    put(f, "disk/a.txt", "external disk file");
+    char *disk = testutil_join(f->docs, "disk"), *gone = testutil_join(f->dir, "disk-unmounted");
+    assert_int_equal(rag_kb_add(f->rag, "kb", disk), KB_OK);
+    RagSyncStats s = sync_kb(f);
+    assert_int_equal(s.indexed, 1);
+    assert_int_equal(rename(disk, gone), 0);
+    /* the file vanished from docs/ too (disk was inside it), but docs/disk
+    ** is a source of its own that is missing: its documents stay */
+    s = sync_kb(f);
+    assert_int_equal(s.warnings, 1);
+    assert_int_equal(s.removed, 0);
+    assert_int_equal(hits(f, "external"), 1);
+    free(disk), free(gone);
+}
+
+static void test_sync_excluded_folder_leaves_and_stays_out(void **state)
+{
+    Fix *f = *state;
+    put(f, "keep/a.txt", "kept lemon");
+    put(f, "drafts/b.txt", "draft lemon");
+    assert_int_equal(sync_kb(f).indexed, 2);
+    char *drafts = testutil_join(f->docs, "drafts");
+    int64_t n;
+    assert_int_equal(rag_kb_remove(f->rag, "kb", drafts, &n), KB_OK);
+    assert_int_equal(n, 1);
+    RagSyncStats s = sync_kb(f);
+    assert_int_equal(s.found, 1);
+    assert_int_equal(s.indexed + s.removed, 0);
+    assert_int_equal(hits(f, "lemon"), 1);
+    free(drafts);
+}
+
+/* --- progress --- */
+
+typedef struct Seen {
+    int plan, start, page, done, warning;
+    int plan_before_start;
+    int64_t files_total;
+} Seen;
+
+static void on_progress(const RagProgress *p, void *user)
+{
+    Seen *s = user;
+    switch (p->event) {
+    case RAG_EV_PLAN:
+        s->plan++;
+        s->files_total = p->files_total;
+        s->plan_before_start = s->start == 0;
+        break;
+    case RAG_EV_DOC_START: s->start++; break;
+    case RAG_EV_PAGE: s->page++; break;
+    case RAG_EV_DOC_DONE: s->done++; break;
+    case RAG_EV_WARNING: s->warning++; break;
+    }
+    assert_string_equal(p->kb, "kb");
+    assert_true(p->elapsed >= 0);
+}
+
+static void test_sync_reports_progress(void **state)
+{
+    Fix *f = *state;
+    put(f, "a.txt", "one");
+    put(f, "b.txt", "two");
+    char *p = testutil_join(f->docs, "c.pdf");
+    RagFixPage pages[3] = {{"page one.", NULL, NULL}, {"page two.", NULL, NULL}, {"page three.", NULL, NULL}};
+    RagFixPdf spec = {NULL, NULL, NULL, NULL, pages, 3};
+    assert_int_equal(ragfix_write_pdf(p, &spec), 0);
+    Seen seen = {0};
+    RagSyncOptions opt = {on_progress, &seen, 0, NULL, NULL, 0};
+    RagSyncStats st;
+    assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
+    assert_int_equal(seen.plan, 1);
+    assert_true(seen.plan_before_start);
+    assert_int_equal(seen.files_total, 3);
+    assert_int_equal(seen.start, 3);
+    assert_int_equal(seen.done, 3);
+    assert_int_equal(seen.page, 3);
+    free(p);
+}
+
+/* --- allocation failures --- */
+
+/* Each of our allocations in turn fails in the middle of a sync: the sync
+** returns KB_ENOMEM, and a sync after it reaches the database a clean sync
+** makes. */
+static void test_sync_recovers_from_allocation_failure_anywhere(void **state)
+{
+    Fix *f = *state;
+    put(f, "a.txt", "first file with some words. And a second sentence here.");
+    put(f, "sub/b.md", "# Title\n\nsecond file");
+    put_pdf(f, "c.pdf", "third file in a PDF");
+    RagSyncStats s = sync_kb(f);
+    char *want = ragfix_dump_db(rag_db_path(f->rag));
+    assert_non_null(want);
+    int failures = 0;
+    for (long k = 1; k < 2000; k += 3) {
+        /* start over: a changed file forces re-indexing */
+        assert_int_equal(rag_kb_delete(f->rag, "kb"), KB_OK);
+        RagKbSettings set = {200, 40, ""};
+        assert_int_equal(rag_kb_create(f->rag, "kb", &set), KB_OK);
+        assert_int_equal(rag_kb_add(f->rag, "kb", f->docs), KB_OK);
+        testutil_fail_alloc_after(k);
+        int rc = rag_sync(f->rag, "kb", NULL, &s);
+        testutil_fail_alloc_after(0);
+        assert_true(rc == KB_OK || rc == KB_ENOMEM);
+        s = sync_kb(f);
+        char *got = ragfix_dump_db(rag_db_path(f->rag));
+        assert_string_equal(got, want);
+        g_free(got);
+        assert_int_equal(store_integrity_check(f->rag), KB_OK);
+        if (rc == KB_OK) break;
+        failures++;
+    }
+    assert_true(failures > 10);
+    g_free(want);
+}
+
+#define FIX(t) cmocka_unit_test_setup_teardown(t, fix_setup, fix_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        FIX(test_sync_add_change_touch_rename_delete),
+        FIX(test_sync_records_bad_files_and_does_not_retry_them),
+        FIX(test_sync_survives_symlink_loops_and_skips_hidden_files),
+        FIX(test_sync_keeps_documents_of_a_missing_folder),
+        FIX(test_sync_excluded_folder_leaves_and_stays_out),
+        FIX(test_sync_reports_progress),
+        FIX(test_sync_recovers_from_allocation_failure_anywhere),
+    };
+    return cmocka_run_group_tests(tests, NULL, ragfix_cleanup);
+}
