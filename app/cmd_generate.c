@@ -93,7 +93,7 @@ static int open_model(const CliArgs *a, KbConfig *cfg, KbModel **m)
         fputs("kbchat: no model given: pass --model FILE or set model.path in the configuration\n", stderr);
         return CLI_EXIT_USAGE;
     }
-    KbModelParams p = {ctx, cfg->context_size, (int)threads};
+    KbModelParams p = {ctx, cfg->context_size, (int)threads, 0};
     if (model_open(cfg->model_path, &p, m, err, sizeof err) != KB_OK) {
         fprintf(stderr, "kbchat: %s: %s\n", cfg->model_path, err);
         return CLI_EXIT_FAIL;

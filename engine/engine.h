@@ -9,7 +9,7 @@
 **
 ** This header is the only one other modules include. It gathers:
 **   - status codes shared by every module (KB_OK, KB_ENOMEM, ...), kb_strerror()
-**   - the tensor type table (quant.h)
+**   - the tensor type table (quant.h) and the numeric kernels (kernels.h)
 **   - the GGUF reader (gguf.h)
 **   - tokenizers: text <-> token ids (tokenizer.h)
 **   - models: loading and evaluation (model.h), sampling (sampler.h)
@@ -43,6 +43,7 @@ const char *kb_strerror(int rc);
 const char *engine_blas_info(void);
 
 #include "engine/quant.h"
+#include "engine/kernels.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
 #include "engine/model.h"

@@ -100,7 +100,7 @@ static void compare_row(const char *name, const char *what, size_t i, const floa
 
 /* Evaluates the reference's prompt and teacher-forced steps with n_threads
 ** and checks every logit. */
-static void check_model_against_ref(const char *model_name, int n_threads)
+static void check_model_against_ref(const char *model_name, int n_threads, int force_isa)
 {
     char rel[300];
     snprintf(rel, sizeof rel, "refs/%s.ref", model_name);
@@ -111,7 +111,7 @@ static void check_model_against_ref(const char *model_name, int n_threads)
     ref_load(ref_path, &r);
     KbModel *m;
     char err[512];
-    KbModelParams p = {0, 0, n_threads};
+    KbModelParams p = {0, 0, n_threads, force_isa};
     if (model_open(model_path, &p, &m, err, sizeof err) != KB_OK) fail_msg("%s: %s", model_name, err);
     assert_int_equal(model_n_vocab(m), r.n_vocab);
     float *logits = malloc(r.n_prompt * (size_t)r.n_vocab * sizeof(float));
@@ -132,8 +132,9 @@ static void check_model_against_ref(const char *model_name, int n_threads)
     free(ref_path), free(model_path);
 }
 
-/* Every tiny-llama*, tiny-llama-tied* and tiny-qwen2* model with a reference. */
-static void check_family(int n_threads)
+/* Every tiny-llama*, tiny-llama-tied* and tiny-qwen2* model with a reference,
+** on the kernels of force_isa (0 = the best). */
+static void check_family(int n_threads, int force_isa)
 {
     char *dir = testutil_data_path("refs");
     DIR *d = opendir(dir);
@@ -145,7 +146,7 @@ static void check_family(int n_threads)
         if (strncmp(e->d_name, "tiny-llama", 10) != 0 && strncmp(e->d_name, "tiny-qwen2", 10) != 0) continue;
         char name[256];
         snprintf(name, sizeof name, "%.*s", (int)(n - 4), e->d_name);
-        check_model_against_ref(name, n_threads);
+        check_model_against_ref(name, n_threads, force_isa);
         checked++;
     }
     closedir(d);
@@ -156,13 +157,22 @@ static void check_family(int n_threads)
 static void test_llama_family_matches_reference_logits_1_thread(void **state)
 {
     (void)state;
-    check_family(1);
+    check_family(1, 0);
 }
 
 static void test_llama_family_matches_reference_logits_2_threads(void **state)
 {
     (void)state;
-    check_family(2);
+    check_family(2, 0);
+}
+
+/* The portable kernels, and every SIMD set this CPU has, pass the same
+** conformance check. */
+static void test_every_kernel_path_matches_reference_logits(void **state)
+{
+    (void)state;
+    for (int isa = KB_ISA_SCALAR; isa < KB_ISA_COUNT; isa++)
+        if (kb_kernels_for((KbIsa)isa)) check_family(2, 1 + isa);
 }
 
 /* --- the trained model --- */
@@ -209,7 +219,7 @@ static KbModel *open_shared(const char *rel, int threads)
     char *path = testutil_data_path(rel);
     KbModel *m;
     char err[512];
-    KbModelParams p = {0, 0, threads};
+    KbModelParams p = {0, 0, threads, 0};
     if (model_open(path, &p, &m, err, sizeof err) != KB_OK) fail_msg("%s", err);
     free(path);
     return m;
@@ -241,6 +251,26 @@ static void test_prefix_reuse_gives_cold_logits(void **state)
     assert_memory_equal(warm, cold, (size_t)n_vocab * sizeof(float));
     free(warm), free(cold);
     model_close(m);
+}
+
+/* Work is split by index, never by timing: 1, 2 and 3 threads give the
+** same logits bit for bit. */
+static void test_thread_count_does_not_change_logits(void **state)
+{
+    (void)state;
+    int32_t prompt[] = {1, 319, 459, 355, 260, 275, 429, 339, 315, 374};
+    float *ref = NULL;
+    for (int threads = 1; threads <= 3; threads++) {
+        KbModel *m = open_shared("models/tiny-llama-Q5_K_M.gguf", threads);
+        size_t n = (size_t)model_n_vocab(m) * 10;
+        float *logits = malloc(n * sizeof(float));
+        assert_int_equal(model_decode(m, prompt, 10, logits, true), KB_OK);
+        if (ref) assert_memory_equal(ref, logits, n * sizeof(float));
+        free(ref);
+        ref = logits;
+        model_close(m);
+    }
+    free(ref);
 }
 
 typedef struct Collect {
@@ -415,9 +445,9 @@ static void test_bad_models_and_requests_give_clear_errors(void **state)
     assert_non_null(strstr(model_errmsg(m), "context"));
     assert_int_equal(model_n_past(m), 0);
     model_close(m);
-    KbModelParams big = {65, 0, 1};
+    KbModelParams big = {65, 0, 1, 0};
     expect_open_error(path, &big, KB_ERANGE, "65 tokens");
-    KbModelParams capped = {0, 16, 1};
+    KbModelParams capped = {0, 16, 1, 0};
     assert_int_equal(model_open(path, &capped, &m, err, sizeof err), KB_OK);
     assert_int_equal(model_n_ctx(m), 16);
     model_close(m);
@@ -438,8 +468,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_family_matches_reference_logits_1_thread),
         cmocka_unit_test(test_llama_family_matches_reference_logits_2_threads),
+        cmocka_unit_test(test_every_kernel_path_matches_reference_logits),
         cmocka_unit_test(test_aidreams_greedy_generation_reproduces_reference),
         cmocka_unit_test(test_prefix_reuse_gives_cold_logits),
+        cmocka_unit_test(test_thread_count_does_not_change_logits),
         cmocka_unit_test(test_generate_streams_text_and_cancels_within_one_token),
         cmocka_unit_test(test_sampler_greedy_seeded_and_penalised),
         cmocka_unit_test(test_bad_models_and_requests_give_clear_errors),
