@@ -21,14 +21,16 @@ PKGS      = ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 cairo
 TEST_PKGS = cmocka
 
 # Object list per module (Redis style: explicit, one pattern rule).
-ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/gguf.o \
+ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/gguf.o engine/gguf_write.o \
+             engine/quantize.o engine/quant_plan.o engine/quantize_model.o \
              engine/tokenizer.o engine/tok_spm.o engine/tok_bpe.o engine/tok_wpm.o \
              engine/kernels.o engine/kernels_scalar.o engine/kernels_avx2.o engine/kernels_avx512.o \
-             engine/pool.o engine/model.o engine/arch_llama.o engine/sampler.o engine/generate.o
+             engine/pool.o engine/model.o engine/arch_llama.o engine/arch_glm.o engine/arch_bloom.o \
+             engine/arch_bert.o engine/sampler.o engine/generate.o engine/gemm.o engine/gemm_avx512.o
 RAG_OBJ    = rag/version.o rag/doc.o rag/clean.o rag/load_pdf.o rag/load_text.o rag/chunker.o \
              rag/fts_cjk.o rag/store.o rag/kb.o rag/sync.o rag/search.o
 UI_OBJ     = ui/version.o
-APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_tokenize.o app/cmd_generate.o app/cmd_bench.o \
+APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_quantize.o app/cmd_tokenize.o app/cmd_generate.o app/cmd_bench.o app/cmd_embed.o \
              app/cmd_kb.o
 MAIN_OBJ   = app/main.o
 LIB_OBJ    = $(ENGINE_OBJ) $(RAG_OBJ) $(UI_OBJ) $(APP_OBJ)
@@ -106,6 +108,23 @@ $(SANB)/tests/%: $(SANB)/tests/%.o $(addprefix $(SANB)/,$(TEST_SUPPORT)) $(addpr
 
 run: kbchat
 	@./kbchat $(ARGS)
+
+# Tools for benchmarks and tests: tests/tools/NAME.c -> $(REL)/tests/tools/NAME with '_' as '-'.
+# synth-model writes GGUF models of real shapes with random weights (see its header).
+TOOLS = synth-model
+all: $(addprefix $(REL)/tests/tools/,$(TOOLS))
+
+$(REL)/tests/tools/synth-model: $(REL)/tests/tools/synth_model.o $(addprefix $(REL)/,$(ENGINE_OBJ))
+	$(say) LINK $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+$(SANB)/tests/tools/synth-model: $(SANB)/tests/tools/synth_model.o $(addprefix $(SANB)/,$(ENGINE_OBJ))
+	$(say) LINK $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(SAN) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+# test_quantize runs the synth-model of its own variant (order-only: not linked in).
+$(REL)/tests/test_quantize: | $(REL)/tests/tools/synth-model
+$(SANB)/tests/test_quantize: | $(SANB)/tests/tools/synth-model
 
 # Benchmarks: figures for the issue notes; no test depends on them.
 BENCHES = bench_tokenizer bench_rag

@@ -50,6 +50,24 @@ static const CliCommand commands[] = {
      "so this is instant even for very large models. A damaged or truncated file\n"
      "is reported with what is wrong and where.\n",
      cmd_model_info},
+    {"model", "quantize", 3, 3, CLI_BIT(CLI_OPT_THREADS), "model quantize IN.gguf OUT.gguf TYPE [-t N]",
+     "convert a GGUF model's weights to a quantized type, as llama-quantize does",
+     "Writes OUT.gguf with the metadata and tensors of IN.gguf, the weight matrices\n"
+     "converted to TYPE with llama.cpp's quantizers and per-tensor rules, so the file\n"
+     "matches what llama-quantize writes. TYPE is one of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,\n"
+     "Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K (Q3_K, Q4_K and\n"
+     "Q5_K mean the _M mixes, as in llama-quantize), F16, BF16 or F32.\n"
+     "The _M and _S mixes keep sensitive tensors in more bits: output.weight in Q6_K,\n"
+     "attn_v and ffn_down in Q6_K in the first and last eighth of the layers and every\n"
+     "third between (Q4_K_M, Q5_K_M), and so on. Norms and biases stay as they are.\n"
+     "A matrix whose rows do not split into the type's blocks gets llama.cpp's\n"
+     "fallback (Q4_K -> Q5_0, Q6_K -> Q8_0, ...), reported on its line.\n"
+     "IN may be F32, F16 or BF16; an already quantized IN is converted too, with a\n"
+     "warning, since re-quantizing loses quality. general.file_type is set.\n"
+     "OUT is written under a temporary name and renamed when complete: a failed or\n"
+     "interrupted run leaves no partial file, and an existing OUT is kept.\n"
+     "  -t, --threads N  worker threads (default: all cores)\n",
+     cmd_model_quantize},
     {"tokenize", NULL, 0, 1, CLI_BIT(CLI_OPT_SPECIAL) | CLI_BIT(CLI_OPT_BOS) | CLI_BIT(CLI_OPT_FILE),
      "tokenize [--special] [--bos] [--file FILE] [TEXT]",
      "print the token ids of TEXT (or FILE's pieces, or standard input)",
@@ -97,6 +115,14 @@ static const CliCommand commands[] = {
      "  --ctx-size N       context length (default: the model's, capped by model.context_size)\n"
      "  --special          print control tokens as text\n",
      cmd_generate},
+    {"embed", NULL, 0, 1, CLI_BIT(CLI_OPT_FILE) | CLI_BIT(CLI_OPT_THREADS), "embed [--file LINES.txt] [TEXT]",
+     "print embedding vectors of text (BERT-family models)",
+     "Embeds with the embedding model given by --model (or model.path).\n"
+     "  TEXT         prints one L2-normalised vector\n"
+     "  --file FILE  for each line of FILE prints 'text LINE', 'ids ...' (with [CLS]\n"
+     "               and [SEP]) and 'embd ...' (pooled, not normalised): the format of\n"
+     "               ../shared/testdata/refs/tiny-bert-*.ref\n",
+     cmd_embed},
     {"bench", NULL, 0, 0,
      CLI_BIT(CLI_OPT_PROMPT) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_REPS) |
          CLI_BIT(CLI_OPT_JSON),

@@ -11,6 +11,7 @@
 #define CLI_EXIT_USAGE 2 /* the command line itself is wrong */
 
 #include "app/app.h"
+#include "engine/engine.h"
 
 /* Command-specific options, one bit each. The table of names and whether
 ** each takes a value is in cli.c (cli_options); a command lists the bits it
@@ -83,7 +84,14 @@ int cmd_kb_delete(const CliArgs *a, const char *const *args, int n_args);
 int cmd_kb_search(const CliArgs *a, const char *const *args, int n_args);
 int cmd_logits(const CliArgs *a, const char *const *args, int n_args);
 int cmd_generate(const CliArgs *a, const char *const *args, int n_args);
+int cmd_model_quantize(const CliArgs *a, const char *const *args, int n_args);
 int cmd_bench(const CliArgs *a, const char *const *args, int n_args);
+int cmd_embed(const CliArgs *a, const char *const *args, int n_args);
+
+/* Loads the configuration and opens the model of --model / model.path with
+** -t and --ctx-size (or the configuration's values), printing any error.
+** Returns an exit code (0 = opened); free with model_close and config_free. */
+int cli_open_model(const CliArgs *a, KbConfig *cfg, KbModel **m);
 
 /* Runs kbchat with the given arguments and returns the process exit code.
 ** Writes results to stdout and diagnostics to stderr. */

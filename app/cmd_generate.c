@@ -79,7 +79,7 @@ static int parse_ids(const char *s, const char *opt, int32_t **ids, size_t *n)
 
 /* Opens the model of --model / model.path with threads and context from
 ** the options or the configuration. Returns an exit code (0 = opened). */
-static int open_model(const CliArgs *a, KbConfig *cfg, KbModel **m)
+int cli_open_model(const CliArgs *a, KbConfig *cfg, KbModel **m)
 {
     long long threads = 0, ctx = 0;
     char err[1024];
@@ -153,7 +153,7 @@ int cmd_logits(const CliArgs *a, const char *const *args, int n_args)
     if (!follow) n_steps = (size_t)gen;
     KbConfig cfg = {0};
     KbModel *m = NULL;
-    if (code == 0) code = open_model(a, &cfg, &m);
+    if (code == 0) code = cli_open_model(a, &cfg, &m);
     int32_t nv = m ? model_n_vocab(m) : 0;
     float *logits = m ? malloc(n_prompt * (size_t)nv * sizeof *logits) : NULL;
     float *steps = m ? malloc((n_steps + 1) * (size_t)nv * sizeof *steps) : NULL;
@@ -227,7 +227,7 @@ int cmd_generate(const CliArgs *a, const char *const *args, int n_args)
     KbTokens prompt = {0};
     KbSamplerParams sp;
     long long n_predict;
-    int code = open_model(a, &cfg, &m);
+    int code = cli_open_model(a, &cfg, &m);
     if (code == 0) code = sampler_params(a, &cfg, &sp, &n_predict);
     if (code == 0 && sampler_new(&sp, model_n_vocab(m), &smp) != KB_OK) code = CLI_EXIT_FAIL;
     const char *text = a->value[CLI_OPT_PROMPT] ? a->value[CLI_OPT_PROMPT] : "";

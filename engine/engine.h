@@ -10,7 +10,8 @@
 ** This header is the only one other modules include. It gathers:
 **   - status codes shared by every module (KB_OK, KB_ENOMEM, ...), kb_strerror()
 **   - the tensor type table (quant.h) and the numeric kernels (kernels.h)
-**   - the GGUF reader (gguf.h)
+**   - the GGUF reader (gguf.h) and the streaming writer (gguf_write.h)
+**   - weight quantization and llama.cpp's per-tensor type rules (quantize.h)
 **   - tokenizers: text <-> token ids (tokenizer.h)
 **   - models: loading and evaluation (model.h), sampling (sampler.h)
 */
@@ -45,6 +46,8 @@ const char *engine_blas_info(void);
 #include "engine/quant.h"
 #include "engine/kernels.h"
 #include "engine/gguf.h"
+#include "engine/gguf_write.h"
+#include "engine/quantize.h"
 #include "engine/tokenizer.h"
 #include "engine/model.h"
 #include "engine/sampler.h"

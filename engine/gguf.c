@@ -831,6 +831,35 @@ int gguf_arr_get_str(const GgufFile *g, int64_t i, uint64_t j, const char **s, s
     return KB_OK;
 }
 
+int gguf_kv_get_raw(const GgufFile *g, int64_t i, const void **data, uint64_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    if (i < 0 || i >= g->n_kv) return KB_ENOTFOUND;
+    const GgufKv *kv = &g->kv[i];
+    uint64_t start = kv->val_off, end;
+    if (kv->type == GGUF_VT_STRING) {
+        const char *s;
+        size_t n;
+        read_str_at(g, kv->val_off, &s, &n);
+        end = kv->val_off + 8 + n;
+    } else if (kv->type != GGUF_VT_ARRAY) {
+        end = kv->val_off + gguf_value_type_size(kv->type);
+    } else {
+        start = kv->val_off - 12; /* uint32 element type, uint64 count */
+        end = kv->val_off + kv->n * gguf_value_type_size(kv->elem_type);
+        if (kv->elem_type == GGUF_VT_STRING && kv->n > 0) {
+            const char *s;
+            size_t n;
+            read_str_at(g, kv->str_off[kv->n - 1], &s, &n);
+            end = kv->str_off[kv->n - 1] + 8 + n;
+        }
+    }
+    *data = g->map + start;
+    *len = end - start;
+    return KB_OK;
+}
+
 /* --- lookups by key --- */
 
 int gguf_get_int(const GgufFile *g, const char *key, int64_t *v)

@@ -115,6 +115,12 @@ int gguf_arr_get_float(const GgufFile *g, int64_t i, uint64_t j, double *v /* OU
 int gguf_arr_get_str(const GgufFile *g, int64_t i, uint64_t j, const char **s /* OUT */,
                      size_t *len /* OUT */);
 
+/* The bytes of entry i's value exactly as the file stores them, for copying
+** the entry to another file: a scalar's bytes; a string's uint64 length and
+** bytes; an array's uint32 element type, uint64 count and elements. *data
+** points into the mapping. Returns KB_OK, or KB_ENOTFOUND for a bad index. */
+int gguf_kv_get_raw(const GgufFile *g, int64_t i, const void **data /* OUT */, uint64_t *len /* OUT */);
+
 /* Lookups by key: the same as finding the key then reading it; a missing key
 ** is KB_ENOTFOUND. */
 int gguf_get_int(const GgufFile *g, const char *key, int64_t *v /* OUT */);

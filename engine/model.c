@@ -20,7 +20,7 @@
 
 /* --- errors --- */
 
-static int model_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+int model_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
     if (err && errlen) {
         va_list ap;
@@ -73,9 +73,16 @@ static size_t row_size(int type, int64_t n)
     return (size_t)(n / ti->block_size) * (size_t)ti->type_size;
 }
 
+/* Batches of a type the tiled kernels handle go to them (gemm.h); the rest,
+** and single tokens, take one vec_dot per (row, token). */
 void model_matmul(KbModel *m, const Mat *w, const float *x, int64_t n_tok, float *y)
 {
     int vt = m->kern->type[w->type].vec_dot_type;
+    const GemmProduct g = {w->data, w->type, w->n_in, w->n_out, w->row_bytes, x, n_tok, y};
+    if (gemm_applies(&m->s.gemm, &g)) {
+        gemm_matmul(&m->s.gemm, m->pool, m->kern->type[vt].from_float, &g);
+        return;
+    }
     MatmulJob j = {m->kern, w, x, m->s.act_q, row_size(vt, w->n_in), n_tok, y};
     pool_run(m->pool, convert_rows, &j);
     pool_run(m->pool, dot_rows, &j);
@@ -89,6 +96,62 @@ void model_rmsnorm(float *out, const float *x, const float *weight, int64_t n, f
     for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
     float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
+}
+
+/* Mean and variance summed in double, as ggml_norm does. */
+void model_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n, float eps)
+{
+    double sum = 0, var = 0;
+    for (int64_t i = 0; i < n; i++) sum += x[i];
+    float mean = (float)(sum / (double)n);
+    for (int64_t i = 0; i < n; i++) var += (double)((x[i] - mean) * (x[i] - mean));
+    float scale = 1.0f / sqrtf((float)(var / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = (x[i] - mean) * scale * w[i] + (b ? b[i] : 0.0f);
+}
+
+/* ggml looks GELU up in a table indexed by the fp16 input and holding fp16
+** results; the same rounding keeps our activations where llama.cpp's are. */
+void model_gelu(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (v <= -10.0f) {
+            x[i] = 0.0f;
+        } else if (v < 10.0f) {
+            float h = kb_half_to_float(kb_float_to_half(v));
+            float g = 0.5f * h * (1.0f + tanhf(0.7978845608f * h * (1.0f + 0.044715f * h * h)));
+            x[i] = kb_half_to_float(kb_float_to_half(g));
+        }
+    }
+}
+
+void model_add_bias(float *x, const float *b, int64_t n_tok, int64_t dim)
+{
+    if (b == NULL) return;
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t i = 0; i < dim; i++) x[t * dim + i] += b[i];
+}
+
+void model_split_qkv(KbModel *m, const float *qkv, int64_t n_tok)
+{
+    const ModelConfig *c = &m->cfg;
+    int64_t q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim, row = q_dim + 2 * kv_dim;
+    for (int64_t t = 0; t < n_tok; t++) {
+        memcpy(m->s.q + t * q_dim, qkv + t * row, (size_t)q_dim * sizeof(float));
+        memcpy(m->s.k + t * kv_dim, qkv + t * row + q_dim, (size_t)kv_dim * sizeof(float));
+        memcpy(m->s.v + t * kv_dim, qkv + t * row + q_dim + kv_dim, (size_t)kv_dim * sizeof(float));
+    }
+}
+
+void model_store_kv(KbModel *m, int64_t l, int64_t pos0, int64_t n)
+{
+    int64_t kv_dim = m->cfg.n_head_kv * m->cfg.head_dim;
+    const KbTypeKernels *f16 = &m->kern->type[KB_TYPE_F16];
+    for (int64_t t = 0; t < n; t++) {
+        size_t off = ((size_t)l * m->n_ctx + pos0 + t) * kv_dim;
+        f16->from_float(m->s.k + t * kv_dim, m->s.key_cache + off, kv_dim);
+        f16->from_float(m->s.v + t * kv_dim, m->s.value_cache + off, kv_dim);
+    }
 }
 
 /* The angles are built by repeated multiplication in float, as ggml's rope
@@ -135,9 +198,10 @@ static void attend_head(KbModel *m, const AttnJob *j, int64_t t, int64_t h, int 
     const KbTypeKernels *f16 = &m->kern->type[KB_TYPE_F16];
     f16->from_float(m->s.q + t * c->n_head * hd + h * hd, q16, hd);
     float scale = 1.0f / sqrtf((float)hd), max = -INFINITY;
+    float slope = m->w.alibi_slopes ? m->w.alibi_slopes[h] : 0.0f;
     for (int64_t p = 0; p <= pos; p++) {
         f16->vec_dot(hd, &scores[p], kc + p * kv_dim, q16);
-        scores[p] *= scale;
+        scores[p] = scores[p] * scale + slope * (float)(p - pos); /* ALiBi: farther keys score lower */
         if (scores[p] > max) max = scores[p];
     }
     double sum = 0;
@@ -168,6 +232,118 @@ void model_attention(KbModel *m, int64_t layer, int64_t pos0, int64_t n_tok)
     pool_run(m->pool, attention_worker, &j);
 }
 
+/* --- loading helpers --- */
+
+int model_key_int(KbModel *m, const char *suffix, int64_t *v, bool required, char *err, size_t errlen)
+{
+    char key[128];
+    int64_t x;
+    snprintf(key, sizeof key, "%s.%s", m->arch_name, suffix);
+    int rc = gguf_get_int(m->gguf, key, &x); /* zeroes x when absent: keep *v's default */
+    if (rc == KB_ENOTFOUND && !required) return KB_OK;
+    if (rc != KB_OK)
+        return model_fail(err, errlen, KB_EFORMAT, "%s is %s", key, rc == KB_ENOTFOUND ? "missing" : "not an integer");
+    if (x <= 0 || x > (1 << 24))
+        return model_fail(err, errlen, KB_EFORMAT, "%s is %lld, expected 1..%d", key, (long long)x, 1 << 24);
+    *v = x;
+    return KB_OK;
+}
+
+int model_key_float(KbModel *m, const char *suffix, float *v, char *err, size_t errlen)
+{
+    char key[128];
+    double d;
+    snprintf(key, sizeof key, "%s.%s", m->arch_name, suffix);
+    int rc = gguf_get_float(m->gguf, key, &d);
+    if (rc == KB_ENOTFOUND) return KB_OK;
+    if (rc != KB_OK || !(d > 0) || !isfinite(d)) return model_fail(err, errlen, KB_EFORMAT, "%s must be a positive number", key);
+    *v = (float)d;
+    return KB_OK;
+}
+
+int model_load_mat(KbModel *m, Mat *w, const char *name, int64_t n_in, int64_t n_out, char *err, size_t errlen)
+{
+    const GgufTensor *t = gguf_find_tensor(m->gguf, name);
+    if (t == NULL) return model_fail(err, errlen, KB_EFORMAT, "tensor '%s' is missing", name);
+    if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out) {
+        return model_fail(err, errlen, KB_EFORMAT, "tensor '%s' has shape {%lld, %lld, %lld, %lld}, expected {%lld, %lld}",
+                          name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                          (long long)n_in, (long long)n_out);
+    }
+    const KbTypeKernels *k = &m->kern->type[t->type];
+    if (k->vec_dot == NULL || k->to_float == NULL) {
+        return model_fail(err, errlen, KB_EUNSUPPORTED, "tensor '%s' has type %s, which kbchat cannot compute with",
+                          name, kb_type_name(t->type));
+    }
+    *w = (Mat){t->data, t->type, n_in, n_out, (size_t)t->n_bytes / (size_t)n_out, t->name};
+    return KB_OK;
+}
+
+int model_load_vec(KbModel *m, float **dst, const char *name, int64_t n, bool required, char *err, size_t errlen)
+{
+    const GgufTensor *t = gguf_find_tensor(m->gguf, name);
+    *dst = NULL;
+    if (t == NULL) return required ? model_fail(err, errlen, KB_EFORMAT, "tensor '%s' is missing", name) : KB_OK;
+    if ((int64_t)t->n_elements != n || t->ne[0] != (t->n_dims == 1 ? n : t->ne[0])) {
+        return model_fail(err, errlen, KB_EFORMAT, "tensor '%s' has %llu values, expected %lld", name,
+                          (unsigned long long)t->n_elements, (long long)n);
+    }
+    if (t->type != KB_TYPE_F32 && t->type != KB_TYPE_F16) {
+        return model_fail(err, errlen, KB_EUNSUPPORTED, "tensor '%s' has type %s, expected F32 or F16", name,
+                          kb_type_name(t->type));
+    }
+    if (m->vec_end - m->vec_next < n) return model_fail(err, errlen, KB_EFORMAT, "tensor '%s' does not fit", name);
+    m->kern->type[t->type].to_float(t->data, m->vec_next, n);
+    *dst = m->vec_next;
+    m->vec_next += n;
+    return KB_OK;
+}
+
+/* Floats in every tensor that is not a weight matrix of the layers: an
+** upper bound for the vector pool. */
+static size_t small_tensor_floats(const GgufFile *g)
+{
+    size_t total = 0;
+    for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const GgufTensor *t = gguf_tensor(g, i);
+        if (t->n_dims == 1 || strcmp(t->name, "position_embd.weight") == 0 || strcmp(t->name, "token_types.weight") == 0)
+            total += (size_t)t->n_elements;
+    }
+    return total;
+}
+
+int model_load_common(KbModel *m, const char *eps_key, size_t extra_floats, char *err, size_t errlen)
+{
+    ModelConfig *c = &m->cfg;
+    c->rope_base = 10000.0f;
+    c->rope_freq_scale = 1.0f;
+    c->norm_eps = 1e-5f;
+    int rc = model_key_int(m, "embedding_length", &c->n_embd, true, err, errlen);
+    if (rc == KB_OK) rc = model_key_int(m, "block_count", &c->n_layer, true, err, errlen);
+    if (rc == KB_OK) rc = model_key_int(m, "attention.head_count", &c->n_head, true, err, errlen);
+    if (rc == KB_OK) c->n_head_kv = c->n_head;
+    if (rc == KB_OK) rc = model_key_int(m, "attention.head_count_kv", &c->n_head_kv, false, err, errlen);
+    if (rc == KB_OK) rc = model_key_int(m, "feed_forward_length", &c->n_ff, true, err, errlen);
+    if (rc == KB_OK) rc = model_key_int(m, "context_length", &c->n_ctx_train, true, err, errlen);
+    if (rc == KB_OK) rc = model_key_float(m, eps_key, &c->norm_eps, err, errlen);
+    if (rc != KB_OK) return rc;
+    if (c->n_embd % c->n_head != 0 || c->n_head % c->n_head_kv != 0) {
+        return model_fail(err, errlen, KB_EFORMAT,
+                          "%s: embedding_length %lld, head_count %lld and head_count_kv %lld do not divide evenly",
+                          m->arch_name, (long long)c->n_embd, (long long)c->n_head, (long long)c->n_head_kv);
+    }
+    c->head_dim = c->n_embd / c->n_head;
+    c->n_rot = c->head_dim;
+    c->n_vocab = tokenizer_n_vocab(m->tok);
+    size_t n = small_tensor_floats(m->gguf) + extra_floats;
+    m->w.layers = calloc((size_t)c->n_layer, sizeof *m->w.layers);
+    m->vectors = malloc((n ? n : 1) * sizeof(float));
+    if (!m->w.layers || !m->vectors) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
+    m->vec_next = m->vectors;
+    m->vec_end = m->vectors + n;
+    return KB_OK;
+}
+
 /* --- buffers --- */
 
 /* Allocates every buffer of the forward pass and the KV cache, once. */
@@ -175,7 +351,9 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
 {
     const ModelConfig *c = &m->cfg;
     ModelState *s = &m->s;
-    int64_t nb = MODEL_MAX_BATCH < m->n_ctx ? MODEL_MAX_BATCH : m->n_ctx;
+    /* an encoder sees a whole sequence at once; a decoder takes the prompt in batches */
+    int64_t nb = c->encoder ? m->n_ctx : MODEL_MAX_BATCH < m->n_ctx ? MODEL_MAX_BATCH : m->n_ctx;
+    int64_t cache_ctx = c->encoder ? 1 : m->n_ctx;
     int64_t q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim, nt = pool_size(m->pool);
     int64_t widest = c->n_embd > c->n_ff ? c->n_embd : c->n_ff;
     if (q_dim > widest) widest = q_dim;
@@ -187,15 +365,18 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
     s->k = malloc((size_t)(nb * kv_dim) * sizeof(float));
     s->v = malloc((size_t)(nb * kv_dim) * sizeof(float));
     s->att = malloc((size_t)(nb * q_dim) * sizeof(float));
-    s->hb = malloc((size_t)(nb * c->n_ff) * sizeof(float));
+    s->qkv = malloc((size_t)(nb * (q_dim + 2 * kv_dim)) * sizeof(float));
+    s->hb = malloc((size_t)(nb * 2 * c->n_ff) * sizeof(float)); /* chatglm's gate|up rows are 2 n_ff wide */
     s->hb2 = malloc((size_t)(nb * c->n_ff) * sizeof(float));
     s->act_q = malloc((size_t)(nb * widest) * sizeof(float) + 1024);
     s->scores = malloc((size_t)(nt * m->n_ctx) * sizeof(float));
     s->q16 = malloc((size_t)(nt * c->head_dim) * sizeof(kb_half));
-    s->key_cache = malloc((size_t)(c->n_layer * m->n_ctx * kv_dim) * sizeof(kb_half));
-    s->value_cache = malloc((size_t)(c->n_layer * m->n_ctx * kv_dim) * sizeof(kb_half));
+    s->key_cache = malloc((size_t)(c->n_layer * cache_ctx * kv_dim) * sizeof(kb_half));
+    s->value_cache = malloc((size_t)(c->n_layer * cache_ctx * kv_dim) * sizeof(kb_half));
     m->cache_tokens = malloc((size_t)m->n_ctx * sizeof *m->cache_tokens);
-    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
+    if (gemm_buffers_alloc(&s->gemm, m->kern, nb, widest, (int)nt) != KB_OK)
+        return model_fail(err, errlen, KB_ENOMEM, "out of memory for the prompt batch buffers");
+    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att || !s->qkv || !s->hb || !s->hb2 ||
         !s->act_q || !s->scores || !s->q16 || !s->key_cache || !s->value_cache || !m->cache_tokens)
         return model_fail(err, errlen, KB_ENOMEM, "out of memory for a context of %lld tokens", (long long)m->n_ctx);
     return KB_OK;
@@ -203,9 +384,10 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
 
 static void free_state(ModelState *s)
 {
-    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->k), free(s->v), free(s->att);
+    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->k), free(s->v), free(s->att), free(s->qkv);
     free(s->hb), free(s->hb2), free(s->act_q), free(s->scores), free(s->q16);
     free(s->key_cache), free(s->value_cache);
+    gemm_buffers_free(&s->gemm);
 }
 
 /* --- open / close --- */
@@ -225,6 +407,28 @@ static int choose_ctx(KbModel *m, int64_t want, int64_t cap, char *err, size_t e
     }
     m->n_ctx = want ? want : train;
     return KB_OK;
+}
+
+/* Finds the architecture of general.architecture. */
+static int choose_arch(KbModel *m, char *err, size_t errlen)
+{
+    static const ArchOps *const archs[] = {&arch_llama, &arch_qwen2, &arch_chatglm, &arch_bloom, &arch_bert};
+    const char *name;
+    size_t len;
+    if (gguf_get_str(m->gguf, "general.architecture", &name, &len) != KB_OK)
+        return model_fail(err, errlen, KB_EFORMAT, "general.architecture is missing");
+    if (len >= sizeof m->arch_name) len = sizeof m->arch_name - 1;
+    memcpy(m->arch_name, name, len);
+    m->arch_name[len] = '\0';
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
+        if (strcmp(archs[i]->name, m->arch_name) == 0) {
+            m->ops = archs[i];
+            m->cfg.arch = archs[i]->arch;
+            return KB_OK;
+        }
+    }
+    return model_fail(err, errlen, KB_EUNSUPPORTED,
+                      "architecture '%s' is not supported (llama, qwen2, chatglm, bloom, bert)", m->arch_name);
 }
 
 /* Resolves the thread count: 0 = all online cores. */
@@ -247,7 +451,8 @@ int model_open(const char *path, const KbModelParams *params, KbModel **out, cha
         rc = tokenizer_load(m->gguf, &m->tok, err, errlen);
         if (rc != KB_OK) rc = rc == KB_ENOMEM ? rc : KB_EFORMAT;
     }
-    if (rc == KB_OK) rc = llama_load(m, err, errlen);
+    if (rc == KB_OK) rc = choose_arch(m, err, errlen);
+    if (rc == KB_OK) rc = m->ops->load(m, err, errlen);
     if (rc == KB_OK) rc = choose_ctx(m, params ? params->n_ctx : 0, params ? params->n_ctx_cap : 0, err, errlen);
     if (rc == KB_OK && pool_new(thread_count(params ? params->n_threads : 0), &m->pool) != KB_OK)
         rc = model_fail(err, errlen, KB_ENOMEM, "cannot start the worker threads");
@@ -276,7 +481,9 @@ void model_close(KbModel *m)
 /* --- accessors --- */
 
 const Tokenizer *model_tokenizer(const KbModel *m) { return m->tok; }
-const char *model_arch_name(const KbModel *m) { return m->cfg.arch == ARCH_QWEN2 ? "qwen2" : "llama"; }
+const char *model_arch_name(const KbModel *m) { return m->ops->name; }
+int64_t model_n_embd(const KbModel *m) { return m->cfg.n_embd; }
+bool model_is_encoder(const KbModel *m) { return m->cfg.encoder; }
 int32_t model_n_vocab(const KbModel *m) { return (int32_t)m->cfg.n_vocab; }
 int64_t model_n_ctx(const KbModel *m) { return m->n_ctx; }
 int64_t model_n_ctx_train(const KbModel *m) { return m->cfg.n_ctx_train; }
@@ -307,6 +514,9 @@ void model_reset(KbModel *m) { m->n_past = 0; }
 int model_decode(KbModel *m, const int32_t *tokens, size_t n, float *logits, bool all_logits)
 {
     int64_t n_vocab = m->cfg.n_vocab;
+    if (m->cfg.encoder)
+        return model_fail(m->errmsg, sizeof m->errmsg, KB_EUNSUPPORTED, "%s is an embedding model: use model_embed",
+                          m->arch_name);
     if (n == 0) return model_fail(m->errmsg, sizeof m->errmsg, KB_EINVAL, "no tokens to evaluate");
     if ((int64_t)n > m->n_ctx - m->n_past) {
         return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE,
@@ -322,10 +532,48 @@ int model_decode(KbModel *m, const int32_t *tokens, size_t n, float *logits, boo
         int64_t nb = (int64_t)(n - done) < m->s.n_batch ? (int64_t)(n - done) : m->s.n_batch;
         bool last_batch = done + (size_t)nb == n;
         float *out = logits == NULL ? NULL : all_logits ? logits + done * n_vocab : last_batch ? logits : NULL;
-        llama_forward(m, tokens + done, nb, m->n_past, out, all_logits);
+        m->ops->forward(m, tokens + done, nb, m->n_past, out, all_logits);
         memcpy(m->cache_tokens + m->n_past, tokens + done, (size_t)nb * sizeof *tokens);
         m->n_past += nb;
         done += (size_t)nb;
+    }
+    return KB_OK;
+}
+
+/* Pools the hidden states of n tokens in s.x into out (mean or CLS). */
+static void pool_hidden(const KbModel *m, int64_t n, bool normalize, float *out)
+{
+    int64_t d = m->cfg.n_embd;
+    if (m->cfg.pooling == 2) {
+        memcpy(out, m->s.x, (size_t)d * sizeof(float));
+    } else {
+        memset(out, 0, (size_t)d * sizeof(float));
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t i = 0; i < d; i++) out[i] += m->s.x[t * d + i];
+        for (int64_t i = 0; i < d; i++) out[i] /= (float)n;
+    }
+    if (!normalize) return;
+    double sum = 0;
+    for (int64_t i = 0; i < d; i++) sum += (double)out[i] * out[i];
+    float inv = sum > 0 ? (float)(1.0 / sqrt(sum)) : 0.0f;
+    for (int64_t i = 0; i < d; i++) out[i] *= inv;
+}
+
+int model_embed(KbModel *m, const int32_t *const *seqs, const size_t *lens, size_t n_seqs, bool normalize, float *out)
+{
+    if (!m->cfg.encoder)
+        return model_fail(m->errmsg, sizeof m->errmsg, KB_EUNSUPPORTED, "%s is not an embedding model", m->arch_name);
+    for (size_t i = 0; i < n_seqs; i++) {
+        if (lens[i] == 0 || (int64_t)lens[i] > m->n_ctx)
+            return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "sequence %zu has %zu tokens, expected 1..%lld", i,
+                              lens[i], (long long)m->n_ctx);
+        for (size_t j = 0; j < lens[i]; j++)
+            if (seqs[i][j] < 0 || seqs[i][j] >= m->cfg.n_vocab)
+                return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "token id %d is out of range", seqs[i][j]);
+    }
+    for (size_t i = 0; i < n_seqs; i++) {
+        m->ops->forward(m, seqs[i], (int64_t)lens[i], 0, NULL, false);
+        pool_hidden(m, (int64_t)lens[i], normalize, out + i * m->cfg.n_embd);
     }
     return KB_OK;
 }

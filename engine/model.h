@@ -45,6 +45,9 @@ void model_close(KbModel *m);
 
 const Tokenizer *model_tokenizer(const KbModel *m);
 const char *model_arch_name(const KbModel *m);   /* "llama", "qwen2", ... */
+int64_t model_n_embd(const KbModel *m);
+/* True for embedding models (bert): model_embed, not model_decode. */
+bool model_is_encoder(const KbModel *m);
 int32_t model_n_vocab(const KbModel *m);
 int64_t model_n_ctx(const KbModel *m);            /* the context allocated */
 int64_t model_n_ctx_train(const KbModel *m);      /* the model's own limit */
@@ -74,6 +77,17 @@ int model_eval_prompt(KbModel *m, const int32_t *tokens, size_t n, float *last_l
 
 /* Forgets the cached sequence. */
 void model_reset(KbModel *m);
+
+/* Embedding models: computes one vector of model_n_embd floats per sequence
+** (seqs[i] holds lens[i] ids, normally [CLS] ... [SEP] as tokenizer_encode
+** with KB_TOK_ADD_SPECIAL gives), pooled as the model says (mean or CLS) and
+** L2-normalised when `normalize`. Sequences of different lengths go in one
+** call; each is computed on its own, so no padding can change a result.
+** Returns KB_OK; KB_EUNSUPPORTED (not an embedding model); KB_ERANGE (a
+** sequence empty or longer than the model's context, or an id out of range:
+** model_errmsg says which). */
+int model_embed(KbModel *m, const int32_t *const *seqs, const size_t *lens, size_t n_seqs, bool normalize,
+                float *out /* OUT: n_seqs * n_embd */);
 
 /* --- generation --- */
 

@@ -7,12 +7,13 @@
 #define KB_MODEL_IMPL_H
 
 #include "engine/engine.h"
+#include "engine/gemm.h"
 #include "engine/kernels.h"
 #include "engine/pool.h"
 
 #define MODEL_MAX_BATCH 128 /* prompt tokens evaluated per forward pass */
 
-typedef enum ModelArch { ARCH_LLAMA = 1, ARCH_QWEN2 } ModelArch;
+typedef enum ModelArch { ARCH_LLAMA = 1, ARCH_QWEN2, ARCH_CHATGLM, ARCH_BLOOM, ARCH_BERT } ModelArch;
 
 /* A weight matrix in the file mapping: n_out rows of n_in values, each row
 ** row_bytes long in its stored type (GGUF ne = {n_in, n_out}). */
@@ -33,23 +34,34 @@ typedef struct ModelConfig {
     float rope_base, rope_freq_scale;
     bool rope_neox;        /* pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
     float norm_eps;
+    bool encoder;          /* bert: bidirectional, no cache, pooled output */
+    int pooling;           /* bert.pooling_type: 1 mean, 2 CLS */
 } ModelConfig;
 
 /* One transformer block's weights. Vectors (norms, biases) are converted to
 ** float at load; bias pointers are NULL when the model has none. */
 typedef struct LayerWeights {
-    float *attn_norm;                  /* (n_embd) */
+    float *attn_norm, *attn_norm_b;    /* (n_embd); bias: bloom */
     Mat wq, wk, wv, wo;                /* {n_embd, n_head*hd}, {n_embd, n_kv*hd} x2, {n_head*hd, n_embd} */
-    float *bq, *bk, *bv;               /* qwen2 */
-    float *ffn_norm;                   /* (n_embd) */
-    Mat w_gate, w_up, w_down;          /* {n_embd, n_ff} x2, {n_ff, n_embd} */
+    float *bq, *bk, *bv, *bo;          /* qwen2 (q, k, v), bert (all four), bloom (o) */
+    Mat wqkv;                          /* chatglm, bloom: {n_embd, q_dim + 2 kv_dim}, rows Q | K | V */
+    float *bqkv;                       /* its bias */
+    float *ffn_norm, *ffn_norm_b;      /* (n_embd) */
+    Mat w_gate, w_up, w_down;          /* {n_embd, n_ff} x2, {n_ff, n_embd}; chatglm: up is {n_embd, 2 n_ff} */
+    float *b_up, *b_down;              /* bloom, bert */
+    float *attn_out_norm, *attn_out_norm_b;   /* bert: post-attention LayerNorm */
+    float *layer_out_norm, *layer_out_norm_b; /* bert: post-FFN LayerNorm */
 } LayerWeights;
 
 typedef struct ModelWeights {
     Mat token_embd;                    /* {n_embd, n_vocab} */
+    float *embd_norm, *embd_norm_b;    /* bloom, bert: LayerNorm of the embeddings */
+    float *token_types;                /* bert: type 0 row (n_embd) */
+    float *position_embd;              /* bert: (n_ctx_train, n_embd) */
     LayerWeights *layers;              /* n_layer */
-    float *output_norm;                /* (n_embd) */
+    float *output_norm, *output_norm_b; /* (n_embd); bias: bloom */
     Mat output;                        /* {n_embd, n_vocab}; token_embd when tied */
+    float *alibi_slopes;               /* bloom: (n_head) */
 } ModelWeights;
 
 /* Buffers for one forward pass of up to MODEL_MAX_BATCH tokens. */
@@ -58,8 +70,10 @@ typedef struct ModelState {
     float *x, *xb, *xb2;       /* (n_batch, n_embd) residual stream and scratch */
     float *q, *k, *v;          /* (n_batch, q_dim / kv_dim) */
     float *att;                /* (n_batch, q_dim) attention output */
-    float *hb, *hb2;           /* (n_batch, n_ff) */
+    float *qkv;                /* (n_batch, q_dim + 2 kv_dim) fused projections */
+    float *hb, *hb2;           /* (n_batch, 2 n_ff), (n_batch, n_ff) */
     uint8_t *act_q;            /* activations converted for vec_dot: n_batch rows of the widest */
+    GemmBuffers gemm;          /* scratch of the tiled products of prompt batches (gemm.h) */
     float *scores;             /* (n_threads, n_ctx) attention scores */
     kb_half *q16;              /* (n_threads, head_dim) a query row in fp16 */
     kb_half *key_cache;        /* (n_layer, n_ctx, kv_dim) */
@@ -77,9 +91,20 @@ struct KbModel {
     int64_t n_ctx;
     int32_t *cache_tokens;     /* (n_ctx) the cached sequence */
     int64_t n_past;
-    float *vectors;            /* one allocation for every norm and bias */
+    float *vectors;            /* one allocation for every norm, bias and small table */
+    float *vec_next, *vec_end; /* the unused part of it, while loading */
+    char arch_name[32];
+    const struct ArchOps *ops; /* the architecture's loader and forward pass */
     char errmsg[512];
 };
+
+/* An architecture: how to load it and run it. */
+typedef struct ArchOps {
+    const char *name;   /* general.architecture */
+    ModelArch arch;
+    int (*load)(KbModel *m, char *err, size_t errlen);
+    void (*forward)(KbModel *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits, bool all_logits);
+} ArchOps;
 
 /* --- shared operations (model.c) --- */
 
@@ -89,17 +114,45 @@ void model_matmul(KbModel *m, const Mat *w, const float *x, int64_t n_tok, float
 void model_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);
 /* Rotates the n_heads heads of one token's q or k at position pos. */
 void model_rope(const ModelConfig *c, float *vec, int64_t n_heads, int64_t pos);
-/* Causal attention of tokens [pos0, pos0 + n_tok) over layer l's cache. */
+/* Causal attention of tokens [pos0, pos0 + n_tok) over layer l's cache
+** (with ALiBi when the weights have slopes). */
 void model_attention(KbModel *m, int64_t layer, int64_t pos0, int64_t n_tok);
+/* out = (x - mean) / sqrt(var + eps) * w + b over n values (b may be NULL). */
+void model_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n, float eps);
+/* GELU (tanh form) in place, rounded through fp16 as ggml's table does. */
+void model_gelu(float *x, int64_t n);
+/* x[t*dim + i] += b[i] for each of n_tok rows (b NULL: nothing). */
+void model_add_bias(float *x, const float *b, int64_t n_tok, int64_t dim);
+/* Writes the batch's keys and values (s.k, s.v) into layer l's cache. */
+void model_store_kv(KbModel *m, int64_t layer, int64_t pos0, int64_t n);
+/* Splits fused QKV rows (n_tok rows of q_dim + 2 kv_dim) into s.q, s.k, s.v. */
+void model_split_qkv(KbModel *m, const float *qkv, int64_t n_tok);
 
-/* --- architectures --- */
+/* --- loading helpers (model.c) --- */
 
-/* Reads hyperparameters and points the weights into the mapping for the
-** llama family (llama, qwen2); err names the key or tensor at fault. */
-int llama_load(KbModel *m, char *err, size_t errlen);
-/* Runs tokens[0..n) at positions pos0.. through the network, writing the
-** K/V cache, and writes into logits the last token's n_vocab logits (or n
-** rows, one per token, when all_logits); logits NULL skips the output layer. */
-void llama_forward(KbModel *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits, bool all_logits);
+/* Formats a message into err (when errlen > 0) and returns rc. */
+int model_fail(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Reads integer "<arch>.<suffix>" into *v (kept when absent and not required). */
+int model_key_int(KbModel *m, const char *suffix, int64_t *v, bool required, char *err, size_t errlen);
+/* Reads float "<arch>.<suffix>" into *v when present. */
+int model_key_float(KbModel *m, const char *suffix, float *v, char *err, size_t errlen);
+/* Points *w at tensor name of shape {n_in, n_out} with a computable type. */
+int model_load_mat(KbModel *m, Mat *w, const char *name, int64_t n_in, int64_t n_out, char *err, size_t errlen);
+/* Converts the 1-D (or 2-D {n, rows}) float tensor `name` of n values into the
+** vector pool; optional tensors that are absent give NULL. */
+int model_load_vec(KbModel *m, float **dst, const char *name, int64_t n, bool required, char *err, size_t errlen);
+/* Reads the common hyperparameters (embedding, layers, heads, ff, context,
+** eps under eps_key) and sizes the vector pool for extra_floats more. */
+int model_load_common(KbModel *m, const char *eps_key, size_t extra_floats, char *err, size_t errlen);
+
+/* --- architectures ---
+** Each load reads the hyperparameters and points the weights into the
+** mapping; err names the key or tensor at fault. Each forward runs
+** tokens[0..n) at positions pos0.. through the network, writing the K/V
+** cache, and writes into logits the last token's n_vocab logits (or n rows
+** when all_logits); logits NULL skips the output layer. bert's forward
+** leaves the final hidden states in s.x instead (logits unused). */
+extern const ArchOps arch_llama, arch_qwen2, arch_chatglm, arch_bloom, arch_bert;
 
 #endif /* KB_MODEL_IMPL_H */

@@ -7,6 +7,7 @@
 ** 2 layers, n_embd 256, 8 heads, 2 KV heads, n_ff 512, separate output, the
 ** 512-token aidreams vocabulary), not from kbchat's own output.
 */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -474,6 +475,47 @@ static void test_cli_logits_prints_the_reference_format(void **state)
     free(model);
 }
 
+/* embed --file prints the reference format with llama.cpp's ids; embed TEXT
+** one unit-length vector; a chat model is refused. */
+static void test_cli_embed_prints_reference_format(void **state)
+{
+    char *model = testutil_data_path("models/tiny-bert-Q8_0.gguf"), *lines = testutil_data_path("refs/tiny-bert.sentences.txt");
+    char *ref_path = testutil_data_path("refs/tiny-bert-Q8_0.ref");
+    const char *argv[] = {((Sandbox *)*state)->cwd_bin, "embed", "-m", model, "--file", lines, NULL};
+    char *o, *e;
+    int status;
+    assert_int_equal(testutil_run(argv, NULL, NULL, 60, &o, &e, &status), 0);
+    assert_int_equal(status, 0);
+    size_t len;
+    char *ref = testutil_read_file(ref_path, &len);
+    /* every text and ids line of the reference appears verbatim */
+    for (char *line = strtok(ref, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "embd ", 5) == 0) continue;
+        if (strstr(o, line) == NULL) fail_msg("missing line: %s", line);
+    }
+    int embd_lines = 0;
+    for (char *p = o; (p = strstr(p, "\nembd ")) != NULL; p++) embd_lines++;
+    assert_int_equal(embd_lines, 5);
+    free(o), free(e), free(ref);
+    Run r = run_kbchat(*state, "embed", "-m", model, "hello world");
+    assert_int_equal(r.status, 0);
+    double sum = 0;
+    int n = 0;
+    for (char *p = r.out; *p && *p != '\n'; n++) {
+        double v = strtod(p, &p);
+        sum += v * v;
+    }
+    assert_int_equal(n, 128);
+    assert_true(fabs(sum - 1.0) < 1e-4);
+    run_free(&r);
+    char *chat = testutil_data_path("models/tiny-llama-Q4_0.gguf");
+    r = run_kbchat(*state, "embed", "-m", chat, "hello");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "not an embedding model"));
+    run_free(&r);
+    free(chat), free(model), free(lines), free(ref_path);
+}
+
 /* --- configuration through the binary --- */
 
 static void test_cli_config_error_names_file_line_key_and_writes_nothing(void **state)
@@ -605,6 +647,7 @@ int main(void)
         SANDBOXED(test_cli_tokenize_and_detokenize_round_trip),
         SANDBOXED(test_cli_generate_prints_aidreams_text_and_speed),
         SANDBOXED(test_cli_logits_prints_the_reference_format),
+        SANDBOXED(test_cli_embed_prints_reference_format),
         SANDBOXED(test_cli_config_error_names_file_line_key_and_writes_nothing),
         SANDBOXED(test_cli_config_missing_file_is_an_error),
         SANDBOXED(test_cli_config_warns_on_unknown_key_and_goes_on),

@@ -132,7 +132,7 @@ static void check_model_against_ref(const char *model_name, int n_threads, int f
     free(ref_path), free(model_path);
 }
 
-/* Every tiny-llama*, tiny-llama-tied* and tiny-qwen2* model with a reference,
+/* Every decoder model with a reference (tiny-llama*, -tied*, qwen2*, chatglm*, bloom*),
 ** on the kernels of force_isa (0 = the best). */
 static void check_family(int n_threads, int force_isa)
 {
@@ -143,7 +143,7 @@ static void check_family(int n_threads, int force_isa)
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         size_t n = strlen(e->d_name);
         if (n < 5 || strcmp(e->d_name + n - 4, ".ref") != 0) continue;
-        if (strncmp(e->d_name, "tiny-llama", 10) != 0 && strncmp(e->d_name, "tiny-qwen2", 10) != 0) continue;
+        if (strncmp(e->d_name, "tiny-", 5) != 0 || strncmp(e->d_name, "tiny-bert", 9) == 0) continue;
         char name[256];
         snprintf(name, sizeof name, "%.*s", (int)(n - 4), e->d_name);
         check_model_against_ref(name, n_threads, force_isa);
@@ -151,7 +151,7 @@ static void check_family(int n_threads, int force_isa)
     }
     closedir(d);
     free(dir);
-    assert_true(checked >= 30); /* 13 + 11 + 6 files in the shared data */
+    assert_true(checked >= 54); /* llama 13, llama-tied 11, qwen2 6, chatglm 12, bloom 12 */
 }
 
 static void test_llama_family_matches_reference_logits_1_thread(void **state)
@@ -173,6 +173,105 @@ static void test_every_kernel_path_matches_reference_logits(void **state)
     (void)state;
     for (int isa = KB_ISA_SCALAR; isa < KB_ISA_COUNT; isa++)
         if (kb_kernels_for((KbIsa)isa)) check_family(2, 1 + isa);
+}
+
+/* --- embeddings --- */
+
+typedef struct BertRef {
+    char text[5][256];
+    int32_t ids[5][128];
+    size_t n_ids[5];
+    float embd[5][1024];
+    int n;
+} BertRef;
+
+static void bert_ref_load(const char *rel, BertRef *r, int64_t dim)
+{
+    char *path = testutil_data_path(rel);
+    size_t len;
+    char *text = testutil_read_file(path, &len);
+    assert_non_null(text);
+    memset(r, 0, sizeof *r);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "text ", 5) == 0) {
+            assert_true(r->n < 5);
+            snprintf(r->text[r->n++], sizeof r->text[0], "%s", line + 5);
+        } else if (strncmp(line, "ids ", 4) == 0) {
+            char *p = line + 4;
+            while (*p && r->n_ids[r->n - 1] < 128) r->ids[r->n - 1][r->n_ids[r->n - 1]++] = (int32_t)strtol(p, &p, 10), p += strspn(p, " ");
+        } else if (strncmp(line, "embd ", 5) == 0) {
+            char *p = line + 5;
+            for (int64_t i = 0; i < dim; i++) r->embd[r->n - 1][i] = strtof(p, &p);
+        }
+    }
+    free(text);
+    free(path);
+}
+
+static double cosine(const float *a, const float *b, int64_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+    return ab / sqrt(aa * bb);
+}
+
+/* tiny-bert: the same ids as llama.cpp and vectors with cosine >= 0.999 to
+** the reference; the five sentences in one batch give the same vectors as
+** one at a time; normalised vectors have unit length. */
+static void check_bert(const char *model_rel, const char *ref_rel, int force_isa)
+{
+    KbModel *m;
+    char *path = testutil_data_path(model_rel);
+    char err[512];
+    KbModelParams p = {0, 0, 2, force_isa};
+    assert_int_equal(model_open(path, &p, &m, err, sizeof err), KB_OK);
+    assert_true(model_is_encoder(m));
+    int64_t d = model_n_embd(m);
+    assert_true(d <= 1024);
+    BertRef *r = malloc(sizeof *r);
+    bert_ref_load(ref_rel, r, d);
+    assert_int_equal(r->n, 5);
+    KbTokens ids[5] = {{0}};
+    const int32_t *seqs[5];
+    size_t lens[5];
+    float *one = malloc((size_t)d * sizeof(float)), *batch = malloc(5 * (size_t)d * sizeof(float));
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(tokenizer_encode(model_tokenizer(m), r->text[i], strlen(r->text[i]), KB_TOK_ADD_SPECIAL, &ids[i]), KB_OK);
+        assert_int_equal(ids[i].n, r->n_ids[i]);
+        assert_memory_equal(ids[i].ids, r->ids[i], r->n_ids[i] * sizeof(int32_t));
+        seqs[i] = ids[i].ids;
+        lens[i] = ids[i].n;
+    }
+    assert_int_equal(model_embed(m, seqs, lens, 5, false, batch), KB_OK);
+    for (int i = 0; i < 5; i++) {
+        if (cosine(batch + i * d, r->embd[i], d) < 0.999) fail_msg("%s sentence %d: cosine %g", model_rel, i, cosine(batch + i * d, r->embd[i], d));
+        assert_int_equal(model_embed(m, &seqs[i], &lens[i], 1, false, one), KB_OK);
+        assert_memory_equal(one, batch + i * d, (size_t)d * sizeof(float));
+        assert_int_equal(model_embed(m, &seqs[i], &lens[i], 1, true, one), KB_OK);
+        assert_true(fabs(cosine(one, one, d) - 1.0) < 1e-6);
+        double norm = 0;
+        for (int64_t k = 0; k < d; k++) norm += (double)one[k] * one[k];
+        assert_true(fabs(norm - 1.0) < 1e-5);
+    }
+    /* a decoder call on an encoder, an empty and an oversized sequence */
+    int32_t t = 101;
+    assert_int_equal(model_decode(m, &t, 1, NULL, false), KB_EUNSUPPORTED);
+    size_t zero = 0, huge = 100000;
+    assert_int_equal(model_embed(m, &seqs[0], &zero, 1, true, one), KB_ERANGE);
+    assert_int_equal(model_embed(m, &seqs[0], &huge, 1, true, one), KB_ERANGE);
+    for (int i = 0; i < 5; i++) kb_tokens_free(&ids[i]);
+    free(one), free(batch), free(r), free(path);
+    model_close(m);
+}
+
+static void test_bert_embeddings_match_reference(void **state)
+{
+    (void)state;
+    for (int isa = KB_ISA_SCALAR; isa < KB_ISA_COUNT; isa++) {
+        if (!kb_kernels_for((KbIsa)isa)) continue;
+        check_bert("models/tiny-bert-F16.gguf", "refs/tiny-bert-F16.ref", 1 + isa);
+        check_bert("models/tiny-bert-Q8_0.gguf", "refs/tiny-bert-Q8_0.ref", 1 + isa);
+    }
 }
 
 /* --- the trained model --- */
@@ -470,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_llama_family_matches_reference_logits_2_threads),
         cmocka_unit_test(test_every_kernel_path_matches_reference_logits),
         cmocka_unit_test(test_aidreams_greedy_generation_reproduces_reference),
+        cmocka_unit_test(test_bert_embeddings_match_reference),
         cmocka_unit_test(test_prefix_reuse_gives_cold_logits),
         cmocka_unit_test(test_thread_count_does_not_change_logits),
         cmocka_unit_test(test_generate_streams_text_and_cancels_within_one_token),

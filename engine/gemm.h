@@ -1,0 +1,107 @@
+/*
+** gemm.h: tiled matrix products for prompt batches (internal to engine/).
+**
+** model_matmul computes y = W x for n_tok tokens. One token at a time the
+** engine calls vec_dot once per (weight row, token), which reads each weight
+** block and each activation block from memory once per product. With a batch
+** of tokens the product is compute bound instead, and the tiled kernels here
+** reuse every loaded block: a micro-kernel holds GEMM_ROWS weight rows x
+** GEMM_TOKS tokens of integer sums in registers, so a weight block is loaded
+** once per GEMM_TOKS tokens and an activation block once per GEMM_ROWS rows.
+**
+** The weights stay in the mapped file. For each tile of GEMM_ROWS rows the
+** worker that owns it repacks the rows once into its scratch (interleaved so
+** that one vector load gives four quants of each of the rows), then runs
+** the tile against every token tile; the activations are quantized to
+** 8-bit blocks with the same from_float as the vec_dot path and packed once
+** per product, interleaved by token tile. The packings belong to one kernel
+** set (GemmIsa); gemm_select picks the one this CPU runs, or none.
+**
+** Numerics: per block the integer dot product is exact, as in vec_dot; the
+** block's sum is converted to float and accumulated with one fused
+** multiply-add by (weight scale x activation scale), blocks in order. So a
+** result equals vec_dot's up to float summation order, and every output
+** element goes through the same operations whatever the thread count and
+** wherever its tile lies (results never depend on the split).
+**
+** The tiled path is taken only for n_tok >= GEMM_MIN_TOKENS: below that the
+** repacking does not pay, and single-token decoding stays on vec_dot.
+*/
+#ifndef KB_GEMM_H
+#define KB_GEMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/kernels.h"
+#include "engine/pool.h"
+
+#define GEMM_ROWS 16       /* weight rows per tile (one 512-bit register of int32 sums) */
+#define GEMM_TOKS 8        /* tokens per tile */
+#define GEMM_MIN_TOKENS 16 /* smallest batch the tiled path takes */
+
+/* One instruction set's packings and micro-kernel (gemm_avx512.c). Block
+** layouts are the set's own; sizes are per block of 32 weights. */
+typedef struct GemmIsa {
+    const char *name;
+    size_t act_block_bytes; /* packed activations per (token tile, block) */
+    size_t row_block_bytes; /* packed weights per (row tile, block) */
+    /* Whether the set handles weights of ggml type `type`. */
+    bool (*handles)(int type);
+    /* Quantizes tokens x[0..nt) (nt <= GEMM_TOKS, rows of n_in floats)
+    ** with quantize (the Q8_0 from_float of the engine's kernels) and packs
+    ** them for weights of `type` into dst; tokens past nt are zero. tmp
+    ** holds at least gemm_thread_bytes(n_in) bytes. */
+    void (*pack_acts)(int type, const float *x, int64_t n_in, int nt, KbFromFloat quantize, uint8_t *tmp,
+                      uint8_t *dst /* OUT */);
+    /* Packs rows w[0..nr) (nr <= GEMM_ROWS, row_bytes apart, nb blocks each)
+    ** of `type` into dst; rows past nr are zero. */
+    void (*pack_rows)(int type, const uint8_t *w, size_t row_bytes, int nr, int64_t nb, uint8_t *dst /* OUT */);
+    /* y[t * ldy + r] = packed row r . packed token t over nb blocks, for
+    ** r < nr, t < nt; nothing else of y is touched. */
+    void (*tile)(const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy, int nr, int nt);
+} GemmIsa;
+
+/* Scratch of the tiled products, allocated once with the model's state. */
+typedef struct GemmBuffers {
+    const GemmIsa *isa;  /* NULL: the tiled path is off (other kernels, or no CPU support) */
+    int64_t max_tok;     /* capacity: tokens per product */
+    int64_t max_in;      /* capacity: weights per row */
+    uint8_t *act;        /* packed activations, token tiles one after the other */
+    uint8_t *work;       /* per worker: packed weight rows or quantized tokens */
+    size_t work_stride;  /* bytes between two workers' work areas (whole pages) */
+} GemmBuffers;
+
+/* A product y[t * n_out + r] = W row r . x[t * n_in] for t < n_tok. */
+typedef struct GemmProduct {
+    const uint8_t *w;    /* n_out rows of row_bytes, of ggml type `type` */
+    int type;
+    int64_t n_in, n_out;
+    size_t row_bytes;
+    const float *x;      /* (n_tok, n_in) */
+    int64_t n_tok;
+    float *y;            /* (n_tok, n_out) */
+} GemmProduct;
+
+/* Returns the tiled kernels that go with `kern` on this CPU, or NULL: they
+** exist for the AVX-512 kernels when the CPU has AVX512-VNNI; the portable
+** and AVX2 sets keep the vec_dot path. */
+const GemmIsa *gemm_select(const KbKernels *kern);
+
+/* Allocates b's scratch for products of up to max_tok tokens and rows of up
+** to max_in weights on n_threads workers, and sets b->isa from kern (with
+** isa NULL nothing is allocated). b is zeroed first. Returns KB_OK or
+** KB_ENOMEM; gemm_buffers_free releases b either way. */
+int gemm_buffers_alloc(GemmBuffers *b /* OUT */, const KbKernels *kern, int64_t max_tok, int64_t max_in, int n_threads);
+void gemm_buffers_free(GemmBuffers *b);
+
+/* Whether gemm_matmul takes product p with buffers b (a type the kernels
+** handle, a batch of at least GEMM_MIN_TOKENS, within capacity). */
+bool gemm_applies(const GemmBuffers *b, const GemmProduct *p);
+
+/* Computes product p on the pool; only when gemm_applies(b, p). quantize is
+** the engine's Q8_0 from_float (the same that vec_dot's path uses). */
+void gemm_matmul(const GemmBuffers *b, Pool *pool, KbFromFloat quantize, const GemmProduct *p);
+
+#endif /* KB_GEMM_H */
