@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "app/config.h"
+#include "app/conversation.h"
 
 #define KB_VERSION "0.1.0"
 

@@ -137,6 +137,22 @@ static const CliCommand commands[] = {
      "in use. The tokens are random ids, so any model can be measured.\n"
      "  --json  one JSON object instead of the table\n",
      cmd_bench},
+    {"chat", NULL, 0, 0, CLI_BIT(CLI_OPT_KB), "chat [--model FILE] [--kb NAME]",
+     "a line-mode conversation on standard input and output",
+     "Reads one question or command per line and streams each answer, followed by\n"
+     "its sources when a knowledge base is in use. The prompt follows the model's\n"
+     "chat template (model.template; auto = from the model file) and keeps as many\n"
+     "recent turns as fit the context. With a knowledge base, a follow-up question\n"
+     "is first rewritten by the model into a standalone one, which is what is\n"
+     "searched (shown with the sources). Every answer is saved: /sessions lists the\n"
+     "conversations and /open N resumes one. Commands: /kb NAME|off, /new,\n"
+     "/sessions, /open N, /rename TITLE, /delete N, /export FILE, /set KEY VALUE,\n"
+     "/model FILE, /sources, /retry, /help, /quit. The end of input ends the\n"
+     "session (exit status 0); Ctrl-C stops an answer. The \"> \" prompt appears only\n"
+     "on a terminal and notices go to standard error, so piped output holds only the\n"
+     "answers, their sources and the commands' results.\n"
+     "  --kb NAME   search knowledge base NAME (see 'kbchat kb list')\n",
+     cmd_chat},
     {"kb", "create", 1, 1, CLI_BIT(CLI_OPT_FOLDER), "kb create NAME [--folder DIR]...",
      "create a knowledge base over folders of PDF and text files",
      "Creates an empty knowledge base NAME (letters, digits, '-', '_', '.') with the\n"
@@ -180,16 +196,61 @@ static const CliCommand commands[] = {
      "Deletes NAME with its documents and chunks from the database (your files are\n"
      "not touched). Asks for confirmation on a terminal; elsewhere --yes is needed.\n",
      cmd_kb_delete},
-    {"kb", "search", 2, -1, CLI_BIT(CLI_OPT_TOP_K) | CLI_BIT(CLI_OPT_JSON), "kb search NAME QUERY [--top-k K] [--json]",
-     "keyword search of a knowledge base",
-     "Finds the chunks of NAME that contain every word of QUERY (Chinese words of\n"
-     "any length, English case-insensitively; when none has all, those with any)\n"
-     "and prints the best first with file, page and score (higher is better).\n"
+    {"kb", "search", 2, -1, CLI_BIT(CLI_OPT_TOP_K) | CLI_BIT(CLI_OPT_JSON) | CLI_BIT(CLI_OPT_MODE),
+     "kb search NAME QUERY [--mode MODE] [--top-k K] [--json]",
+     "search a knowledge base: words, keyword, vector or hybrid",
+     "Prints the passages of NAME that match QUERY, the best first, with file, page\n"
+     "and score (higher is better everywhere). --mode chooses how:\n"
+     "  words    (default) chunks that contain every word of QUERY (Chinese words of\n"
+     "           any length, English case-insensitively; when none has all, any)\n"
+     "  keyword  QUERY read as a question: its terms (no stop words, English stems,\n"
+     "           Chinese bigrams), any of which may match, ranked by BM25\n"
+     "  vector   cosine similarity to QUERY's vector (embedding.model, which must be\n"
+     "           the model NAME was built with)\n"
+     "  hybrid   keyword and vector fused by reciprocal rank (keyword only when the\n"
+     "           knowledge base has no usable vectors, with a note saying why)\n"
+     "keyword, vector and hybrid merge neighbouring chunks into one passage,\n"
+     "complete a sentence cut at a chunk's end, drop passages below\n"
+     "retrieval.score_threshold and show each retriever's rank.\n"
      "  --top-k K   at most K results (default retrieval.top_k)\n"
      "  --json      a JSON array of objects with rank, score, file, page (null for\n"
-     "              text files), chunk_id, section and text\n"
+     "              text files), chunk_id, section and text; other modes than words\n"
+     "              add bm25_rank, vector_rank (null when not found by it) and\n"
+     "              relevance (0..1, what the threshold is compared with)\n"
      "Put '--' before a query word that starts with '-'.\n",
      cmd_kb_search},
+    {"kb", "rebuild", 1, 1, 0, "kb rebuild NAME", "re-embed a knowledge base with the configured embedding model",
+     "Pins NAME to the configured embedding.model and embeds every chunk with it, so\n"
+     "vector and hybrid search work again after the model changed (a knowledge base\n"
+     "searches vectors only with the model that made them). Keyword search works\n"
+     "throughout. Vectors are saved a batch at a time: when interrupted, run it again\n"
+     "(or 'kb sync') and it goes on where it stopped. With embedding.model \"none\"\n"
+     "the vectors are dropped and NAME becomes keyword-only.\n",
+     cmd_kb_rebuild},
+    {"ask", NULL, 1, -1,
+     CLI_BIT(CLI_OPT_KB) | CLI_BIT(CLI_OPT_TOP_K) | CLI_BIT(CLI_OPT_JSON) | CLI_BIT(CLI_OPT_RETRIEVE_ONLY) |
+         CLI_BIT(CLI_OPT_SHOW_PROMPT) | CLI_BIT(CLI_OPT_FALLBACK) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_TEMP) |
+         CLI_BIT(CLI_OPT_SEED) | CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_CTX_SIZE),
+     "ask [--kb NAME] [--top-k K] [--json] [--retrieve-only] QUESTION",
+     "answer a question from a knowledge base, citing the sources",
+     "Searches the knowledge base (hybrid: keyword and vector, keyword only when it\n"
+     "has no vectors), puts the best passages, numbered [1]..[k] with file and page,\n"
+     "into a grounded prompt that fits the model's context (the lowest-ranked\n"
+     "passages are left out first), streams the model's answer, then prints\n"
+     "'Sources:' with '[n] file, page N' and the first line of each passage.\n"
+     "When no passage passes retrieval.score_threshold, kbchat says the knowledge\n"
+     "base has nothing on it and loads no model (--fallback model lets the model\n"
+     "answer instead, labelled as not from the documents).\n"
+     "  --kb NAME         the knowledge base (default: the only one there is)\n"
+     "  --top-k K         passages to retrieve (default retrieval.top_k)\n"
+     "  --retrieve-only   print the ranked passages and stop: no chat model is loaded\n"
+     "  --json            with --retrieve-only, a JSON array with rank, score, file,\n"
+     "                    page, chunk_id, section, bm25_rank, vector_rank, relevance\n"
+     "                    and text; else one object with the answer and its sources\n"
+     "  --show-prompt     print the prompt given to the model on standard error\n"
+     "  --fallback MODE   strict (default) or model, when nothing is found\n"
+     "  -n, --temp, --seed, -t, --ctx-size   as for 'kbchat generate'\n",
+     cmd_ask},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -222,6 +283,11 @@ static const struct CliOptionSpec {
     [CLI_OPT_ALL] = {"--all", 0, 0, 0},
     [CLI_OPT_YES] = {"--yes", 0, 0, 0},
     [CLI_OPT_JSON] = {"--json", 0, 0, 0},
+    [CLI_OPT_KB] = {"--kb", 0, 1, 0},
+    [CLI_OPT_MODE] = {"--mode", 0, 1, 0},
+    [CLI_OPT_RETRIEVE_ONLY] = {"--retrieve-only", 0, 0, 0},
+    [CLI_OPT_SHOW_PROMPT] = {"--show-prompt", 0, 0, 0},
+    [CLI_OPT_FALLBACK] = {"--fallback", 0, 1, 0},
 };
 
 const char *cli_option_name(CliOpt o)

@@ -12,6 +12,7 @@
 
 #include "app/app.h"
 #include "engine/engine.h"
+#include "rag/rag.h"
 
 /* Command-specific options, one bit each. The table of names and whether
 ** each takes a value is in cli.c (cli_options); a command lists the bits it
@@ -39,6 +40,11 @@ typedef enum CliOpt {
     CLI_OPT_YES,         /* --yes */
     CLI_OPT_JSON,        /* --json */
     CLI_OPT_REPS,        /* -r, --reps N */
+    CLI_OPT_KB,          /* --kb NAME */
+    CLI_OPT_MODE,        /* --mode words|keyword|vector|hybrid */
+    CLI_OPT_RETRIEVE_ONLY, /* --retrieve-only */
+    CLI_OPT_SHOW_PROMPT, /* --show-prompt */
+    CLI_OPT_FALLBACK,    /* --fallback strict|model */
     CLI_OPT_COUNT
 } CliOpt;
 #define CLI_BIT(o) (1u << (o))
@@ -87,6 +93,20 @@ int cmd_generate(const CliArgs *a, const char *const *args, int n_args);
 int cmd_model_quantize(const CliArgs *a, const char *const *args, int n_args);
 int cmd_bench(const CliArgs *a, const char *const *args, int n_args);
 int cmd_embed(const CliArgs *a, const char *const *args, int n_args);
+int cmd_chat(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_rebuild(const CliArgs *a, const char *const *args, int n_args);
+int cmd_ask(const CliArgs *a, const char *const *args, int n_args);
+
+/* Shared by the knowledge-base commands (cmd_kb.c, cmd_ask.c): the
+** configured embedding model (embedding.model; *e NULL when none), --top-k
+** or retrieval.top_k, the words of a query joined, hits as JSON (with each
+** retriever's rank when `ranks`), a JSON string. The int functions return
+** an exit code, printing any error. */
+int cli_open_embedder(const KbConfig *cfg, RagEmbedder **e);
+int cli_top_k(const CliArgs *a, const KbConfig *cfg, int *k);
+char *cli_join_words(const char *const *w, int n);
+void cli_print_hits_json(FILE *out, const RagHit *h, int n, int ranks);
+void cli_json_string(FILE *out, const char *s);
 
 /* Loads the configuration and opens the model of --model / model.path with
 ** -t and --ctx-size (or the configuration's values), printing any error.

@@ -11,6 +11,11 @@
 ** Test hook: KBCHAT_TEST_SYNC_DELAY_MS=N makes `kb sync` pause N ms after
 ** each document it commits, so a test can kill it half-way. It changes
 ** nothing else and is not meant for users.
+**
+** The embedding model is embedding.model of the configuration ("chat": the
+** chat model of model.path); it is opened only for a knowledge base that
+** has vectors (or for `kb rebuild`, which gives it some), so keyword-only
+** knowledge bases never pay for loading a model.
 */
 #include <errno.h>
 #include <stdio.h>
@@ -60,6 +65,52 @@ static const char *embed_name(const char *model)
     return model[0] == '\0' || strcmp(model, "none") == 0 ? "none (keyword search only)" : model;
 }
 
+/* --- the embedding model --- */
+
+/* The file embedding.model names: NULL for none, the chat model for "chat".
+** Prints an error and sets *code when "chat" has no model.path. */
+static const char *embed_file(const KbConfig *cfg, int *code)
+{
+    const char *spec = cfg->embedding_model;
+    *code = CLI_EXIT_OK;
+    if (spec[0] == '\0' || strcmp(spec, "none") == 0) return NULL;
+    if (strcmp(spec, "chat") != 0) return spec;
+    if (cfg->model_path[0]) return cfg->model_path;
+    fputs("kbchat: embedding.model is \"chat\" but no chat model is configured (model.path or --model)\n", stderr);
+    *code = CLI_EXIT_FAIL;
+    return NULL;
+}
+
+int cli_open_embedder(const KbConfig *cfg, RagEmbedder **out)
+{
+    char err[1024];
+    int code;
+    const char *path = embed_file(cfg, &code);
+    *out = NULL;
+    if (path == NULL) return code;
+    if (rag_embedder_open(path, (int)cfg->threads, out, err, sizeof err) != KB_OK) {
+        fprintf(stderr, "kbchat: embedding model: %s\n", err);
+        return CLI_EXIT_FAIL;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* The identity of the configured embedding model (header only), for a new
+** knowledge base; *has is 0 when none is configured. */
+static int embed_identify(const KbConfig *cfg, RagEmbedId *id, int *has)
+{
+    char err[1024];
+    int code;
+    const char *path = embed_file(cfg, &code);
+    *has = path != NULL;
+    if (path == NULL) return code;
+    if (rag_embed_identify(path, id, err, sizeof err) != KB_OK) {
+        fprintf(stderr, "kbchat: embedding model: %s\n", err);
+        return CLI_EXIT_FAIL;
+    }
+    return CLI_EXIT_OK;
+}
+
 /* Formats a Unix time as local "YYYY-MM-DD HH:MM", or "never" for 0. */
 static const char *when(int64_t t, char *buf, size_t n)
 {
@@ -83,16 +134,21 @@ int cmd_kb_create(const CliArgs *a, const char *const *args, int n_args)
         kb_done(&cfg, rag);
         return code;
     }
-    RagKbSettings s = {(int)cfg.chunk_size, (int)cfg.chunk_overlap, cfg.embedding_model};
-    if (rag_kb_create(rag, args[0], &s) != KB_OK) code = kb_fail(rag);
+    RagEmbedId id;
+    int has_model = 0;
+    code = embed_identify(&cfg, &id, &has_model);
+    RagKbSettings s = {(int)cfg.chunk_size, (int)cfg.chunk_overlap, has_model ? cfg.embedding_model : "",
+                       has_model ? &id : NULL};
+    if (code == CLI_EXIT_OK && rag_kb_create(rag, args[0], &s) != KB_OK) code = kb_fail(rag);
     for (int i = 0; code == CLI_EXIT_OK && i < a->n_repeated; i++) {
         if (rag_kb_add(rag, args[0], a->repeated[i]) == KB_OK) continue;
         code = kb_fail(rag);
         rag_kb_delete(rag, args[0]); /* all or nothing: the name stays free for a corrected command */
     }
     if (code == CLI_EXIT_OK) {
+        char desc[320];
         printf("created knowledge base '%s': chunks of %d characters, overlap %d, embedding model %s\n", args[0],
-               s.chunk_size, s.chunk_overlap, embed_name(s.embed_model));
+               s.chunk_size, s.chunk_overlap, has_model ? rag_embed_id_describe(&id, desc, sizeof desc) : embed_name(""));
         for (int i = 0; i < a->n_repeated; i++) printf("  folder: %s\n", a->repeated[i]);
         printf("%s 'kbchat kb sync %s' to index it.\n", a->n_repeated ? "Run" : "Add folders with 'kbchat kb add', then run",
                args[0]);
@@ -215,7 +271,12 @@ int cmd_kb_status(const CliArgs *a, const char *const *args, int n_args)
         printf("pages:           %lld\n", (long long)info.n_pages);
         printf("chunks:          %lld (%d characters, overlap %d)\n", (long long)info.n_chunks, info.chunk_size,
                info.chunk_overlap);
-        printf("embedding model: %s\n", embed_name(info.embed_model));
+        char desc[320];
+        printf("embedding model: %s\n", info.embed_id.file[0] ? rag_embed_id_describe(&info.embed_id, desc, sizeof desc)
+                                                             : embed_name(""));
+        if (info.embed_id.file[0])
+            printf("vectors:         %lld of %lld chunks (model file %s)\n", (long long)info.n_vectors,
+                   (long long)info.n_chunks, info.embed_model);
         printf("last sync:       %s\n", when(info.last_sync, buf, sizeof buf));
         printf("database:        %s\n", rag_db_path(rag));
         if (n_failed) printf("failed documents:\n");
@@ -313,12 +374,21 @@ static void on_progress(const RagProgress *p, void *user)
     SyncView *v = user;
     if (p->event == RAG_EV_WARNING) {
         view_clear(v);
-        fprintf(stderr, "kbchat: warning: %s: %s\n", p->path, p->message);
+        if (p->path) fprintf(stderr, "kbchat: warning: %s: %s\n", p->path, p->message);
+        else fprintf(stderr, "kbchat: warning: %s\n", p->message);
     } else if (p->event == RAG_EV_DOC_DONE &&
                (!v->tty || (p->action != RAG_ACT_INDEXED && p->action != RAG_ACT_UPDATED && p->action != RAG_ACT_TOUCHED))) {
         view_clear(v);
         print_doc(p, stdout);
         fflush(stdout);
+    }
+    if (p->event == RAG_EV_EMBED && v->tty && p->elapsed - v->last_draw >= 0.1) {
+        fprintf(stderr, "\r\033[K%s: embedding %lld/%lld chunks", p->kb, (long long)p->vectors_done,
+                (long long)p->vectors_total);
+        fflush(stderr);
+        v->line_shown = 1;
+        v->last_draw = p->elapsed;
+        return;
     }
     v->planned |= p->event == RAG_EV_PLAN;
     if (v->tty && v->planned && (p->event == RAG_EV_DOC_START || p->elapsed - v->last_draw >= 0.1)) view_draw(v, p);
@@ -332,14 +402,32 @@ static void print_stats(const char *name, const RagSyncStats *s)
            (long long)s->failed, (long long)(s->unchanged + s->touched), (long long)s->pages, (long long)s->chunks,
            s->seconds);
     if (s->pages > 0 && s->seconds > 0) printf(" (%.0f pages/s)", (double)s->pages / s->seconds);
+    if (s->vectors > 0) printf("; %lld chunks embedded", (long long)s->vectors);
     putchar('\n');
 }
 
+/* Opens the configured embedding model once, when a knowledge base with
+** vectors needs it (*tried remembers a failure, so --all reports it once).
+** Returns an exit code. */
+static int embedder_for(const KbConfig *cfg, Rag *rag, const char *name, RagEmbedder **e, int *tried)
+{
+    RagKbInfo info;
+    if (*e || *tried) return CLI_EXIT_OK;
+    if (rag_kb_info(rag, name, &info) != KB_OK) return kb_fail(rag);
+    int code = CLI_EXIT_OK;
+    if (info.embed_id.file[0]) {
+        *tried = 1;
+        code = cli_open_embedder(cfg, e);
+    }
+    rag_kb_info_clear(&info);
+    return code;
+}
+
 /* Syncs one knowledge base, showing progress. Returns an exit code. */
-static int sync_one(Rag *rag, const char *name)
+static int sync_one(Rag *rag, const char *name, RagEmbedder *e)
 {
     SyncView v = {isatty(STDERR_FILENO), 0, 0, -1};
-    RagSyncOptions opt = {on_progress, &v, 0, NULL, NULL, 0};
+    RagSyncOptions opt = {on_progress, &v, 0, NULL, NULL, 0, e};
     const char *delay = getenv("KBCHAT_TEST_SYNC_DELAY_MS");
     if (delay && *delay) opt.delay_ms = atoi(delay);
     RagSyncStats stats;
@@ -361,16 +449,45 @@ int cmd_kb_sync(const CliArgs *a, const char *const *args, int n_args)
     KbConfig cfg;
     Rag *rag;
     RagKbInfo *list = NULL;
-    int n = 0;
+    RagEmbedder *e = NULL;
+    int n = 0, tried = 0;
     int code = kb_open(a, &cfg, &rag);
-    if (code == CLI_EXIT_OK && !all) code = sync_one(rag, args[0]);
+    if (code == CLI_EXIT_OK && !all) code = embedder_for(&cfg, rag, args[0], &e, &tried);
+    if (code == CLI_EXIT_OK && !all) code = sync_one(rag, args[0], e);
     if (code == CLI_EXIT_OK && all && rag_kb_list(rag, &list, &n) != KB_OK) code = kb_fail(rag);
     if (code == CLI_EXIT_OK && all && n == 0) printf("no knowledge bases to sync\n");
     for (int i = 0; i < n; i++) {
-        int c = sync_one(rag, list[i].name);
+        int c = embedder_for(&cfg, rag, list[i].name, &e, &tried);
+        if (c == CLI_EXIT_OK) c = sync_one(rag, list[i].name, e);
         if (c != CLI_EXIT_OK) code = c;
     }
     rag_kb_info_free_list(list, n);
+    rag_embedder_close(e);
+    kb_done(&cfg, rag);
+    return code;
+}
+
+int cmd_kb_rebuild(const CliArgs *a, const char *const *args, int n_args)
+{
+    (void)n_args;
+    KbConfig cfg;
+    Rag *rag;
+    RagEmbedder *e = NULL;
+    RagSyncStats st;
+    SyncView v = {isatty(STDERR_FILENO), 0, 1, -1};
+    int code = kb_open(a, &cfg, &rag);
+    if (code == CLI_EXIT_OK) code = cli_open_embedder(&cfg, &e);
+    RagSyncOptions opt = {on_progress, &v, 0, NULL, NULL, 0, e};
+    if (code == CLI_EXIT_OK && rag_kb_rebuild(rag, args[0], &opt, &st) != KB_OK) code = kb_fail(rag);
+    view_clear(&v);
+    char desc[320];
+    if (code == CLI_EXIT_OK && e == NULL)
+        printf("%s: vectors dropped (no embedding model is configured): keyword search only\n", args[0]);
+    else if (code == CLI_EXIT_OK)
+        printf("%s: pinned to %s; %lld chunks embedded in %.1f s (%.1f chunks/s)\n", args[0],
+               rag_embed_id_describe(rag_embedder_id(e), desc, sizeof desc), (long long)st.vectors, st.seconds,
+               st.seconds > 0 ? (double)st.vectors / st.seconds : 0.0);
+    rag_embedder_close(e);
     kb_done(&cfg, rag);
     return code;
 }
@@ -391,37 +508,57 @@ static void json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static void print_hits_json(const RagHit *h, int n)
+/* A retriever's rank as JSON: null when it did not find the passage. */
+static void json_rank(FILE *out, const char *key, int rank)
 {
-    fputs("[", stdout);
-    for (int i = 0; i < n; i++) {
-        printf("%s\n  {\"rank\": %d, \"score\": %.6g, \"file\": ", i ? "," : "", h[i].rank, h[i].score);
-        json_string(stdout, h[i].file);
-        if (h[i].page > 0) printf(", \"page\": %d", h[i].page);
-        else fputs(", \"page\": null", stdout);
-        printf(", \"chunk_id\": %lld, \"section\": ", (long long)h[i].chunk_id);
-        json_string(stdout, h[i].section);
-        fputs(", \"text\": ", stdout);
-        json_string(stdout, h[i].text);
-        fputc('}', stdout);
-    }
-    fputs(n ? "\n]\n" : "]\n", stdout);
+    if (rank > 0) fprintf(out, ", \"%s\": %d", key, rank);
+    else fprintf(out, ", \"%s\": null", key);
 }
 
-static void print_hits_text(const RagHit *h, int n)
+void cli_print_hits_json(FILE *out, const RagHit *h, int n, int ranks)
+{
+    fputs("[", out);
+    for (int i = 0; i < n; i++) {
+        fprintf(out, "%s\n  {\"rank\": %d, \"score\": %.6g, \"file\": ", i ? "," : "", h[i].rank, h[i].score);
+        json_string(out, h[i].file);
+        if (h[i].page > 0) fprintf(out, ", \"page\": %d", h[i].page);
+        else fputs(", \"page\": null", out);
+        fprintf(out, ", \"chunk_id\": %lld, \"section\": ", (long long)h[i].chunk_id);
+        json_string(out, h[i].section);
+        if (ranks) {
+            json_rank(out, "bm25_rank", h[i].bm25_rank);
+            json_rank(out, "vector_rank", h[i].vector_rank);
+            fprintf(out, ", \"relevance\": %.4f", h[i].relevance);
+        }
+        fputs(", \"text\": ", out);
+        json_string(out, h[i].text);
+        fputc('}', out);
+    }
+    fputs(n ? "\n]\n" : "]\n", out);
+}
+
+void cli_json_string(FILE *out, const char *s)
+{
+    json_string(out, s);
+}
+
+static void print_hits_text(const RagHit *h, int n, int ranks)
 {
     for (int i = 0; i < n; i++) {
         printf("[%d] %s", h[i].rank, h[i].file);
         if (h[i].page > 0) printf(", page %d", h[i].page);
         if (h[i].section[0]) printf(", %s", h[i].section);
-        printf("  (score %.2f, chunk %lld)\n    ", h[i].score, (long long)h[i].chunk_id);
+        printf("  (score %.4g, chunk %lld", h[i].score, (long long)h[i].chunk_id);
+        if (ranks && h[i].bm25_rank) printf(", keyword #%d", h[i].bm25_rank);
+        if (ranks && h[i].vector_rank) printf(", vector #%d", h[i].vector_rank);
+        printf(")\n    ");
         for (const char *p = h[i].text; *p; p++) fputs(*p == '\n' ? "\n    " : (char[2]){*p, 0}, stdout);
         fputs("\n\n", stdout);
     }
 }
 
 /* Parses --top-k or takes the configured retrieval.top_k. */
-static int top_k_of(const CliArgs *a, const KbConfig *cfg, int *k)
+int cli_top_k(const CliArgs *a, const KbConfig *cfg, int *k)
 {
     *k = (int)cfg->retrieval_top_k;
     if (!cli_has(a, CLI_OPT_TOP_K)) return 0;
@@ -437,7 +574,7 @@ static int top_k_of(const CliArgs *a, const KbConfig *cfg, int *k)
 }
 
 /* Joins the query words with spaces (the shell split them). */
-static char *join_words(const char *const *w, int n)
+char *cli_join_words(const char *const *w, int n)
 {
     size_t len = 1;
     for (int i = 0; i < n; i++) len += strlen(w[i]) + 1;
@@ -451,23 +588,51 @@ static char *join_words(const char *const *w, int n)
     return q;
 }
 
+/* Parses --mode (default: words). Returns 0 or the usage exit code. */
+static int mode_of(const CliArgs *a, RagMode *mode)
+{
+    *mode = RAG_MODE_WORDS;
+    if (!cli_has(a, CLI_OPT_MODE) || rag_mode_parse(a->value[CLI_OPT_MODE], mode) == 0) return 0;
+    fprintf(stderr, "kbchat: --mode: expected words, keyword, vector or hybrid, got '%s'\n", a->value[CLI_OPT_MODE]);
+    return CLI_EXIT_USAGE;
+}
+
+/* Keyword, vector or hybrid search with the configured embedding model. */
+static int search_retrieve(const KbConfig *cfg, Rag *rag, const char *name, RagQuery *q, RagHit **hits, int *n)
+{
+    RagEmbedder *e = NULL;
+    RagSearchInfo info;
+    int code = q->mode == RAG_MODE_KEYWORD ? CLI_EXIT_OK : embedder_for(cfg, rag, name, &e, &(int){0});
+    q->embedder = e;
+    if (code == CLI_EXIT_OK && rag_retrieve(rag, name, q, hits, n, &info) != KB_OK) code = kb_fail(rag);
+    if (code == CLI_EXIT_OK && info.note[0]) fprintf(stderr, "kbchat: note: %s\n", info.note);
+    rag_embedder_close(e);
+    return code;
+}
+
 int cmd_kb_search(const CliArgs *a, const char *const *args, int n_args)
 {
     KbConfig cfg;
     Rag *rag;
     RagHit *hits = NULL;
+    RagMode mode;
     int n = 0, k = 0;
-    int code = kb_open(a, &cfg, &rag);
-    if (code == CLI_EXIT_OK) code = top_k_of(a, &cfg, &k);
-    char *query = code == CLI_EXIT_OK ? join_words(args + 1, n_args - 1) : NULL;
+    int code = mode_of(a, &mode);
+    if (code != CLI_EXIT_OK) return code;
+    code = kb_open(a, &cfg, &rag);
+    if (code == CLI_EXIT_OK) code = cli_top_k(a, &cfg, &k);
+    char *query = code == CLI_EXIT_OK ? cli_join_words(args + 1, n_args - 1) : NULL;
     if (code == CLI_EXIT_OK && query == NULL) {
         fputs("kbchat: out of memory\n", stderr);
         code = CLI_EXIT_FAIL;
     }
-    if (code == CLI_EXIT_OK && rag_search(rag, args[0], query, k, &hits, &n) != KB_OK) code = kb_fail(rag);
-    if (code == CLI_EXIT_OK && cli_has(a, CLI_OPT_JSON)) print_hits_json(hits, n);
+    RagQuery q = {query, mode, k, cfg.score_threshold, 1, NULL};
+    if (code == CLI_EXIT_OK && mode == RAG_MODE_WORDS && rag_search(rag, args[0], query, k, &hits, &n) != KB_OK)
+        code = kb_fail(rag);
+    else if (code == CLI_EXIT_OK && mode != RAG_MODE_WORDS) code = search_retrieve(&cfg, rag, args[0], &q, &hits, &n);
+    if (code == CLI_EXIT_OK && cli_has(a, CLI_OPT_JSON)) cli_print_hits_json(stdout, hits, n, mode != RAG_MODE_WORDS);
     else if (code == CLI_EXIT_OK && n == 0) printf("no passage of '%s' matches: %s\n", args[0], query);
-    else if (code == CLI_EXIT_OK) print_hits_text(hits, n);
+    else if (code == CLI_EXIT_OK) print_hits_text(hits, n, mode != RAG_MODE_WORDS);
     rag_hits_free(hits, n);
     free(query);
     kb_done(&cfg, rag);

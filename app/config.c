@@ -122,6 +122,8 @@ static const ConfigKey config_keys[] = {
     KEY_STRING("prompt.system", system_prompt, "", 0, "system prompt; \"\" = the template's default"),
     KEY_STRING("prompt.template", prompt_template, "", CONFIG_TEMPLATE,
                "\"\" = built-in; else holds {context} and {question}"),
+    KEY_INT("conversation.answer_reserve", answer_reserve, 16, 1048576, "512", 0,
+            "tokens kept free for the answer; at most max_tokens and half the context"),
     KEY_ENUM("ui.theme", theme, config_theme_words, "dark", "colours; mono for monochrome terminals"),
 };
 

@@ -57,6 +57,9 @@ typedef struct KbConfig {
     char *prompt_template;    /* prompt.template: "" = built-in; else must hold
                                  {context} and {question} */
 
+    /* conversation */
+    int64_t answer_reserve;   /* conversation.answer_reserve 16..1048576 tokens */
+
     /* ui */
     char *theme;              /* ui.theme: "dark", "light" or "mono" */
 

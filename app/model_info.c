@@ -1,5 +1,7 @@
 /*
-** model_info.c: `kbchat model info`: a human-readable summary of a GGUF file.
+** model_info.c: `kbchat model info`: a human-readable summary of a GGUF file
+** (or of a chatglm.cpp GGML file: its config record, embedded tokenizer and
+** tensors).
 **
 ** Only the header, metadata and tensor infos are read (the tensors' data is
 ** never touched), so the summary of a multi-gigabyte model takes
@@ -161,18 +163,25 @@ static void print_tokenizer(FILE *out, const GgufFile *g, const char *arch)
     print_str_key(out, g, "tokenizer.chat_template", "none");
 }
 
-/* Counts and bytes per tensor type, and the total parameter count. */
-static void print_tensor_types(FILE *out, const GgufFile *g)
+/* Counts and bytes per tensor type, and the total parameter count, of a
+** GGUF or a GGML file's tensors. */
+typedef struct TypeTally {
+    uint64_t count[KB_TYPE_COUNT], bytes[KB_TYPE_COUNT], params, total;
+} TypeTally;
+
+static void tally_add(TypeTally *y, const GgufTensor *t)
 {
-    uint64_t count[KB_TYPE_COUNT] = {0}, bytes[KB_TYPE_COUNT] = {0}, params = 0, total = 0;
+    y->count[t->type]++;
+    y->bytes[t->type] += t->n_bytes;
+    y->params += t->n_elements;
+    y->total += t->n_bytes;
+}
+
+/* Prints the parameter count and the table of tensor types. */
+static void print_tally(FILE *out, const TypeTally *y)
+{
+    const uint64_t *count = y->count, *bytes = y->bytes, params = y->params, total = y->total;
     char b1[32], b2[32];
-    for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
-        const GgufTensor *t = gguf_tensor(g, i);
-        count[t->type]++;
-        bytes[t->type] += t->n_bytes;
-        params += t->n_elements;
-        total += t->n_bytes;
-    }
     fprintf(out, "parameters:      %s (%llu)\n", human_count(b1, sizeof b1, params), (unsigned long long)params);
     fprintf(out, "tensor types:\n  %-8s %8s %14s %7s\n", "type", "tensors", "bytes", "share");
     int unsupported = 0;
@@ -187,9 +196,76 @@ static void print_tensor_types(FILE *out, const GgufFile *g)
     if (unsupported) fputs("note: kbchat cannot run tensors of the types marked above\n", out);
 }
 
-/* Prints the summary of the GGUF file at path; see app.h. */
+static void print_tensor_types(FILE *out, const GgufFile *g)
+{
+    TypeTally y = {0};
+    for (int64_t i = 0; i < gguf_n_tensors(g); i++) tally_add(&y, gguf_tensor(g, i));
+    print_tally(out, &y);
+}
+
+/* --- chatglm.cpp GGML files --- */
+
+/* The tokenizer line of a GGML file: built from the embedded model, so a
+** broken one is reported here too. */
+static void print_ggml_tokenizer(FILE *out, const GgmlFile *f)
+{
+    Tokenizer *tok = NULL;
+    char err[256];
+    const GgmlConfig *c = ggml_file_config(f);
+    fprintf(out, "vocabulary:      %lld tokens", (long long)c->n_vocab);
+    if (ggml_file_tokenizer(f, &tok, err, sizeof err) != KB_OK) {
+        fputs(", tokenizer broken: ", out);
+        print_text(out, err, strlen(err), 200, 1);
+        fputc('\n', out);
+        return;
+    }
+    int32_t used = 0;
+    for (int32_t id = 0; id < tokenizer_n_vocab(tok); id++) {
+        size_t len;
+        tokenizer_text(tok, id, &len);
+        used += len > 0; /* the rest pads the vocabulary to the embedding's rows */
+    }
+    fprintf(out, ", tokenizer %s (%d tokens in the file)\n",
+            tokenizer_kind(tok) == KB_TOK_BPE ? "tiktoken vocabulary (byte-level BPE)" : "SentencePiece model", used);
+    static const char *const templates[] = {"", "chatglm", "chatglm2", "chatglm3", "chatglm4"};
+    fprintf(out, "chat template:   none in the file (the model type's: %s)\n", templates[c->model_type]);
+    tokenizer_free(tok);
+}
+
+/* Prints the summary of a chatglm.cpp GGML file. */
+static int print_ggml(const char *path, FILE *out, char *err, size_t errlen)
+{
+    GgmlFile *f = NULL;
+    int rc = ggml_file_open(path, &f, err, errlen);
+    if (rc != KB_OK) return rc;
+    const GgmlConfig *c = ggml_file_config(f);
+    char b[32];
+    fputs("file:            ", out);
+    print_text(out, path, strlen(path), 400, 0);
+    fprintf(out, "\nsize on disk:    %s (%llu bytes)\n", human_bytes(b, sizeof b, ggml_file_size(f)),
+            (unsigned long long)ggml_file_size(f));
+    fprintf(out, "format:          chatglm.cpp GGML, model type %d, config version %d, %lld tensors\n", c->model_type,
+            c->version, (long long)ggml_file_n_tensors(f));
+    fprintf(out, "architecture:    %s\n", c->model_type == GGML_MODEL_CHATGLM ? "chatglm1" : "chatglm");
+    fprintf(out, "name:            %s\n", ggml_file_model_name(c->model_type));
+    const KbTypeInfo *ti = kb_type_info(c->dtype);
+    fprintf(out, "file type:       %s (the converter's weight type)\n", ti ? ti->name : "unknown");
+    fprintf(out, "context length:  %lld\nlayers:          %lld\nembedding size:  %lld\n", (long long)c->n_ctx,
+            (long long)c->n_layer, (long long)c->n_embd);
+    fprintf(out, "heads:           %lld (KV heads %lld, head size %lld)\nfeed-forward:    %lld\n", (long long)c->n_head,
+            (long long)c->n_head_kv, (long long)(c->n_embd / c->n_head), (long long)c->n_ff);
+    print_ggml_tokenizer(out, f);
+    TypeTally y = {0};
+    for (int64_t i = 0; i < ggml_file_n_tensors(f); i++) tally_add(&y, ggml_file_tensor(f, i));
+    print_tally(out, &y);
+    ggml_file_close(f);
+    return KB_OK;
+}
+
+/* Prints the summary of the GGUF (or chatglm.cpp GGML) file at path; see app.h. */
 int model_info_print(const char *path, FILE *out, char *err, size_t errlen)
 {
+    if (ggml_file_probe(path)) return print_ggml(path, out, err, errlen); /* by magic, not name */
     GgufFile *g = NULL;
     int rc = gguf_open(path, &g, err, errlen);
     if (rc != KB_OK) return rc;

@@ -11,9 +11,11 @@
 **   - status codes shared by every module (KB_OK, KB_ENOMEM, ...), kb_strerror()
 **   - the tensor type table (quant.h) and the numeric kernels (kernels.h)
 **   - the GGUF reader (gguf.h) and the streaming writer (gguf_write.h)
+**   - the reader of chatglm.cpp's GGML files (ggml_file.h)
 **   - weight quantization and llama.cpp's per-tensor type rules (quantize.h)
 **   - tokenizers: text <-> token ids (tokenizer.h)
 **   - models: loading and evaluation (model.h), sampling (sampler.h)
+**   - chat templates: conversations -> prompts (template.h)
 */
 #ifndef KB_ENGINE_H
 #define KB_ENGINE_H
@@ -49,7 +51,9 @@ const char *engine_blas_info(void);
 #include "engine/gguf_write.h"
 #include "engine/quantize.h"
 #include "engine/tokenizer.h"
+#include "engine/ggml_file.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "engine/template.h"
 
 #endif /* KB_ENGINE_H */

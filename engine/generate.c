@@ -86,17 +86,19 @@ static int flush_pending(Pending *p, KbPieceFn fn, void *user, bool *stopped, bo
         cancel = fn(user, p->buf, emit);
         p->buf[emit] = keep;
     }
-    memmove(p->buf, p->buf + emit, p->len - emit + 1);
+    if (p->len > 0) memmove(p->buf, p->buf + emit, p->len - emit + 1); /* buf is NULL until text came */
     p->len -= emit;
     *stopped = stop >= 0;
     return cancel;
 }
 
-/* True for the tokens that end a turn: EOS, and EOT when the file names one. */
+/* True for the tokens that end a turn: EOS, and EOT when the file names one
+** (a GGML file: ChatGLM3's and GLM-4's <|user|> and <|observation|>). */
 static bool is_end_token(const KbModel *m, int32_t id)
 {
     int64_t eot;
     if (id == tokenizer_eos(m->tok)) return true;
+    if (m->ggml) return id >= 0 && (id == m->eog_extra[0] || id == m->eog_extra[1]);
     return gguf_get_int(m->gguf, "tokenizer.ggml.eot_token_id", &eot) == KB_OK && eot == id;
 }
 

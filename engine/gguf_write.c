@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
@@ -44,6 +45,7 @@ typedef struct WTensor {
 struct GgufWriter {
     int state;
     char *path, *tmp_path;
+    int keep_mode;           /* permissions of the file being replaced, or -1 */
     FILE *f;
     uint8_t *meta;           /* serialized key/values */
     size_t meta_len, meta_cap;
@@ -124,6 +126,7 @@ static int create_temp(GgufWriter *w)
             w->tmp_path = NULL;
             return wfail(w, KB_EIO, "cannot create a file in its directory: %s", strerror(e));
         }
+        if (w->keep_mode >= 0) (void)fchmod(fd, (mode_t)w->keep_mode); /* best effort, as cp does */
         w->f = fdopen(fd, "wb");
         if (w->f == NULL) {
             close(fd);
@@ -133,6 +136,26 @@ static int create_temp(GgufWriter *w)
         return KB_OK;
     }
     return wfail(w, KB_EIO, "cannot find a free temporary file name");
+}
+
+/* Decides the name to rename onto: the target itself, or for a symbolic
+** link the file it points to (so the link keeps working). Refuses anything
+** but a regular file or a new name: renaming over /dev/null or a FIFO would
+** replace the device node, not write into it. */
+static int resolve_target(GgufWriter *w)
+{
+    struct stat st;
+    if (lstat(w->path, &st) != 0) return KB_OK; /* new file; a bad directory shows at create */
+    if (S_ISLNK(st.st_mode)) {
+        char *real = realpath(w->path, NULL);
+        if (real == NULL) return wfail(w, KB_EIO, "cannot follow the symbolic link: %s", strerror(errno));
+        free(w->path);
+        w->path = real;
+        if (stat(w->path, &st) != 0) return wfail(w, KB_EIO, "cannot stat: %s", strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) return wfail(w, KB_EINVAL, "exists and is not a regular file: refusing to replace it");
+    w->keep_mode = (int)(st.st_mode & 07777); /* the new file gets the old one's permissions */
+    return KB_OK;
 }
 
 int gguf_writer_open(const char *path, GgufWriter **out, char *err, size_t errlen)
@@ -146,7 +169,9 @@ int gguf_writer_open(const char *path, GgufWriter **out, char *err, size_t errle
         return KB_ENOMEM;
     }
     w->alignment = GGUF_DEFAULT_ALIGNMENT;
-    int rc = create_temp(w);
+    w->keep_mode = -1;
+    int rc = resolve_target(w);
+    if (rc == KB_OK) rc = create_temp(w);
     if (rc != KB_OK) {
         snprintf(err, errlen, "%s", w->errmsg);
         gguf_writer_close(w);

@@ -25,7 +25,8 @@
 ** file systems). gguf_writer_finish renames it over the target; closing a
 ** writer that did not finish removes it. A failed or interrupted run
 ** therefore never leaves a half-written file under the target's name, and an
-** existing target is replaced only by a complete file.
+** existing target is replaced only by a complete file (which takes over its
+** permissions).
 **
 ** Every function returns a KB_* code; after a failure the writer only
 ** accepts gguf_writer_close, and gguf_writer_errmsg says what went wrong
@@ -41,9 +42,12 @@
 
 typedef struct GgufWriter GgufWriter;
 
-/* Creates the temporary file for `path`. Returns KB_OK; KB_EIO (the
+/* Creates the temporary file for `path`. A symbolic link is followed (the
+** file it points to is replaced, the link kept). Returns KB_OK; KB_EIO (the
 ** directory is missing or not writable: err names it and the reason);
-** KB_ENOMEM. On failure *out is NULL. */
+** KB_EINVAL (path exists and is not a regular file, e.g. /dev/null or a
+** directory: renaming over it would replace the device node); KB_ENOMEM.
+** On failure *out is NULL. */
 int gguf_writer_open(const char *path, GgufWriter **out /* OUT */, char *err, size_t errlen);
 
 /* Removes the temporary file unless gguf_writer_finish succeeded, and frees

@@ -239,7 +239,9 @@ int model_key_int(KbModel *m, const char *suffix, int64_t *v, bool required, cha
     char key[128];
     int64_t x;
     snprintf(key, sizeof key, "%s.%s", m->arch_name, suffix);
-    int rc = gguf_get_int(m->gguf, key, &x); /* zeroes x when absent: keep *v's default */
+    double d = 0;
+    int rc = m->ggml ? model_ggml_key(m, suffix, &d) : gguf_get_int(m->gguf, key, &x); /* zeroes x when absent: keep *v's default */
+    if (m->ggml) x = (int64_t)d;
     if (rc == KB_ENOTFOUND && !required) return KB_OK;
     if (rc != KB_OK)
         return model_fail(err, errlen, KB_EFORMAT, "%s is %s", key, rc == KB_ENOTFOUND ? "missing" : "not an integer");
@@ -254,7 +256,7 @@ int model_key_float(KbModel *m, const char *suffix, float *v, char *err, size_t 
     char key[128];
     double d;
     snprintf(key, sizeof key, "%s.%s", m->arch_name, suffix);
-    int rc = gguf_get_float(m->gguf, key, &d);
+    int rc = m->ggml ? model_ggml_key(m, suffix, &d) : gguf_get_float(m->gguf, key, &d);
     if (rc == KB_ENOTFOUND) return KB_OK;
     if (rc != KB_OK || !(d > 0) || !isfinite(d)) return model_fail(err, errlen, KB_EFORMAT, "%s must be a positive number", key);
     *v = (float)d;
@@ -263,7 +265,8 @@ int model_key_float(KbModel *m, const char *suffix, float *v, char *err, size_t 
 
 int model_load_mat(KbModel *m, Mat *w, const char *name, int64_t n_in, int64_t n_out, char *err, size_t errlen)
 {
-    const GgufTensor *t = gguf_find_tensor(m->gguf, name);
+    char fname[MODEL_MAX_NAME];
+    const GgufTensor *t = model_find_tensor(m, &name, fname, sizeof fname);
     if (t == NULL) return model_fail(err, errlen, KB_EFORMAT, "tensor '%s' is missing", name);
     if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out) {
         return model_fail(err, errlen, KB_EFORMAT, "tensor '%s' has shape {%lld, %lld, %lld, %lld}, expected {%lld, %lld}",
@@ -281,7 +284,8 @@ int model_load_mat(KbModel *m, Mat *w, const char *name, int64_t n_in, int64_t n
 
 int model_load_vec(KbModel *m, float **dst, const char *name, int64_t n, bool required, char *err, size_t errlen)
 {
-    const GgufTensor *t = gguf_find_tensor(m->gguf, name);
+    char fname[MODEL_MAX_NAME];
+    const GgufTensor *t = model_find_tensor(m, &name, fname, sizeof fname);
     *dst = NULL;
     if (t == NULL) return required ? model_fail(err, errlen, KB_EFORMAT, "tensor '%s' is missing", name) : KB_OK;
     if ((int64_t)t->n_elements != n || t->ne[0] != (t->n_dims == 1 ? n : t->ne[0])) {
@@ -301,11 +305,12 @@ int model_load_vec(KbModel *m, float **dst, const char *name, int64_t n, bool re
 
 /* Floats in every tensor that is not a weight matrix of the layers: an
 ** upper bound for the vector pool. */
-static size_t small_tensor_floats(const GgufFile *g)
+static size_t small_tensor_floats(const KbModel *m)
 {
     size_t total = 0;
-    for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
-        const GgufTensor *t = gguf_tensor(g, i);
+    int64_t n = m->ggml ? ggml_file_n_tensors(m->ggml) : gguf_n_tensors(m->gguf);
+    for (int64_t i = 0; i < n; i++) {
+        const GgufTensor *t = m->ggml ? ggml_file_tensor(m->ggml, i) : gguf_tensor(m->gguf, i);
         if (t->n_dims == 1 || strcmp(t->name, "position_embd.weight") == 0 || strcmp(t->name, "token_types.weight") == 0)
             total += (size_t)t->n_elements;
     }
@@ -335,7 +340,7 @@ int model_load_common(KbModel *m, const char *eps_key, size_t extra_floats, char
     c->head_dim = c->n_embd / c->n_head;
     c->n_rot = c->head_dim;
     c->n_vocab = tokenizer_n_vocab(m->tok);
-    size_t n = small_tensor_floats(m->gguf) + extra_floats;
+    size_t n = small_tensor_floats(m) + extra_floats;
     m->w.layers = calloc((size_t)c->n_layer, sizeof *m->w.layers);
     m->vectors = malloc((n ? n : 1) * sizeof(float));
     if (!m->w.layers || !m->vectors) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
@@ -374,6 +379,11 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
     s->key_cache = malloc((size_t)(c->n_layer * cache_ctx * kv_dim) * sizeof(kb_half));
     s->value_cache = malloc((size_t)(c->n_layer * cache_ctx * kv_dim) * sizeof(kb_half));
     m->cache_tokens = malloc((size_t)m->n_ctx * sizeof *m->cache_tokens);
+    if (c->prefix_lm) { /* chatglm1: the whole prompt prefix, evaluated layer by layer (arch_glm1.c) */
+        s->ctx_x = malloc((size_t)(m->n_ctx * c->n_embd) * sizeof(float));
+        s->ctx_q = malloc((size_t)(m->n_ctx * q_dim) * sizeof(float));
+        if (!s->ctx_x || !s->ctx_q) return model_fail(err, errlen, KB_ENOMEM, "out of memory for a context of %lld tokens", (long long)m->n_ctx);
+    }
     if (gemm_buffers_alloc(&s->gemm, m->kern, nb, widest, (int)nt) != KB_OK)
         return model_fail(err, errlen, KB_ENOMEM, "out of memory for the prompt batch buffers");
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att || !s->qkv || !s->hb || !s->hb2 ||
@@ -387,6 +397,7 @@ static void free_state(ModelState *s)
     free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->k), free(s->v), free(s->att), free(s->qkv);
     free(s->hb), free(s->hb2), free(s->act_q), free(s->scores), free(s->q16);
     free(s->key_cache), free(s->value_cache);
+    free(s->ctx_x), free(s->ctx_q);
     gemm_buffers_free(&s->gemm);
 }
 
@@ -445,13 +456,16 @@ int model_open(const char *path, const KbModelParams *params, KbModel **out, cha
     KbModel *m = calloc(1, sizeof *m);
     if (m == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
     m->kern = params && params->force_isa ? kb_kernels_for((KbIsa)(params->force_isa - 1)) : kb_kernels();
-    int rc = m->kern ? gguf_open(path, &m->gguf, err, errlen)
-                     : model_fail(err, errlen, KB_EUNSUPPORTED, "this CPU cannot run the requested kernels");
-    if (rc == KB_OK) {
+    m->eog_extra[0] = m->eog_extra[1] = -1;
+    bool ggml = m->kern && ggml_file_probe(path); /* chatglm.cpp files, known by their magic */
+    int rc = !m->kern ? model_fail(err, errlen, KB_EUNSUPPORTED, "this CPU cannot run the requested kernels")
+             : ggml   ? model_ggml_open(m, path, err, errlen)
+                      : gguf_open(path, &m->gguf, err, errlen);
+    if (rc == KB_OK && !ggml) {
         rc = tokenizer_load(m->gguf, &m->tok, err, errlen);
         if (rc != KB_OK) rc = rc == KB_ENOMEM ? rc : KB_EFORMAT;
     }
-    if (rc == KB_OK) rc = choose_arch(m, err, errlen);
+    if (rc == KB_OK && !ggml) rc = choose_arch(m, err, errlen);
     if (rc == KB_OK) rc = m->ops->load(m, err, errlen);
     if (rc == KB_OK) rc = choose_ctx(m, params ? params->n_ctx : 0, params ? params->n_ctx_cap : 0, err, errlen);
     if (rc == KB_OK && pool_new(thread_count(params ? params->n_threads : 0), &m->pool) != KB_OK)
@@ -475,6 +489,7 @@ void model_close(KbModel *m)
     free(m->vectors);
     tokenizer_free(m->tok);
     gguf_close(m->gguf);
+    ggml_file_close(m->ggml);
     free(m);
 }
 
@@ -559,10 +574,40 @@ static void pool_hidden(const KbModel *m, int64_t n, bool normalize, float *out)
     for (int64_t i = 0; i < d; i++) out[i] *= inv;
 }
 
+/* Decoders ("chat" embeddings): runs seq from position 0 in batches, the
+** cache holding the earlier batches, and writes the mean of the final hidden
+** states after the output norm (what the output layer would read) to out.
+** The cached sequence is forgotten afterwards: it is not a conversation. */
+static void embed_decoder(KbModel *m, const int32_t *seq, int64_t n, float *out)
+{
+    int64_t d = m->cfg.n_embd;
+    float *h = m->s.xb; /* free once forward returns without logits */
+    memset(out, 0, (size_t)d * sizeof(float));
+    for (int64_t done = 0; done < n;) {
+        int64_t nb = n - done < m->s.n_batch ? n - done : m->s.n_batch;
+        m->ops->forward(m, seq + done, nb, done, NULL, false);
+        for (int64_t t = 0; t < nb; t++) {
+            if (m->w.output_norm_b) model_layernorm(h, m->s.x + t * d, m->w.output_norm, m->w.output_norm_b, d, m->cfg.norm_eps);
+            else model_rmsnorm(h, m->s.x + t * d, m->w.output_norm, d, m->cfg.norm_eps);
+            for (int64_t i = 0; i < d; i++) out[i] += h[i];
+        }
+        done += nb;
+    }
+    for (int64_t i = 0; i < d; i++) out[i] /= (float)n;
+    m->n_past = 0;
+}
+
+/* L2-normalises v (n floats); a zero vector stays zero. */
+static void normalize_vec(float *v, int64_t n)
+{
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += (double)v[i] * v[i];
+    float inv = sum > 0 ? (float)(1.0 / sqrt(sum)) : 0.0f;
+    for (int64_t i = 0; i < n; i++) v[i] *= inv;
+}
+
 int model_embed(KbModel *m, const int32_t *const *seqs, const size_t *lens, size_t n_seqs, bool normalize, float *out)
 {
-    if (!m->cfg.encoder)
-        return model_fail(m->errmsg, sizeof m->errmsg, KB_EUNSUPPORTED, "%s is not an embedding model", m->arch_name);
     for (size_t i = 0; i < n_seqs; i++) {
         if (lens[i] == 0 || (int64_t)lens[i] > m->n_ctx)
             return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "sequence %zu has %zu tokens, expected 1..%lld", i,
@@ -572,8 +617,14 @@ int model_embed(KbModel *m, const int32_t *const *seqs, const size_t *lens, size
                 return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "token id %d is out of range", seqs[i][j]);
     }
     for (size_t i = 0; i < n_seqs; i++) {
+        float *v = out + i * m->cfg.n_embd;
+        if (!m->cfg.encoder) {
+            embed_decoder(m, seqs[i], (int64_t)lens[i], v);
+            if (normalize) normalize_vec(v, m->cfg.n_embd);
+            continue;
+        }
         m->ops->forward(m, seqs[i], (int64_t)lens[i], 0, NULL, false);
-        pool_hidden(m, (int64_t)lens[i], normalize, out + i * m->cfg.n_embd);
+        pool_hidden(m, (int64_t)lens[i], normalize, v);
     }
     return KB_OK;
 }

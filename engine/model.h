@@ -83,9 +83,11 @@ void model_reset(KbModel *m);
 ** with KB_TOK_ADD_SPECIAL gives), pooled as the model says (mean or CLS) and
 ** L2-normalised when `normalize`. Sequences of different lengths go in one
 ** call; each is computed on its own, so no padding can change a result.
-** Returns KB_OK; KB_EUNSUPPORTED (not an embedding model); KB_ERANGE (a
-** sequence empty or longer than the model's context, or an id out of range:
-** model_errmsg says which). */
+** Chat models (decoders) give the mean of their final hidden states after
+** the output norm (the "chat" embedding of rag/); this uses the KV cache,
+** so the cached sequence is forgotten (as model_reset).
+** Returns KB_OK; KB_ERANGE (a sequence empty or longer than the model's
+** context, or an id out of range: model_errmsg says which). */
 int model_embed(KbModel *m, const int32_t *const *seqs, const size_t *lens, size_t n_seqs, bool normalize,
                 float *out /* OUT: n_seqs * n_embd */);
 

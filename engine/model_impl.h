@@ -13,7 +13,7 @@
 
 #define MODEL_MAX_BATCH 128 /* prompt tokens evaluated per forward pass */
 
-typedef enum ModelArch { ARCH_LLAMA = 1, ARCH_QWEN2, ARCH_CHATGLM, ARCH_BLOOM, ARCH_BERT } ModelArch;
+typedef enum ModelArch { ARCH_LLAMA = 1, ARCH_QWEN2, ARCH_CHATGLM, ARCH_BLOOM, ARCH_BERT, ARCH_CHATGLM1 } ModelArch;
 
 /* A weight matrix in the file mapping: n_out rows of n_in values, each row
 ** row_bytes long in its stored type (GGUF ne = {n_in, n_out}). */
@@ -36,6 +36,8 @@ typedef struct ModelConfig {
     float norm_eps;
     bool encoder;          /* bert: bidirectional, no cache, pooled output */
     int pooling;           /* bert.pooling_type: 1 mean, 2 CLS */
+    bool prefix_lm;        /* chatglm1: the prompt before <sop> attends both ways (arch_glm1.c) */
+    int32_t glm_sop, glm_gmask, glm_mask; /* chatglm1: the ids that place the 2D positions (-1 = none) */
 } ModelConfig;
 
 /* One transformer block's weights. Vectors (norms, biases) are converted to
@@ -78,10 +80,14 @@ typedef struct ModelState {
     kb_half *q16;              /* (n_threads, head_dim) a query row in fp16 */
     kb_half *key_cache;        /* (n_layer, n_ctx, kv_dim) */
     kb_half *value_cache;      /* (n_layer, n_ctx, kv_dim) */
+    float *ctx_x, *ctx_q;      /* prefix_lm: (n_ctx, n_embd) residual stream and (n_ctx, q_dim) queries of the prompt before <sop> */
+    int64_t ctx_done;          /* prefix_lm: tokens of that prefix whose keys and values are in the cache */
 } ModelState;
 
 struct KbModel {
     GgufFile *gguf;
+    struct GgmlFile *ggml;     /* instead of gguf: a chatglm.cpp file (model_ggml.c) */
+    int32_t eog_extra[2];      /* GGML ChatGLM3/GLM-4: <|user|> and <|observation|> also end a turn (-1 = none) */
     Tokenizer *tok;
     ModelConfig cfg;
     ModelWeights w;
@@ -130,6 +136,8 @@ void model_split_qkv(KbModel *m, const float *qkv, int64_t n_tok);
 
 /* --- loading helpers (model.c) --- */
 
+#define MODEL_MAX_NAME 160 /* tensor names, as model_find_tensor writes them */
+
 /* Formats a message into err (when errlen > 0) and returns rc. */
 int model_fail(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
@@ -146,13 +154,33 @@ int model_load_vec(KbModel *m, float **dst, const char *name, int64_t n, bool re
 ** eps under eps_key) and sizes the vector pool for extra_floats more. */
 int model_load_common(KbModel *m, const char *eps_key, size_t extra_floats, char *err, size_t errlen);
 
+/* --- GGML files (model_ggml.c) --- */
+
+/* Opens the chatglm.cpp file at path into m: m->ggml, the tokenizer built
+** from the embedded SentencePiece model or GLM-4 vocabulary, m->ops (chatglm1
+** for ChatGLM-6B, chatglm for ChatGLM2/3 and GLM-4), m->arch_name and the
+** extra end-of-turn tokens. Returns the codes of ggml_file_open and
+** ggml_file_tokenizer, or KB_EUNSUPPORTED (a P-tuning prefix); err says why. */
+int model_ggml_open(KbModel *m, const char *path, char *err, size_t errlen);
+/* Answers "<arch>.<suffix>" keys (embedding_length, block_count, ...) from
+** a GGML file's config record: KB_OK, or KB_ENOTFOUND for keys it lacks. */
+int model_ggml_key(const KbModel *m, const char *suffix, double *v /* OUT */);
+/* Finds the tensor an architecture names in GGUF's words ("blk.3.attn_qkv.weight")
+** in m's file; for a GGML file the name is translated to chatglm.cpp's and
+** *name pointed at buf (cap >= MODEL_MAX_NAME) holding it, so messages show
+** the file's own name. Returns NULL when absent. */
+const GgufTensor *model_find_tensor(const KbModel *m, const char **name, char *buf, size_t cap);
+
 /* --- architectures ---
 ** Each load reads the hyperparameters and points the weights into the
 ** mapping; err names the key or tensor at fault. Each forward runs
 ** tokens[0..n) at positions pos0.. through the network, writing the K/V
 ** cache, and writes into logits the last token's n_vocab logits (or n rows
 ** when all_logits); logits NULL skips the output layer. bert's forward
-** leaves the final hidden states in s.x instead (logits unused). */
-extern const ArchOps arch_llama, arch_qwen2, arch_chatglm, arch_bloom, arch_bert;
+** leaves the final hidden states in s.x instead (logits unused). chatglm's
+** and chatglm1's forward leave the final hidden states (after the output
+** norm) of the rows they compute logits for in s.xb, in the order of the
+** logits: tests compare them with the models' reference implementations. */
+extern const ArchOps arch_llama, arch_qwen2, arch_chatglm, arch_bloom, arch_bert, arch_chatglm1;
 
 #endif /* KB_MODEL_IMPL_H */

@@ -398,6 +398,7 @@ static int job_tensor(Job *j, int64_t k)
 {
     const double t0 = now_seconds();
     const int64_t i = j->order[k];
+    if (j->p->cancel && *j->p->cancel) return job_fail(j, KB_EINVAL, "%s: cancelled", j->out);
     const GgufTensor *gt = gguf_tensor(j->g, i);
     const KbQuantChoice *c = &j->choice[i];
     int rc;

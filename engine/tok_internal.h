@@ -86,6 +86,15 @@ struct Tokenizer {
     StrMap merges;          /* "left right" -> rank */
     char *merge_arena;
 
+    /* ChatGLM-6B's SentencePiece rules (tok_glm.c): \n, \t and space runs
+    ** become <n>, <|tab|>, <|blank_N|>; [gMASK] <sop> appended */
+    bool glm1;
+    bool spm_unigram;       /* glm1: the model is a unigram one (Viterbi), not BPE */
+    bool spm_squeeze;       /* glm1: the normalizer strips leading and trailing spaces */
+    bool spm_byte_fallback; /* glm1 unigram: unknown characters as <0xNN> tokens */
+    float spm_unk_score;    /* glm1 unigram: an unknown character's score (lowest - 10) */
+    int32_t glm_gmask, glm_sop;
+
     char warning[256];
 };
 
@@ -101,6 +110,36 @@ int tok_wpm_encode(const Tokenizer *t, const char *text, size_t len, KbTokens *o
 ** Returns KB_OK, KB_EFORMAT (missing or malformed merges), KB_ENOMEM; err
 ** names the key. */
 int tok_bpe_load(Tokenizer *t, const GgufFile *g, char *err, size_t errlen);
+
+/* --- tokenizers built from other sources than GGUF keys --- */
+
+/* Finishes a Tokenizer whose kind, n_vocab, tokens (text, len, score, type,
+** piece room of at least len + 1 bytes) and special ids the caller filled:
+** indexes the texts, lists the special tokens and computes every piece, as
+** tokenizer_load does after reading the keys (tokenizer.c). Returns KB_OK or
+** KB_ENOMEM (err says so). */
+int tok_index_vocab(Tokenizer *t, char *err, size_t errlen);
+
+/* ChatGLM-6B's encoding of text[0..len) (tok_glm.c; tokenizer_encode and
+** tokenizer_encode_masked hand glm1 vocabularies to it): mask as
+** tokenizer_encode_masked's, NULL = everywhere. Returns KB_OK or KB_ENOMEM
+** with out as it was. */
+int tok_glm1_encode(const Tokenizer *t, const char *text, size_t len, const unsigned char *mask, unsigned flags,
+                    KbTokens *out);
+
+/* A tokenizer from a serialized SentencePiece ModelProto (tok_glm.c), for
+** chatglm.cpp model type glm (1: ChatGLM-6B's rules; 2, 3: ChatGLM2/3's
+** appended special tokens), padded with unused tokens to n_vocab (0: no
+** padding). Returns KB_OK, KB_EFORMAT (malformed protobuf, bad piece, more
+** tokens than n_vocab: err says which byte or piece), KB_ENOMEM. */
+int tok_sp_model_load(const uint8_t *proto, size_t len, int glm, int32_t n_vocab, Tokenizer **out /* OUT */,
+                      char *err, size_t errlen);
+
+/* A GLM-4 tokenizer from tiktoken vocabulary text (a base64 token and its
+** rank per line) plus GLM-4's special tokens, padded to n_vocab (0: none).
+** Returns KB_OK, KB_EFORMAT (bad base64, a rank missing or repeated), KB_ENOMEM. */
+int tok_tiktoken_load(const char *text, size_t len, int32_t n_vocab, Tokenizer **out /* OUT */, char *err,
+                      size_t errlen);
 /* Writes the bytes that byte-level text[0..len) stands for into out (at most
 ** len bytes) and returns how many. Characters outside the byte alphabet are
 ** copied as they are. */

@@ -368,6 +368,11 @@ static int index_vocab(Tokenizer *t, char *err, size_t errlen)
     return KB_OK;
 }
 
+int tok_index_vocab(Tokenizer *t, char *err, size_t errlen)
+{
+    return index_vocab(t, err, errlen);
+}
+
 /* Maps tokenizer.ggml.model to a kind; 0 when unknown. */
 static KbTokKind kind_of(const char *model, size_t len)
 {
@@ -481,25 +486,33 @@ static int encode_raw(const Tokenizer *t, const char *text, size_t len, KbTokens
 }
 
 /* Returns the id of the longest special token that starts at text[0..len),
-** or -1. Control and unknown tokens count only with parse_special. */
-static int32_t match_special(const Tokenizer *t, const char *text, size_t len, bool parse_special)
+** or -1. Control and unknown tokens count only with parse_special, and when
+** mask is not NULL only if every byte of their text has a nonzero mask byte
+** (mask is aligned with text). User-defined tokens always count. */
+static int32_t match_special(const Tokenizer *t, const char *text, size_t len, bool parse_special,
+                             const unsigned char *mask)
 {
     for (size_t i = 0; i < t->n_specials; i++) {
         const TokenData *td = &t->tokens[t->specials[i]];
         if (td->len > len || td->text[0] != text[0]) continue;
         if (!parse_special && td->type != KB_TOKTYPE_USER_DEFINED) continue;
+        if (mask && td->type != KB_TOKTYPE_USER_DEFINED && memchr(mask, 0, td->len)) continue;
         if (memcmp(td->text, text, td->len) == 0) return t->specials[i];
     }
     return -1;
 }
 
-/* Splits text at special tokens and encodes the pieces between them. */
-static int encode_fragments(const Tokenizer *t, const char *text, size_t len, bool parse_special, KbTokens *out)
+/* Splits text at special tokens and encodes the pieces between them
+** (mask: see match_special; NULL = everywhere). */
+static int encode_fragments(const Tokenizer *t, const char *text, size_t len, bool parse_special,
+                            const unsigned char *mask, KbTokens *out)
 {
     int rc = KB_OK;
     size_t start = 0;
     for (size_t pos = 0; pos < len && rc == KB_OK && t->n_specials > 0;) {
-        int32_t id = t->special_lead[(unsigned char)text[pos]] ? match_special(t, text + pos, len - pos, parse_special) : -1;
+        int32_t id = t->special_lead[(unsigned char)text[pos]]
+                         ? match_special(t, text + pos, len - pos, parse_special, mask ? mask + pos : NULL)
+                         : -1;
         if (id < 0) {
             pos++;
             continue;
@@ -513,17 +526,31 @@ static int encode_fragments(const Tokenizer *t, const char *text, size_t len, bo
     return rc;
 }
 
-int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, unsigned flags, KbTokens *out)
+/* tokenizer_encode and tokenizer_encode_masked: BOS, fragments, EOS. */
+static int encode_all(const Tokenizer *t, const char *text, size_t len, const unsigned char *mask, unsigned flags,
+                      KbTokens *out)
 {
+    if (t->glm1) return tok_glm1_encode(t, text, len, mask, flags, out); /* ChatGLM-6B's own rules (tok_glm.c) */
     bool add = (flags & KB_TOK_ADD_SPECIAL) != 0;
     int32_t first = tokenizer_bos(t), last = tokenizer_eos(t);
     size_t n_before = out->n;
     int rc = KB_OK;
     if (add && t->add_bos && first >= 0) rc = kb_tokens_push(out, first);
-    if (rc == KB_OK) rc = encode_fragments(t, text, len, (flags & KB_TOK_PARSE_SPECIAL) != 0, out);
+    if (rc == KB_OK) rc = encode_fragments(t, text, len, (flags & KB_TOK_PARSE_SPECIAL) != 0, mask, out);
     if (rc == KB_OK && add && (t->add_eos || t->kind == KB_TOK_WPM) && last >= 0) rc = kb_tokens_push(out, last);
     if (rc != KB_OK) out->n = n_before; /* all or nothing */
     return rc;
+}
+
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, unsigned flags, KbTokens *out)
+{
+    return encode_all(t, text, len, NULL, flags, out);
+}
+
+int tokenizer_encode_masked(const Tokenizer *t, const char *text, size_t len, const unsigned char *special,
+                            unsigned flags, KbTokens *out)
+{
+    return encode_all(t, text, len, special, flags | KB_TOK_PARSE_SPECIAL, out);
 }
 
 /* --- decoding --- */
@@ -547,7 +574,8 @@ const char *tokenizer_piece(const Tokenizer *t, int32_t id, bool special, size_t
 static const char *decode_piece(const Tokenizer *t, int32_t id, bool special, bool first, size_t *len)
 {
     const char *p = tokenizer_piece(t, id, special, len);
-    if (first && t->add_space_prefix && *len > 0 && p[0] == ' ') {
+    bool glm_blank = t->glm1 && t->tokens[id].type == KB_TOKTYPE_USER_DEFINED; /* <|blank_N|>: spaces of its own */
+    if (first && t->add_space_prefix && *len > 0 && p[0] == ' ' && !glm_blank) {
         p++;
         (*len)--;
     }

@@ -91,6 +91,19 @@ int tokenizer_type(const Tokenizer *t, int32_t id);
 ** Returns KB_OK, or KB_ENOMEM with out as it was before the call. */
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, unsigned flags, KbTokens *out);
 
+/* tokenizer_encode of a whole chat prompt, matching control-token text only
+** where the caller allows it: special[i] (one byte per byte of text) is
+** nonzero where the bytes come from the chat template and 0 where they come
+** from the user or the model, so "<|im_start|>" typed by a user stays text.
+** A control token is matched only when all its bytes are allowed;
+** user-defined tokens are matched everywhere, as tokenizer_encode does.
+** KB_TOK_PARSE_SPECIAL is implied; KB_TOK_ADD_SPECIAL works as there. Where
+** the user's text holds no control-token text, the ids equal llama.cpp's
+** tokenization of the whole formatted prompt with special parsing.
+** Returns KB_OK, or KB_ENOMEM with out as it was before the call. */
+int tokenizer_encode_masked(const Tokenizer *t, const char *text, size_t len, const unsigned char *special,
+                            unsigned flags, KbTokens *out);
+
 /* Returns the bytes token id stands for ("▁" as a space, <0xNN> as the byte,
 ** byte-level characters as their bytes). Control tokens give "" unless
 ** `special`. NULL (and *len 0) for an id out of range. */

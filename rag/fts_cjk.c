@@ -120,6 +120,11 @@ static int cjk_tokenize(Fts5Tokenizer *tok, void *ctx, int flags, const char *te
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+int fts_cjk_tokenize(const char *text, int n, int query, void *ctx, int (*token)(void *, int, const char *, int, int, int))
+{
+    return cjk_tokenize(NULL, ctx, query ? FTS5_TOKENIZE_QUERY : FTS5_TOKENIZE_DOCUMENT, text, n, token);
+}
+
 int fts_cjk_register(sqlite3 *db)
 {
     fts5_api *api = NULL;

@@ -97,15 +97,20 @@ int rag_kb_create(Rag *rag, const char *name, const RagKbSettings *s)
                           "0..size-1", s->chunk_size, s->chunk_overlap);
     sqlite3_stmt *st;
     rc = store_prepare(rag,
-                       "INSERT INTO kbs(name, chunk_size, chunk_overlap, embed_model, created) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5)",
+                       "INSERT INTO kbs(name, chunk_size, chunk_overlap, embed_model, created, embed_file, embed_size, "
+                       "embed_hash, embed_dim) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                        &st);
     if (rc != KB_OK) return rc;
+    const RagEmbedId none = {{0}, 0, {0}, 0}, *id = s->embed_id ? s->embed_id : &none;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, s->chunk_size);
     sqlite3_bind_int(st, 3, s->chunk_overlap);
     sqlite3_bind_text(st, 4, s->embed_model ? s->embed_model : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, (int64_t)time(NULL));
+    sqlite3_bind_text(st, 6, id->file, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, id->size);
+    sqlite3_bind_text(st, 8, id->hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 9, id->dim);
     int step = sqlite3_step(st);
     if (step == SQLITE_CONSTRAINT) rc = store_fail(rag, KB_EINVAL, "a knowledge base named '%s' already exists", name);
     else if (step != SQLITE_DONE) rc = store_sql_fail(rag, "cannot create the knowledge base");
@@ -269,7 +274,9 @@ void rag_kb_info_free_list(RagKbInfo *list, int n)
     " (SELECT count(*) FROM documents d WHERE d.kb_id = k.id),"                                                    \
     " (SELECT count(*) FROM documents d WHERE d.kb_id = k.id AND d.failed),"                                       \
     " (SELECT coalesce(sum(d.pages), 0) FROM documents d WHERE d.kb_id = k.id AND NOT d.failed),"                 \
-    " (SELECT count(*) FROM chunks c JOIN documents d ON c.doc_id = d.id WHERE d.kb_id = k.id) FROM kbs k "
+    " (SELECT count(*) FROM chunks c JOIN documents d ON c.doc_id = d.id WHERE d.kb_id = k.id),"              \
+    " k.embed_file, k.embed_size, k.embed_hash, k.embed_dim,"                                                      \
+    " (SELECT count(*) FROM vectors v WHERE v.kb_id = k.id) FROM kbs k "
 
 /* Splits kb's sources into info->sources and info->excluded. */
 static int fill_sources(Rag *rag, int64_t kb, RagKbInfo *info)
@@ -304,6 +311,11 @@ static int fill_info(Rag *rag, sqlite3_stmt *st, RagKbInfo *info)
     info->n_failed = sqlite3_column_int64(st, 8);
     info->n_pages = sqlite3_column_int64(st, 9);
     info->n_chunks = sqlite3_column_int64(st, 10);
+    snprintf(info->embed_id.file, sizeof info->embed_id.file, "%s", (const char *)sqlite3_column_text(st, 11));
+    info->embed_id.size = sqlite3_column_int64(st, 12);
+    snprintf(info->embed_id.hash, sizeof info->embed_id.hash, "%s", (const char *)sqlite3_column_text(st, 13));
+    info->embed_id.dim = sqlite3_column_int(st, 14);
+    info->n_vectors = sqlite3_column_int64(st, 15);
     if (info->name == NULL || info->embed_model == NULL) return store_fail(rag, KB_ENOMEM, "out of memory");
     return fill_sources(rag, sqlite3_column_int64(st, 0), info);
 }

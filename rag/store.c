@@ -20,6 +20,7 @@
 
 #include "engine/engine.h"
 #include "rag/store.h"
+#include "rag/vectors.h"
 
 #define BUSY_TIMEOUT_MS 10000 /* wait this long for another kbchat's write */
 
@@ -143,6 +144,53 @@ static const char *const migrations[] = {
     "  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);"
     "  INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);"
     "END;",
+    /* 2: vectors, and the embedding model a knowledge base is pinned to */
+    "ALTER TABLE kbs ADD COLUMN embed_file TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE kbs ADD COLUMN embed_size INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE kbs ADD COLUMN embed_hash TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE kbs ADD COLUMN embed_dim INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE kbs ADD COLUMN vec_gen INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE vectors("
+    "  chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,"
+    "  kb_id INTEGER NOT NULL REFERENCES kbs(id) ON DELETE CASCADE,"
+    "  vec BLOB NOT NULL);"
+    "CREATE INDEX vectors_kb ON vectors(kb_id);"
+    "CREATE TRIGGER vectors_ai AFTER INSERT ON vectors BEGIN"
+    "  UPDATE kbs SET vec_gen = vec_gen + 1 WHERE id = new.kb_id;"
+    "END;"
+    "CREATE TRIGGER vectors_ad AFTER DELETE ON vectors BEGIN"
+    "  UPDATE kbs SET vec_gen = vec_gen + 1 WHERE id = old.kb_id;"
+    "END;",
+    /* 3: chat sessions (session.c); sources are copies, so no reference to chunks */
+    "CREATE TABLE sessions("
+    "  id INTEGER PRIMARY KEY,"
+    "  title TEXT NOT NULL DEFAULT '',"
+    "  model TEXT NOT NULL DEFAULT '',"
+    "  template TEXT NOT NULL DEFAULT '',"
+    "  kb TEXT NOT NULL DEFAULT '',"
+    "  created INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL);"
+    "CREATE INDEX sessions_updated ON sessions(updated);"
+    "CREATE TABLE turns("
+    "  id INTEGER PRIMARY KEY,"
+    "  session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,"
+    "  seq INTEGER NOT NULL,"
+    "  question TEXT NOT NULL,"
+    "  query TEXT NOT NULL DEFAULT '',"
+    "  prompt TEXT NOT NULL DEFAULT '',"
+    "  answer TEXT NOT NULL DEFAULT '',"
+    "  created INTEGER NOT NULL,"
+    "  UNIQUE(session_id, seq));"
+    "CREATE TABLE turn_sources("
+    "  turn_id INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,"
+    "  rank INTEGER NOT NULL,"
+    "  file TEXT NOT NULL,"
+    "  page INTEGER NOT NULL DEFAULT 0,"
+    "  section TEXT NOT NULL DEFAULT '',"
+    "  score REAL NOT NULL DEFAULT 0,"
+    "  chunk_id INTEGER NOT NULL DEFAULT 0,"
+    "  text TEXT NOT NULL DEFAULT '',"
+    "  PRIMARY KEY(turn_id, rank));",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION + 1, "one migration per schema version");
@@ -249,6 +297,7 @@ int rag_open(Rag **out, const char *data_dir)
 void rag_close(Rag *rag)
 {
     if (rag == NULL) return;
+    vec_index_free(rag->vec);
     sqlite3_close_v2(rag->db);
     free(rag->path);
     free(rag);
@@ -275,6 +324,35 @@ int store_kb_id(Rag *rag, const char *name, int64_t *id)
         if (s == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
         else if (s == SQLITE_DONE) rc = store_fail(rag, KB_ENOTFOUND, "no knowledge base named '%s'", name);
         else rc = store_sql_fail(rag, "cannot read knowledge bases");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_load_kb(Rag *rag, const char *name, StoreKb *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag,
+                           "SELECT id, chunk_size, chunk_overlap, embed_file, embed_size, embed_hash, embed_dim, "
+                           "vec_gen FROM kbs WHERE name = ?1",
+                           &st);
+    if (rc != KB_OK) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        out->id = sqlite3_column_int64(st, 0);
+        out->chunk_size = sqlite3_column_int(st, 1);
+        out->chunk_overlap = sqlite3_column_int(st, 2);
+        snprintf(out->embed.file, sizeof out->embed.file, "%s", (const char *)sqlite3_column_text(st, 3));
+        out->embed.size = sqlite3_column_int64(st, 4);
+        snprintf(out->embed.hash, sizeof out->embed.hash, "%s", (const char *)sqlite3_column_text(st, 5));
+        out->embed.dim = sqlite3_column_int(st, 6);
+        out->vec_gen = sqlite3_column_int64(st, 7);
+    } else if (s == SQLITE_DONE) {
+        rc = store_fail(rag, KB_ENOTFOUND, "no knowledge base named '%s'", name);
+    } else {
+        rc = store_sql_fail(rag, "cannot read knowledge bases");
     }
     sqlite3_finalize(st);
     return rc;
@@ -396,13 +474,28 @@ static int upsert_document(Rag *rag, int64_t kb, const StoreDocInfo *info, int64
     return rc;
 }
 
-static int insert_chunks(Rag *rag, int64_t doc, const Chunk *c, int n)
+/* Inserts one vector of dim floats for chunk id. vst is a prepared
+** "INSERT ... INTO vectors" (reset here). */
+static int insert_vector(Rag *rag, sqlite3_stmt *vst, int64_t kb, int64_t id, const float *v, int dim)
 {
-    sqlite3_stmt *st;
+    sqlite3_bind_int64(vst, 1, id);
+    sqlite3_bind_int64(vst, 2, kb);
+    sqlite3_bind_blob(vst, 3, v, dim * (int)sizeof(float), SQLITE_STATIC);
+    int rc = sqlite3_step(vst) == SQLITE_DONE ? KB_OK : store_sql_fail(rag, "cannot write a vector");
+    sqlite3_reset(vst);
+    return rc;
+}
+
+#define INSERT_VECTOR_SQL "INSERT OR REPLACE INTO vectors(chunk_id, kb_id, vec) VALUES (?1, ?2, ?3)"
+
+static int insert_chunks(Rag *rag, int64_t kb, int64_t doc, const Chunk *c, int n, const float *vecs, int dim)
+{
+    sqlite3_stmt *st, *vst = NULL;
     int rc = store_prepare(rag,
                            "INSERT INTO chunks(doc_id, seq, page, char_start, char_end, section, text) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                            &st);
+    if (rc == KB_OK && vecs) rc = store_prepare(rag, INSERT_VECTOR_SQL, &vst);
     for (int i = 0; i < n && rc == KB_OK; i++) {
         sqlite3_bind_int64(st, 1, doc);
         sqlite3_bind_int(st, 2, i);
@@ -413,17 +506,26 @@ static int insert_chunks(Rag *rag, int64_t doc, const Chunk *c, int n)
         sqlite3_bind_text(st, 7, c[i].text, (int)c[i].text_len, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE) rc = store_sql_fail(rag, "cannot write a chunk");
         sqlite3_reset(st);
+        if (rc == KB_OK && vst)
+            rc = insert_vector(rag, vst, kb, sqlite3_last_insert_rowid(rag->db), vecs + (size_t)i * (size_t)dim, dim);
     }
     sqlite3_finalize(st);
+    sqlite3_finalize(vst);
     return rc;
 }
 
 int store_put_document(Rag *rag, int64_t kb, const StoreDocInfo *info, const Chunk *chunks, int n_chunks)
 {
+    return store_put_document_vecs(rag, kb, info, chunks, n_chunks, NULL, 0);
+}
+
+int store_put_document_vecs(Rag *rag, int64_t kb, const StoreDocInfo *info, const Chunk *chunks, int n_chunks,
+                            const float *vecs, int dim)
+{
     int64_t id = 0;
     int rc = store_begin(rag);
     if (rc == KB_OK) rc = upsert_document(rag, kb, info, &id);
-    if (rc == KB_OK) rc = insert_chunks(rag, id, chunks, n_chunks);
+    if (rc == KB_OK) rc = insert_chunks(rag, kb, id, chunks, n_chunks, vecs, dim);
     if (rc == KB_OK) rc = store_commit(rag);
     if (rc != KB_OK) store_rollback(rag);
     return rc;
@@ -514,4 +616,113 @@ int store_mark_synced(Rag *rag, int64_t kb)
     sqlite3_bind_int64(st, 1, kb);
     sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
     return step_done(rag, st, "cannot record the sync");
+}
+
+/* --- vectors --- */
+
+int store_repin(Rag *rag, int64_t kb, const char *spec, const RagEmbedId *id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = store_begin(rag);
+    if (rc == KB_OK)
+        rc = store_prepare(rag,
+                           "UPDATE kbs SET embed_model = ?2, embed_file = ?3, embed_size = ?4, embed_hash = ?5, "
+                           "embed_dim = ?6 WHERE id = ?1",
+                           &st);
+    if (rc == KB_OK) {
+        sqlite3_bind_int64(st, 1, kb);
+        sqlite3_bind_text(st, 2, spec, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, id->file, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, id->size);
+        sqlite3_bind_text(st, 5, id->hash, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6, id->dim);
+        rc = step_done(rag, st, "cannot pin the embedding model");
+    }
+    if (rc == KB_OK) rc = store_prepare(rag, "DELETE FROM vectors WHERE kb_id = ?1", &st);
+    if (rc == KB_OK) {
+        sqlite3_bind_int64(st, 1, kb);
+        rc = step_done(rag, st, "cannot delete vectors");
+    }
+    if (rc == KB_OK) rc = store_commit(rag);
+    if (rc != KB_OK) store_rollback(rag);
+    return rc;
+}
+
+int store_put_vectors(Rag *rag, int64_t kb, const int64_t *ids, const float *vecs, int n, int dim)
+{
+    sqlite3_stmt *vst = NULL;
+    int rc = store_begin(rag);
+    /* the chunk must still exist: a sync may have replaced its document */
+    if (rc == KB_OK)
+        rc = store_prepare(rag,
+                           "INSERT OR REPLACE INTO vectors(chunk_id, kb_id, vec) SELECT ?1, ?2, ?3 "
+                           "WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?1)",
+                           &vst);
+    for (int i = 0; i < n && rc == KB_OK; i++) rc = insert_vector(rag, vst, kb, ids[i], vecs + (size_t)i * (size_t)dim, dim);
+    sqlite3_finalize(vst);
+    if (rc == KB_OK) rc = store_commit(rag);
+    if (rc != KB_OK) store_rollback(rag);
+    return rc;
+}
+
+void store_texts_free(int64_t *ids, char **texts, int n)
+{
+    for (int i = 0; texts && i < n; i++) free(texts[i]);
+    free(texts);
+    free(ids);
+}
+
+int store_chunks_without_vectors(Rag *rag, int64_t kb, int limit, int64_t **ids, char ***texts, int *n_out)
+{
+    *ids = NULL;
+    *texts = NULL;
+    *n_out = 0;
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag,
+                           "SELECT c.id, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                           "WHERE d.kb_id = ?1 AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.chunk_id = c.id) "
+                           "ORDER BY c.id LIMIT ?2",
+                           &st);
+    if (rc != KB_OK) return rc;
+    int64_t *id = malloc((size_t)limit * sizeof *id);
+    char **tx = calloc((size_t)limit, sizeof *tx);
+    int n = 0, s = SQLITE_DONE;
+    if (id == NULL || tx == NULL) rc = store_fail(rag, KB_ENOMEM, "out of memory");
+    sqlite3_bind_int64(st, 1, kb);
+    sqlite3_bind_int(st, 2, limit);
+    while (rc == KB_OK && n < limit && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        id[n] = sqlite3_column_int64(st, 0);
+        if ((tx[n] = strdup((const char *)sqlite3_column_text(st, 1))) == NULL) rc = store_fail(rag, KB_ENOMEM, "out of memory");
+        else n++;
+    }
+    if (rc == KB_OK && n < limit && s != SQLITE_DONE) rc = store_sql_fail(rag, "cannot read chunks");
+    sqlite3_finalize(st);
+    if (rc != KB_OK) {
+        store_texts_free(id, tx, n);
+        return rc;
+    }
+    *ids = id;
+    *texts = tx;
+    *n_out = n;
+    return KB_OK;
+}
+
+int store_count_missing(Rag *rag, int64_t kb, int64_t *n_chunks, int64_t *n_missing)
+{
+    sqlite3_stmt *st;
+    *n_chunks = *n_missing = 0;
+    int rc = store_prepare(rag,
+                           "SELECT count(*), coalesce(sum(NOT EXISTS (SELECT 1 FROM vectors v WHERE v.chunk_id = c.id)), 0) "
+                           "FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.kb_id = ?1",
+                           &st);
+    if (rc != KB_OK) return rc;
+    sqlite3_bind_int64(st, 1, kb);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *n_chunks = sqlite3_column_int64(st, 0);
+        *n_missing = sqlite3_column_int64(st, 1);
+    } else {
+        rc = store_sql_fail(rag, "cannot count vectors");
+    }
+    sqlite3_finalize(st);
+    return rc;
 }

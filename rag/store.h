@@ -5,9 +5,13 @@
 ** One file, <data_dir>/knowledge.db, in WAL mode (readers never block the
 ** sync, and a killed writer leaves the last committed state), foreign keys
 ** on, schema versioned by PRAGMA user_version with forward migrations, and
-** marked as ours by PRAGMA application_id. Schema (version 1):
+** marked as ours by PRAGMA application_id. Schema (version 3):
 **
-**   kbs(id, name UNIQUE, chunk_size, chunk_overlap, embed_model, created, last_sync)
+**   kbs(id, name UNIQUE, chunk_size, chunk_overlap, embed_model, created, last_sync,
+**       embed_file, embed_size, embed_hash, embed_dim, vec_gen)
+**       embed_*: the model the vectors are pinned to (RagEmbedId);
+**       vec_gen: bumped by triggers whenever a vector of the kb is added or
+**       deleted, so a loaded vector matrix knows when it is stale
 **   sources(id, kb_id -> kbs, path, exclude)   folders/files; exclude=1: skipped
 **   documents(id, kb_id -> kbs, path, size, mtime_ns, hash, pages, title,
 **             author, failed, error, indexed)       UNIQUE(kb_id, path)
@@ -15,6 +19,13 @@
 **          section, text)                            UNIQUE(doc_id, seq)
 **   chunks_fts  FTS5 over chunks.text (external content, kept in step by
 **               triggers), tokenizer "kbcjk" (fts_cjk.c)
+**   vectors(chunk_id -> chunks, kb_id -> kbs, vec)   vec: embed_dim floats,
+**               native byte order (little-endian where kbchat runs)
+**   sessions(id, title, model, template, kb, created, updated)   chat sessions
+**   turns(id, session_id -> sessions, seq, question, query, prompt, answer,
+**         created)                                   UNIQUE(session_id, seq)
+**   turn_sources(turn_id -> turns, rank, file, page, section, score,
+**                chunk_id, text)   copies of the passages an answer cites
 **
 ** Deleting a knowledge base or document cascades to its rows, and the
 ** triggers take the chunks out of the FTS index.
@@ -29,18 +40,39 @@
 #include "rag/chunker.h"
 #include "rag/rag.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 3
 #define STORE_APPLICATION_ID 0x6B626368 /* "kbch" */
 #define FTS_CJK_NAME "kbcjk"
+
+struct VecIndex;
 
 struct Rag {
     sqlite3 *db;
     char *path;          /* the database file */
+    struct VecIndex *vec; /* the vectors of the knowledge base searched last (vectors.c) */
     char errmsg[1024];
 };
 
+/* A knowledge base's row, as sync, rebuild and search need it. */
+typedef struct StoreKb {
+    int64_t id;
+    int chunk_size, chunk_overlap;
+    RagEmbedId embed;    /* the pinned model; file "" = keyword only */
+    int64_t vec_gen;
+} StoreKb;
+
+/* Reads knowledge base `name`. Returns KB_OK; KB_ENOTFOUND; KB_EIO. */
+int store_load_kb(Rag *rag, const char *name, StoreKb *out /* OUT */);
+
 /* Registers the "kbcjk" FTS5 tokenizer on db. Returns a SQLite code. */
 int fts_cjk_register(sqlite3 *db);
+
+/* Runs the kbcjk tokenizer over text[0..n) outside SQLite, calling
+** token(ctx, flags, tok, len, start, end) for each token as FTS5 would; with
+** `query` as for a query (no extra single-character token after a run of
+** CJK bigrams). A nonzero return from token stops it (SQLITE_DONE counts as
+** a normal stop). Returns a SQLite code. */
+int fts_cjk_tokenize(const char *text, int n, int query, void *ctx, int (*token)(void *, int, const char *, int, int, int));
 
 /* Records a message in rag (printf-style) and returns rc. */
 int store_fail(Rag *rag, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -102,6 +134,31 @@ typedef struct StoreDocInfo {
 ** deleted, the new ones inserted. All or nothing.
 ** Returns KB_OK; KB_EIO (rolled back); KB_ENOMEM. */
 int store_put_document(Rag *rag, int64_t kb, const StoreDocInfo *info, const Chunk *chunks, int n_chunks);
+
+/* store_put_document with each chunk's vector (vecs: n_chunks * dim
+** floats) written in the same transaction; vecs NULL = none. */
+int store_put_document_vecs(Rag *rag, int64_t kb, const StoreDocInfo *info, const Chunk *chunks, int n_chunks,
+                            const float *vecs, int dim);
+
+/* --- vectors --- */
+
+/* Pins kb to model id (embedding.model spec `spec`) and deletes its vectors,
+** in one transaction. Returns KB_OK; KB_EIO. */
+int store_repin(Rag *rag, int64_t kb, const char *spec, const RagEmbedId *id);
+
+/* Writes n vectors (chunk ids[i] -> vecs[i * dim ...]) in one transaction;
+** a chunk deleted meanwhile is skipped. Returns KB_OK; KB_EIO. */
+int store_put_vectors(Rag *rag, int64_t kb, const int64_t *ids, const float *vecs, int n, int dim);
+
+/* Up to `limit` chunks of kb without a vector, by id: *ids and *texts
+** (malloc'd arrays of *n_out; free with store_texts_free).
+** Returns KB_OK; KB_EIO; KB_ENOMEM. */
+int store_chunks_without_vectors(Rag *rag, int64_t kb, int limit, int64_t **ids /* OUT */, char ***texts /* OUT */,
+                                 int *n_out /* OUT */);
+void store_texts_free(int64_t *ids, char **texts, int n);
+
+/* Counts the chunks of kb, and those without a vector. */
+int store_count_missing(Rag *rag, int64_t kb, int64_t *n_chunks /* OUT */, int64_t *n_missing /* OUT */);
 
 /* Renames document id to path with the new size and mtime (a move found by
 ** hash). Returns KB_OK; KB_EIO. */

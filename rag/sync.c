@@ -18,7 +18,11 @@
 **      says only its mtime changed) extracted, chunked and written with its
 **      chunks in one transaction; a file that cannot be indexed is written as
 **      a failed document with the reason, so it is not retried until it
-**      changes.
+**      changes. With the embedding model the knowledge base is pinned to,
+**      the chunks are embedded before that transaction and their vectors
+**      written in it.
+**   6. chunks still without a vector (an interrupted rebuild, documents
+**      indexed while no model was configured) are embedded.
 ** Every write is its own transaction and the plan is recomputed from the
 ** committed rows each time, so a sync killed anywhere is finished by the
 ** next one, which reaches the same database a clean sync would.
@@ -38,6 +42,7 @@
 #include "engine/engine.h"
 #include "rag/chunker.h"
 #include "rag/doc.h"
+#include "rag/embed.h"
 #include "rag/store.h"
 
 #define FILE_MAX_BYTES ((int64_t)1 << 30) /* larger files are recorded as failed */
@@ -64,6 +69,8 @@ typedef struct Sync {
     Rag *rag;
     const char *kb_name;
     int64_t kb;
+    StoreKb row;           /* the knowledge base's settings and pinned model */
+    RagEmbedder *emb;      /* the pinned model, or NULL: no vectors this sync */
     ChunkOptions chunk;
     const RagSyncOptions *opt;
     RagSyncStats *stats;
@@ -393,15 +400,38 @@ static void pause_for_tests(const Sync *s)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
+/* Embeds the n chunks of a document into *vecs (malloc'd, n * dim floats),
+** or leaves *vecs NULL when this sync makes no vectors. */
+static int embed_chunks(Sync *s, const char *path, const Chunk *chunks, int n, float **vecs)
+{
+    *vecs = NULL;
+    if (s->emb == NULL || n == 0) return KB_OK;
+    const char **texts = malloc((size_t)n * sizeof *texts);
+    size_t *lens = malloc((size_t)n * sizeof *lens);
+    *vecs = malloc((size_t)n * (size_t)s->row.embed.dim * sizeof **vecs);
+    int rc = texts && lens && *vecs ? KB_OK : KB_ENOMEM;
+    for (int i = 0; rc == KB_OK && i < n; i++) {
+        texts[i] = chunks[i].text;
+        lens[i] = chunks[i].text_len;
+    }
+    if (rc == KB_OK && (rc = rag_embed_texts(s->emb, texts, lens, n, *vecs)) != KB_OK)
+        store_fail(s->rag, rc, "%s: %s", path, rag_embedder_errmsg(s->emb));
+    if (rc == KB_OK) s->stats->vectors += n;
+    free(texts);
+    free(lens);
+    return rc;
+}
+
 /* Indexes (or records the failure of) one new or changed file. old is its
-** committed row, or NULL when new. Returns KB_OK unless the database or
-** memory failed. */
+** committed row, or NULL when new. Returns KB_OK unless the database,
+** memory or the embedding model failed. */
 static int index_file(Sync *s, const Found *f, const StoreDoc *old)
 {
     char msg[600] = "";
     FileData fd;
     RagDoc doc = {0};
     Chunk *chunks = NULL;
+    float *vecs = NULL;
     int n_chunks = 0;
     s->p.path = f->path;
     s->p.doc_pages = 0;
@@ -423,13 +453,15 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
         rc = extract(s, f->path, &fd, &doc, &chunks, &n_chunks);
         if (rc == KB_EFORMAT || rc == KB_EUNSUPPORTED) snprintf(msg, sizeof msg, "%s", doc.errmsg);
     }
-    if (rc == KB_OK || rc == KB_EFORMAT || rc == KB_EUNSUPPORTED || rc == KB_EIO) {
-        int failed = rc != KB_OK;
+    int failed = rc != KB_OK;
+    if (rc == KB_OK) rc = embed_chunks(s, f->path, chunks, n_chunks, &vecs);
+    if (rc == KB_OK || (failed && (rc == KB_EFORMAT || rc == KB_EUNSUPPORTED || rc == KB_EIO))) {
         info.error = failed ? msg : NULL;
         info.pages = failed ? 0 : doc.n_pages;
         info.title = doc.title;
         info.author = doc.author;
-        rc = store_put_document(s->rag, s->kb, &info, failed ? NULL : chunks, failed ? 0 : n_chunks);
+        rc = store_put_document_vecs(s->rag, s->kb, &info, failed ? NULL : chunks, failed ? 0 : n_chunks, vecs,
+                                     s->row.embed.dim);
         if (rc == KB_OK) {
             RagAction act = failed ? RAG_ACT_FAILED : old ? RAG_ACT_UPDATED : RAG_ACT_INDEXED;
             if (failed) s->stats->failed++;
@@ -447,6 +479,7 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
         }
     }
     if (rc == KB_ENOMEM) store_fail(s->rag, KB_ENOMEM, "%s: out of memory", f->path);
+    free(vecs);
     chunker_free(chunks, n_chunks);
     doc_clear(&doc);
     file_free(&fd);
@@ -559,27 +592,52 @@ static int apply_plan(Sync *s, Plan *pl)
     return rc;
 }
 
-/* Reads the knowledge base's id and chunking settings. */
+/* Decides whether this sync makes vectors: only with the model the
+** knowledge base is pinned to. Otherwise a warning says why, unless the
+** knowledge base is keyword-only and no model was given. */
+static void choose_embedder(Sync *s)
+{
+    RagEmbedder *e = s->opt ? s->opt->embedder : NULL;
+    if (e == NULL && s->row.embed.file[0] == '\0') return;
+    if (embed_check(s->rag, s->kb_name, &s->row, e) == KB_OK) {
+        s->emb = e;
+        return;
+    }
+    char msg[sizeof s->rag->errmsg + 64];
+    snprintf(msg, sizeof msg, "no vectors made: %s", s->rag->errmsg);
+    s->rag->errmsg[0] = '\0';
+    warn(s, NULL, msg);
+}
+
+/* Reads the knowledge base's id, chunking settings and pinned model. */
 static int load_kb(Sync *s)
 {
-    int rc = store_kb_id(s->rag, s->kb_name, &s->kb);
-    sqlite3_stmt *st = NULL;
-    if (rc == KB_OK) rc = store_prepare(s->rag, "SELECT chunk_size, chunk_overlap FROM kbs WHERE id = ?1", &st);
-    if (rc == KB_OK) {
-        sqlite3_bind_int64(st, 1, s->kb);
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            s->chunk.size = sqlite3_column_int(st, 0);
-            s->chunk.overlap = sqlite3_column_int(st, 1);
-        } else {
-            rc = store_sql_fail(s->rag, "cannot read the knowledge base");
-        }
-    }
-    sqlite3_finalize(st);
+    int rc = store_load_kb(s->rag, s->kb_name, &s->row);
+    if (rc != KB_OK) return rc;
+    s->kb = s->row.id;
+    s->chunk.size = s->row.chunk_size;
+    s->chunk.overlap = s->row.chunk_overlap;
+    choose_embedder(s);
     if (s->opt) {
         s->chunk.max_tokens = s->opt->max_tokens;
         s->chunk.count_tokens = s->opt->count_tokens;
         s->chunk.user = s->opt->count_user;
     }
+    if (s->emb && s->chunk.count_tokens == NULL) { /* chunks must fit the model */
+        s->chunk.max_tokens = rag_embedder_max_tokens(s->emb);
+        s->chunk.count_tokens = rag_embedder_count_tokens;
+        s->chunk.user = s->emb;
+    }
+    return KB_OK;
+}
+
+/* Step 6: the chunks that still have no vector. */
+static int fill_vectors(Sync *s)
+{
+    int64_t n = 0;
+    if (s->emb == NULL) return KB_OK;
+    int rc = embed_fill_missing(s->rag, &s->row, s->emb, s->opt, &s->p, &n);
+    s->stats->vectors += n;
     return rc;
 }
 
@@ -605,6 +663,7 @@ int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats
     if (rc == KB_OK) rc = make_plan(&s, &w, docs, n_docs, &pl);
     if (rc == KB_OK) rc = find_moves(&s, &pl);
     if (rc == KB_OK) rc = apply_plan(&s, &pl);
+    if (rc == KB_OK) rc = fill_vectors(&s);
     if (rc == KB_OK) rc = store_mark_synced(rag, s.kb);
     if (rc == KB_ENOMEM && rag->errmsg[0] == '\0') store_fail(rag, KB_ENOMEM, "out of memory");
     plan_free(&pl);

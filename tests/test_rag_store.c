@@ -71,7 +71,7 @@ static void raw_exec(const char *db_path, const char *sql)
     sqlite3_close(db);
 }
 
-static const RagKbSettings default_settings = {500, 80, ""};
+static const RagKbSettings default_settings = {500, 80, "", NULL};
 
 /* --- the file --- */
 
@@ -145,7 +145,7 @@ static void test_store_kb_names_are_checked_and_unique(void **state)
     assert_non_null(strstr(rag_errmsg(rag), "already exists"));
     const char *bad[] = {"", "-x", ".hidden", "has space", "a/b", "中文"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) assert_int_equal(rag_kb_create(rag, bad[i], &default_settings), KB_EINVAL);
-    RagKbSettings s = {100, 100, ""};
+    RagKbSettings s = {100, 100, "", NULL};
     assert_int_equal(rag_kb_create(rag, "ok", &s), KB_EINVAL);
     assert_int_equal(rag_kb_delete(rag, "nope"), KB_ENOTFOUND);
     assert_string_equal(rag_errmsg(rag), "no knowledge base named 'nope'");

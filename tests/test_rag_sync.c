@@ -40,7 +40,7 @@ static int fix_setup(void **state)
     int rc = rag_open(&f->rag, data);
     free(data);
     if (rc == KB_OK) {
-        RagKbSettings s = {200, 40, ""};
+        RagKbSettings s = {200, 40, "", NULL};
         rc = rag_kb_create(f->rag, "kb", &s);
     }
     if (rc == KB_OK) rc = rag_kb_add(f->rag, "kb", f->docs);
@@ -290,6 +290,7 @@ static void on_progress(const RagProgress *p, void *user)
     case RAG_EV_PAGE: s->page++; break;
     case RAG_EV_DOC_DONE: s->done++; break;
     case RAG_EV_WARNING: s->warning++; break;
+    case RAG_EV_EMBED: break;
     }
     assert_string_equal(p->kb, "kb");
     assert_true(p->elapsed >= 0);
@@ -305,7 +306,7 @@ static void test_sync_reports_progress(void **state)
     RagFixPdf spec = {NULL, NULL, NULL, NULL, pages, 3};
     assert_int_equal(ragfix_write_pdf(p, &spec), 0);
     Seen seen = {0};
-    RagSyncOptions opt = {on_progress, &seen, 0, NULL, NULL, 0};
+    RagSyncOptions opt = {on_progress, &seen, 0, NULL, NULL, 0, NULL};
     RagSyncStats st;
     assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
     assert_int_equal(seen.plan, 1);
@@ -335,7 +336,7 @@ static void test_sync_recovers_from_allocation_failure_anywhere(void **state)
     for (long k = 1; k < 2000; k += 3) {
         /* start over: a changed file forces re-indexing */
         assert_int_equal(rag_kb_delete(f->rag, "kb"), KB_OK);
-        RagKbSettings set = {200, 40, ""};
+        RagKbSettings set = {200, 40, "", NULL};
         assert_int_equal(rag_kb_create(f->rag, "kb", &set), KB_OK);
         assert_int_equal(rag_kb_add(f->rag, "kb", f->docs), KB_OK);
         testutil_fail_alloc_after(k);

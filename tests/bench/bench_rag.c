@@ -42,7 +42,7 @@ static Rag *open_kb(const char *dir, const char *name, const char *src)
     char *data = g_build_filename(dir, "data", NULL);
     Rag *rag;
     if (rag_open(&rag, data) != KB_OK) die(rag, "rag_open");
-    RagKbSettings s = {500, 80, ""};
+    RagKbSettings s = {500, 80, "", NULL};
     if (rag_kb_create(rag, name, &s) != KB_OK) die(rag, "create");
     if (rag_kb_add(rag, name, src) != KB_OK) die(rag, "add");
     g_free(data);

@@ -1,0 +1,572 @@
+/*
+** chat.c: what every chat front end shares (see conversation.h): the model,
+** the database, one Conversation, and the slash commands.
+**
+** Commands are rows of one table (name, arguments, help, handler), so /help
+** and the "did you mean" suggestion for a mistyped command come from the
+** same list. A handler writes results to io->out and problems to io->err,
+** never to the terminal directly, so the full-screen UI can capture both.
+** The database is opened on first need: a chat that stores nothing and
+** searches nothing writes nothing to data_dir.
+*/
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <glib.h>
+
+#include "app/app.h"
+
+struct ChatApp {
+    KbConfig *cfg;          /* borrowed; /set changes it */
+    KbModel *model;
+    char *model_path;
+    Rag *rag;               /* NULL until needed */
+    Conversation *conv;
+    RagEmbedder *emb;       /* for the knowledge base in use when it has vectors */
+    RagSession *listed;     /* the last /sessions list: /open N and /delete N index it */
+    int n_listed;
+    char note[1200];        /* why vector search is off ("" when it is not) */
+    char errmsg[1024];
+};
+
+/* --- state --- */
+
+static int chat_fail(ChatApp *app, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int chat_fail(ChatApp *app, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(app->errmsg, sizeof app->errmsg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int chat_open(KbConfig *cfg, ChatApp **out)
+{
+    ChatApp *app = calloc(1, sizeof *app);
+    *out = NULL;
+    if (app == NULL) return KB_ENOMEM;
+    app->cfg = cfg;
+    if (conv_new(cfg, &app->conv) != KB_OK) {
+        free(app);
+        return KB_ENOMEM;
+    }
+    *out = app;
+    return KB_OK;
+}
+
+void chat_close(ChatApp *app)
+{
+    if (app == NULL) return;
+    conv_free(app->conv);
+    rag_embedder_close(app->emb);
+    model_close(app->model);
+    rag_close(app->rag);
+    rag_session_free_list(app->listed, app->n_listed);
+    free(app->model_path);
+    free(app);
+}
+
+const char *chat_errmsg(const ChatApp *app) { return app->errmsg; }
+const char *chat_note(const ChatApp *app) { return app->note; }
+Conversation *chat_conversation(ChatApp *app) { return app->conv; }
+KbModel *chat_model(ChatApp *app) { return app->model; }
+
+void chat_status(ChatApp *app, ChatStatus *st)
+{
+    memset(st, 0, sizeof *st);
+    st->model = app->model_path ? app->model_path : "";
+    st->arch = app->model ? model_arch_name(app->model) : "";
+    st->template_name = app->model ? template_name(conv_template(app->conv)) : "";
+    st->kb = conv_kb(app->conv);
+    st->n_ctx = app->model ? (long long)model_n_ctx(app->model) : 0;
+    st->n_past = app->model ? (long long)model_n_past(app->model) : 0;
+    st->n_turns = conv_n_turns(app->conv);
+}
+
+/* Opens the database when it is not open yet. */
+static int chat_rag(ChatApp *app)
+{
+    if (app->rag) return KB_OK;
+    int rc = rag_open(&app->rag, app->cfg->data_dir);
+    if (rc != KB_OK) {
+        chat_fail(app, rc, "%s", rag_errmsg(app->rag));
+        rag_close(app->rag);
+        app->rag = NULL;
+        return rc;
+    }
+    conv_set_store(app->conv, app->rag);
+    return KB_OK;
+}
+
+/* Opens the embedding model of the knowledge base in use when it has
+** vectors: embedding.model, or the chat model itself for "chat" (whose
+** embeddings reuse its KV cache, so each question then recomputes the
+** conversation). Without one the search is keyword only and app->note
+** says why. */
+static void chat_refresh_embedder(ChatApp *app)
+{
+    RagKbInfo info;
+    char err[1024] = "";
+    const char *kb = conv_kb(app->conv), *spec = app->cfg->embedding_model;
+    conv_set_embedder(app->conv, NULL);
+    rag_embedder_close(app->emb);
+    app->emb = NULL;
+    app->note[0] = '\0';
+    if (!kb[0] || app->rag == NULL || rag_kb_info(app->rag, kb, &info) != KB_OK) return;
+    int pinned = info.embed_id.file[0] != '\0', rc = KB_ENOTFOUND;
+    rag_kb_info_clear(&info);
+    if (!pinned) return; /* a keyword-only knowledge base */
+    if (strcmp(spec, "chat") == 0 && app->model)
+        rc = rag_embedder_wrap(app->model, app->model_path, &app->emb, err, sizeof err);
+    else if (strcmp(spec, "chat") == 0) snprintf(err, sizeof err, "no chat model is loaded");
+    else if (spec[0] && strcmp(spec, "none") != 0)
+        rc = rag_embedder_open(spec, (int)app->cfg->threads, &app->emb, err, sizeof err);
+    else snprintf(err, sizeof err, "embedding.model is not set");
+    if (rc == KB_OK) conv_set_embedder(app->conv, app->emb);
+    else snprintf(app->note, sizeof app->note, "keyword search only: %s", err);
+}
+
+int chat_load_model(ChatApp *app, const char *path)
+{
+    KbModelParams p = {0, app->cfg->context_size, (int)app->cfg->threads, 0};
+    KbModel *m = NULL;
+    char err[1024], *copy = strdup(path);
+    if (copy == NULL) return chat_fail(app, KB_ENOMEM, "out of memory");
+    int rc = model_open(path, &p, &m, err, sizeof err);
+    if (rc == KB_OK && model_is_encoder(m)) rc = KB_EUNSUPPORTED, snprintf(err, sizeof err, "an embedding model cannot chat");
+    if (rc != KB_OK) {
+        model_close(m);
+        free(copy);
+        return chat_fail(app, rc, "%s: %s", path, err);
+    }
+    rc = conv_set_model(app->conv, m, path);
+    if (rc != KB_OK) {
+        conv_set_model(app->conv, app->model, app->model_path);
+        model_close(m);
+        free(copy);
+        return chat_fail(app, rc, "%s", conv_errmsg(app->conv));
+    }
+    conv_set_embedder(app->conv, NULL);
+    rag_embedder_close(app->emb); /* it may wrap the old model */
+    app->emb = NULL;
+    model_close(app->model);
+    free(app->model_path);
+    app->model = m;
+    app->model_path = copy;
+    chat_refresh_embedder(app);
+    return KB_OK;
+}
+
+int chat_use_kb(ChatApp *app, const char *name)
+{
+    int rc = name && name[0] ? chat_rag(app) : KB_OK;
+    if (rc != KB_OK) return rc;
+    rc = conv_set_kb(app->conv, name);
+    if (rc != KB_OK) return chat_fail(app, rc, "%s", conv_errmsg(app->conv));
+    chat_refresh_embedder(app);
+    return KB_OK;
+}
+
+/* --- output --- */
+
+void chat_print_sources(const RagTurn *t, int with_text, FILE *out)
+{
+    int searched = t->query && t->query[0];
+    int rewritten = searched && strcmp(t->query, t->question) != 0;
+    if (!searched && t->n_sources == 0) return;
+    if (t->n_sources == 0) {
+        fprintf(out, "Sources: nothing found for \"%s\"\n", t->query);
+        return;
+    }
+    fputs("Sources", out);
+    if (rewritten) fprintf(out, " (searched for \"%s\")", t->query);
+    fputs(":\n", out);
+    for (int i = 0; i < t->n_sources; i++) {
+        const RagHit *h = &t->sources[i];
+        char *name = with_text ? g_strdup(h->file) : g_path_get_basename(h->file);
+        fprintf(out, "  [%d] %s", i + 1, name);
+        if (h->page > 0) fprintf(out, ", page %d", h->page);
+        if (h->section && h->section[0]) fprintf(out, ", %s", h->section);
+        fputc('\n', out);
+        for (const char *p = h->text; with_text && *p;) {
+            size_t n = strcspn(p, "\n");
+            fprintf(out, "      %.*s\n", (int)n, p);
+            p += n + (p[n] == '\n');
+        }
+        g_free(name);
+    }
+}
+
+/* Reports conv's failure on io->err. */
+static void report(const ChatIO *io, const char *what, const char *msg)
+{
+    fprintf(io->err, "kbchat: %s%s%s\n", what ? what : "", what ? ": " : "", msg);
+}
+
+/* Answers question (NULL: the last one again), then prints the sources. */
+static void answer(ChatApp *app, const char *question, const ChatIO *io)
+{
+    ConvStats st;
+    Conversation *c = app->conv;
+    if (app->rag == NULL && chat_rag(app) != KB_OK) report(io, "sessions are not saved", app->errmsg);
+    int rc = question ? conv_ask(c, question, io->on_piece, io->user, &st) : conv_retry(c, io->on_piece, io->user, &st);
+    if (rc != KB_OK) {
+        report(io, NULL, conv_errmsg(c));
+        return;
+    }
+    if (st.gen.stop_reason == KB_STOP_CANCEL) fputs(" [stopped]", io->out);
+    fputc('\n', io->out);
+    if (st.gen.stop_reason == KB_STOP_LENGTH)
+        fprintf(io->err, "kbchat: note: the answer was cut at sampling.max_tokens (%lld)\n", (long long)app->cfg->max_tokens);
+    else if (st.gen.stop_reason == KB_STOP_CONTEXT)
+        fprintf(io->err, "kbchat: note: the answer was cut: the context of %zu tokens is full\n", st.n_ctx);
+    const RagTurn *t = conv_turn(c, conv_n_turns(c) - 1);
+    chat_print_sources(t, 0, io->out);
+    if (st.save_rc != KB_OK) report(io, NULL, conv_errmsg(c));
+    fflush(io->out);
+}
+
+/* --- commands --- */
+
+typedef struct ChatCommand {
+    const char *name;   /* without the slash */
+    const char *args;   /* for /help */
+    const char *help;
+    int (*run)(ChatApp *app, const char *arg, const ChatIO *io);
+} ChatCommand;
+
+static int run_help(ChatApp *app, const char *arg, const ChatIO *io);
+
+static int run_quit(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    (void)app, (void)arg, (void)io;
+    return CHAT_QUIT;
+}
+
+static int run_new(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    (void)arg;
+    conv_reset(app->conv);
+    fputs("New conversation.\n", io->out);
+    return CHAT_CONTINUE;
+}
+
+/* Lists the knowledge bases (for /kb without a name). */
+static void list_kbs(ChatApp *app, const ChatIO *io)
+{
+    RagKbInfo *list = NULL;
+    int n = 0;
+    if (chat_rag(app) != KB_OK || rag_kb_list(app->rag, &list, &n) != KB_OK) {
+        report(io, NULL, app->rag ? rag_errmsg(app->rag) : app->errmsg);
+        return;
+    }
+    const char *cur = conv_kb(app->conv);
+    fprintf(io->out, "Knowledge base: %s\n", cur[0] ? cur : "none");
+    for (int i = 0; i < n; i++)
+        fprintf(io->out, "  %s %s (%lld documents)\n", strcmp(list[i].name, cur) ? " " : "*", list[i].name,
+                (long long)list[i].n_documents);
+    if (n == 0) fputs("  (none: create one with 'kbchat kb create NAME --folder DIR')\n", io->out);
+    rag_kb_info_free_list(list, n);
+}
+
+static int run_kb(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    if (arg[0] == '\0') {
+        list_kbs(app, io);
+        return CHAT_CONTINUE;
+    }
+    int off = strcmp(arg, "off") == 0;
+    if (chat_use_kb(app, off ? NULL : arg) != KB_OK) report(io, NULL, app->errmsg);
+    else if (off) fputs("Knowledge base off: questions go to the model alone.\n", io->out);
+    else fprintf(io->out, "Searching knowledge base %s.\n", arg);
+    if (app->note[0]) fprintf(io->err, "kbchat: note: %s\n", app->note);
+    return CHAT_CONTINUE;
+}
+
+/* Reads the session list again (for /sessions, and /open before any list). */
+static int refresh_list(ChatApp *app, const ChatIO *io)
+{
+    rag_session_free_list(app->listed, app->n_listed);
+    app->listed = NULL;
+    app->n_listed = 0;
+    int rc = chat_rag(app);
+    if (rc == KB_OK) rc = rag_session_list(app->rag, &app->listed, &app->n_listed);
+    if (rc != KB_OK) report(io, NULL, app->rag ? rag_errmsg(app->rag) : app->errmsg);
+    return rc;
+}
+
+static int run_sessions(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    (void)arg;
+    if (refresh_list(app, io) != KB_OK) return CHAT_CONTINUE;
+    if (app->n_listed == 0) fputs("No saved sessions yet.\n", io->out);
+    for (int i = 0; i < app->n_listed; i++) {
+        const RagSession *s = &app->listed[i];
+        char when[32] = "";
+        time_t t = (time_t)s->updated;
+        struct tm tm;
+        if (localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
+        fprintf(io->out, "%c%3d. %s  (%d turn%s, %s%s%s)\n", s->id == conv_session(app->conv) ? '*' : ' ', i + 1,
+                s->title[0] ? s->title : "(untitled)", s->n_turns, s->n_turns == 1 ? "" : "s", when,
+                s->kb[0] ? ", kb " : "", s->kb);
+    }
+    return CHAT_CONTINUE;
+}
+
+/* The session numbered arg in the last list (listing first if need be). */
+static const RagSession *pick_session(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(arg, &end, 10);
+    if (app->listed == NULL && refresh_list(app, io) != KB_OK) return NULL;
+    if (errno || end == arg || *end || n < 1 || n > app->n_listed) {
+        fprintf(io->err, "kbchat: expected a session number 1..%d (see /sessions), got \"%s\"\n", app->n_listed, arg);
+        return NULL;
+    }
+    return &app->listed[n - 1];
+}
+
+static int run_open(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    const RagSession *s = pick_session(app, arg, io);
+    const char *note = NULL;
+    if (s == NULL) return CHAT_CONTINUE;
+    if (conv_open_session(app->conv, s->id, &note) != KB_OK) {
+        report(io, NULL, conv_errmsg(app->conv));
+        return CHAT_CONTINUE;
+    }
+    chat_refresh_embedder(app);
+    fprintf(io->out, "Opened \"%s\": %d turn%s", conv_title(app->conv), conv_n_turns(app->conv),
+            conv_n_turns(app->conv) == 1 ? "" : "s");
+    if (conv_kb(app->conv)[0]) fprintf(io->out, ", knowledge base %s", conv_kb(app->conv));
+    fputs(".\n", io->out);
+    if (note) fprintf(io->out, "Note: %s.\n", note);
+    if (s->model[0] && (app->model_path == NULL || strcmp(s->model, app->model_path) != 0))
+        fprintf(io->out, "Note: it was made with %s (template %s); /model FILE switches.\n", s->model,
+                s->template_name);
+    return CHAT_CONTINUE;
+}
+
+static int run_delete(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    const RagSession *s = pick_session(app, arg, io);
+    if (s == NULL) return CHAT_CONTINUE;
+    if (rag_session_delete(app->rag, s->id) != KB_OK) {
+        report(io, NULL, rag_errmsg(app->rag));
+        return CHAT_CONTINUE;
+    }
+    fprintf(io->out, "Deleted \"%s\".\n", s->title);
+    if (s->id == conv_session(app->conv)) conv_reset(app->conv);
+    refresh_list(app, io);
+    return CHAT_CONTINUE;
+}
+
+static int run_rename(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    if (conv_rename(app->conv, arg) != KB_OK) report(io, NULL, conv_errmsg(app->conv));
+    else fprintf(io->out, "Renamed to \"%s\".\n", conv_title(app->conv));
+    return CHAT_CONTINUE;
+}
+
+static int run_export(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    if (arg[0] == '\0') {
+        fputs("kbchat: /export needs a file name\n", io->err);
+        return CHAT_CONTINUE;
+    }
+    FILE *f = fopen(arg, "w");
+    if (f == NULL) {
+        fprintf(io->err, "kbchat: cannot write %s: %s\n", arg, strerror(errno));
+        return CHAT_CONTINUE;
+    }
+    int rc = conv_export_markdown(app->conv, f);
+    if (fclose(f) != 0 || rc != KB_OK) fprintf(io->err, "kbchat: writing %s failed\n", arg);
+    else fprintf(io->out, "Exported %d turn%s to %s.\n", conv_n_turns(app->conv), conv_n_turns(app->conv) == 1 ? "" : "s", arg);
+    return CHAT_CONTINUE;
+}
+
+/* Short names of /set and the configuration keys they change; only keys
+** that take effect at once are here. */
+static const struct { const char *alias, *key; } set_keys[] = {
+    {"temperature", "sampling.temperature"}, {"top_k", "sampling.top_k"},
+    {"top_p", "sampling.top_p"},             {"min_p", "sampling.min_p"},
+    {"repeat_penalty", "sampling.repeat_penalty"}, {"repeat_last_n", "sampling.repeat_last_n"},
+    {"seed", "sampling.seed"},               {"max_tokens", "sampling.max_tokens"},
+    {"template", "model.template"},          {"system", "prompt.system"},
+    {"prompt_template", "prompt.template"},  {"passages", "retrieval.top_k"},
+    {"score_threshold", "retrieval.score_threshold"}, {"answer_reserve", "conversation.answer_reserve"},
+};
+#define N_SET_KEYS (int)(sizeof set_keys / sizeof set_keys[0])
+
+/* The configuration key for /set's name (an alias or the dotted key), or NULL. */
+static const char *set_key(const char *name)
+{
+    for (int i = 0; i < N_SET_KEYS; i++)
+        if (strcmp(name, set_keys[i].alias) == 0 || strcmp(name, set_keys[i].key) == 0) return set_keys[i].key;
+    return NULL;
+}
+
+static void print_settings(ChatApp *app, const ChatIO *io)
+{
+    const KbConfig *f = app->cfg;
+    fprintf(io->out,
+            "temperature %g, top_k %lld, top_p %g, min_p %g, repeat_penalty %g, repeat_last_n %lld, seed %lld,\n"
+            "max_tokens %lld, passages %lld, score_threshold %g, answer_reserve %lld, template %s (%s)\n"
+            "system: %s\n",
+            f->temperature, (long long)f->top_k, f->top_p, f->min_p, f->repeat_penalty, (long long)f->repeat_last_n,
+            (long long)f->seed, (long long)f->max_tokens, (long long)f->retrieval_top_k, f->score_threshold,
+            (long long)f->answer_reserve, template_name(conv_template(app->conv)), conv_template_why(app->conv),
+            f->system_prompt[0] ? f->system_prompt : "(the template's own)");
+    fputs("Usage: /set KEY VALUE with KEY one of:", io->out);
+    for (int i = 0; i < N_SET_KEYS; i++) fprintf(io->out, " %s", set_keys[i].alias);
+    fputc('\n', io->out);
+}
+
+static int run_set(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    size_t n = strcspn(arg, " \t");
+    char *name = g_strndup(arg, n);
+    const char *value = arg + n + strspn(arg + n, " \t");
+    const char *key = set_key(name);
+    if (arg[0] == '\0') {
+        print_settings(app, io);
+    } else if (key == NULL) {
+        fprintf(io->err, "kbchat: /set: '%s' cannot be changed in a chat (see /set; others: edit config.yaml%s)\n", name,
+                strcmp(name, "model.path") == 0 ? " or use /model FILE" : "");
+    } else if (config_set(app->cfg, key, value, "/set") != KB_OK) {
+        report(io, "/set", app->cfg->errmsg);
+    } else {
+        if (strcmp(key, "model.template") == 0 && app->model &&
+            conv_set_model(app->conv, app->model, app->model_path) != KB_OK)
+            report(io, "/set", conv_errmsg(app->conv));
+        fprintf(io->out, "%s = %s\n", key, value);
+    }
+    g_free(name);
+    return CHAT_CONTINUE;
+}
+
+static int run_model(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    if (arg[0] == '\0') {
+        if (app->model == NULL) fputs("No model loaded: /model FILE loads one.\n", io->out);
+        else fprintf(io->out, "Model: %s (%s, template %s: %s)\n", app->model_path, model_arch_name(app->model),
+                     template_name(conv_template(app->conv)), conv_template_why(app->conv));
+        return CHAT_CONTINUE;
+    }
+    if (chat_load_model(app, arg) != KB_OK) report(io, NULL, app->errmsg);
+    else fprintf(io->out, "Model: %s (template %s)\n", arg, template_name(conv_template(app->conv)));
+    return CHAT_CONTINUE;
+}
+
+static int run_sources(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    (void)arg;
+    const RagTurn *t = conv_turn(app->conv, conv_n_turns(app->conv) - 1);
+    if (t == NULL) fputs("No answer yet.\n", io->out);
+    else if (t->n_sources == 0 && !t->query[0]) fputs("The last answer used no knowledge base.\n", io->out);
+    else chat_print_sources(t, 1, io->out);
+    return CHAT_CONTINUE;
+}
+
+static int run_retry(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    (void)arg;
+    answer(app, NULL, io);
+    return CHAT_CONTINUE;
+}
+
+static const ChatCommand chat_commands[] = {
+    {"kb", "[NAME|off]", "search knowledge base NAME (off: none); alone, list them", run_kb},
+    {"new", "", "start a new conversation", run_new},
+    {"sessions", "", "list saved conversations, the most recent first", run_sessions},
+    {"open", "N", "resume conversation N of /sessions", run_open},
+    {"rename", "TITLE", "rename this conversation", run_rename},
+    {"delete", "N", "delete conversation N of /sessions", run_delete},
+    {"export", "FILE", "write this conversation as Markdown with its sources", run_export},
+    {"set", "[KEY VALUE]", "change a setting (temperature, top_k, top_p, template, system, ...); alone, show them",
+     run_set},
+    {"model", "[FILE]", "load another GGUF model; alone, show the current one", run_model},
+    {"sources", "", "show the passages behind the last answer", run_sources},
+    {"retry", "", "answer the last question again", run_retry},
+    {"help", "", "this list", run_help},
+    {"quit", "", "leave (end of input does too)", run_quit},
+    {"exit", "", "the same as /quit", run_quit},
+};
+#define N_CHAT_COMMANDS (int)(sizeof chat_commands / sizeof chat_commands[0])
+
+static int run_help(ChatApp *app, const char *arg, const ChatIO *io)
+{
+    (void)app, (void)arg;
+    fputs("Type a question to ask it. Commands:\n", io->out);
+    for (int i = 0; i < N_CHAT_COMMANDS; i++) {
+        char head[40];
+        snprintf(head, sizeof head, "/%s %s", chat_commands[i].name, chat_commands[i].args);
+        fprintf(io->out, "  %-22s %s\n", head, chat_commands[i].help);
+    }
+    return CHAT_CONTINUE;
+}
+
+/* Edit distance between a[0..na) and b, for the "did you mean" hint. */
+static size_t distance(const char *a, size_t na, const char *b)
+{
+    size_t nb = strlen(b), row[32];
+    if (na >= 31 || nb >= 31) return 99;
+    for (size_t j = 0; j <= nb; j++) row[j] = j;
+    for (size_t i = 1; i <= na; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= nb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[nb];
+}
+
+/* Tells about an unknown command, suggesting the nearest known one. */
+static void unknown_command(const char *name, size_t n, const ChatIO *io)
+{
+    const char *best = NULL;
+    size_t best_d = 3; /* suggest only near misses */
+    for (int i = 0; i < N_CHAT_COMMANDS; i++) {
+        size_t d = distance(name, n, chat_commands[i].name);
+        if (n > 0 && strncmp(chat_commands[i].name, name, n) == 0) d = 1; /* a prefix */
+        if (d < best_d) best_d = d, best = chat_commands[i].name;
+    }
+    fprintf(io->err, "kbchat: unknown command /%.*s", (int)n, name);
+    if (best) fprintf(io->err, "; did you mean /%s?", best);
+    fputs(" (/help lists the commands)\n", io->err);
+}
+
+/* Runs "/name args". */
+static int run_command(ChatApp *app, const char *line, const ChatIO *io)
+{
+    const char *name = line + 1;
+    size_t n = strcspn(name, " \t");
+    const char *arg = name + n + strspn(name + n, " \t");
+    for (int i = 0; i < N_CHAT_COMMANDS; i++)
+        if (strlen(chat_commands[i].name) == n && strncmp(chat_commands[i].name, name, n) == 0)
+            return chat_commands[i].run(app, arg, io);
+    unknown_command(name, n, io);
+    return CHAT_CONTINUE;
+}
+
+int chat_line(ChatApp *app, const char *line, const ChatIO *io)
+{
+    char *text = g_strstrip(g_strdup(line));
+    int rc = CHAT_CONTINUE;
+    if (text[0] == '/' && text[1] != '/') rc = run_command(app, text, io);
+    else if (text[0]) answer(app, text[0] == '/' ? text + 1 : text, io); /* "//x" asks "/x" */
+    fflush(io->out);
+    g_free(text);
+    return rc;
+}

@@ -1,0 +1,93 @@
+/*
+** cmd_chat.c: `kbchat chat`, the line-mode conversation: one question or
+** /command per line of standard input, answers streamed to standard output
+** with their sources after them. It suits pipes, scripts and screen readers:
+** nothing is drawn, prompts ("> ") appear only on a terminal, notices go to
+** standard error, and the end of input ends the session with status 0.
+** Ctrl-C stops an answer; at the prompt it leaves.
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app/cli.h"
+
+static volatile sig_atomic_t chat_interrupted; /* Ctrl-C during an answer */
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    chat_interrupted = 1;
+}
+
+/* Streams a piece of the answer; stops it after Ctrl-C. */
+static int print_piece(void *user, const char *piece, size_t len)
+{
+    (void)user;
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+    return chat_interrupted;
+}
+
+/* Loads the configured model and the --kb knowledge base, saying what was
+** loaded on stderr. Returns an exit code (0 = ready). */
+static int chat_start(const CliArgs *a, ChatApp *app, const KbConfig *cfg)
+{
+    Conversation *c = chat_conversation(app);
+    if (cfg->model_path[0] == '\0') {
+        fputs("kbchat: no model: questions need one (--model FILE, model.path, or /model FILE)\n", stderr);
+    } else if (chat_load_model(app, cfg->model_path) != KB_OK) {
+        fprintf(stderr, "kbchat: %s\n", chat_errmsg(app));
+        return CLI_EXIT_FAIL;
+    } else {
+        fprintf(stderr, "model: %s (template %s: %s)\n", cfg->model_path, template_name(conv_template(c)),
+                conv_template_why(c));
+    }
+    const char *kb = a->value[CLI_OPT_KB];
+    if (kb && chat_use_kb(app, kb) != KB_OK) {
+        fprintf(stderr, "kbchat: %s\n", chat_errmsg(app));
+        return CLI_EXIT_FAIL;
+    }
+    if (kb) fprintf(stderr, "knowledge base: %s\n", kb);
+    if (chat_note(app)[0]) fprintf(stderr, "kbchat: note: %s\n", chat_note(app));
+    return 0;
+}
+
+/* Reads and handles lines until /quit or the end of input. */
+static void chat_loop(ChatApp *app, int interactive)
+{
+    ChatIO io = {stdout, stderr, print_piece, NULL};
+    char *line = NULL;
+    size_t cap = 0;
+    if (interactive) fputs("Type a question, or /help.\n", stderr);
+    for (int go = CHAT_CONTINUE; go == CHAT_CONTINUE;) {
+        if (interactive) fputs("> ", stdout), fflush(stdout);
+        signal(SIGINT, SIG_DFL);
+        if (getline(&line, &cap, stdin) < 0) break;
+        chat_interrupted = 0;
+        signal(SIGINT, on_sigint);
+        go = chat_line(app, line, &io);
+    }
+    signal(SIGINT, SIG_DFL);
+    free(line);
+}
+
+int cmd_chat(const CliArgs *a, const char *const *args, int n_args)
+{
+    (void)args, (void)n_args;
+    KbConfig cfg = {0};
+    ChatApp *app = NULL;
+    int code = cli_load_config(a, &cfg) == KB_OK ? 0 : CLI_EXIT_FAIL;
+    if (code == 0 && chat_open(&cfg, &app) != KB_OK) {
+        fputs("kbchat: out of memory\n", stderr);
+        code = CLI_EXIT_FAIL;
+    }
+    if (code == 0) code = chat_start(a, app, &cfg);
+    if (code == 0) chat_loop(app, isatty(0) && isatty(1));
+    if (app && isatty(0) && isatty(1)) fputc('\n', stdout);
+    chat_close(app);
+    config_free(&cfg);
+    return code;
+}

@@ -1,0 +1,28 @@
+/*
+** embed.h: what sync, rebuild and search need of the embedding model beyond
+** rag.h. Internal to rag/.
+*/
+#ifndef KB_RAG_EMBED_H
+#define KB_RAG_EMBED_H
+
+#include <stdint.h>
+
+#include "rag/store.h"
+
+/* The path the embedder was opened with (kbs.embed_model after a rebuild). */
+const char *embed_path(const RagEmbedder *e);
+
+/* rag_kb_check_model on a knowledge-base row already read: KB_OK when e is
+** the model kb is pinned to, else KB_EUNSUPPORTED with the reason and the
+** remedy (naming knowledge base `name`) in rag_errmsg. */
+int embed_check(Rag *rag, const char *name, const StoreKb *kb, const RagEmbedder *e);
+
+/* Embeds the chunks of kb that have no vector, a batch at a time, each batch
+** committed on its own (so an interrupted run keeps what it did). Reports
+** RAG_EV_EMBED through opt->progress with p (the caller's running report,
+** whose vectors_* fields are set here); *n_done counts the vectors written.
+** Returns KB_OK; KB_EIO; KB_ENOMEM; the model's code (message in rag). */
+int embed_fill_missing(Rag *rag, const StoreKb *kb, RagEmbedder *e, const RagSyncOptions *opt, RagProgress *p,
+                       int64_t *n_done /* OUT */);
+
+#endif /* KB_RAG_EMBED_H */

@@ -1,0 +1,236 @@
+/*
+** test_gemm.c: the tiled matrix products of prompt batches (engine/gemm.h).
+**
+** Expected values do not come from the code under test: each output is
+** checked against the exact block sum computed here in double precision
+** from the same quantized rows (weights as stored, activations quantized by
+** the engine's Q8_0 from_float, as both the tiled and the vec_dot path do),
+** and against the engine's vec_dot. Only float summation order may differ,
+** so the tolerance is a few float roundings of the sum of absolute terms.
+** Shapes cut tiles at every edge (rows and tokens that do not fill a tile,
+** one block per row, a row of one weight row). Buffers are heap blocks of
+** exactly their size and the weights start at an odd address, so ASan
+** catches any access past them and nothing may assume alignment.
+*/
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "engine/engine.h"
+#include "engine/gemm.h"
+#include "engine/kernels.h"
+#include "engine/pool.h"
+#include "tests/testutil.h"
+
+typedef struct Rng {
+    uint64_t s;
+} Rng;
+
+static uint32_t rng_next(Rng *r)
+{
+    r->s = r->s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(r->s >> 33);
+}
+
+/* Uniform in [lo, hi). */
+static float rng_float(Rng *r, float lo, float hi)
+{
+    return lo + (hi - lo) * (float)rng_next(r) / 4294967296.0f;
+}
+
+/* A matrix of random valid blocks: n_out rows of n_in weights of `type`,
+** stored one byte past a malloc'd block (odd address). */
+typedef struct TestMat {
+    uint8_t *alloc, *data;
+    int type;
+    int64_t n_in, n_out;
+    size_t row_bytes;
+} TestMat;
+
+static TestMat mat_random(Rng *r, int type, int64_t n_in, int64_t n_out)
+{
+    TestMat m = {NULL, NULL, type, n_in, n_out, 0};
+    const KbTypeInfo *ti = kb_type_info(type);
+    m.row_bytes = (size_t)(n_in / ti->block_size) * (size_t)ti->type_size;
+    m.alloc = malloc(m.row_bytes * (size_t)n_out + 1);
+    assert_non_null(m.alloc);
+    m.data = m.alloc + 1;
+    for (size_t b = 0; b < m.row_bytes * (size_t)n_out; b += (size_t)ti->type_size) {
+        kb_half d = kb_float_to_half(rng_float(r, 0.001f, 0.02f) * (rng_next(r) & 1 ? 1.0f : -1.0f));
+        memcpy(m.data + b, &d, sizeof d);
+        for (int i = 2; i < ti->type_size; i++) m.data[b + (size_t)i] = (uint8_t)rng_next(r); /* Q8_0: -128 too */
+    }
+    return m;
+}
+
+/* Weight i (0..31) of block blk as its integer quant (Q4_0: nibble - 8). */
+static int weight_quant(const TestMat *m, const uint8_t *blk, int i)
+{
+    if (m->type == KB_TYPE_Q8_0) return (int8_t)blk[2 + i];
+    const uint8_t b = blk[2 + (i & 15)];
+    return (i < 16 ? b & 15 : b >> 4) - 8;
+}
+
+/* The exact sum over blocks of dx dy sum(qx qy) in double, and the sum of
+** the absolute values of its terms (*mag). */
+static double exact_dot(const TestMat *m, int64_t row, const BlockQ8_0 *y, double *mag /* OUT */)
+{
+    const int sz = kb_type_info(m->type)->type_size;
+    double s = 0;
+    *mag = 0;
+    for (int64_t l = 0; l < m->n_in / KB_QK; l++) {
+        const uint8_t *blk = m->data + (size_t)row * m->row_bytes + (size_t)(l * sz);
+        kb_half dh;
+        memcpy(&dh, blk, sizeof dh);
+        long sumi = 0;
+        for (int i = 0; i < KB_QK; i++) sumi += (long)weight_quant(m, blk, i) * y[l].qs[i];
+        const double term = (double)kb_half_to_float(dh) * (double)kb_half_to_float(y[l].d) * (double)sumi;
+        s += term;
+        *mag += fabs(term);
+    }
+    return s;
+}
+
+/* y = W x with the tiled kernels on a pool of n_threads; y is malloc'd. */
+static float *run_gemm(const KbKernels *k, const TestMat *m, const float *x, int64_t n_tok, int n_threads)
+{
+    Pool *pool;
+    GemmBuffers b;
+    assert_int_equal(pool_new(n_threads, &pool), KB_OK);
+    assert_int_equal(gemm_buffers_alloc(&b, k, n_tok, m->n_in, n_threads), KB_OK);
+    assert_non_null(b.isa);
+    float *y = malloc((size_t)(n_tok * m->n_out) * sizeof(float));
+    assert_non_null(y);
+    const GemmProduct p = {m->data, m->type, m->n_in, m->n_out, m->row_bytes, x, n_tok, y};
+    assert_true(gemm_applies(&b, &p));
+    gemm_matmul(&b, pool, k->type[KB_TYPE_Q8_0].from_float, &p);
+    gemm_buffers_free(&b);
+    pool_free(pool);
+    return y;
+}
+
+/* Checks one shape of one type against the exact sums and vec_dot. */
+static void check_shape(const KbKernels *k, Rng *r, int type, int64_t n_in, int64_t n_out, int64_t n_tok)
+{
+    TestMat m = mat_random(r, type, n_in, n_out);
+    float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
+    BlockQ8_0 *xq = malloc((size_t)(n_tok * n_in / KB_QK) * sizeof(BlockQ8_0));
+    assert_non_null(x);
+    assert_non_null(xq);
+    for (int64_t i = 0; i < n_tok * n_in; i++) x[i] = rng_float(r, -2.0f, 2.0f);
+    for (int64_t t = 0; t < n_tok; t++) k->type[KB_TYPE_Q8_0].from_float(x + t * n_in, xq + t * (n_in / KB_QK), n_in);
+    float *y = run_gemm(k, &m, x, n_tok, 2);
+    for (int64_t t = 0; t < n_tok; t++) {
+        for (int64_t row = 0; row < n_out; row++) {
+            double mag;
+            const double want = exact_dot(&m, row, xq + t * (n_in / KB_QK), &mag);
+            const double tol = 1e-5 * mag + 1e-30;
+            const float got = y[t * n_out + row];
+            float dot;
+            k->type[type].vec_dot(n_in, &dot, m.data + (size_t)row * m.row_bytes, xq + t * (n_in / KB_QK));
+            if (!(fabs(got - want) <= tol) || !(fabs((double)got - (double)dot) <= 2 * tol))
+                fail_msg("%s %lldx%lld, %lld tokens: row %lld token %lld is %.9g, exact %.9g, vec_dot %.9g",
+                         kb_type_name(type), (long long)n_out, (long long)n_in, (long long)n_tok, (long long)row,
+                         (long long)t, (double)got, want, (double)dot);
+        }
+    }
+    free(y), free(x), free(xq), free(m.alloc);
+}
+
+/* The AVX-512 kernels when this CPU has the tiled path, else NULL. */
+static const KbKernels *tiled_kernels(void)
+{
+    const KbKernels *k = kb_kernels_for(KB_ISA_AVX512);
+    if (k == NULL || gemm_select(k) == NULL) {
+        print_message("(this CPU has no AVX512-VNNI: the tiled path is not tested)\n");
+        return NULL;
+    }
+    return k;
+}
+
+static void test_tiled_product_equals_exact_block_sums(void **state)
+{
+    (void)state;
+    const KbKernels *k = tiled_kernels();
+    if (k == NULL) return;
+    static const int64_t shapes[][3] = {
+        /* n_in, n_out, n_tok */
+        {96, 37, 21}, {256, 48, 16}, {32, 1, 17}, {2048, 20, 40}, {64, 16, 128}, {160, 33, 25},
+    };
+    Rng r = {42};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        check_shape(k, &r, KB_TYPE_Q4_0, shapes[i][0], shapes[i][1], shapes[i][2]);
+        check_shape(k, &r, KB_TYPE_Q8_0, shapes[i][0], shapes[i][1], shapes[i][2]);
+    }
+}
+
+/* Work is split by index: 1, 2 and 3 workers give the same bits. */
+static void test_tiled_product_does_not_depend_on_thread_count(void **state)
+{
+    (void)state;
+    const KbKernels *k = tiled_kernels();
+    if (k == NULL) return;
+    Rng r = {7};
+    const int types[] = {KB_TYPE_Q4_0, KB_TYPE_Q8_0};
+    for (size_t i = 0; i < 2; i++) {
+        const int64_t n_in = 320, n_out = 83, n_tok = 29;
+        TestMat m = mat_random(&r, types[i], n_in, n_out);
+        float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
+        assert_non_null(x);
+        for (int64_t j = 0; j < n_tok * n_in; j++) x[j] = rng_float(&r, -1.0f, 1.0f);
+        float *y1 = run_gemm(k, &m, x, n_tok, 1);
+        for (int threads = 2; threads <= 3; threads++) {
+            float *y = run_gemm(k, &m, x, n_tok, threads);
+            assert_memory_equal(y1, y, (size_t)(n_tok * n_out) * sizeof(float));
+            free(y);
+        }
+        free(y1), free(x), free(m.alloc);
+    }
+}
+
+/* Small batches, other types, other kernel sets and oversized products
+** stay on the vec_dot path. */
+static void test_tiled_path_takes_only_what_it_handles(void **state)
+{
+    (void)state;
+    assert_null(gemm_select(kb_kernels_for(KB_ISA_SCALAR)));
+    const KbKernels *k = tiled_kernels();
+    if (k == NULL) return;
+    GemmBuffers b;
+    assert_int_equal(gemm_buffers_alloc(&b, k, 64, 256, 2), KB_OK);
+    float x[1], y[1];
+    GemmProduct p = {(const uint8_t *)x, KB_TYPE_Q4_0, 256, 16, 144, x, GEMM_MIN_TOKENS, y};
+    assert_true(gemm_applies(&b, &p));
+    p.n_tok = GEMM_MIN_TOKENS - 1;
+    assert_false(gemm_applies(&b, &p));
+    p.n_tok = 65;
+    assert_false(gemm_applies(&b, &p));
+    p.n_tok = 32;
+    p.n_in = 288;
+    assert_false(gemm_applies(&b, &p));
+    p.n_in = 256;
+    p.type = KB_TYPE_Q4_1;
+    assert_false(gemm_applies(&b, &p));
+    gemm_buffers_free(&b);
+    assert_int_equal(gemm_buffers_alloc(&b, kb_kernels_for(KB_ISA_SCALAR), 64, 256, 2), KB_OK);
+    p.type = KB_TYPE_Q4_0;
+    assert_false(gemm_applies(&b, &p));
+    gemm_buffers_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiled_product_equals_exact_block_sums),
+        cmocka_unit_test(test_tiled_product_does_not_depend_on_thread_count),
+        cmocka_unit_test(test_tiled_path_takes_only_what_it_handles),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
