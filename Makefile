@@ -3,7 +3,7 @@
 #   make          build ./kbchat (installs missing Debian packages first, see `make deps`)
 #   make run      build and start kbchat with the default configuration (ARGS="..." passes arguments)
 #   make test     build and run every test, then again under AddressSanitizer + UBSan
-#   make bench    build and run the benchmarks (tokenizer throughput)
+#   make bench    build and run the benchmarks (tokenizers, knowledge bases, search, engine speed)
 #   make deps     install the Debian packages kbchat needs (apt-get, sudo when not root)
 #   make clean    remove build products
 #
@@ -31,13 +31,13 @@ ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/gguf.o engine/g
 RAG_OBJ    = rag/version.o rag/doc.o rag/clean.o rag/load_pdf.o rag/load_text.o rag/chunker.o \
              rag/fts_cjk.o rag/store.o rag/kb.o rag/sync.o rag/search.o rag/query.o rag/passage.o \
              rag/vectors.o rag/embed.o rag/prompt.o rag/session.o
-UI_OBJ     = ui/version.o
+UI_OBJ     = ui/version.o ui/term.o ui/screen.o ui/w_chat.o ui/w_input.o ui/w_status.o ui/w_help.o ui/w_sources.o ui/w_sessions.o ui/w_kb.o
 APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_quantize.o app/cmd_tokenize.o app/cmd_generate.o app/cmd_bench.o app/cmd_embed.o \
              app/cmd_kb.o app/conversation.o app/chat.o app/cmd_chat.o app/cmd_ask.o
 MAIN_OBJ   = app/main.o
 LIB_OBJ    = $(ENGINE_OBJ) $(RAG_OBJ) $(UI_OBJ) $(APP_OBJ)
 
-TESTS        = test_quant test_quantize test_deps test_config test_gguf test_gguf_robust test_kernels test_kernels_simd test_tokenizer test_tok_bpe test_tok_wpm test_engine test_cli test_rag_chunker test_rag_load test_rag_store test_rag_sync test_rag_cli test_rag_search test_rag_embed test_rag_prompt test_ask test_template test_conversation test_chat_cli test_ggml_file test_glm_peer
+TESTS        = test_quant test_quantize test_deps test_config test_gguf test_gguf_robust test_kernels test_kernels_simd test_tokenizer test_tok_bpe test_tok_wpm test_engine test_cli test_rag_chunker test_rag_load test_rag_store test_rag_sync test_rag_cli test_rag_search test_rag_embed test_rag_prompt test_ask test_template test_conversation test_chat_cli test_ggml_file test_glm_peer test_gemm test_tui
 TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 
 # Variants: release builds ./kbchat; asan is the sanitizer build of everything.
@@ -135,8 +135,17 @@ $(REL)/tests/bench/%: $(REL)/tests/bench/%.o $(addprefix $(REL)/,$(LIB_OBJ))
 	$(say) LINK $@
 	$(Q)$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
-bench: $(addprefix $(REL)/tests/bench/,$(BENCHES))
+# Synthetic TinyLlama-1.1B-shaped models, written once and kept under build/.
+BENCH_MODELS = build/bench/tinyllama-1.1b-Q4_0.gguf build/bench/tinyllama-1.1b-Q8_0.gguf
+
+build/bench/tinyllama-1.1b-%.gguf: | $(REL)/tests/tools/synth-model
+	@mkdir -p build/bench
+	$(REL)/tests/tools/synth-model tinyllama-1.1b $* $@
+
+# BENCH_ARGS passes options to kbchat bench (default: -p 128 -n 32 -r 5, all cores).
+bench: kbchat $(addprefix $(REL)/tests/bench/,$(BENCHES)) $(BENCH_MODELS)
 	@for b in $(BENCHES); do $(REL)/tests/bench/$$b $${KBCHAT_TESTDATA:-../shared/testdata} || exit 1; done
+	@for m in $(BENCH_MODELS); do ./kbchat bench -m $$m $(BENCH_ARGS) || exit 1; done
 
 # The whole suite twice: the release build, then under ASan/UBSan.
 test: kbchat $(SANB)/kbchat $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(SANB)/tests/,$(TESTS))

@@ -162,6 +162,50 @@ int chat_load_model(ChatApp *app, const char *path)
     return KB_OK;
 }
 
+int chat_list_kbs(ChatApp *app, RagKbInfo **list, int *n)
+{
+    *list = NULL;
+    *n = 0;
+    int rc = chat_rag(app);
+    if (rc == KB_OK && (rc = rag_kb_list(app->rag, list, n)) != KB_OK) chat_fail(app, rc, "%s", rag_errmsg(app->rag));
+    return rc;
+}
+
+void chat_free_kbs(RagKbInfo *list, int n)
+{
+    rag_kb_info_free_list(list, n);
+}
+
+int chat_list_sessions(ChatApp *app, const RagSession **list, int *n)
+{
+    *list = NULL;
+    *n = 0;
+    rag_session_free_list(app->listed, app->n_listed);
+    app->listed = NULL;
+    app->n_listed = 0;
+    int rc = chat_rag(app);
+    if (rc == KB_OK && (rc = rag_session_list(app->rag, &app->listed, &app->n_listed)) != KB_OK)
+        chat_fail(app, rc, "%s", rag_errmsg(app->rag));
+    *list = app->listed;
+    *n = app->n_listed;
+    return rc;
+}
+
+int chat_resume_last(ChatApp *app)
+{
+    RagSession *list = NULL;
+    int n = 0, rc = chat_rag(app);
+    if (rc != KB_OK) return rc;
+    rc = rag_session_list(app->rag, &list, &n);
+    if (rc != KB_OK) return chat_fail(app, rc, "%s", rag_errmsg(app->rag));
+    if (n == 0) rc = KB_ENOTFOUND;
+    else if ((rc = conv_open_session(app->conv, list[0].id, NULL)) != KB_OK)
+        chat_fail(app, rc, "%s", conv_errmsg(app->conv));
+    else chat_refresh_embedder(app);
+    rag_session_free_list(list, n);
+    return rc;
+}
+
 int chat_use_kb(ChatApp *app, const char *name)
 {
     int rc = name && name[0] ? chat_rag(app) : KB_OK;
@@ -499,6 +543,11 @@ static const ChatCommand chat_commands[] = {
     {"exit", "", "the same as /quit", run_quit},
 };
 #define N_CHAT_COMMANDS (int)(sizeof chat_commands / sizeof chat_commands[0])
+
+const char *chat_command_name(int i)
+{
+    return i >= 0 && i < N_CHAT_COMMANDS ? chat_commands[i].name : NULL;
+}
 
 static int run_help(ChatApp *app, const char *arg, const ChatIO *io)
 {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "app/app.h"
@@ -315,8 +316,9 @@ static void print_help(FILE *out)
           "  -m, --model FILE     use this GGUF chat model (overrides model.path)\n"
           "  -h, --help           show this help; 'kbchat COMMAND --help' for a command\n"
           "  -V, --version        show the version and the libraries in use\n"
-          "\nWithout a command, kbchat checks its configuration and model and says what\n"
-          "it found.\n"
+          "\nWithout a command, on a terminal kbchat opens the full-screen chat (--kb NAME\n"
+          "searches a knowledge base; F1 lists the keys); otherwise it checks its\n"
+          "configuration and model and says what it found.\n"
           "\nconfiguration: the first found of --config FILE, $KBCHAT_CONFIG,\n"
           "$XDG_CONFIG_HOME/kbchat/config.yaml (else ~/.config/kbchat/config.yaml) and\n"
           "./config.yaml; otherwise built-in defaults. 'kbchat config' shows the result.\n",
@@ -477,13 +479,35 @@ static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args)
     return code;
 }
 
-/* kbchat with no command: checks the configuration and the model and says
-** what it found and how to go on. */
+/* The bare `kbchat` on a terminal: the full-screen chat (ui/), which loads
+** the configured model itself; kb (--kb, may be NULL) is searched. Returns
+** an exit code. */
+static int cmd_start_ui(KbConfig *cfg, const char *kb)
+{
+    ChatApp *app = NULL;
+    char err[512] = "";
+    if (chat_open(cfg, &app) != KB_OK) {
+        fputs("kbchat: out of memory\n", stderr);
+        return CLI_EXIT_FAIL;
+    }
+    int rc = ui_run(app, cfg->model_path, kb, cfg->file, cfg->theme, err, sizeof err);
+    chat_close(app);
+    if (rc != KB_OK) fprintf(stderr, "kbchat: %s\n", err);
+    return rc == KB_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+/* kbchat with no command: on a terminal the full-screen chat; otherwise
+** checks the configuration and the model and says what it found and how to
+** go on. */
 static int cmd_start(const CliArgs *a)
 {
     KbConfig cfg;
     int code = CLI_EXIT_FAIL;
     if (cli_load_config(a, &cfg) != KB_OK) goto done;
+    if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+        code = cmd_start_ui(&cfg, a->value[CLI_OPT_KB]);
+        goto done;
+    }
     printf("kbchat %s\n", KB_VERSION);
     if (cfg.file) printf("configuration:   %s (found as %s)\n", cfg.file, cfg.file_origin);
     else printf("configuration:   built-in defaults (no configuration file found)\n");
@@ -553,7 +577,8 @@ static int run_parsed(const CliArgs *a)
     }
     if (a->n_words == 0) {
         for (int o = 0; o < CLI_OPT_COUNT; o++)
-            if (a->options & CLI_BIT(o)) return usage_error("option '%s' needs a command", cli_options[o].name);
+            if ((a->options & CLI_BIT(o)) && o != CLI_OPT_KB) /* --kb: the full-screen chat's */
+                return usage_error("option '%s' needs a command", cli_options[o].name);
         if (a->help) {
             print_help(stdout);
             return CLI_EXIT_OK;

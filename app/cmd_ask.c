@@ -212,9 +212,14 @@ static void print_retrieved(const Ask *k)
     if (k->n_hits == 0) printf("%s\n", rag_prompt_nothing_found(rag_text_lang(k->question)));
     for (int i = 0; i < k->n_hits; i++) {
         const RagHit *h = &k->hits[i];
-        printf("[%d] score %.4g, keyword #%d, vector #%d, relevance %.2f\n", h->rank, h->score, h->bm25_rank,
-               h->vector_rank, h->relevance);
-        print_source(h, h->rank);
+        printf("[%d] %s", h->rank, h->file);
+        if (h->page > 0) printf(", page %d", h->page);
+        printf("  (score %.4g", h->score);
+        if (h->bm25_rank) printf(", keyword #%d", h->bm25_rank);
+        if (h->vector_rank) printf(", vector #%d", h->vector_rank);
+        printf(", relevance %.2f)\n    ", h->relevance);
+        for (const char *t = h->text; *t; t++) fputs(*t == '\n' ? "\n    " : (char[2]){*t, 0}, stdout);
+        fputs("\n\n", stdout);
     }
 }
 

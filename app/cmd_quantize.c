@@ -60,8 +60,11 @@ static void print_progress(void *user, const KbQuantizeEvent *ev)
     printf("[%*lld/%lld] %-28s %-14s %-14s %9.2f MiB -> %8.2f MiB\n", ev->n_tensors >= 100 ? 3 : 2,
            (long long)ev->index + 1, (long long)ev->n_tensors, ev->name, shape, conv, mib(ev->bytes_in),
            mib(ev->bytes_out));
-    if (ev->choice.flags & KB_QPLAN_FALLBACK)
-        printf("        fallback: %lld columns are not a multiple of %s's block of %d, so %s as llama.cpp does\n",
+    if ((ev->choice.flags & KB_QPLAN_FALLBACK) && ev->choice.type == KB_TYPE_F16)
+        printf("        fallback: %lld columns do not split into %s blocks of %d, nor into the fallback's: F16\n",
+               (long long)ev->ne[0], kb_type_name(ev->choice.wanted), kb_type_info(ev->choice.wanted)->block_size);
+    else if (ev->choice.flags & KB_QPLAN_FALLBACK)
+        printf("        fallback: %lld columns are not a multiple of %s's block of %d, so %s (llama.cpp's choice)\n",
                (long long)ev->ne[0], kb_type_name(ev->choice.wanted), kb_type_info(ev->choice.wanted)->block_size,
                kb_type_name(ev->choice.type));
     fflush(stdout);

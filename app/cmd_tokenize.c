@@ -16,7 +16,8 @@
 
 /* The model file and its tokenizer. */
 typedef struct TokModel {
-    GgufFile *g;
+    GgufFile *g;      /* a GGUF model, or */
+    GgmlFile *ggml;   /* a chatglm.cpp GGML model */
     Tokenizer *tok;
 } TokModel;
 
@@ -24,6 +25,19 @@ static void tok_model_close(TokModel *m)
 {
     tokenizer_free(m->tok);
     gguf_close(m->g);
+    ggml_file_close(m->ggml);
+}
+
+/* Builds the tokenizer of the model file at path, GGUF or (detected by its
+** magic) chatglm.cpp GGML. Returns the KB_* code with the message in err. */
+static int tok_model_load(const char *path, TokModel *m, char *err, size_t errlen)
+{
+    if (ggml_file_probe(path)) {
+        int rc = ggml_file_open(path, &m->ggml, err, errlen);
+        return rc == KB_OK ? ggml_file_tokenizer(m->ggml, &m->tok, err, errlen) : rc;
+    }
+    int rc = gguf_open(path, &m->g, err, errlen);
+    return rc == KB_OK ? tokenizer_load(m->g, &m->tok, err, errlen) : rc;
 }
 
 /* Opens the model named by --model or model.path and builds its tokenizer,
@@ -39,11 +53,9 @@ static int tok_model_open(const CliArgs *a, TokModel *m)
     } else if (cfg.model_path[0] == '\0') {
         fputs("kbchat: no model given: pass --model FILE or set model.path in the configuration\n", stderr);
         code = CLI_EXIT_USAGE;
-    } else if (gguf_open(cfg.model_path, &m->g, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", err);
-        code = CLI_EXIT_FAIL;
-    } else if (tokenizer_load(m->g, &m->tok, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: %s: %s\n", cfg.model_path, err);
+    } else if (tok_model_load(cfg.model_path, m, err, sizeof err) != KB_OK) {
+        fprintf(stderr, "kbchat: %s%s%s\n", strstr(err, cfg.model_path) ? "" : cfg.model_path,
+                strstr(err, cfg.model_path) ? "" : ": ", err);
         code = CLI_EXIT_FAIL;
     } else if (tokenizer_warning(m->tok)) {
         fprintf(stderr, "kbchat: warning: %s: %s\n", cfg.model_path, tokenizer_warning(m->tok));

@@ -166,6 +166,20 @@ void chat_close(ChatApp *app);
 /* Opens the model at path (replacing any) with the configuration's threads
 ** and context. Returns KB_OK or model_open's code, message in chat_errmsg. */
 int chat_load_model(ChatApp *app, const char *path);
+/* Lists the knowledge bases, sorted by name, into *list (OUT, free with
+** chat_free_kbs). Returns KB_OK, or the database's code (message in
+** chat_errmsg). */
+int chat_list_kbs(ChatApp *app, RagKbInfo **list /* OUT */, int *n /* OUT */);
+void chat_free_kbs(RagKbInfo *list, int n);
+/* Lists the stored sessions, the most recent first, into *list (OUT,
+** owned by app: valid until the next listing; /open N and /delete N
+** number this list from 1). Returns KB_OK, or the database's code (message
+** in chat_errmsg). */
+int chat_list_sessions(ChatApp *app, const RagSession **list /* OUT */, int *n /* OUT */);
+/* Opens the most recently updated stored session (a front end resuming
+** where the user left). Returns KB_OK; KB_ENOTFOUND (none stored); the
+** database's or conv_open_session's code (message in chat_errmsg). */
+int chat_resume_last(ChatApp *app);
 /* Uses knowledge base name (NULL = none). Returns as conv_set_kb. */
 int chat_use_kb(ChatApp *app, const char *name);
 const char *chat_errmsg(const ChatApp *app);
@@ -189,6 +203,9 @@ typedef struct ChatStatus {
 /* Fills *st (OUT) from app. Not thread-safe against a running chat_line. */
 void chat_status(ChatApp *app, ChatStatus *st /* OUT */);
 
+/* The name (without '/') of slash command i, 0-based; NULL past the last
+** (for completion in front ends). */
+const char *chat_command_name(int i);
 /* Handles one line of input: a /command, or a question to answer (followed
 ** by its sources). Returns CHAT_CONTINUE or CHAT_QUIT. */
 int chat_line(ChatApp *app, const char *line, const ChatIO *io);

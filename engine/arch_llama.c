@@ -127,20 +127,12 @@ static void ffn_block(KbModel *m, int64_t l, int64_t n)
 
 static void llama_forward(KbModel *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits, bool all_logits)
 {
-    const ModelConfig *c = &m->cfg;
-    ModelState *s = &m->s;
-    const Mat *e = &m->w.token_embd;
-    for (int64_t t = 0; t < n; t++)
-        m->kern->type[e->type].to_float(e->data + (size_t)tokens[t] * e->row_bytes, s->x + t * c->n_embd, c->n_embd);
-    for (int64_t l = 0; l < c->n_layer; l++) {
+    model_lookup_tokens(m, tokens, n);
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
         attention_block(m, l, n, pos0);
         ffn_block(m, l, n);
     }
-    if (logits == NULL) return;
-    int64_t first = all_logits ? 0 : n - 1;
-    for (int64_t t = first; t < n; t++)
-        model_rmsnorm(s->xb + (t - first) * c->n_embd, s->x + t * c->n_embd, m->w.output_norm, c->n_embd, c->norm_eps);
-    model_matmul(m, &m->w.output, s->xb, n - first, logits);
+    model_rms_logits(m, n, logits, all_logits);
 }
 
 const ArchOps arch_llama = {"llama", ARCH_LLAMA, llama_load, llama_forward};

@@ -37,30 +37,40 @@
 #include "engine/kernels.h"
 #include "engine/pool.h"
 
-#define GEMM_ROWS 16       /* weight rows per tile (one 512-bit register of int32 sums) */
-#define GEMM_TOKS 8        /* tokens per tile */
+#define GEMM_ROWS 32       /* weight rows per tile (two 512-bit registers of int32 sums) */
+#define GEMM_TOKS 4        /* tokens per tile */
 #define GEMM_MIN_TOKENS 16 /* smallest batch the tiled path takes */
+#define GEMM_KC 1024       /* weights of a row packed and multiplied at a time */
 
-/* One instruction set's packings and micro-kernel (gemm_avx512.c). Block
-** layouts are the set's own; sizes are per block of 32 weights. */
+/* How one weight type is packed: a block is the unit of its scales (32
+** weights for Q4_0/Q8_0, a 256-weight super-block for the K types). */
+typedef struct GemmLayout {
+    int64_t block;          /* weights per block */
+    size_t act_bytes;       /* packed activations per (token tile, block) */
+    size_t row_bytes;       /* packed weights per (row tile, block) */
+} GemmLayout;
+
+/* One instruction set's packings and micro-kernels (gemm_avx512.c). */
 typedef struct GemmIsa {
     const char *name;
-    size_t act_block_bytes; /* packed activations per (token tile, block) */
-    size_t row_block_bytes; /* packed weights per (row tile, block) */
-    /* Whether the set handles weights of ggml type `type`. */
-    bool (*handles)(int type);
+    /* Fills *out and returns true when the set handles weights of ggml
+    ** type `type`; false otherwise. */
+    bool (*layout)(int type, GemmLayout *out /* OUT */);
     /* Quantizes tokens x[0..nt) (nt <= GEMM_TOKS, rows of n_in floats)
-    ** with quantize (the Q8_0 from_float of the engine's kernels) and packs
-    ** them for weights of `type` into dst; tokens past nt are zero. tmp
-    ** holds at least gemm_thread_bytes(n_in) bytes. */
+    ** with quantize (the from_float of the type's vec_dot_type: Q8_0 or
+    ** Q8_K) into tmp, and packs them for weights of `type` into dst; tokens
+    ** past nt are zero. tmp holds GEMM_TOKS rows of the quantized type. */
     void (*pack_acts)(int type, const float *x, int64_t n_in, int nt, KbFromFloat quantize, uint8_t *tmp,
                       uint8_t *dst /* OUT */);
     /* Packs rows w[0..nr) (nr <= GEMM_ROWS, row_bytes apart, nb blocks each)
     ** of `type` into dst; rows past nr are zero. */
     void (*pack_rows)(int type, const uint8_t *w, size_t row_bytes, int nr, int64_t nb, uint8_t *dst /* OUT */);
     /* y[t * ldy + r] = packed row r . packed token t over nb blocks, for
-    ** r < nr, t < nt; nothing else of y is touched. */
-    void (*tile)(const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy, int nr, int nt);
+    ** r < nr, t < nt, added to the value y holds when add; nothing else of
+    ** y is touched. Blocks are accumulated in order onto that value, so a
+    ** product cut into runs of blocks gives the same bits as one run. */
+    void (*tile)(int type, const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy, int nr, int nt,
+                 bool add);
 } GemmIsa;
 
 /* Scratch of the tiled products, allocated once with the model's state. */
@@ -101,7 +111,8 @@ void gemm_buffers_free(GemmBuffers *b);
 bool gemm_applies(const GemmBuffers *b, const GemmProduct *p);
 
 /* Computes product p on the pool; only when gemm_applies(b, p). quantize is
-** the engine's Q8_0 from_float (the same that vec_dot's path uses). */
+** the engine's from_float of the weight type's vec_dot_type (the one the
+** vec_dot path uses, so the activations are quantized identically). */
 void gemm_matmul(const GemmBuffers *b, Pool *pool, KbFromFloat quantize, const GemmProduct *p);
 
 #endif /* KB_GEMM_H */

@@ -132,6 +132,24 @@ void model_add_bias(float *x, const float *b, int64_t n_tok, int64_t dim)
         for (int64_t i = 0; i < dim; i++) x[t * dim + i] += b[i];
 }
 
+void model_lookup_tokens(KbModel *m, const int32_t *tokens, int64_t n)
+{
+    const Mat *e = &m->w.token_embd;
+    int64_t d = m->cfg.n_embd;
+    for (int64_t t = 0; t < n; t++)
+        m->kern->type[e->type].to_float(e->data + (size_t)tokens[t] * e->row_bytes, m->s.x + t * d, d);
+}
+
+void model_rms_logits(KbModel *m, int64_t n, float *logits, bool all_logits)
+{
+    const ModelConfig *c = &m->cfg;
+    if (logits == NULL) return;
+    int64_t first = all_logits ? 0 : n - 1;
+    for (int64_t t = first; t < n; t++)
+        model_rmsnorm(m->s.xb + (t - first) * c->n_embd, m->s.x + t * c->n_embd, m->w.output_norm, c->n_embd, c->norm_eps);
+    model_matmul(m, &m->w.output, m->s.xb, n - first, logits);
+}
+
 void model_split_qkv(KbModel *m, const float *qkv, int64_t n_tok)
 {
     const ModelConfig *c = &m->cfg;
@@ -516,7 +534,7 @@ uint64_t model_weight_bytes_per_token(const KbModel *m)
     uint64_t total = mat_bytes(&m->w.output);
     for (int64_t l = 0; l < m->cfg.n_layer; l++) {
         const LayerWeights *L = &m->w.layers[l];
-        total += mat_bytes(&L->wq) + mat_bytes(&L->wk) + mat_bytes(&L->wv) + mat_bytes(&L->wo);
+        total += mat_bytes(&L->wq) + mat_bytes(&L->wk) + mat_bytes(&L->wv) + mat_bytes(&L->wqkv) + mat_bytes(&L->wo);
         total += mat_bytes(&L->w_gate) + mat_bytes(&L->w_up) + mat_bytes(&L->w_down);
     }
     return total;
@@ -608,6 +626,11 @@ static void normalize_vec(float *v, int64_t n)
 
 int model_embed(KbModel *m, const int32_t *const *seqs, const size_t *lens, size_t n_seqs, bool normalize, float *out)
 {
+    /* ChatGLM-6B evaluates its bidirectional prefix as a unit, so per-batch
+    ** hidden states of a decoder pass do not exist for it */
+    if (m->cfg.prefix_lm)
+        return model_fail(m->errmsg, sizeof m->errmsg, KB_EUNSUPPORTED, "%s cannot serve as an embedding model",
+                          m->arch_name);
     for (size_t i = 0; i < n_seqs; i++) {
         if (lens[i] == 0 || (int64_t)lens[i] > m->n_ctx)
             return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "sequence %zu has %zu tokens, expected 1..%lld", i,

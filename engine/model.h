@@ -87,7 +87,8 @@ void model_reset(KbModel *m);
 ** the output norm (the "chat" embedding of rag/); this uses the KV cache,
 ** so the cached sequence is forgotten (as model_reset).
 ** Returns KB_OK; KB_ERANGE (a sequence empty or longer than the model's
-** context, or an id out of range: model_errmsg says which). */
+** context, or an id out of range: model_errmsg says which); KB_EUNSUPPORTED
+** for ChatGLM-6B, whose prefix is evaluated as a whole. */
 int model_embed(KbModel *m, const int32_t *const *seqs, const size_t *lens, size_t n_seqs, bool normalize,
                 float *out /* OUT: n_seqs * n_embd */);
 

@@ -129,6 +129,12 @@ void model_layernorm(float *out, const float *x, const float *w, const float *b,
 void model_gelu(float *x, int64_t n);
 /* x[t*dim + i] += b[i] for each of n_tok rows (b NULL: nothing). */
 void model_add_bias(float *x, const float *b, int64_t n_tok, int64_t dim);
+/* Copies the embedding rows of tokens[0..n) into s.x. */
+void model_lookup_tokens(KbModel *m, const int32_t *tokens, int64_t n);
+/* RMS-normalises the last row of s.x (all n rows when all_logits) with
+** output_norm into s.xb and computes the logits from them; nothing when
+** logits is NULL. */
+void model_rms_logits(KbModel *m, int64_t n, float *logits, bool all_logits);
 /* Writes the batch's keys and values (s.k, s.v) into layer l's cache. */
 void model_store_kv(KbModel *m, int64_t layer, int64_t pos0, int64_t n);
 /* Splits fused QKV rows (n_tok rows of q_dim + 2 kv_dim) into s.q, s.k, s.v. */

@@ -311,36 +311,38 @@ static int fill_batch(Rag *rag, const StoreKb *kb, RagEmbedder *e, const int64_t
     return rc;
 }
 
-int embed_fill_missing(Rag *rag, const StoreKb *kb, RagEmbedder *e, const RagSyncOptions *opt, RagProgress *p,
-                       int64_t *n_done)
+int embed_fill_missing(Rag *rag, const StoreKb *kb, int64_t doc, RagEmbedder *e, const RagSyncOptions *opt,
+                       RagProgress *p, double t0, int64_t *n_done)
 {
-    int64_t n_chunks = 0, n_missing = 0;
+    int64_t n_chunks = 0, n_missing = 0, after = 0;
     *n_done = 0;
-    int rc = store_count_missing(rag, kb->id, &n_chunks, &n_missing);
+    int rc = store_count_missing(rag, kb->id, doc, &n_chunks, &n_missing);
     p->vectors_done = 0;
     p->vectors_total = n_missing;
     while (rc == KB_OK && *n_done < n_missing) {
         int64_t *ids = NULL;
         char **texts = NULL;
         int n = 0;
-        rc = store_chunks_without_vectors(rag, kb->id, FILL_BATCH, &ids, &texts, &n);
+        rc = store_chunks_without_vectors(rag, kb->id, doc, after, FILL_BATCH, &ids, &texts, &n);
         if (rc == KB_OK && n == 0) {
             store_texts_free(ids, texts, n);
             break; /* a concurrent sync removed the rest */
         }
         if (rc == KB_OK) rc = fill_batch(rag, kb, e, ids, texts, n);
+        if (rc == KB_OK) after = ids[n - 1];
         store_texts_free(ids, texts, n);
         if (rc == KB_OK) {
             *n_done += n;
             p->vectors_done = *n_done;
             p->event = RAG_EV_EMBED;
+            p->elapsed = embed_now() - t0;
             if (opt && opt->progress) opt->progress(p, opt->user);
         }
     }
     return rc;
 }
 
-static double now_s(void)
+double embed_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -352,7 +354,7 @@ int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyn
     RagSyncStats local;
     if (stats == NULL) stats = &local;
     memset(stats, 0, sizeof *stats);
-    double t0 = now_s();
+    double t0 = embed_now();
     RagEmbedder *e = opt ? opt->embedder : NULL;
     const RagEmbedId none = {{0}, 0, {0}, 0};
     StoreKb kb;
@@ -367,8 +369,8 @@ int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyn
         p.kb = name;
         p.eta = -1;
         kb.embed = e->id;
-        rc = embed_fill_missing(rag, &kb, e, opt, &p, &stats->vectors);
+        rc = embed_fill_missing(rag, &kb, 0, e, opt, &p, t0, &stats->vectors);
     }
-    stats->seconds = now_s() - t0;
+    stats->seconds = embed_now() - t0;
     return rc;
 }

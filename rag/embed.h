@@ -17,12 +17,17 @@ const char *embed_path(const RagEmbedder *e);
 ** remedy (naming knowledge base `name`) in rag_errmsg. */
 int embed_check(Rag *rag, const char *name, const StoreKb *kb, const RagEmbedder *e);
 
-/* Embeds the chunks of kb that have no vector, a batch at a time, each batch
-** committed on its own (so an interrupted run keeps what it did). Reports
-** RAG_EV_EMBED through opt->progress with p (the caller's running report,
-** whose vectors_* fields are set here); *n_done counts the vectors written.
+/* Embeds the chunks without a vector of document doc (of every document of
+** kb when doc is 0), a batch at a time, each batch committed on its own (so
+** an interrupted run keeps what it did). Reports RAG_EV_EMBED through
+** opt->progress with p (the caller's running report: vectors_done and
+** vectors_total count this call's chunks, elapsed the seconds since t0, a
+** CLOCK_MONOTONIC time); *n_done counts the vectors written.
 ** Returns KB_OK; KB_EIO; KB_ENOMEM; the model's code (message in rag). */
-int embed_fill_missing(Rag *rag, const StoreKb *kb, RagEmbedder *e, const RagSyncOptions *opt, RagProgress *p,
-                       int64_t *n_done /* OUT */);
+int embed_fill_missing(Rag *rag, const StoreKb *kb, int64_t doc, RagEmbedder *e, const RagSyncOptions *opt,
+                       RagProgress *p, double t0, int64_t *n_done /* OUT */);
+
+/* Seconds on CLOCK_MONOTONIC. */
+double embed_now(void);
 
 #endif /* KB_RAG_EMBED_H */

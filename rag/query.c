@@ -27,6 +27,8 @@
 #include "rag/search.h"
 #include "rag/utf8.h"
 
+#define QUERY_COMMON_MIN 1000 /* chunks: below this a term's doclist is cheap whatever its share */
+
 /* --- stop words --- */
 
 static const char *const en_stop[] = {
@@ -185,15 +187,23 @@ int query_weigh(Rag *rag, QTerms *t)
     return rc;
 }
 
+/* True for a term whose doclist is long (more than QUERY_COMMON_MIN chunks)
+** and whose weight is low (more than a tenth of all chunks): BM25 would
+** score a large part of the database for it and rank little by it. */
+static int is_common(const QTerms *t, const QTerm *q)
+{
+    return q->df > QUERY_COMMON_MIN && q->df * 10 > t->n_docs;
+}
+
 char *query_match(const QTerms *t)
 {
     char *m = malloc((size_t)t->n * (QTERM_MAX + 8) + 1);
     if (m == NULL) return NULL;
     m[0] = '\0';
     int rare = 0;
-    for (int i = 0; i < t->n; i++) rare += t->t[i].df * 2 <= t->n_docs;
+    for (int i = 0; i < t->n; i++) rare += !is_common(t, &t->t[i]);
     for (int i = 0; i < t->n; i++) {
-        if (rare && t->t[i].df * 2 > t->n_docs) continue;
+        if (rare && is_common(t, &t->t[i])) continue;
         if (m[0]) strcat(m, " OR ");
         append_term(m, &t->t[i]);
     }

@@ -227,34 +227,63 @@ static Cand *add_cand(Retrieval *r, sqlite3_stmt *st)
 
 #define CAND_COLUMNS "c.id, d.path, c.page, c.section, c.text, c.doc_id, c.seq"
 
-/* The keyword retriever: the question's terms OR-ed, best BM25 first. */
+/* Takes the rows of the ranked FTS5 output `fts` (rowid, bm25) that belong
+** to the knowledge base, as candidates with their keyword rank, until
+** r->n_cand of them; `row` looks a chunk up in it. *rows counts the rows
+** read. */
+static int take_keyword_rows(Retrieval *r, sqlite3_stmt *fts, sqlite3_stmt *row, int *rank, int *rows)
+{
+    int rc = KB_OK, s = SQLITE_DONE;
+    while (rc == KB_OK && *rank < r->n_cand && (s = sqlite3_step(fts)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(fts, 0);
+        double b = sqlite3_column_double(fts, 1);
+        (*rows)++;
+        if (find_cand(r, id)) continue; /* taken by the previous, shorter pass */
+        sqlite3_bind_int64(row, 1, id);
+        int t = sqlite3_step(row);
+        Cand *c = t == SQLITE_ROW ? add_cand(r, row) : NULL;
+        if (t == SQLITE_ROW && c == NULL) rc = store_fail(r->rag, KB_ENOMEM, "out of memory");
+        else if (t == SQLITE_ROW) c->bm25_rank = ++*rank, c->bm25 = -b;
+        else if (t != SQLITE_DONE) rc = store_sql_fail(r->rag, "cannot read a chunk");
+        sqlite3_reset(row);
+    }
+    if (rc == KB_OK && *rank < r->n_cand && s != SQLITE_DONE) rc = store_sql_fail(r->rag, "keyword search failed");
+    return rc;
+}
+
+/* The keyword retriever: the question's terms OR-ed, best BM25 first. The
+** FTS5 query runs on the index alone: joining every matching row to its
+** document to test the knowledge base costs more than ranking it. When
+** other knowledge bases take places in the output, it runs again asking for
+** four times as many rows (the rows already taken keep their ranks). */
 static int keyword_candidates(Retrieval *r)
 {
     int rc = query_terms(r->q->text, &r->terms);
     if (rc == KB_OK) rc = query_weigh(r->rag, &r->terms);
     char *match = rc == KB_OK ? query_match(&r->terms) : NULL;
     if (rc == KB_OK && match == NULL) rc = store_fail(r->rag, KB_ENOMEM, "out of memory");
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *fts = NULL, *row = NULL;
     if (rc == KB_OK && match[0])
-        rc = store_prepare(r->rag,
-                           "SELECT " CAND_COLUMNS ", bm25(chunks_fts) AS b FROM chunks_fts "
-                           "JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id "
-                           "WHERE chunks_fts MATCH ?1 AND d.kb_id = ?2 ORDER BY b LIMIT ?3",
-                           &st);
-    if (st) {
-        sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, r->kb.id);
-        sqlite3_bind_int(st, 3, r->n_cand);
-        int s = SQLITE_DONE, rank = 0;
-        while (rc == KB_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
-            Cand *c = add_cand(r, st);
-            if (c == NULL) rc = store_fail(r->rag, KB_ENOMEM, "out of memory");
-            else c->bm25_rank = ++rank, c->bm25 = -sqlite3_column_double(st, 7);
-        }
-        if (rc == KB_OK && s != SQLITE_DONE) rc = store_sql_fail(r->rag, "keyword search failed");
-        if (r->info) r->info->n_keyword = rank;
+        rc = store_prepare(r->rag, "SELECT rowid, bm25(chunks_fts) AS b FROM chunks_fts WHERE chunks_fts MATCH ?1 "
+                                   "ORDER BY b LIMIT ?2", &fts);
+    if (fts)
+        rc = store_prepare(r->rag, "SELECT " CAND_COLUMNS " FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                                   "WHERE c.id = ?1 AND d.kb_id = ?2", &row);
+    int rank = 0;
+    for (int64_t limit = r->n_cand; rc == KB_OK && row; limit *= 4) {
+        int rows = 0;
+        sqlite3_reset(fts);
+        sqlite3_bind_text(fts, 1, match, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(fts, 2, limit);
+        sqlite3_bind_int64(row, 2, r->kb.id);
+        rank = 0;
+        for (int i = 0; i < r->n; i++) rank += r->c[i].bm25_rank > 0;
+        rc = take_keyword_rows(r, fts, row, &rank, &rows);
+        if (rank >= r->n_cand || rows < limit) break; /* enough, or no more rows */
     }
-    sqlite3_finalize(st);
+    if (r->info) r->info->n_keyword = rank;
+    sqlite3_finalize(fts);
+    sqlite3_finalize(row);
     free(match);
     return rc;
 }

@@ -41,10 +41,12 @@ void query_free(QTerms *t);
 ** Returns KB_OK; KB_EIO; KB_ENOMEM. */
 int query_weigh(Rag *rag, QTerms *t);
 
-/* The FTS5 expression OR-ing the terms, every term quoted; a term in more
-** than half of the chunks is left out when rarer ones exist (it would make
-** BM25 score half the database for nothing). Returns a malloc'd string ("" when there
-** are no terms) or NULL when out of memory. */
+/* The FTS5 expression OR-ing the terms, every term quoted; a common term
+** (in more than a tenth of the chunks and more than 1000 of them) is left
+** out when rarer ones exist: BM25 would score a large part of the database
+** for a term that ranks little (it still counts in query_coverage).
+** Returns a malloc'd string ("" when there are no terms) or NULL when out of
+** memory. */
 char *query_match(const QTerms *t);
 
 /* The share of the question's terms that text contains, each weighted by

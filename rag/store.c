@@ -672,23 +672,28 @@ void store_texts_free(int64_t *ids, char **texts, int n)
     free(ids);
 }
 
-int store_chunks_without_vectors(Rag *rag, int64_t kb, int limit, int64_t **ids, char ***texts, int *n_out)
+#define MISSING_WHERE "c.id > ?3 AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.chunk_id = c.id) "
+
+int store_chunks_without_vectors(Rag *rag, int64_t kb, int64_t doc, int64_t after, int limit, int64_t **ids,
+                                 char ***texts, int *n_out)
 {
     *ids = NULL;
     *texts = NULL;
     *n_out = 0;
     sqlite3_stmt *st;
     int rc = store_prepare(rag,
-                           "SELECT c.id, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
-                           "WHERE d.kb_id = ?1 AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.chunk_id = c.id) "
-                           "ORDER BY c.id LIMIT ?2",
+                           doc ? "SELECT c.id, c.text FROM chunks c WHERE c.doc_id = ?1 AND " MISSING_WHERE
+                                 "ORDER BY c.id LIMIT ?2"
+                               : "SELECT c.id, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                                 "WHERE d.kb_id = ?1 AND " MISSING_WHERE "ORDER BY c.id LIMIT ?2",
                            &st);
     if (rc != KB_OK) return rc;
+    sqlite3_bind_int64(st, 3, after);
     int64_t *id = malloc((size_t)limit * sizeof *id);
     char **tx = calloc((size_t)limit, sizeof *tx);
     int n = 0, s = SQLITE_DONE;
     if (id == NULL || tx == NULL) rc = store_fail(rag, KB_ENOMEM, "out of memory");
-    sqlite3_bind_int64(st, 1, kb);
+    sqlite3_bind_int64(st, 1, doc ? doc : kb);
     sqlite3_bind_int(st, 2, limit);
     while (rc == KB_OK && n < limit && (s = sqlite3_step(st)) == SQLITE_ROW) {
         id[n] = sqlite3_column_int64(st, 0);
@@ -707,22 +712,41 @@ int store_chunks_without_vectors(Rag *rag, int64_t kb, int limit, int64_t **ids,
     return KB_OK;
 }
 
-int store_count_missing(Rag *rag, int64_t kb, int64_t *n_chunks, int64_t *n_missing)
+int store_count_missing(Rag *rag, int64_t kb, int64_t doc, int64_t *n_chunks, int64_t *n_missing)
 {
     sqlite3_stmt *st;
     *n_chunks = *n_missing = 0;
     int rc = store_prepare(rag,
-                           "SELECT count(*), coalesce(sum(NOT EXISTS (SELECT 1 FROM vectors v WHERE v.chunk_id = c.id)), 0) "
-                           "FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.kb_id = ?1",
+                           doc ? "SELECT count(*), coalesce(sum(NOT EXISTS (SELECT 1 FROM vectors v WHERE "
+                                 "v.chunk_id = c.id)), 0) FROM chunks c WHERE c.doc_id = ?1"
+                               : "SELECT count(*), coalesce(sum(NOT EXISTS (SELECT 1 FROM vectors v WHERE "
+                                 "v.chunk_id = c.id)), 0) FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                                 "WHERE d.kb_id = ?1",
                            &st);
     if (rc != KB_OK) return rc;
-    sqlite3_bind_int64(st, 1, kb);
+    sqlite3_bind_int64(st, 1, doc ? doc : kb);
     if (sqlite3_step(st) == SQLITE_ROW) {
         *n_chunks = sqlite3_column_int64(st, 0);
         *n_missing = sqlite3_column_int64(st, 1);
     } else {
         rc = store_sql_fail(rag, "cannot count vectors");
     }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_doc_id(Rag *rag, int64_t kb, const char *path, int64_t *id)
+{
+    sqlite3_stmt *st;
+    *id = 0;
+    int rc = store_prepare(rag, "SELECT id FROM documents WHERE kb_id = ?1 AND path = ?2", &st);
+    if (rc != KB_OK) return rc;
+    sqlite3_bind_int64(st, 1, kb);
+    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
+    else if (s == SQLITE_DONE) rc = store_fail(rag, KB_ENOTFOUND, "%s: not in the knowledge base", path);
+    else rc = store_sql_fail(rag, "cannot read documents");
     sqlite3_finalize(st);
     return rc;
 }

@@ -150,15 +150,21 @@ int store_repin(Rag *rag, int64_t kb, const char *spec, const RagEmbedId *id);
 ** a chunk deleted meanwhile is skipped. Returns KB_OK; KB_EIO. */
 int store_put_vectors(Rag *rag, int64_t kb, const int64_t *ids, const float *vecs, int n, int dim);
 
-/* Up to `limit` chunks of kb without a vector, by id: *ids and *texts
-** (malloc'd arrays of *n_out; free with store_texts_free).
+/* Up to `limit` chunks without a vector and with an id above `after`, by
+** id: of document doc, or of every document of kb when doc is 0. *ids and
+** *texts are malloc'd arrays of *n_out; free with store_texts_free. Paging
+** by id keeps a pass over a large knowledge base linear.
 ** Returns KB_OK; KB_EIO; KB_ENOMEM. */
-int store_chunks_without_vectors(Rag *rag, int64_t kb, int limit, int64_t **ids /* OUT */, char ***texts /* OUT */,
-                                 int *n_out /* OUT */);
+int store_chunks_without_vectors(Rag *rag, int64_t kb, int64_t doc, int64_t after, int limit, int64_t **ids /* OUT */,
+                                 char ***texts /* OUT */, int *n_out /* OUT */);
 void store_texts_free(int64_t *ids, char **texts, int n);
 
-/* Counts the chunks of kb, and those without a vector. */
-int store_count_missing(Rag *rag, int64_t kb, int64_t *n_chunks /* OUT */, int64_t *n_missing /* OUT */);
+/* Counts the chunks of document doc (of kb when doc is 0), and those
+** without a vector. Returns KB_OK; KB_EIO. */
+int store_count_missing(Rag *rag, int64_t kb, int64_t doc, int64_t *n_chunks /* OUT */, int64_t *n_missing /* OUT */);
+
+/* The id of kb's document at path. Returns KB_OK; KB_ENOTFOUND; KB_EIO. */
+int store_doc_id(Rag *rag, int64_t kb, const char *path, int64_t *id /* OUT */);
 
 /* Renames document id to path with the new size and mtime (a move found by
 ** hash). Returns KB_OK; KB_EIO. */

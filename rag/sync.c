@@ -19,10 +19,13 @@
 **      chunks in one transaction; a file that cannot be indexed is written as
 **      a failed document with the reason, so it is not retried until it
 **      changes. With the embedding model the knowledge base is pinned to,
-**      the chunks are embedded before that transaction and their vectors
-**      written in it.
-**   6. chunks still without a vector (an interrupted rebuild, documents
-**      indexed while no model was configured) are embedded.
+**      the document's chunks are then embedded, 64 per committed
+**      transaction: a 2000-page manual takes many minutes to embed, and
+**      neither its keyword index nor the vectors done should wait for (or be
+**      lost with) the rest.
+**   6. chunks still without a vector (a sync or rebuild interrupted while
+**      embedding, documents indexed while no model was configured) are
+**      embedded.
 ** Every write is its own transaction and the plan is recomputed from the
 ** committed rows each time, so a sync killed anywhere is finished by the
 ** next one, which reaches the same database a clean sync would.
@@ -400,25 +403,15 @@ static void pause_for_tests(const Sync *s)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
-/* Embeds the n chunks of a document into *vecs (malloc'd, n * dim floats),
-** or leaves *vecs NULL when this sync makes no vectors. */
-static int embed_chunks(Sync *s, const char *path, const Chunk *chunks, int n, float **vecs)
+/* Embeds the chunks of the document just written at path (nothing when
+** this sync makes no vectors), in committed batches. */
+static int embed_document(Sync *s, const char *path)
 {
-    *vecs = NULL;
-    if (s->emb == NULL || n == 0) return KB_OK;
-    const char **texts = malloc((size_t)n * sizeof *texts);
-    size_t *lens = malloc((size_t)n * sizeof *lens);
-    *vecs = malloc((size_t)n * (size_t)s->row.embed.dim * sizeof **vecs);
-    int rc = texts && lens && *vecs ? KB_OK : KB_ENOMEM;
-    for (int i = 0; rc == KB_OK && i < n; i++) {
-        texts[i] = chunks[i].text;
-        lens[i] = chunks[i].text_len;
-    }
-    if (rc == KB_OK && (rc = rag_embed_texts(s->emb, texts, lens, n, *vecs)) != KB_OK)
-        store_fail(s->rag, rc, "%s: %s", path, rag_embedder_errmsg(s->emb));
-    if (rc == KB_OK) s->stats->vectors += n;
-    free(texts);
-    free(lens);
+    int64_t doc, n = 0;
+    if (s->emb == NULL) return KB_OK;
+    int rc = store_doc_id(s->rag, s->kb, path, &doc);
+    if (rc == KB_OK) rc = embed_fill_missing(s->rag, &s->row, doc, s->emb, s->opt, &s->p, s->t0, &n);
+    s->stats->vectors += n;
     return rc;
 }
 
@@ -431,7 +424,6 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
     FileData fd;
     RagDoc doc = {0};
     Chunk *chunks = NULL;
-    float *vecs = NULL;
     int n_chunks = 0;
     s->p.path = f->path;
     s->p.doc_pages = 0;
@@ -453,15 +445,14 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
         rc = extract(s, f->path, &fd, &doc, &chunks, &n_chunks);
         if (rc == KB_EFORMAT || rc == KB_EUNSUPPORTED) snprintf(msg, sizeof msg, "%s", doc.errmsg);
     }
-    int failed = rc != KB_OK;
-    if (rc == KB_OK) rc = embed_chunks(s, f->path, chunks, n_chunks, &vecs);
-    if (rc == KB_OK || (failed && (rc == KB_EFORMAT || rc == KB_EUNSUPPORTED || rc == KB_EIO))) {
+    if (rc == KB_OK || rc == KB_EFORMAT || rc == KB_EUNSUPPORTED || rc == KB_EIO) {
+        int failed = rc != KB_OK;
         info.error = failed ? msg : NULL;
         info.pages = failed ? 0 : doc.n_pages;
         info.title = doc.title;
         info.author = doc.author;
-        rc = store_put_document_vecs(s->rag, s->kb, &info, failed ? NULL : chunks, failed ? 0 : n_chunks, vecs,
-                                     s->row.embed.dim);
+        rc = store_put_document(s->rag, s->kb, &info, failed ? NULL : chunks, failed ? 0 : n_chunks);
+        if (rc == KB_OK && !failed && n_chunks > 0) rc = embed_document(s, f->path);
         if (rc == KB_OK) {
             RagAction act = failed ? RAG_ACT_FAILED : old ? RAG_ACT_UPDATED : RAG_ACT_INDEXED;
             if (failed) s->stats->failed++;
@@ -479,7 +470,6 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
         }
     }
     if (rc == KB_ENOMEM) store_fail(s->rag, KB_ENOMEM, "%s: out of memory", f->path);
-    free(vecs);
     chunker_free(chunks, n_chunks);
     doc_clear(&doc);
     file_free(&fd);
@@ -636,7 +626,7 @@ static int fill_vectors(Sync *s)
 {
     int64_t n = 0;
     if (s->emb == NULL) return KB_OK;
-    int rc = embed_fill_missing(s->rag, &s->row, s->emb, s->opt, &s->p, &n);
+    int rc = embed_fill_missing(s->rag, &s->row, 0, s->emb, s->opt, &s->p, s->t0, &n);
     s->stats->vectors += n;
     return rc;
 }

@@ -179,7 +179,7 @@ static void test_ask_retrieve_only_json_loads_no_chat_model(void **state)
     assert_null(strstr(r.out, "\"rank\": 3"));
     run_free(&r);
     r = KB(sb, "--model", "/nonexistent/model.gguf", "ask", "--retrieve-only", "检索时问题是怎么处理的？");
-    expect(&r, 0, "[1] score ", NULL);
+    expect(&r, 0, "说明.pdf, page 1  (score ", NULL);
 }
 
 static void test_ask_usage_errors_and_small_context(void **state)

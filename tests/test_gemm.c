@@ -8,7 +8,8 @@
 ** and against the engine's vec_dot. Only float summation order may differ,
 ** so the tolerance is a few float roundings of the sum of absolute terms.
 ** Shapes cut tiles at every edge (rows and tokens that do not fill a tile,
-** one block per row, a row of one weight row). Buffers are heap blocks of
+** one block per row, a matrix of one row, rows longer than one run of
+** GEMM_KC blocks). Buffers are heap blocks of
 ** exactly their size and the weights start at an odd address, so ASan
 ** catches any access past them and nothing may assume alignment.
 */
@@ -163,6 +164,7 @@ static void test_tiled_product_equals_exact_block_sums(void **state)
     static const int64_t shapes[][3] = {
         /* n_in, n_out, n_tok */
         {96, 37, 21}, {256, 48, 16}, {32, 1, 17}, {2048, 20, 40}, {64, 16, 128}, {160, 33, 25},
+        {1056, 45, 19}, {2080, 64, 18}, /* runs of GEMM_KC blocks and a shorter last run */
     };
     Rng r = {42};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
@@ -180,7 +182,7 @@ static void test_tiled_product_does_not_depend_on_thread_count(void **state)
     Rng r = {7};
     const int types[] = {KB_TYPE_Q4_0, KB_TYPE_Q8_0};
     for (size_t i = 0; i < 2; i++) {
-        const int64_t n_in = 320, n_out = 83, n_tok = 29;
+        const int64_t n_in = 2400, n_out = 83, n_tok = 29;
         TestMat m = mat_random(&r, types[i], n_in, n_out);
         float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
         assert_non_null(x);

@@ -343,6 +343,39 @@ static void test_embed_interrupted_rebuild_resumes(void **state)
     assert_int_equal(store_integrity_check(f->rag), KB_OK);
 }
 
+/* A long document's vectors are committed in batches after it: an
+** interrupted sync keeps the document and the batches done, and the next
+** sync (to which the document is unchanged) embeds the rest. */
+static void test_embed_interrupted_sync_completes_the_vectors(void **state)
+{
+    Fix *f = *state;
+    GString *t = g_string_new(NULL);
+    for (int i = 0; i < 200; i++) g_string_append_printf(t, "Sentence %d of a long manual about valves and pumps. ", i);
+    put(f, "long.txt", t->str);
+    g_string_free(t, TRUE);
+    create_kb(f, "probe", f->e16);
+    testutil_fail_alloc_after(0);
+    sync_with(f, "probe", f->e16, NULL);
+    long allocs = testutil_alloc_count();
+    int64_t chunks = raw_count(f, "SELECT count(*) FROM vectors");
+    assert_true(chunks > 2 * 64);
+    assert_int_equal(rag_kb_delete(f->rag, "probe"), KB_OK);
+    create_kb(f, "kb", f->e16);
+    testutil_fail_alloc_after(allocs * 7 / 10);
+    RagSyncOptions opt = {NULL, NULL, 0, NULL, NULL, 0, f->e16};
+    int rc = rag_sync(f->rag, "kb", &opt, NULL);
+    testutil_fail_alloc_after(0);
+    assert_int_equal(rc, KB_ENOMEM);
+    assert_int_equal(raw_count(f, "SELECT count(*) FROM documents"), 1); /* committed before its vectors */
+    int64_t done = raw_count(f, "SELECT count(*) FROM vectors");
+    assert_true(done > 0 && done < chunks);
+    RagSyncStats st;
+    sync_with(f, "kb", f->e16, &st);
+    assert_int_equal(st.unchanged, 1);
+    assert_int_equal(st.vectors, chunks - done);
+    assert_int_equal(raw_count(f, "SELECT count(*) FROM vectors"), chunks);
+}
+
 static void test_embed_chunks_fit_the_model(void **state)
 {
     Fix *f = *state;
@@ -478,6 +511,7 @@ int main(void)
         FIX(test_embed_knowledge_base_is_pinned_and_rebuild_re_embeds),
         FIX(test_embed_keyword_only_knowledge_base),
         FIX(test_embed_interrupted_rebuild_resumes),
+        FIX(test_embed_interrupted_sync_completes_the_vectors),
         FIX(test_embed_chunks_fit_the_model),
         FIX(test_embed_chat_model_vectors_and_cache),
         FIX(test_embed_schema_migrates_from_version_1),

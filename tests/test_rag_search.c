@@ -118,6 +118,82 @@ static void test_search_hybrid_is_never_worse_than_keyword(void **state)
            RAGQA_N_QUESTIONS, hy, RAGQA_N_QUESTIONS, fused);
 }
 
+/* The naive baseline of issue 8: each document's text in fixed windows of
+** 800 characters, an FTS5 trigram index, the question's words (split at
+** spaces and ASCII punctuation) OR-ed, BM25. Returns its hit@4 count. The
+** documents' text is rebuilt from their chunks, overlaps removed. */
+static int baseline_hits(Fix *f)
+{
+    sqlite3 *db;
+    sqlite3_stmt *docs, *ins;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE VIRTUAL TABLE w USING fts5(file, text, tokenize='trigram')", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO w(file, text) VALUES (?1, ?2)", -1, &ins, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(f->rag->db, "SELECT d.path, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                                        "ORDER BY d.path, c.seq", -1, &docs, NULL), SQLITE_OK);
+    GString *text = g_string_new(NULL);
+    char *file = NULL;
+    for (int more = 1; more;) {
+        more = sqlite3_step(docs) == SQLITE_ROW;
+        const char *path = more ? (const char *)sqlite3_column_text(docs, 0) : NULL;
+        if (file && (!more || strcmp(path, file) != 0)) { /* a document is complete: its windows */
+            for (const char *p = text->str; *p;) {
+                const char *e = p;
+                for (int k = 0; *e && k < 800; k++) e = g_utf8_next_char(e);
+                sqlite3_bind_text(ins, 1, file, -1, SQLITE_STATIC);
+                sqlite3_bind_text(ins, 2, p, (int)(e - p), SQLITE_STATIC);
+                assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+                sqlite3_reset(ins);
+                p = e;
+            }
+            g_string_truncate(text, 0);
+        }
+        if (!more) break;
+        if (!file || strcmp(path, file) != 0) g_free(file), file = g_strdup(path);
+        const char *t = (const char *)sqlite3_column_text(docs, 1);
+        g_string_append(text, t + passage_overlap(text->str, text->len, t, strlen(t)));
+    }
+    sqlite3_finalize(docs);
+    sqlite3_finalize(ins);
+    g_free(file);
+    g_string_free(text, TRUE);
+    int hits = 0;
+    for (int i = 0; i < RAGQA_N_QUESTIONS; i++) {
+        GString *m = g_string_new(NULL);
+        char **words = g_regex_split_simple("[\\s[:punct:]？，。！]+", ragqa_questions[i].question, 0, 0);
+        for (int k = 0; words[k]; k++)
+            if (g_utf8_strlen(words[k], -1) >= 3) g_string_append_printf(m, "%s\"%s\"", m->len ? " OR " : "", words[k]);
+        g_strfreev(words);
+        sqlite3_stmt *q;
+        RagHit h[4];
+        int n = 0;
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT file, text FROM w WHERE w MATCH ?1 ORDER BY bm25(w) LIMIT 4", -1, &q,
+                                            NULL), SQLITE_OK);
+        sqlite3_bind_text(q, 1, m->str, -1, SQLITE_STATIC);
+        while (m->len && sqlite3_step(q) == SQLITE_ROW) {
+            h[n].file = g_strdup((const char *)sqlite3_column_text(q, 0));
+            h[n++].text = g_strdup((const char *)sqlite3_column_text(q, 1));
+        }
+        hits += ragqa_found(h, n, &ragqa_questions[i]);
+        for (int k = 0; k < n; k++) g_free(h[k].file), g_free(h[k].text);
+        sqlite3_finalize(q);
+        g_string_free(m, TRUE);
+    }
+    sqlite3_close(db);
+    return hits;
+}
+
+static void test_search_beats_the_naive_baseline(void **state)
+{
+    Fix *f = *state;
+    int base = baseline_hits(f), ours = 0;
+    for (int i = 0; i < RAGQA_N_QUESTIONS; i++) ours += ask(f, &ragqa_questions[i], RAG_MODE_KEYWORD, NULL);
+    printf("hit@4: naive baseline (800-character windows, trigram, words OR-ed) %d/%d, keyword %d/%d\n", base,
+           RAGQA_N_QUESTIONS, ours, RAGQA_N_QUESTIONS);
+    assert_true(ours >= base);
+}
+
 /* --- fusion, threshold, passages --- */
 
 /* The text of the chunk at `offset` in id order (malloc'd), and its id. */
@@ -411,11 +487,49 @@ static void test_search_rejects_bad_queries(void **state)
     assert_string_equal(rag_mode_name(RAG_MODE_VECTOR), "vector");
 }
 
+/* Another knowledge base whose chunks outrank this one's in the shared FTS5
+** index: rag_retrieve asks for more rows until it has this one's. */
+static void test_search_other_knowledge_bases_do_not_crowd_out_hits(void **state)
+{
+    Fix *f = *state;
+    RagQuery q = {"pump casing", RAG_MODE_KEYWORD, 50, 0.0, 0, NULL};
+    RagHit *before, *after;
+    int n_before, n_after;
+    RagSearchInfo info, info_before;
+    assert_int_equal(rag_retrieve(f->rag, "qa", &q, &before, &n_before, &info_before), KB_OK);
+    assert_true(info_before.n_keyword > 5);
+    char *other = g_build_filename(f->dir, "other", NULL);
+    mkdir(other, 0700);
+    for (int i = 0; i < 300; i++) {
+        char name[32], text[128];
+        snprintf(name, sizeof name, "o%03d.txt", i);
+        snprintf(text, sizeof text, "pump pump pump casing casing qqvv %d", i);
+        assert_int_equal(ragqa_write(other, name, text), 0);
+    }
+    RagKbSettings s = {100, 20, "", NULL};
+    assert_int_equal(rag_kb_create(f->rag, "other", &s), KB_OK);
+    assert_int_equal(rag_kb_add(f->rag, "other", other), KB_OK);
+    assert_int_equal(rag_sync(f->rag, "other", NULL, NULL), KB_OK);
+    assert_int_equal(rag_retrieve(f->rag, "qa", &q, &after, &n_after, &info), KB_OK);
+    /* the same chunks (their order may change: the index's statistics are shared) */
+    assert_int_equal(info.n_keyword, info_before.n_keyword);
+    for (int i = 0; i < n_after; i++) assert_null(strstr(after[i].file, "/other/"));
+    rag_hits_free(before, n_before);
+    rag_hits_free(after, n_after);
+    /* words only the other knowledge base has: nothing here */
+    q.text = "qqvv";
+    assert_int_equal(rag_retrieve(f->rag, "qa", &q, &after, &n_after, NULL), KB_OK);
+    assert_int_equal(n_after, 0);
+    assert_int_equal(rag_kb_delete(f->rag, "other"), KB_OK);
+    g_free(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_search_keyword_hit_at_4_is_at_least_0_9),
         cmocka_unit_test(test_search_hybrid_is_never_worse_than_keyword),
+        cmocka_unit_test(test_search_beats_the_naive_baseline),
         cmocka_unit_test(test_search_hybrid_scores_are_reciprocal_rank_sums),
         cmocka_unit_test(test_search_threshold_drops_less_relevant_passages),
         cmocka_unit_test(test_search_neighbouring_chunks_become_one_passage),
@@ -426,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_query_coverage_weights_rare_terms),
         cmocka_unit_test(test_passage_merge_and_expand),
         cmocka_unit_test(test_search_rejects_bad_queries),
+        cmocka_unit_test(test_search_other_knowledge_bases_do_not_crowd_out_hits),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

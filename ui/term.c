@@ -51,6 +51,7 @@ static const ThemeCell term_themes[THEME_COUNT][UI_C_COUNT] = {
         [UI_C_STATUS] = {COLOR_BLACK, COLOR_CYAN, A_NORMAL},
         [UI_C_BORDER] = {COLOR_BLUE, -1, A_BOLD},
         [UI_C_TITLE] = {COLOR_MAGENTA, -1, A_BOLD},
+        [UI_C_CODE] = {COLOR_GREEN, -1, A_NORMAL},
     },
     [THEME_LIGHT] = {
         [UI_C_NORMAL] = {-1, -1, A_NORMAL},
@@ -62,6 +63,7 @@ static const ThemeCell term_themes[THEME_COUNT][UI_C_COUNT] = {
         [UI_C_STATUS] = {COLOR_WHITE, COLOR_BLUE, A_NORMAL},
         [UI_C_BORDER] = {COLOR_BLUE, -1, A_NORMAL},
         [UI_C_TITLE] = {COLOR_BLUE, -1, A_BOLD},
+        [UI_C_CODE] = {COLOR_RED, -1, A_NORMAL},
     },
     [THEME_MONO] = {
         [UI_C_NORMAL] = {-1, -1, A_NORMAL},
@@ -73,6 +75,7 @@ static const ThemeCell term_themes[THEME_COUNT][UI_C_COUNT] = {
         [UI_C_STATUS] = {-1, -1, A_REVERSE},
         [UI_C_BORDER] = {-1, -1, A_NORMAL},
         [UI_C_TITLE] = {-1, -1, A_BOLD},
+        [UI_C_CODE] = {-1, -1, A_DIM},
     },
 };
 
@@ -137,6 +140,14 @@ static void term_add_restore(const char *cap)
     term_restore_len += n;
 }
 
+static void term_add_restore_raw(const char *seq)
+{
+    size_t n = strlen(seq);
+    if (term_restore_len + n >= sizeof term_restore_seq) return;
+    memcpy(term_restore_seq + term_restore_len, seq, n);
+    term_restore_len += n;
+}
+
 static void term_install_signals(void)
 {
     static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGQUIT};
@@ -172,6 +183,7 @@ int term_open(const char *theme, char *err, size_t errlen)
     }
     term_active = 1;
     term_restore_len = 0;
+    term_add_restore_raw("\033[?2004l"); /* bracketed paste off */
     term_add_restore("rmcup");
     term_add_restore("cnorm");
     term_add_restore("sgr0");
@@ -179,6 +191,11 @@ int term_open(const char *theme, char *err, size_t errlen)
     noecho();
     nonl();
     keypad(stdscr, TRUE);
+    /* bracketed paste: a pasted Enter is text, not "send" (screen.c) */
+    define_key("\033[200~", UI_KEY_PASTE_BEGIN);
+    define_key("\033[201~", UI_KEY_PASTE_END);
+    fputs("\033[?2004h", stdout);
+    fflush(stdout);
     term_theme = term_pick_theme(theme);
     term_init_colours();
     term_install_signals();
@@ -190,6 +207,8 @@ void term_close(void)
     if (!term_active) return;
     term_active = 0;
     curs_set(1);
+    fputs("\033[?2004l", stdout);
+    fflush(stdout);
     endwin();
     delscreen(term_screen);
     term_screen = NULL;

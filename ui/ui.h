@@ -16,11 +16,14 @@ const char *ui_library_version(void);
 /* Runs the full-screen chat on the terminal until the user quits.
 ** app is the chat to drive (borrowed; no model loaded yet); model_path is
 ** the model to load in the background ("" or NULL: none, and the welcome
-** screen explains how to get one); cfg_file names the configuration file for
+** screen explains how to get one); the last stored conversation is resumed;
+** kb (NULL: none) is the knowledge base to search; cfg_file names the
+** configuration file for
 ** that text (may be NULL); theme is ui.theme ("dark", "light", "mono").
 ** NO_COLOR in the environment forces the monochrome theme.
 ** Returns KB_OK, or KB_EIO when the terminal could not be set up (message
 ** in err). */
-int ui_run(ChatApp *app, const char *model_path, const char *cfg_file, const char *theme, char *err, size_t errlen);
+int ui_run(ChatApp *app, const char *model_path, const char *kb, const char *cfg_file, const char *theme, char *err,
+           size_t errlen);
 
 #endif /* KB_UI_H */

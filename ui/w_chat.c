@@ -19,7 +19,13 @@ typedef struct ChatMsg {
     UiRole role;
     wchar_t *text; /* owned */
     size_t len, cap;
+    unsigned char *style; /* answers: a MdStyle per character (md_style), owned */
+    size_t styled;        /* characters the style array was computed for */
 } ChatMsg;
+
+/* Light Markdown in answers: what each character is drawn as. The marks
+** stay visible (so wrapping is the plain text's); they are only coloured. */
+typedef enum MdStyle { MD_TEXT, MD_HEADING, MD_BOLD, MD_CODE, MD_CITATION, MD_BULLET } MdStyle;
 
 /* One screen line: text[off..off+len) of message msg; msg < 0 for the blank
 ** line between messages. */
@@ -77,16 +83,14 @@ wchar_t *ui_decode(const char *s, size_t len, size_t *n)
 
 ChatPane *chatpane_new(void)
 {
-    static const WidgetOps ops;
     ChatPane *p = calloc(1, sizeof *p);
-    (void)ops;
     if (p) p->follow = 1;
     return p;
 }
 
 void chatpane_clear(ChatPane *p)
 {
-    for (int i = 0; i < p->n_msgs; i++) free(p->msgs[i].text);
+    for (int i = 0; i < p->n_msgs; i++) free(p->msgs[i].text), free(p->msgs[i].style);
     p->n_msgs = 0;
     p->follow = 1;
     p->base.needs_redraw = 1;
@@ -158,11 +162,7 @@ static int push_line(ChatPane *p, int msg, size_t off, size_t len)
     return 0;
 }
 
-/* Wraps s[a..b) (one line of message msg, no '\n') to width columns. A
-** break goes at the last space (which is dropped), or between two
-** characters when either is double-width; a word longer than the line is
-** cut at the width. Returns 0 or -1 (ENOMEM). */
-static int wrap_line(ChatPane *p, int msg, const wchar_t *s, size_t a, size_t b, int width)
+int ui_wrap(const wchar_t *s, size_t a, size_t b, int width, int (*emit)(void *u, size_t off, size_t len), void *u)
 {
     size_t i = a;
     do {
@@ -176,18 +176,36 @@ static int wrap_line(ChatPane *p, int msg, const wchar_t *s, size_t a, size_t b,
             col += cw;
             j++;
         }
-        if (j >= b) return push_line(p, msg, i, b - i);
+        if (j >= b) return emit(u, i, b - i);
         if (j == i) j++; /* a character wider than the pane: show it alone */
         if (brk > i) {
-            if (push_line(p, msg, i, brk - i)) return -1;
+            if (emit(u, i, brk - i)) return -1;
             i = next;
         } else {
-            if (push_line(p, msg, i, j - i)) return -1;
+            if (emit(u, i, j - i)) return -1;
             i = j;
         }
         while (i < b && s[i] == L' ') i++;
     } while (i < b);
     return 0;
+}
+
+/* ui_wrap's emit for the chat pane: a line of message msg. */
+typedef struct WrapCtx {
+    ChatPane *p;
+    int msg;
+} WrapCtx;
+
+static int emit_line(void *u, size_t off, size_t len)
+{
+    WrapCtx *c = u;
+    return push_line(c->p, c->msg, off, len);
+}
+
+static int wrap_line(ChatPane *p, int msg, const wchar_t *s, size_t a, size_t b, int width)
+{
+    WrapCtx c = {p, msg};
+    return ui_wrap(s, a, b, width, emit_line, &c);
 }
 
 /* Lays every message out at width into p->lines. */
@@ -206,6 +224,62 @@ static void layout(ChatPane *p, int width)
     }
 }
 
+/* --- light Markdown --- */
+
+static size_t citation_len(const wchar_t *s, size_t n);
+
+/* Styles line s[a..b) of an answer outside a fenced block: a heading, a
+** list bullet, `code`, **bold**, and citations [n]. */
+static void md_line(const wchar_t *s, size_t a, size_t b, unsigned char *st)
+{
+    size_t i = a;
+    while (i < b && s[i] == L' ') i++;
+    if (i < b && s[i] == L'#') {
+        memset(st + a, MD_HEADING, b - a);
+        return;
+    }
+    if (i + 1 < b && (s[i] == L'-' || s[i] == L'*' || s[i] == L'+') && s[i + 1] == L' ') st[i] = MD_BULLET;
+    for (size_t j = i; j < b; j++) {
+        size_t c = citation_len(s + j, b - j), k;
+        if (c) {
+            memset(st + j, MD_CITATION, c);
+            j += c - 1;
+        } else if (s[j] == L'`') {
+            for (k = j + 1; k < b && s[k] != L'`'; k++) {
+            }
+            if (k == b) continue;
+            memset(st + j, MD_CODE, k - j + 1);
+            j = k;
+        } else if (s[j] == L'*' && j + 1 < b && s[j + 1] == L'*') {
+            for (k = j + 2; k + 1 < b && !(s[k] == L'*' && s[k + 1] == L'*'); k++) {
+            }
+            if (k + 1 >= b) continue;
+            memset(st + j, MD_BOLD, k + 2 - j);
+            j = k + 1;
+        }
+    }
+}
+
+/* (Re)computes the styles of answer m: fenced blocks (``` lines) are code. */
+static void md_style(ChatMsg *m)
+{
+    unsigned char *st = realloc(m->style, m->len + 1);
+    if (st == NULL) return;
+    m->style = st;
+    memset(st, MD_TEXT, m->len + 1);
+    int fenced = 0;
+    for (size_t a = 0; a < m->len;) {
+        size_t b = a;
+        while (b < m->len && m->text[b] != L'\n') b++;
+        int fence = b - a >= 3 && wcsncmp(m->text + a, L"```", 3) == 0;
+        if (fence || fenced) memset(st + a, MD_CODE, b - a);
+        else md_line(m->text, a, b, st);
+        if (fence) fenced = !fenced;
+        a = b + 1;
+    }
+    m->styled = m->len;
+}
+
 /* --- drawing --- */
 
 /* Length of a citation "[12]" at s (0 when none). */
@@ -217,25 +291,35 @@ static size_t citation_len(const wchar_t *s, size_t n)
     return k > 1 && k < n && s[k] == L']' ? k + 1 : 0;
 }
 
-/* Paints one line at row, citations highlighted in answers. */
+/* The attribute of style st in a message drawn with base. */
+static attr_t md_attr(int st, attr_t base)
+{
+    switch (st) {
+    case MD_HEADING: return term_attr(UI_C_TITLE);
+    case MD_BOLD: return base | A_BOLD;
+    case MD_CODE: return term_attr(UI_C_CODE);
+    case MD_CITATION: return term_attr(UI_C_CITATION);
+    case MD_BULLET: return term_attr(UI_C_BORDER);
+    default: return base;
+    }
+}
+
+/* Paints one line at row; answers in their Markdown styles. */
 static void draw_line(ChatPane *p, int row, const VLine *l)
 {
     WINDOW *win = p->base.win;
     if (l->msg < 0) return;
-    const ChatMsg *m = &p->msgs[l->msg];
+    ChatMsg *m = &p->msgs[l->msg];
     const wchar_t *s = m->text + l->off;
     attr_t base = term_attr(m->role);
+    if (m->role == UI_C_ANSWER && m->styled != m->len) md_style(m);
+    const unsigned char *st = m->role == UI_C_ANSWER && m->style ? m->style + l->off : NULL;
     wmove(win, row, 0);
     for (size_t i = 0; i < l->len;) {
-        size_t c = m->role == UI_C_ANSWER ? citation_len(s + i, l->len - i) : 0, k = i;
-        if (c) {
-            wattrset(win, term_attr(UI_C_CITATION));
-            waddnwstr(win, s + i, (int)c);
-            i += c;
-            continue;
-        }
-        while (k < l->len && !(m->role == UI_C_ANSWER && citation_len(s + k, l->len - k))) k++;
-        wattrset(win, base);
+        size_t k = i + 1;
+        while (st && k < l->len && st[k] == st[i]) k++;
+        if (st == NULL) k = l->len;
+        wattrset(win, md_attr(st ? st[i] : MD_TEXT, base));
         waddnwstr(win, s + i, (int)(k - i));
         i = k;
     }
@@ -291,13 +375,17 @@ static int chat_on_key(Widget *w, const UiKey *k)
     return UI_REDRAW;
 }
 
-/* Scrolls by n lines (negative: up), for the mouse wheel. */
-void chatpane_scroll(ChatPane *p, int n);
 void chatpane_scroll(ChatPane *p, int n)
 {
     long top = first_line(p, p->base.h) + n;
     p->follow = 0;
     p->top = top < 0 ? 0 : top;
+}
+
+void chatpane_follow(ChatPane *p)
+{
+    p->follow = 1;
+    p->base.needs_redraw = 1;
 }
 
 static const WidgetOps chat_ops = {chat_draw, chat_on_key, widget_place};

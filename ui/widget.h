@@ -35,6 +35,7 @@ typedef enum UiRole {
     UI_C_STATUS,    /* the status bar */
     UI_C_BORDER,    /* the input's top rule and hints */
     UI_C_TITLE,     /* headings (welcome screen) */
+    UI_C_CODE,      /* `code` and fenced blocks in answers */
     UI_C_COUNT
 } UiRole;
 
@@ -46,6 +47,10 @@ typedef struct UiKey {
 } UiKey;
 
 #define UI_CTRL(c) ((c) & 0x1f)
+
+/* Key codes of our own (define_key): the bracketed paste markers. */
+#define UI_KEY_PASTE_BEGIN (KEY_MAX + 1)
+#define UI_KEY_PASTE_END (KEY_MAX + 2)
 
 typedef struct Widget Widget;
 typedef struct WidgetOps {
@@ -80,6 +85,12 @@ int term_quit_requested(void);
 /* Decodes UTF-8 s[0..len) into a malloc'd wide string (invalid bytes become
 ** U+FFFD, controls but '\n' become spaces); *n gets its length. NULL on ENOMEM. */
 wchar_t *ui_decode(const char *s, size_t len, size_t *n /* OUT */);
+/* Wraps s[a..b) (one line, no '\n') to width columns, calling emit with
+** each screen line's offset and length: a break goes at the last space
+** (dropped), or between two characters when either is double-width; a
+** word longer than the line is cut at the width; a double-width character
+** never straddles the edge. Returns 0, or the first nonzero emit result. */
+int ui_wrap(const wchar_t *s, size_t a, size_t b, int width, int (*emit)(void *u, size_t off, size_t len), void *u);
 /* Display width of c: 0..2 (unprintable: 1, shown as '?'). */
 int ui_wcwidth(wchar_t c);
 
@@ -92,6 +103,10 @@ Widget *chatpane_widget(ChatPane *p);
 int chatpane_add(ChatPane *p, UiRole role, const char *text);
 /* Appends len bytes to the last message (which must exist). */
 int chatpane_append(ChatPane *p, const char *text, size_t len);
+/* Scrolls by n lines (negative: up), for the mouse wheel. */
+void chatpane_scroll(ChatPane *p, int n);
+/* Shows the end of the conversation from now on. */
+void chatpane_follow(ChatPane *p);
 /* Removes every message. */
 void chatpane_clear(ChatPane *p);
 
@@ -106,6 +121,10 @@ int input_rows(InputBox *b, int width, int max_rows);
 char *input_take(InputBox *b);
 int input_is_empty(const InputBox *b);
 void input_clear(InputBox *b);
+/* The text being edited (owned by b) and a replacement for it (copied,
+** cursor at the end). */
+const char *input_text(const InputBox *b);
+void input_replace(InputBox *b, const char *text);
 /* The hint shown on the rule above the editor (copied). */
 void input_set_hint(InputBox *b, const char *hint);
 
@@ -115,5 +134,35 @@ void status_free(StatusBar *s);
 Widget *status_widget(StatusBar *s);
 /* Replaces the text of the bar's left and right parts (copied). */
 void status_set(StatusBar *s, const char *left, const char *right);
+
+/* The help overlay (w_help.c): resize centres it in the area given; its
+** on_key returns UI_QUIT, meaning "close me". */
+Widget *help_new(void);
+void help_free(Widget *w);
+
+/* The sources overlay (w_sources.c): resize takes most of the area given;
+** on_key returns UI_QUIT to close. sources_load copies turn t's sources
+** (NULL: none yet); returns 0 or -1 (ENOMEM). */
+struct RagTurn;
+Widget *sources_new(void);
+void sources_free(Widget *w);
+int sources_load(Widget *w, const struct RagTurn *t);
+
+/* The sessions overlay (w_sessions.c). sessions_load lists app's stored
+** conversations (idle only); returns 0 or -1 (ENOMEM). After on_key returns
+** UI_QUIT, sessions_action says what to do (see w_sessions.c). */
+typedef struct ChatApp ChatApp;
+Widget *sessions_new(void);
+void sessions_free(Widget *w);
+int sessions_load(Widget *w, ChatApp *app);
+const char *sessions_action(Widget *w);
+
+/* The knowledge-base overlay (w_kb.c): kbview_load lists app's knowledge
+** bases (idle only; 0 or -1 ENOMEM); after on_key returns UI_QUIT,
+** kbview_action holds the command to run ("" none). */
+Widget *kbview_new(void);
+void kbview_free(Widget *w);
+int kbview_load(Widget *w, ChatApp *app);
+const char *kbview_action(Widget *w);
 
 #endif /* KB_UI_WIDGET_H */

@@ -224,6 +224,14 @@ static int bge_metadata(GgufWriter *w, const GgufFile *v)
     return rc;
 }
 
+/* The type a tensor is stored in: vectors F32; matrices `type`, except the
+** position and token-type tables, which llama-quantize leaves alone. */
+static int tensor_type(const BgeTensor *t, int type)
+{
+    if (t->ne1 == 0) return KB_TYPE_F32;
+    return strncmp(t->name, "position_embd", 13) == 0 || strncmp(t->name, "token_types", 11) == 0 ? KB_TYPE_F16 : type;
+}
+
 /* Writes the synthetic bge-small model to path, its matrices in `type`
 ** (F16 or Q8_0, the two forms bge GGUF files come in). */
 static void write_bge_small(const char *testdata, const char *path, int type)
@@ -238,13 +246,13 @@ static void write_bge_small(const char *testdata, const char *path, int type)
     int n = bge_tensors(t), rc = bge_metadata(w, v);
     for (int i = 0; i < n && rc == KB_OK; i++) {
         int64_t ne[2] = {t[i].ne0, t[i].ne1};
-        rc = gguf_writer_add_tensor(w, t[i].name, t[i].ne1 ? 2 : 1, ne, t[i].ne1 ? type : KB_TYPE_F32);
+        rc = gguf_writer_add_tensor(w, t[i].name, t[i].ne1 ? 2 : 1, ne, tensor_type(&t[i], type));
     }
     if (rc == KB_OK) rc = gguf_writer_write_header(w);
     if (rc == KB_OK) rc = kb_quantizer_new(2, &q);
     for (int i = 0; i < n && rc == KB_OK; i++) {
         RowGen g = {(uint64_t)i + 1, t[i].fill};
-        rc = kb_quantizer_write_tensor(q, w, t[i].ne1 ? type : KB_TYPE_F32, gen_row, &g, t[i].ne1 ? t[i].ne1 : 1,
+        rc = kb_quantizer_write_tensor(q, w, tensor_type(&t[i], type), gen_row, &g, t[i].ne1 ? t[i].ne1 : 1,
                                        t[i].ne0, NULL);
     }
     if (rc == KB_OK) rc = gguf_writer_finish(w);

@@ -1,0 +1,587 @@
+/*
+** test_tui.c: the full-screen chat (ui/) driven through tmux, as a person at
+** a terminal drives it: keys sent with `tmux send-keys`, the screen read
+** with `tmux capture-pane -p`, at the fixed sizes 100x30 and 60x15 with
+** LANG=C.UTF-8.
+**
+** Each test starts its own tmux server on a private socket (tmux -L
+** kbtui-PID-N) in a fresh sandbox (HOME and the data directory are a new
+** temporary folder, the aidreams model from ../shared/testdata) and kills
+** it at the end. Every wait is bounded. The pane runs
+**   stty -a > before; kbchat ...; echo $? > status; stty -a > after
+** so a test can check that kbchat gave the terminal back unchanged.
+** KBCHAT_TUI_PIECE_DELAY_MS slows the streaming so that an answer of the
+** tiny model lasts long enough to cancel and to resize in the middle of.
+** Skipped when tmux is not installed.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <locale.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <wchar.h>
+#include <cmocka.h>
+
+#include "tests/testutil.h"
+
+typedef struct Tui {
+    char *dir, *bin, *model;
+    char sock[64];
+    int started;
+} Tui;
+
+/* Greedy answers of up to 40 tokens: the model's context is 128 tokens. */
+static const char CONFIG[] = "model:\n"
+                             "  template: raw\n"
+                             "  threads: 2\n"
+                             "sampling:\n"
+                             "  temperature: 0\n"
+                             "  max_tokens: 40\n"
+                             "retrieval:\n"
+                             "  top_k: 1\n"
+                             "prompt:\n"
+                             "  template: \"{context}\\n{question}\"\n"
+                             "conversation:\n"
+                             "  answer_reserve: 48\n"
+                             "data_dir: data\n";
+
+static int have_tmux(void)
+{
+    const char *argv[] = {"tmux", "-V", NULL};
+    char *out = NULL, *err = NULL;
+    int status = -1, rc = testutil_run(argv, NULL, NULL, 5, &out, &err, &status);
+    free(out), free(err);
+    return rc == 0 && status == 0;
+}
+
+static int tui_setup(void **state)
+{
+    static int n;
+    Tui *t = calloc(1, sizeof *t);
+    t->dir = testutil_mkdtemp();
+    t->bin = realpath(testutil_kbchat_bin(), NULL);
+    t->model = testutil_data_path("models/aidreams260K-F32.gguf");
+    snprintf(t->sock, sizeof t->sock, "kbtui-%d-%d", (int)getpid(), ++n);
+    char *cfg = testutil_join(t->dir, "tui.yaml");
+    int rc = testutil_write_file(cfg, CONFIG, strlen(CONFIG));
+    free(cfg);
+    *state = t;
+    return t->dir && t->bin && rc == 0 ? 0 : -1;
+}
+
+/* Runs tmux -L sock ARGS...; returns its stdout (malloc'd). */
+static char *tmux(Tui *t, const char *a1, const char *a2, const char *a3, const char *a4, const char *a5)
+{
+    const char *argv[10] = {"tmux", "-L", t->sock, "-f", "/dev/null", a1, a2, a3, a4, a5};
+    const char *full[11];
+    memcpy(full, argv, sizeof argv);
+    full[10] = NULL;
+    char *out = NULL, *err = NULL;
+    int status = -1;
+    testutil_run(full, NULL, t->dir, 10, &out, &err, &status);
+    free(err);
+    return out;
+}
+
+static int tui_teardown(void **state)
+{
+    Tui *t = *state;
+    if (t->started) free(tmux(t, "kill-server", NULL, NULL, NULL, NULL));
+    testutil_rmtree(t->dir);
+    free(t->dir), free(t->bin), free(t->model);
+    free(t);
+    return 0;
+}
+
+/* Starts kbchat (with extra arguments args and environment env, like
+** "NO_COLOR=1") in a cols x rows pane. */
+static void tui_start(Tui *t, int cols, int rows, const char *env, const char *args)
+{
+    char cmd[4096], x[16], y[16];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && stty -a > before; env HOME='%s' XDG_DATA_HOME= XDG_CONFIG_HOME= KBCHAT_CONFIG= LANG=C.UTF-8 "
+             "LC_ALL=C.UTF-8 %s sh -c 'echo $$ > pid; exec \"$@\"' sh '%s' --config tui.yaml %s; echo $? > status; "
+             "stty -a > after; sleep 60",
+             t->dir, t->dir, env ? env : "", t->bin, args ? args : "");
+    snprintf(x, sizeof x, "%d", cols);
+    snprintf(y, sizeof y, "%d", rows);
+    /* forked here, closing every descriptor but 0-2: the tmux server must
+    ** not keep a test's pipes (testutil_run's) open */
+    const char *argv[] = {"tmux", "-L", t->sock, "-f", "/dev/null", "new-session", "-d", "-x", x, "-y", y, "-s", "k", cmd, NULL};
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0), dup2(null, 1), dup2(null, 2);
+        for (int fd = 3; fd < 1024; fd++) close(fd);
+        execvp("tmux", (char *const *)argv);
+        _exit(127);
+    }
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) fail_msg("tmux new-session failed (status %d)", ws);
+    t->started = 1;
+}
+
+static char *screen(Tui *t)
+{
+    return tmux(t, "capture-pane", "-p", "-t", "k", NULL);
+}
+
+static void keys(Tui *t, const char *literal)
+{
+    free(tmux(t, "send-keys", "-t", "k", "-l", literal));
+}
+
+static void key(Tui *t, const char *name)
+{
+    free(tmux(t, "send-keys", "-t", "k", name, NULL));
+}
+
+static void resize(Tui *t, int cols, int rows)
+{
+    char x[16], y[16];
+    snprintf(x, sizeof x, "%d", cols);
+    snprintf(y, sizeof y, "%d", rows);
+    const char *argv[] = {"tmux", "-L", t->sock, "resize-window", "-t", "k", "-x", x, "-y", y, NULL};
+    char *out = NULL, *err = NULL;
+    int status;
+    testutil_run(argv, NULL, t->dir, 10, &out, &err, &status);
+    free(out), free(err);
+}
+
+static void nap_ms(long ms)
+{
+    nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
+}
+
+/* Waits up to timeout_ms for text on the screen; fails showing the screen. */
+static char *wait_for(Tui *t, const char *text, long timeout_ms)
+{
+    for (long waited = 0;; waited += 50) {
+        char *s = screen(t);
+        if (s && strstr(s, text)) return s;
+        if (waited >= timeout_ms) fail_msg("\"%s\" did not appear within %ld ms; the screen:\n%s", text, timeout_ms, s ? s : "");
+        free(s);
+        nap_ms(50);
+    }
+}
+
+/* Waits for the answer in progress to end (the idle hint is back). */
+static char *wait_idle(Tui *t)
+{
+    return wait_for(t, "Ctrl-C×2: quit", 20000);
+}
+
+/* Reads the sandbox file name, waiting up to 10 s for it. */
+static char *wait_file(Tui *t, const char *name)
+{
+    char *path = testutil_join(t->dir, name);
+    for (int i = 0; i < 200; i++) {
+        size_t len;
+        char *s = testutil_read_file(path, &len);
+        if (s && len > 0) {
+            free(path);
+            return s;
+        }
+        free(s);
+        nap_ms(50);
+    }
+    fail_msg("%s was not written", name);
+    return NULL;
+}
+
+/* Quits with Ctrl-C twice; checks the exit status and that the terminal's
+** modes are what they were before kbchat started. */
+static void quit_and_check_terminal(Tui *t)
+{
+    key(t, "C-c");
+    free(wait_for(t, "Press Ctrl-C again to quit", 5000));
+    key(t, "C-c");
+    char *status = wait_file(t, "status"), *before = wait_file(t, "before"), *after = wait_file(t, "after");
+    assert_string_equal(status, "0\n");
+    assert_string_equal(before, after);
+    free(status), free(before), free(after);
+}
+
+/* SIGTERM leaves the normal way (status 0); SIGQUIT, a fatal signal, kills
+** kbchat (status 128+3) after its handler restored the terminal. */
+static void test_tui_signals_restore_terminal(void **state)
+{
+    static const int sigs[] = {SIGTERM, SIGQUIT};
+    for (int i = 0; i < 2; i++) {
+        Tui *t = *state;
+        char args[1024], want[16];
+        if (i == 1) {
+            tui_teardown(state);
+            tui_setup(state);
+            t = *state;
+        }
+        snprintf(args, sizeof args, "--model '%s'", t->model);
+        tui_start(t, 100, 30, "KBCHAT_TUI_PIECE_DELAY_MS=100", args);
+        free(wait_for(t, "Ready:", 10000));
+        keys(t, "Once upon a time");
+        key(t, "Enter");
+        free(wait_for(t, "tok/s", 5000)); /* mid-answer */
+        char *pid = wait_file(t, "pid");
+        assert_int_equal(kill((pid_t)atol(pid), sigs[i]), 0);
+        free(pid);
+        char *status = wait_file(t, "status"), *before = wait_file(t, "before"), *after = wait_file(t, "after");
+        snprintf(want, sizeof want, "%d\n", i == 0 ? 0 : 128 + SIGQUIT);
+        assert_string_equal(status, want);
+        assert_string_equal(before, after);
+        free(status), free(before), free(after);
+    }
+}
+
+/* Runs kbchat --config tui.yaml ARGS (up to five, NULL-ended) in the
+** sandbox, without a terminal; expects exit status 0. */
+static void kbchat_cli(Tui *t, const char *a1, const char *a2, const char *a3, const char *a4, const char *a5)
+{
+    const char *argv[] = {t->bin, "--config", "tui.yaml", a1, a2, a3, a4, a5, NULL};
+    char home[600], *out = NULL, *err = NULL;
+    int status = -1;
+    snprintf(home, sizeof home, "HOME=%s", t->dir);
+    const char *env[] = {home, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "KBCHAT_CONFIG=", NULL};
+    assert_int_equal(testutil_run(argv, env, t->dir, 60, &out, &err, &status), 0);
+    if (status != 0) fail_msg("kbchat %s %s: exit %d\n%s", a1, a2, status, err);
+    free(out), free(err);
+}
+
+/* F2 lists the knowledge bases and Enter searches one; the answer is then
+** followed by its sources; F3 lists them with file and score, Enter shows
+** the passage, Esc goes back. */
+static void test_tui_sources_pane_and_viewer(void **state)
+{
+    Tui *t = *state;
+    char *docs = testutil_join(t->dir, "docs"), *g = testutil_join(docs, "giraffes.txt");
+    assert_int_equal(mkdir(docs, 0700), 0);
+    const char *text = "Giraffes have long necks. A giraffe sleeps two hours a day.\n";
+    assert_int_equal(testutil_write_file(g, text, strlen(text)), 0);
+    kbchat_cli(t, "kb", "create", "animals", "--folder", "docs");
+    kbchat_cli(t, "kb", "sync", "animals", NULL, NULL);
+    free(docs), free(g);
+    char args[1024];
+    snprintf(args, sizeof args, "--model '%s'", t->model);
+    tui_start(t, 100, 30, NULL, args);
+    free(wait_for(t, "Ready:", 10000));
+    key(t, "F3");
+    free(wait_for(t, "Sources: no answer yet", 3000));
+    key(t, "Escape");
+    nap_ms(100); /* Esc then a key at once would read as Alt-key */
+    key(t, "F2"); /* the knowledge bases; Enter searches the one selected */
+    char *s = wait_for(t, "Knowledge bases (", 3000);
+    assert_non_null(strstr(s, "  animals "));
+    assert_non_null(strstr(s, "1 docs"));
+    free(s);
+    key(t, "Enter");
+    free(wait_for(t, "kb: animals", 5000));
+    keys(t, "giraffe sleeps");
+    key(t, "Enter");
+    free(wait_for(t, "Sources:", 10000));
+    free(wait_idle(t));
+    key(t, "F3");
+    s = wait_for(t, "Sources for \"giraffe sleeps\"", 3000);
+    assert_non_null(strstr(s, "[1] giraffes.txt · score "));
+    assert_non_null(strstr(s, "keyword #1"));
+    free(s);
+    key(t, "Enter");
+    s = wait_for(t, "Passage (", 3000);
+    assert_non_null(strstr(s, "Giraffes have long necks. A giraffe sleeps two hours a day."));
+    free(s);
+    key(t, "Escape");
+    free(wait_for(t, "(Enter: view, Esc: close)", 3000));
+    key(t, "Escape");
+    nap_ms(200);
+    s = screen(t);
+    assert_null(strstr(s, "(Enter: view, Esc: close)"));
+    free(s);
+    quit_and_check_terminal(t);
+}
+
+/* F4 lists the stored conversations; Enter opens one (its turns shown), d
+** deletes after a confirmation, r puts /rename into the editor. */
+static void test_tui_sessions_panel(void **state)
+{
+    Tui *t = *state;
+    char args[1024];
+    snprintf(args, sizeof args, "--model '%s'", t->model);
+    tui_start(t, 100, 30, NULL, args);
+    free(wait_for(t, "Ready:", 10000));
+    keys(t, "Once upon a time");
+    key(t, "Enter");
+    free(wait_for(t, "Ctrl-C×2: quit", 20000));
+    keys(t, "/new");
+    key(t, "Enter");
+    free(wait_for(t, "New conversation.", 5000));
+    keys(t, "The little dog");
+    key(t, "Enter");
+    free(wait_for(t, "> The little dog", 5000));
+    free(wait_idle(t));
+    key(t, "F4");
+    char *s = wait_for(t, "Conversations (", 3000);
+    assert_non_null(strstr(s, "*  1. The little dog  (1 turn, "));
+    assert_non_null(strstr(s, "   2. Once upon a time  (1 turn, "));
+    free(s);
+    key(t, "Down");
+    key(t, "Enter");
+    s = wait_for(t, "Opened \"Once upon a time\" (1 turn)", 5000);
+    assert_null(strstr(s, "> The little dog")); /* the pane shows the opened conversation only */
+    assert_non_null(strstr(s, "> Once upon a time"));
+    free(s);
+    key(t, "F4");
+    free(wait_for(t, "*  2. Once upon a time", 3000));
+    keys(t, "d");
+    free(wait_for(t, "Delete this conversation? y/n", 3000));
+    keys(t, "y");
+    free(wait_for(t, "Deleted \"The little dog\"", 5000));
+    key(t, "F4");
+    s = wait_for(t, "*  1. Once upon a time", 3000);
+    assert_null(strstr(s, "The little dog"));
+    free(s);
+    keys(t, "r");
+    free(wait_for(t, "> /rename\n", 3000));
+    free(wait_idle(t)); /* the /open it ran first */
+    keys(t, "Tales");
+    key(t, "Enter");
+    free(wait_for(t, "Renamed to \"Tales\".", 5000));
+    quit_and_check_terminal(t);
+}
+
+/* Display width of each line of s is at most cols. */
+static void assert_lines_fit(const char *s, int cols)
+{
+    const char *p = s;
+    while (*p) {
+        size_t n = strcspn(p, "\n");
+        wchar_t w[1024];
+        char line[4096];
+        snprintf(line, sizeof line, "%.*s", (int)n, p);
+        size_t k = mbstowcs(w, line, 1023);
+        assert_true(k != (size_t)-1);
+        int width = wcswidth(w, k);
+        if (width > cols) fail_msg("a line of %d columns in a %d-column pane: \"%s\"", width, cols, line);
+        p += n + (p[n] == '\n');
+    }
+}
+
+/* The screen's text without line ends and spaces (to find wrapped text
+** that has no spaces). */
+static char *unwrapped(const char *s)
+{
+    char *out = malloc(strlen(s) + 1), *o = out;
+    for (; *s; s++)
+        if (*s != '\n' && *s != ' ') *o++ = *s;
+    *o = '\0';
+    return out;
+}
+
+/* --- the scenarios --- */
+
+/* An English question at 100x30: the answer streams (tokens/s shown while
+** it does), the status bar shows model, template and context used; after
+** quitting, a restart shows the conversation again. */
+static void test_tui_english_question_streams_answer(void **state)
+{
+    Tui *t = *state;
+    char args[1024];
+    snprintf(args, sizeof args, "--model '%s'", t->model);
+    tui_start(t, 100, 30, "KBCHAT_TUI_PIECE_DELAY_MS=20", args);
+    free(wait_for(t, "Ready: aidreams260K-F32.gguf", 10000));
+    char *s = screen(t);
+    assert_non_null(strstr(s, "aidreams260K-F32.gguf (llama, raw)"));
+    assert_non_null(strstr(s, "kb: none"));
+    assert_non_null(strstr(s, "ctx 0/128"));
+    free(s);
+    keys(t, "Once upon a time");
+    key(t, "Enter");
+    free(wait_for(t, "tok/s", 5000));
+    s = wait_idle(t);
+    assert_non_null(strstr(s, "> Once upon a time"));
+    const char *after_q = strstr(s, "> Once upon a time\n\n");
+    assert_non_null(after_q);
+    assert_true(after_q[strlen("> Once upon a time\n\n")] != '\n'); /* an answer follows */
+    assert_null(strstr(s, "ctx 0/128"));
+    assert_lines_fit(s, 100);
+    free(s);
+    quit_and_check_terminal(t);
+    /* a restart resumes the conversation */
+    free(tmux(t, "kill-server", NULL, NULL, NULL, NULL));
+    static const char *const files[] = {"status", "before", "after", "pid"};
+    for (int i = 0; i < 4; i++) {
+        char *path = testutil_join(t->dir, files[i]);
+        unlink(path);
+        free(path);
+    }
+    tui_start(t, 100, 30, NULL, args);
+    s = wait_for(t, "Resumed \"Once upon a time\" (1 turn)", 10000);
+    assert_non_null(strstr(s, "> Once upon a time\n"));
+    free(s);
+    quit_and_check_terminal(t);
+}
+
+/* Chinese at 60x15: a short question is answered; a long one wraps at the
+** pane's width by display columns and no character is lost or cut. */
+static void test_tui_chinese_question_wraps_by_width(void **state)
+{
+    static const char long_q[] = "这是一个很长的中文问题，用来测试换行是否正确处理双宽字符而不会在右边缘出现半个字符";
+    Tui *t = *state;
+    char args[1024];
+    snprintf(args, sizeof args, "--model '%s'", t->model);
+    tui_start(t, 60, 15, NULL, args);
+    free(wait_for(t, "Ready:", 10000));
+    keys(t, "你好吗？");
+    key(t, "Enter");
+    free(wait_for(t, "> 你好吗？", 5000));
+    free(wait_idle(t));
+    keys(t, long_q);
+    char *s = wait_for(t, "半个字符", 5000);
+    assert_lines_fit(s, 60);
+    char *flat = unwrapped(s);
+    assert_non_null(strstr(flat, long_q)); /* wrapped in the editor without a gap */
+    free(flat), free(s);
+    key(t, "Enter");
+    s = wait_idle(t);
+    assert_lines_fit(s, 60);
+    flat = unwrapped(s);
+    assert_non_null(strstr(flat, long_q)); /* and in the chat pane */
+    free(flat), free(s);
+    quit_and_check_terminal(t);
+}
+
+/* Esc and Ctrl-C stop an answer; the chat goes on. */
+static void test_tui_cancel_answer(void **state)
+{
+    Tui *t = *state;
+    char args[1024];
+    snprintf(args, sizeof args, "--model '%s'", t->model);
+    tui_start(t, 100, 30, "KBCHAT_TUI_PIECE_DELAY_MS=150", args);
+    free(wait_for(t, "Ready:", 10000));
+    keys(t, "Once upon a time");
+    key(t, "Enter");
+    free(wait_for(t, "tok/s", 5000));
+    key(t, "Escape");
+    char *s = wait_for(t, "[stopped]", 3000);
+    free(s);
+    free(wait_idle(t));
+    keys(t, "The little dog");
+    key(t, "Enter");
+    free(wait_for(t, "tok/s", 5000));
+    key(t, "C-c");
+    free(wait_idle(t));
+    s = screen(t);
+    const char *second = strstr(s, "> The little dog");
+    assert_non_null(second);
+    assert_non_null(strstr(second, "[stopped]"));
+    assert_null(strstr(s, "Press Ctrl-C again")); /* a Ctrl-C that stops an answer does not arm quitting */
+    free(s);
+    quit_and_check_terminal(t);
+}
+
+/* Resizing mid-answer relayouts at once; below 60x15 a message says so; the
+** answer completes. */
+static void test_tui_resize_mid_answer(void **state)
+{
+    Tui *t = *state;
+    char args[1024];
+    snprintf(args, sizeof args, "--model '%s'", t->model);
+    tui_start(t, 100, 30, "KBCHAT_TUI_PIECE_DELAY_MS=60", args);
+    free(wait_for(t, "Ready:", 10000));
+    keys(t, "Once upon a time");
+    key(t, "Enter");
+    free(wait_for(t, "tok/s", 5000));
+    resize(t, 60, 15);
+    char *s = wait_for(t, "> Once upon a time", 3000);
+    assert_lines_fit(s, 60);
+    free(s);
+    resize(t, 50, 12);
+    free(wait_for(t, "kbchat needs 60x15", 3000));
+    resize(t, 100, 30);
+    s = wait_idle(t);
+    assert_null(strstr(s, "kbchat needs 60x15"));
+    assert_non_null(strstr(s, "ctx "));
+    assert_lines_fit(s, 100);
+    free(s);
+    quit_and_check_terminal(t);
+}
+
+/* Without a model the first screen says how to get one; NO_COLOR works. */
+static void test_tui_welcome_without_model(void **state)
+{
+    Tui *t = *state;
+    tui_start(t, 100, 30, "NO_COLOR=1", NULL);
+    char *s = wait_for(t, "No model is configured yet", 5000);
+    assert_non_null(strstr(s, "Qwen2.5-1.5B-Instruct"));
+    assert_non_null(strstr(s, "kbchat --model FILE"));
+    assert_non_null(strstr(s, "no model"));
+    free(s);
+    /* the editor: multi-line input, history, line editing */
+    keys(t, "first line");
+    key(t, "C-j");
+    keys(t, "second");
+    s = wait_for(t, "second", 2000);
+    assert_non_null(strstr(s, "> first line\n  second"));
+    free(s);
+    key(t, "C-u"), key(t, "C-u"), key(t, "C-u");
+    keys(t, "/kb");
+    key(t, "Enter");
+    free(wait_for(t, "Knowledge base: none", 5000));
+    key(t, "Up");
+    s = wait_for(t, "> /kb\n", 2000); /* the history */
+    free(s);
+    key(t, "C-u");
+    keys(t, "/se"); /* Tab completes a command */
+    key(t, "Tab");
+    free(wait_for(t, " /sessions /set", 2000));
+    keys(t, "s");
+    key(t, "Tab");
+    free(wait_for(t, "> /sessions\n", 2000)); /* (capture-pane drops the trailing space) */
+    key(t, "C-u");
+    /* a bracketed paste: its line ends are new lines, not "send" */
+    char *path = testutil_join(t->dir, "paste.txt");
+    assert_int_equal(testutil_write_file(path, "pasted one\npasted two", 21), 0);
+    free(tmux(t, "load-buffer", path, NULL, NULL, NULL));
+    free(tmux(t, "paste-buffer", "-p", "-t", "k", NULL));
+    free(wait_for(t, "> pasted one\n  pasted two", 2000));
+    free(path);
+    key(t, "C-u"), key(t, "C-u");
+    key(t, "F1"); /* the help overlay */
+    free(wait_for(t, "Keys (any key closes)", 2000));
+    key(t, "x");
+    nap_ms(200);
+    s = screen(t);
+    assert_null(strstr(s, "Keys (any key closes)"));
+    free(s);
+    quit_and_check_terminal(t);
+}
+
+int main(void)
+{
+    setlocale(LC_ALL, "C.UTF-8");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_tui_english_question_streams_answer, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_chinese_question_wraps_by_width, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_cancel_answer, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_resize_mid_answer, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_welcome_without_model, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_signals_restore_terminal, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_sources_pane_and_viewer, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_sessions_panel, tui_setup, tui_teardown),
+    };
+    if (!have_tmux()) {
+        printf("[  SKIPPED ] tmux is not installed\n");
+        return 0;
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
