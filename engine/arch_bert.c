@@ -9,6 +9,7 @@
 ** Attention sees the whole sequence (no mask, no cache). The final hidden
 ** states stay in s.x; model_embed pools them (mean or CLS).
 */
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -69,36 +70,33 @@ typedef struct BertAttn {
     int64_t n;
 } BertAttn;
 
-/* One (token, head): softmax(q.k / sqrt(hd)) over every token, times v. */
-static void bert_attend(KbModel *m, int64_t n, int64_t t, int64_t h, int ith)
+/* One head over the whole sequence, as two matrix products:
+** S = Q K^T / sqrt(hd) (n x n), softmax of each row, then out = S V.
+** A head is computed by one worker from start to end, so the result does
+** not depend on the number of threads. */
+static void bert_attend_head(KbModel *m, int64_t n, int64_t h, int ith)
 {
     const ModelConfig *c = &m->cfg;
     int64_t hd = c->head_dim, d = c->n_embd;
-    const float *q = m->s.q + t * d + h * hd;
-    float *scores = m->s.scores + (size_t)ith * m->n_ctx, max = -INFINITY, scale = 1.0f / sqrtf((float)hd);
-    for (int64_t j = 0; j < n; j++) {
-        const float *k = m->s.k + j * d + h * hd;
-        float dot = 0;
-        for (int64_t i = 0; i < hd; i++) dot += q[i] * k[i];
-        scores[j] = dot * scale;
-        if (scores[j] > max) max = scores[j];
+    float *S = m->s.scores + (size_t)ith * (size_t)(m->n_ctx * m->n_ctx);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)hd, 1.0f / sqrtf((float)hd),
+                m->s.q + h * hd, (int)d, m->s.k + h * hd, (int)d, 0.0f, S, (int)n);
+    for (int64_t i = 0; i < n; i++) {
+        float *row = S + i * n, max = -INFINITY;
+        for (int64_t j = 0; j < n; j++) max = row[j] > max ? row[j] : max;
+        double sum = 0;
+        for (int64_t j = 0; j < n; j++) sum += row[j] = expf(row[j] - max);
+        float inv = (float)(1.0 / sum);
+        for (int64_t j = 0; j < n; j++) row[j] *= inv;
     }
-    double sum = 0;
-    for (int64_t j = 0; j < n; j++) sum += scores[j] = expf(scores[j] - max);
-    float *out = m->s.att + t * d + h * hd;
-    memset(out, 0, (size_t)hd * sizeof *out);
-    for (int64_t j = 0; j < n; j++) {
-        float w = (float)(scores[j] / sum);
-        const float *v = m->s.v + j * d + h * hd;
-        for (int64_t i = 0; i < hd; i++) out[i] += w * v[i];
-    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hd, (int)n, 1.0f, S, (int)n, m->s.v + h * hd,
+                (int)d, 0.0f, m->s.att + h * hd, (int)d);
 }
 
 static void bert_attention_worker(void *arg, int ith, int nth)
 {
     BertAttn *a = arg;
-    int64_t n_head = a->m->cfg.n_head;
-    for (int64_t task = ith; task < a->n * n_head; task += nth) bert_attend(a->m, a->n, task / n_head, task % n_head, ith);
+    for (int64_t h = ith; h < a->m->cfg.n_head; h += nth) bert_attend_head(a->m, a->n, h, ith);
 }
 
 /* x = LN(x + y) row by row. */
@@ -129,7 +127,7 @@ static void bert_layer(KbModel *m, int64_t l, int64_t n)
     add_and_norm(s->x, s->xb2, L->attn_out_norm, L->attn_out_norm_b, n, d, c->norm_eps);
     model_matmul(m, &L->w_up, s->x, n, s->hb);
     model_add_bias(s->hb, L->b_up, n, c->n_ff);
-    model_gelu(s->hb, n * c->n_ff);
+    model_gelu(m, s->hb, n * c->n_ff);
     model_matmul(m, &L->w_down, s->hb, n, s->xb2);
     model_add_bias(s->xb2, L->b_down, n, d);
     add_and_norm(s->x, s->xb2, L->layer_out_norm, L->layer_out_norm_b, n, d, c->norm_eps);

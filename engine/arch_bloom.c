@@ -94,7 +94,7 @@ static void bloom_layer(KbModel *m, int64_t l, int64_t n, int64_t pos0)
     for (int64_t t = 0; t < n; t++) model_layernorm(s->xb + t * d, s->x + t * d, L->ffn_norm, L->ffn_norm_b, d, c->norm_eps);
     model_matmul(m, &L->w_up, s->xb, n, s->hb);
     model_add_bias(s->hb, L->b_up, n, c->n_ff);
-    model_gelu(s->hb, n * c->n_ff);
+    model_gelu(m, s->hb, n * c->n_ff);
     model_matmul(m, &L->w_down, s->hb, n, s->xb2);
     model_add_bias(s->xb2, L->b_down, n, d);
     for (int64_t i = 0; i < n * d; i++) s->x[i] += s->xb2[i];

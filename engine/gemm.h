@@ -10,22 +10,25 @@
 ** once per GEMM_TOKS tokens and an activation block once per GEMM_ROWS rows.
 **
 ** The weights stay in the mapped file. For each tile of GEMM_ROWS rows the
-** worker that owns it repacks the rows once into its scratch (interleaved so
-** that one vector load gives four quants of each of the rows), then runs
-** the tile against every token tile; the activations are quantized to
-** 8-bit blocks with the same from_float as the vec_dot path and packed once
-** per product, interleaved by token tile. The packings belong to one kernel
-** set (GemmIsa); gemm_select picks the one this CPU runs, or none.
+** worker that owns it repacks GEMM_KC weights of the rows at a time into its
+** scratch (interleaved so that one vector load gives four quants of each of
+** the rows) and runs them against every token tile; the activations are
+** quantized with the same from_float as the vec_dot path (Q8_0, or Q8_K for
+** the K types) and packed once per product, interleaved by token tile. The
+** packings belong to one kernel set (GemmIsa); gemm_select picks the one
+** this CPU runs, or none.
 **
-** Numerics: per block the integer dot product is exact, as in vec_dot; the
-** block's sum is converted to float and accumulated with one fused
-** multiply-add by (weight scale x activation scale), blocks in order. So a
-** result equals vec_dot's up to float summation order, and every output
-** element goes through the same operations whatever the thread count and
-** wherever its tile lies (results never depend on the split).
+** Numerics: the integer dot product of each block (or sub-block) is exact,
+** as in vec_dot; the block's sum is converted to float and accumulated with
+** a fused multiply-add by (weight scale x activation scale), blocks in
+** order. So a result equals vec_dot's up to float summation order, and every
+** output element goes through the same operations whatever the thread count
+** and wherever its tile lies (results never depend on the split).
 **
 ** The tiled path is taken only for n_tok >= GEMM_MIN_TOKENS: below that the
-** repacking does not pay, and single-token decoding stays on vec_dot.
+** repacking does not pay, and single-token decoding stays on vec_dot. A
+** token's results therefore match bit for bit between two evaluations only
+** when both batches are on the same side of GEMM_MIN_TOKENS.
 */
 #ifndef KB_GEMM_H
 #define KB_GEMM_H

@@ -16,7 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "engine/model_impl.h"
+
+#define BLAS_TILE 64       /* weight rows converted to float per sgemm */
+#define BLAS_MIN_TOKENS 8  /* below this, one dot product per row is faster */
 
 /* --- errors --- */
 
@@ -75,12 +80,64 @@ static size_t row_size(int type, int64_t n)
 
 /* Batches of a type the tiled kernels handle go to them (gemm.h); the rest,
 ** and single tokens, take one vec_dot per (row, token). */
+/* --- float weights through BLAS --- */
+
+typedef struct BlasJob {
+    const KbKernels *kern;
+    const Mat *w;
+    const float *x;
+    int64_t n_tok;
+    float *y;
+    float *scratch;      /* per worker: BLAS_TILE rows of n_in floats */
+} BlasJob;
+
+/* Worker ith converts tiles of BLAS_TILE weight rows to float and multiplies
+** them with every token by one sgemm each. Tiles start at multiples of
+** BLAS_TILE and are dealt out by index, so each output element comes from
+** the same sgemm call whatever the number of threads. */
+static void blas_rows(void *arg, int ith, int nth)
+{
+    BlasJob *j = arg;
+    const Mat *w = j->w;
+    float *tile = j->scratch + (size_t)ith * BLAS_TILE * (size_t)w->n_in;
+    int64_t n_tiles = (w->n_out + BLAS_TILE - 1) / BLAS_TILE;
+    for (int64_t ti = ith; ti < n_tiles; ti += nth) {
+        int64_t r0 = ti * BLAS_TILE, rows = w->n_out - r0 < BLAS_TILE ? w->n_out - r0 : BLAS_TILE;
+        j->kern->type[w->type].to_float(w->data + (size_t)r0 * w->row_bytes, tile, rows * w->n_in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)rows, (int)w->n_in, 1.0f, j->x,
+                    (int)w->n_in, tile, (int)w->n_in, 0.0f, j->y + r0, (int)w->n_out);
+    }
+}
+
+/* Float weights (F32, F16) of encoders: OpenBLAS sgemm on float tiles
+** beats one dot product per row and token by an order of magnitude (BERT
+** embedding of document chunks is made of exactly these). Not decoders:
+** their prompt is split into batches of any size when a cached prefix is
+** reused, and the same token must get the same logits either way, which
+** one code path for every batch size guarantees. */
+static bool blas_applies(const KbModel *m, const Mat *w, int64_t n_tok)
+{
+    if (!m->cfg.encoder) return false;
+    /* not BF16: llama.cpp rounds activations to bf16 for it, and so do we */
+    bool float_type = w->type == KB_TYPE_F32 || w->type == KB_TYPE_F16;
+    return float_type && n_tok >= BLAS_MIN_TOKENS && m->s.blas_tile && w->n_in <= m->s.blas_max_in;
+}
+
 void model_matmul(KbModel *m, const Mat *w, const float *x, int64_t n_tok, float *y)
 {
     int vt = m->kern->type[w->type].vec_dot_type;
     const GemmProduct g = {w->data, w->type, w->n_in, w->n_out, w->row_bytes, x, n_tok, y};
-    if (gemm_applies(&m->s.gemm, &g)) {
+    /* The tiled GEMM sums a token's blocks in another order than vec_dot, so
+    ** a decoder would give a token other logits in a long batch than in a
+    ** short one, and prefix reuse would change answers. Until its sums match
+    ** vec_dot bit for bit it serves encoders only (whole sequences). */
+    if (m->cfg.encoder && gemm_applies(&m->s.gemm, &g)) {
         gemm_matmul(&m->s.gemm, m->pool, m->kern->type[vt].from_float, &g);
+        return;
+    }
+    if (blas_applies(m, w, n_tok)) {
+        BlasJob b = {m->kern, w, x, n_tok, y, m->s.blas_tile};
+        pool_run(m->pool, blas_rows, &b);
         return;
     }
     MatmulJob j = {m->kern, w, x, m->s.act_q, row_size(vt, w->n_in), n_tok, y};
@@ -109,18 +166,37 @@ void model_layernorm(float *out, const float *x, const float *w, const float *b,
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] - mean) * scale * w[i] + (b ? b[i] : 0.0f);
 }
 
-/* ggml looks GELU up in a table indexed by the fp16 input and holding fp16
-** results; the same rounding keeps our activations where llama.cpp's are. */
-void model_gelu(float *x, int64_t n)
+/* GELU (tanh form) of a value already rounded to fp16, rounded to fp16. */
+static float gelu_f16(float h)
 {
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        if (v <= -10.0f) {
-            x[i] = 0.0f;
-        } else if (v < 10.0f) {
-            float h = kb_half_to_float(kb_float_to_half(v));
-            float g = 0.5f * h * (1.0f + tanhf(0.7978845608f * h * (1.0f + 0.044715f * h * h)));
-            x[i] = kb_half_to_float(kb_float_to_half(g));
+    float g = 0.5f * h * (1.0f + tanhf(0.7978845608f * h * (1.0f + 0.044715f * h * h)));
+    return kb_half_to_float(kb_float_to_half(g));
+}
+
+/* ggml looks GELU up in a table indexed by the fp16 input and holding fp16
+** results; the same table keeps our activations where llama.cpp's are, and
+** is far faster than tanhf per value. Built on first use, once per model. */
+static int gelu_table_init(KbModel *m)
+{
+    if (m->gelu_table) return KB_OK;
+    m->gelu_table = malloc(65536 * sizeof(float));
+    if (m->gelu_table == NULL) return KB_ENOMEM;
+    for (uint32_t b = 0; b < 65536; b++) m->gelu_table[b] = gelu_f16(kb_half_to_float((kb_half)b));
+    return KB_OK;
+}
+
+void model_gelu(KbModel *m, float *x, int64_t n)
+{
+    kb_half h[256];
+    KbFromFloat to_half = m->kern->type[KB_TYPE_F16].from_float;
+    bool table = gelu_table_init(m) == KB_OK;
+    for (int64_t i0 = 0; i0 < n; i0 += 256) {
+        int64_t k = n - i0 < 256 ? n - i0 : 256;
+        to_half(x + i0, h, k);
+        for (int64_t i = 0; i < k; i++) {
+            float v = x[i0 + i];
+            if (v <= -10.0f) x[i0 + i] = 0.0f;
+            else if (v < 10.0f) x[i0 + i] = table ? m->gelu_table[h[i]] : gelu_f16(kb_half_to_float(h[i]));
         }
     }
 }
@@ -392,7 +468,8 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
     s->hb = malloc((size_t)(nb * 2 * c->n_ff) * sizeof(float)); /* chatglm's gate|up rows are 2 n_ff wide */
     s->hb2 = malloc((size_t)(nb * c->n_ff) * sizeof(float));
     s->act_q = malloc((size_t)(nb * widest) * sizeof(float) + 1024);
-    s->scores = malloc((size_t)(nt * m->n_ctx) * sizeof(float));
+    /* per worker: a row of scores (decoders) or a head's whole n x n score matrix (encoders) */
+    s->scores = malloc((size_t)(nt * m->n_ctx * (c->encoder ? m->n_ctx : 1)) * sizeof(float));
     s->q16 = malloc((size_t)(nt * c->head_dim) * sizeof(kb_half));
     s->key_cache = malloc((size_t)(c->n_layer * cache_ctx * kv_dim) * sizeof(kb_half));
     s->value_cache = malloc((size_t)(c->n_layer * cache_ctx * kv_dim) * sizeof(kb_half));
@@ -402,6 +479,8 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
         s->ctx_q = malloc((size_t)(m->n_ctx * q_dim) * sizeof(float));
         if (!s->ctx_x || !s->ctx_q) return model_fail(err, errlen, KB_ENOMEM, "out of memory for a context of %lld tokens", (long long)m->n_ctx);
     }
+    s->blas_tile = malloc((size_t)(nt * BLAS_TILE * widest) * sizeof(float));
+    s->blas_max_in = s->blas_tile ? widest : 0;
     if (gemm_buffers_alloc(&s->gemm, m->kern, nb, widest, (int)nt) != KB_OK)
         return model_fail(err, errlen, KB_ENOMEM, "out of memory for the prompt batch buffers");
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att || !s->qkv || !s->hb || !s->hb2 ||
@@ -414,7 +493,7 @@ static void free_state(ModelState *s)
 {
     free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->k), free(s->v), free(s->att), free(s->qkv);
     free(s->hb), free(s->hb2), free(s->act_q), free(s->scores), free(s->q16);
-    free(s->key_cache), free(s->value_cache);
+    free(s->key_cache), free(s->value_cache), free(s->blas_tile);
     free(s->ctx_x), free(s->ctx_q);
     gemm_buffers_free(&s->gemm);
 }
@@ -473,6 +552,9 @@ int model_open(const char *path, const KbModelParams *params, KbModel **out, cha
     *out = NULL;
     KbModel *m = calloc(1, sizeof *m);
     if (m == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
+    /* our own pool runs the sgemm calls in parallel: OpenBLAS must not
+    ** start threads of its own inside them */
+    openblas_set_num_threads(1);
     m->kern = params && params->force_isa ? kb_kernels_for((KbIsa)(params->force_isa - 1)) : kb_kernels();
     m->eog_extra[0] = m->eog_extra[1] = -1;
     bool ggml = m->kern && ggml_file_probe(path); /* chatglm.cpp files, known by their magic */
@@ -505,6 +587,7 @@ void model_close(KbModel *m)
     free(m->cache_tokens);
     free(m->w.layers);
     free(m->vectors);
+    free(m->gelu_table);
     tokenizer_free(m->tok);
     gguf_close(m->gguf);
     ggml_file_close(m->ggml);

@@ -73,6 +73,8 @@ typedef struct ModelState {
     float *q, *k, *v;          /* (n_batch, q_dim / kv_dim) */
     float *att;                /* (n_batch, q_dim) attention output */
     float *qkv;                /* (n_batch, q_dim + 2 kv_dim) fused projections */
+    float *blas_tile;          /* (n_threads, 64, widest) float weight tiles for sgemm */
+    int64_t blas_max_in;       /* the widest row blas_tile holds (0: no BLAS path) */
     float *hb, *hb2;           /* (n_batch, 2 n_ff), (n_batch, n_ff) */
     uint8_t *act_q;            /* activations converted for vec_dot: n_batch rows of the widest */
     GemmBuffers gemm;          /* scratch of the tiled products of prompt batches (gemm.h) */
@@ -98,6 +100,7 @@ struct KbModel {
     int32_t *cache_tokens;     /* (n_ctx) the cached sequence */
     int64_t n_past;
     float *vectors;            /* one allocation for every norm, bias and small table */
+    float *gelu_table;         /* GELU of every fp16 value (bloom, bert), built on first use */
     float *vec_next, *vec_end; /* the unused part of it, while loading */
     char arch_name[32];
     const struct ArchOps *ops; /* the architecture's loader and forward pass */
@@ -125,8 +128,9 @@ void model_rope(const ModelConfig *c, float *vec, int64_t n_heads, int64_t pos);
 void model_attention(KbModel *m, int64_t layer, int64_t pos0, int64_t n_tok);
 /* out = (x - mean) / sqrt(var + eps) * w + b over n values (b may be NULL). */
 void model_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n, float eps);
-/* GELU (tanh form) in place, rounded through fp16 as ggml's table does. */
-void model_gelu(float *x, int64_t n);
+/* GELU (tanh form) in place, rounded through fp16 as ggml's table does
+** (the table is built in m on first use). */
+void model_gelu(KbModel *m, float *x, int64_t n);
 /* x[t*dim + i] += b[i] for each of n_tok rows (b NULL: nothing). */
 void model_add_bias(float *x, const float *b, int64_t n_tok, int64_t dim);
 /* Copies the embedding rows of tokens[0..n) into s.x. */

@@ -316,7 +316,7 @@ typedef struct RagHit {
     int rank;         /* 1 = best */
     double score;     /* higher = better: negated FTS5 bm25 (keyword, words),
                          cosine (vector), reciprocal-rank fusion (hybrid) */
-    int64_t chunk_id; /* the (first) chunk */
+    int64_t chunk_id; /* the chunk (of a merged passage: the best ranked) */
     char *file;       /* the document's path */
     int page;         /* first page of the chunk; 0 for text files */
     char *section;    /* "" when none */

@@ -352,6 +352,31 @@ static void test_prefix_reuse_gives_cold_logits(void **state)
     model_close(m);
 }
 
+/* Prompt batches of any size compute a token the same way: a long prompt
+** evaluated cold and the same prompt evaluated in pieces (as prefix reuse
+** does) give bit-identical logits, also for the types with a tiled GEMM. */
+static void test_batch_size_does_not_change_logits(void **state)
+{
+    (void)state;
+    static const char *const models[] = {"models/tiny-llama-Q4_0.gguf", "models/tiny-llama-Q8_0.gguf",
+                                         "models/tiny-llama-F16.gguf", "models/tiny-qwen2-Q4_K_M.gguf"};
+    int32_t prompt[48];
+    for (int i = 0; i < 48; i++) prompt[i] = (int32_t)(3 + (i * 37) % 500);
+    for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
+        KbModel *m = open_shared(models[k], 2);
+        int32_t nv = model_n_vocab(m);
+        float *cold = malloc((size_t)nv * sizeof(float)), *warm = malloc((size_t)nv * sizeof(float));
+        assert_int_equal(model_decode(m, prompt, 48, cold, false), KB_OK);
+        model_reset(m);
+        assert_int_equal(model_decode(m, prompt, 40, NULL, false), KB_OK);
+        assert_int_equal(model_decode(m, prompt + 40, 3, NULL, false), KB_OK);
+        assert_int_equal(model_decode(m, prompt + 43, 5, warm, false), KB_OK);
+        if (memcmp(cold, warm, (size_t)nv * sizeof(float)) != 0) fail_msg("%s: batch split changed the logits", models[k]);
+        free(cold), free(warm);
+        model_close(m);
+    }
+}
+
 /* Work is split by index, never by timing: 1, 2 and 3 threads give the
 ** same logits bit for bit. */
 static void test_thread_count_does_not_change_logits(void **state)
@@ -572,6 +597,7 @@ int main(void)
         cmocka_unit_test(test_bert_embeddings_match_reference),
         cmocka_unit_test(test_prefix_reuse_gives_cold_logits),
         cmocka_unit_test(test_thread_count_does_not_change_logits),
+        cmocka_unit_test(test_batch_size_does_not_change_logits),
         cmocka_unit_test(test_generate_streams_text_and_cancels_within_one_token),
         cmocka_unit_test(test_sampler_greedy_seeded_and_penalised),
         cmocka_unit_test(test_bad_models_and_requests_give_clear_errors),

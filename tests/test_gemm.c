@@ -2,10 +2,11 @@
 ** test_gemm.c: the tiled matrix products of prompt batches (engine/gemm.h).
 **
 ** Expected values do not come from the code under test: each output is
-** checked against the exact block sum computed here in double precision
-** from the same quantized rows (weights as stored, activations quantized by
-** the engine's Q8_0 from_float, as both the tiled and the vec_dot path do),
-** and against the engine's vec_dot. Only float summation order may differ,
+** checked against a sum computed here in double precision from the same
+** quantized rows (activations quantized by the engine's from_float, as both
+** the tiled and the vec_dot path do): for Q4_0/Q8_0 the exact block sums
+** from the stored quants, for the K types the portable to_float's weights
+** times the activations; and against the engine's vec_dot. Only float summation order may differ,
 ** so the tolerance is a few float roundings of the sum of absolute terms.
 ** Shapes cut tiles at every edge (rows and tokens that do not fill a tile,
 ** one block per row, a matrix of one row, rows longer than one run of
@@ -55,6 +56,12 @@ typedef struct TestMat {
     size_t row_bytes;
 } TestMat;
 
+/* Where a block of `type` keeps its fp16 scale d. */
+static size_t scale_offset(int type)
+{
+    return type == KB_TYPE_Q6_K ? offsetof(BlockQ6_K, d) : 0;
+}
+
 static TestMat mat_random(Rng *r, int type, int64_t n_in, int64_t n_out)
 {
     TestMat m = {NULL, NULL, type, n_in, n_out, 0};
@@ -63,10 +70,13 @@ static TestMat mat_random(Rng *r, int type, int64_t n_in, int64_t n_out)
     m.alloc = malloc(m.row_bytes * (size_t)n_out + 1);
     assert_non_null(m.alloc);
     m.data = m.alloc + 1;
+    /* random bytes everywhere (Q8_0 quants include -128), then finite scales */
+    for (size_t b = 0; b < m.row_bytes * (size_t)n_out; b++) m.data[b] = (uint8_t)rng_next(r);
     for (size_t b = 0; b < m.row_bytes * (size_t)n_out; b += (size_t)ti->type_size) {
         kb_half d = kb_float_to_half(rng_float(r, 0.001f, 0.02f) * (rng_next(r) & 1 ? 1.0f : -1.0f));
-        memcpy(m.data + b, &d, sizeof d);
-        for (int i = 2; i < ti->type_size; i++) m.data[b + (size_t)i] = (uint8_t)rng_next(r); /* Q8_0: -128 too */
+        kb_half dmin = kb_float_to_half(rng_float(r, 0.001f, 0.02f));
+        memcpy(m.data + b + scale_offset(type), &d, sizeof d);
+        if (type == KB_TYPE_Q4_K || type == KB_TYPE_Q5_K) memcpy(m.data + b + 2, &dmin, sizeof dmin);
     }
     return m;
 }
@@ -79,8 +89,8 @@ static int weight_quant(const TestMat *m, const uint8_t *blk, int i)
     return (i < 16 ? b & 15 : b >> 4) - 8;
 }
 
-/* The exact sum over blocks of dx dy sum(qx qy) in double, and the sum of
-** the absolute values of its terms (*mag). */
+/* Q4_0 / Q8_0: the exact sum over blocks of dx dy sum(qx qy) in double, and
+** the sum of the absolute values of its terms (*mag). */
 static double exact_dot(const TestMat *m, int64_t row, const BlockQ8_0 *y, double *mag /* OUT */)
 {
     const int sz = kb_type_info(m->type)->type_size;
@@ -99,6 +109,35 @@ static double exact_dot(const TestMat *m, int64_t row, const BlockQ8_0 *y, doubl
     return s;
 }
 
+/* The K types: sum of the weights as the portable to_float dequantizes
+** them times the dequantized Q8_K activations, in double. The dequantized
+** weight d sc q - dmin m is rounded once in float, so *mag bounds its
+** error through the largest magnitude either term can take per block. */
+static double dequant_dot(const TestMat *m, int64_t row, const BlockQ8_K *y, double *mag /* OUT */)
+{
+    const KbKernels *scalar = kb_kernels_for(KB_ISA_SCALAR);
+    const int sz = kb_type_info(m->type)->type_size;
+    float *w = malloc((size_t)m->n_in * sizeof(float));
+    assert_non_null(w);
+    scalar->type[m->type].to_float(m->data + (size_t)row * m->row_bytes, w, m->n_in);
+    double s = 0;
+    *mag = 0;
+    for (int64_t i = 0; i < m->n_in; i++) {
+        const BlockQ8_K *yb = &y[i / KB_QK_K];
+        const uint8_t *blk = m->data + (size_t)row * m->row_bytes + (size_t)(i / KB_QK_K * sz);
+        kb_half dh, mh = 0;
+        memcpy(&dh, blk + scale_offset(m->type), sizeof dh);
+        if (m->type != KB_TYPE_Q6_K) memcpy(&mh, blk + 2, sizeof mh);
+        const double d = fabs(kb_half_to_float(dh)), dmin = fabs(kb_half_to_float(mh));
+        const double bound = m->type == KB_TYPE_Q6_K ? d * 128 * 32 : d * 63 * 31 + dmin * 63;
+        const double a = (double)yb->d * yb->qs[i % KB_QK_K];
+        s += (double)w[i] * a;
+        *mag += bound * fabs(a);
+    }
+    free(w);
+    return s;
+}
+
 /* y = W x with the tiled kernels on a pool of n_threads; y is malloc'd. */
 static float *run_gemm(const KbKernels *k, const TestMat *m, const float *x, int64_t n_tok, int n_threads)
 {
@@ -111,33 +150,37 @@ static float *run_gemm(const KbKernels *k, const TestMat *m, const float *x, int
     assert_non_null(y);
     const GemmProduct p = {m->data, m->type, m->n_in, m->n_out, m->row_bytes, x, n_tok, y};
     assert_true(gemm_applies(&b, &p));
-    gemm_matmul(&b, pool, k->type[KB_TYPE_Q8_0].from_float, &p);
+    gemm_matmul(&b, pool, k->type[k->type[m->type].vec_dot_type].from_float, &p);
     gemm_buffers_free(&b);
     pool_free(pool);
     return y;
 }
 
-/* Checks one shape of one type against the exact sums and vec_dot. */
+/* Checks one shape of one type against the reference sums and vec_dot. */
 static void check_shape(const KbKernels *k, Rng *r, int type, int64_t n_in, int64_t n_out, int64_t n_tok)
 {
     TestMat m = mat_random(r, type, n_in, n_out);
+    const int qt = k->type[type].vec_dot_type;
+    const KbTypeInfo *qi = kb_type_info(qt);
+    const size_t qrow = (size_t)(n_in / qi->block_size) * (size_t)qi->type_size;
     float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
-    BlockQ8_0 *xq = malloc((size_t)(n_tok * n_in / KB_QK) * sizeof(BlockQ8_0));
+    uint8_t *xq = malloc((size_t)n_tok * qrow);
     assert_non_null(x);
     assert_non_null(xq);
     for (int64_t i = 0; i < n_tok * n_in; i++) x[i] = rng_float(r, -2.0f, 2.0f);
-    for (int64_t t = 0; t < n_tok; t++) k->type[KB_TYPE_Q8_0].from_float(x + t * n_in, xq + t * (n_in / KB_QK), n_in);
+    for (int64_t t = 0; t < n_tok; t++) k->type[qt].from_float(x + t * n_in, xq + (size_t)t * qrow, n_in);
     float *y = run_gemm(k, &m, x, n_tok, 2);
     for (int64_t t = 0; t < n_tok; t++) {
         for (int64_t row = 0; row < n_out; row++) {
             double mag;
-            const double want = exact_dot(&m, row, xq + t * (n_in / KB_QK), &mag);
+            const void *yq = xq + (size_t)t * qrow;
+            const double want = qt == KB_TYPE_Q8_0 ? exact_dot(&m, row, yq, &mag) : dequant_dot(&m, row, yq, &mag);
             const double tol = 1e-5 * mag + 1e-30;
             const float got = y[t * n_out + row];
             float dot;
-            k->type[type].vec_dot(n_in, &dot, m.data + (size_t)row * m.row_bytes, xq + t * (n_in / KB_QK));
+            k->type[type].vec_dot(n_in, &dot, m.data + (size_t)row * m.row_bytes, yq);
             if (!(fabs(got - want) <= tol) || !(fabs((double)got - (double)dot) <= 2 * tol))
-                fail_msg("%s %lldx%lld, %lld tokens: row %lld token %lld is %.9g, exact %.9g, vec_dot %.9g",
+                fail_msg("%s %lldx%lld, %lld tokens: row %lld token %lld is %.9g, reference %.9g, vec_dot %.9g",
                          kb_type_name(type), (long long)n_out, (long long)n_in, (long long)n_tok, (long long)row,
                          (long long)t, (double)got, want, (double)dot);
         }
@@ -173,6 +216,23 @@ static void test_tiled_product_equals_exact_block_sums(void **state)
     }
 }
 
+/* The K types with their 256-weight super-blocks. */
+static void test_tiled_k_products_equal_dequantized_sums(void **state)
+{
+    (void)state;
+    const KbKernels *k = tiled_kernels();
+    if (k == NULL) return;
+    static const int64_t shapes[][3] = {
+        /* n_in, n_out, n_tok */
+        {256, 37, 21}, {512, 64, 16}, {256, 1, 17}, {1280, 33, 19}, /* 5 super-blocks: runs of 4 and 1 */
+    };
+    static const int types[] = {KB_TYPE_Q4_K, KB_TYPE_Q5_K, KB_TYPE_Q6_K};
+    Rng r = {43};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (size_t j = 0; j < sizeof types / sizeof types[0]; j++)
+            check_shape(k, &r, types[j], shapes[i][0], shapes[i][1], shapes[i][2]);
+}
+
 /* Work is split by index: 1, 2 and 3 workers give the same bits. */
 static void test_tiled_product_does_not_depend_on_thread_count(void **state)
 {
@@ -180,9 +240,9 @@ static void test_tiled_product_does_not_depend_on_thread_count(void **state)
     const KbKernels *k = tiled_kernels();
     if (k == NULL) return;
     Rng r = {7};
-    const int types[] = {KB_TYPE_Q4_0, KB_TYPE_Q8_0};
-    for (size_t i = 0; i < 2; i++) {
-        const int64_t n_in = 2400, n_out = 83, n_tok = 29;
+    const int types[] = {KB_TYPE_Q4_0, KB_TYPE_Q8_0, KB_TYPE_Q4_K, KB_TYPE_Q5_K, KB_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        const int64_t n_in = types[i] == KB_TYPE_Q4_0 || types[i] == KB_TYPE_Q8_0 ? 2400 : 1536, n_out = 83, n_tok = 29;
         TestMat m = mat_random(&r, types[i], n_in, n_out);
         float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
         assert_non_null(x);
@@ -220,6 +280,11 @@ static void test_tiled_path_takes_only_what_it_handles(void **state)
     p.n_in = 256;
     p.type = KB_TYPE_Q4_1;
     assert_false(gemm_applies(&b, &p));
+    p.type = KB_TYPE_Q4_K;
+    assert_true(gemm_applies(&b, &p));
+    p.n_in = 224; /* not whole super-blocks */
+    assert_false(gemm_applies(&b, &p));
+    p.n_in = 256;
     gemm_buffers_free(&b);
     assert_int_equal(gemm_buffers_alloc(&b, kb_kernels_for(KB_ISA_SCALAR), 64, 256, 2), KB_OK);
     p.type = KB_TYPE_Q4_0;
@@ -231,6 +296,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiled_product_equals_exact_block_sums),
+        cmocka_unit_test(test_tiled_k_products_equal_dequantized_sums),
         cmocka_unit_test(test_tiled_product_does_not_depend_on_thread_count),
         cmocka_unit_test(test_tiled_path_takes_only_what_it_handles),
     };

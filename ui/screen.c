@@ -164,7 +164,7 @@ typedef struct Screen {
     int reload_on_done;    /* the job was /open or /delete: show the conversation again */
     Worker wk;
     int help_open;
-    int hint_kept;         /* the editor's hint says something (Tab's list): keep it for one draw */
+    double hint_until;     /* the editor's hint says something (Tab's list, busy): keep it until then */
     int pasting;           /* between the bracketed paste markers */
     int busy;              /* a job runs */
     int answering;         /* the job is a question */
@@ -213,10 +213,7 @@ static void screen_update_status(Screen *s)
         snprintf(right, sizeof right, COLS >= 90 ? "F1 keys  /help  Ctrl-C×2: quit" : "F1 keys  Ctrl-C×2: quit");
     }
     status_set(s->status, s->left, right);
-    if (s->hint_kept) {
-        s->hint_kept = 0;
-        return;
-    }
+    if (now_seconds() < s->hint_until) return;
     input_set_hint(s->input, s->ctrl_c_armed ? " Press Ctrl-C again to quit " :
                              " Enter: send  Alt-Enter/Ctrl-J: new line ");
 }
@@ -382,6 +379,7 @@ static int screen_ctrl_c(Screen *s)
     if (s->ctrl_c_armed) return UI_QUIT;
     input_clear(s->input);
     s->ctrl_c_armed = 1;
+    s->hint_until = 0;
     return UI_REDRAW | UI_RELAYOUT;
 }
 
@@ -411,7 +409,7 @@ static int screen_complete(Screen *s)
     char line[80];
     snprintf(line, sizeof line, "/%s%s", common, n == 1 ? " " : "");
     input_replace(s->input, line);
-    if (n > 1) input_set_hint(s->input, list), s->hint_kept = 1;
+    if (n > 1) input_set_hint(s->input, list), s->hint_until = now_seconds() + 3;
     return UI_REDRAW;
 }
 
@@ -429,7 +427,7 @@ static int screen_open_sources(Screen *s)
     Conversation *c = chat_conversation(s->app);
     if (s->busy) {
         input_set_hint(s->input, " F3: the sources show when the answer is done ");
-        s->hint_kept = 1;
+        s->hint_until = now_seconds() + 3;
         return UI_REDRAW;
     }
     if (sources_load(s->sources, conv_turn(c, conv_n_turns(c) - 1)) != 0) return UI_REDRAW;
@@ -442,7 +440,7 @@ static int screen_open_sessions(Screen *s)
 {
     if (s->busy) {
         input_set_hint(s->input, " F4: the conversations show when the answer is done ");
-        s->hint_kept = 1;
+        s->hint_until = now_seconds() + 3;
         return UI_REDRAW;
     }
     if (sessions_load(s->sessions, s->app) != 0) return UI_REDRAW;
@@ -471,7 +469,7 @@ static int screen_open_kbs(Screen *s)
 {
     if (s->busy) {
         input_set_hint(s->input, " F2: the knowledge bases show when the answer is done ");
-        s->hint_kept = 1;
+        s->hint_until = now_seconds() + 3;
         return UI_REDRAW;
     }
     if (kbview_load(s->kbs, s->app) != 0) return UI_REDRAW;
@@ -545,11 +543,17 @@ static int screen_dispatch(Screen *s, const UiKey *k)
     if (!k->is_key && k->ch == UI_CTRL('d') && input_is_empty(s->input) && !s->busy) return UI_QUIT;
     if (s->too_small) return UI_REDRAW;
     if (!k->is_key && !k->alt && k->ch == '\t') return screen_complete(s);
+    s->hint_until = 0; /* a typed key ends a passing hint (Tab's list, busy) */
     Widget *chat = chatpane_widget(s->chat), *in = input_widget(s->input);
     int f = chat->ops->on_key(chat, k);
     if (!(f & UI_IGNORED)) return f;
     f = in->ops->on_key(in, k);
-    if (f & UI_SUBMIT) return s->busy ? UI_REDRAW : screen_submit(s);
+    if ((f & UI_SUBMIT) && s->busy) {
+        input_set_hint(s->input, " Busy: Enter sends when the answer is done (Esc stops it) ");
+        s->hint_until = now_seconds() + 3;
+        return UI_REDRAW;
+    }
+    if (f & UI_SUBMIT) return screen_submit(s);
     if (f & UI_IGNORED) return 0;
     if ((f & UI_RELAYOUT) && input_rows(s->input, COLS, LINES / 3) + 1 == in->h) f &= ~UI_RELAYOUT;
     return f | UI_REDRAW;
