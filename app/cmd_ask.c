@@ -89,9 +89,10 @@ static int opt_float(const CliArgs *a, CliOpt o, double min, double max, double 
 }
 
 /* --fallback strict|model. Returns 0 or the usage exit code. */
+/* --fallback, else the configuration's answer.fallback (validated there). */
 static int parse_fallback(Ask *k)
 {
-    const char *f = k->a->value[CLI_OPT_FALLBACK];
+    const char *f = k->a->value[CLI_OPT_FALLBACK] ? k->a->value[CLI_OPT_FALLBACK] : k->cfg.answer_fallback;
     if (f == NULL || strcmp(f, "strict") == 0) return 0;
     if (strcmp(f, "model") == 0) {
         k->fallback_model = 1;
@@ -380,8 +381,8 @@ static int retrieve(Ask *k)
 /* Configuration, database, knowledge base, embedding model. */
 static int ask_open(Ask *k, const char *const *args, int n_args)
 {
-    int code = parse_fallback(k);
-    if (code == 0 && cli_load_config(k->a, &k->cfg) != KB_OK) code = CLI_EXIT_FAIL;
+    int code = cli_load_config(k->a, &k->cfg) != KB_OK ? CLI_EXIT_FAIL : 0;
+    if (code == 0) code = parse_fallback(k);
     if (code == 0) code = cli_top_k(k->a, &k->cfg, &k->top_k);
     if (code == 0 && (k->question = cli_join_words(args, n_args)) == NULL) code = CLI_EXIT_FAIL;
     if (code == 0 && rag_open(&k->rag, k->cfg.data_dir) != KB_OK) {

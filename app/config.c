@@ -84,6 +84,7 @@ static const char *const config_template_words[] = {
     "auto", "chatml", "llama2", "llama3", "vicuna", "alpaca", "belle", "phoenix",
     "chatglm", "chatglm2", "chatglm3", "chatglm4", "raw", NULL};
 static const char *const config_theme_words[] = {"dark", "light", "mono", NULL};
+static const char *const config_fallback_words[] = {"strict", "model", NULL};
 
 #define KEY_STRING(name, field, def, flags, doc) \
     {name, CONFIG_STRING, offsetof(KbConfig, field), 0, 0, NULL, def, flags, doc}
@@ -122,6 +123,8 @@ static const ConfigKey config_keys[] = {
     KEY_STRING("prompt.system", system_prompt, "", 0, "system prompt; \"\" = the template's default"),
     KEY_STRING("prompt.template", prompt_template, "", CONFIG_TEMPLATE,
                "\"\" = built-in; else holds {context} and {question}"),
+    KEY_ENUM("answer.fallback", answer_fallback, config_fallback_words, "strict",
+             "nothing retrieved: strict says so, model answers unassisted"),
     KEY_INT("conversation.answer_reserve", answer_reserve, 16, 1048576, "512", 0,
             "tokens kept free for the answer; at most max_tokens and half the context"),
     KEY_ENUM("ui.theme", theme, config_theme_words, "dark", "colours; mono for monochrome terminals"),

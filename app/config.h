@@ -58,6 +58,7 @@ typedef struct KbConfig {
                                  {context} and {question} */
 
     /* conversation */
+    char *answer_fallback;    /* answer.fallback: "strict" or "model" */
     int64_t answer_reserve;   /* conversation.answer_reserve 16..1048576 tokens */
 
     /* ui */

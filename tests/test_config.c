@@ -164,6 +164,7 @@ static void assert_defaults(const KbConfig *cfg, const char *data_dir)
     assert_true(cfg->score_threshold == 0.0);
     assert_string_equal(cfg->system_prompt, "");
     assert_string_equal(cfg->prompt_template, "");
+    assert_string_equal(cfg->answer_fallback, "strict");
     assert_int_equal(cfg->answer_reserve, 512);
     assert_string_equal(cfg->theme, "dark");
 }
@@ -228,7 +229,7 @@ static void test_config_key_table_lists_every_key_in_order(void **state)
         "sampling.temperature", "sampling.top_k", "sampling.top_p", "sampling.min_p", "sampling.repeat_penalty",
         "sampling.repeat_last_n", "sampling.seed", "sampling.max_tokens", "data_dir", "chunking.size",
         "chunking.overlap", "retrieval.top_k", "retrieval.score_threshold", "prompt.system", "prompt.template",
-        "conversation.answer_reserve", "ui.theme"};
+        "answer.fallback", "conversation.answer_reserve", "ui.theme"};
     int n = (int)(sizeof names / sizeof names[0]);
     assert_int_equal(config_key_count(), n);
     for (int i = 0; i < n; i++) {
