@@ -433,32 +433,49 @@ static void test_broken_vocabularies_give_clear_errors(void **state)
     assert_non_null(strstr(err, "tokenizer.ggml.merges"));
 }
 
+/* A crafted vocabulary written to a temporary file and loaded. */
+typedef struct Crafted {
+    char *dir, *path;
+    GgufFile *g;
+    Tokenizer *t;
+} Crafted;
+
+/* Writes gg's file, opens it and loads its tokenizer (both must work). */
+static void crafted_open(GgufGen *gg, Crafted *c)
+{
+    char err[256];
+    size_t len;
+    uint8_t *bytes = ggufgen_finish(gg, &len);
+    c->dir = testutil_mkdtemp();
+    c->path = testutil_join(c->dir, "v.gguf");
+    assert_int_equal(testutil_write_file(c->path, bytes, len), 0);
+    free(bytes);
+    ggufgen_free(gg);
+    assert_int_equal(gguf_open(c->path, &c->g, err, sizeof err), KB_OK);
+    assert_int_equal(tokenizer_load(c->g, &c->t, err, sizeof err), KB_OK);
+}
+
+static void crafted_close(Crafted *c)
+{
+    tokenizer_free(c->t);
+    gguf_close(c->g);
+    testutil_rmtree(c->dir);
+    free(c->dir), free(c->path);
+}
+
 /* A tiny vocabulary with no byte tokens: unknown characters become <unk>. */
 static void test_spm_without_byte_tokens_falls_back_to_unk(void **state)
 {
     (void)state;
-    char *dir = testutil_mkdtemp(), *path = testutil_join(dir, "v.gguf");
-    GgufGen *gg = tiny_vocab("llama");
-    size_t len;
-    uint8_t *bytes = ggufgen_finish(gg, &len);
-    assert_int_equal(testutil_write_file(path, bytes, len), 0);
-    GgufFile *g;
-    Tokenizer *t;
-    char err[256];
-    assert_int_equal(gguf_open(path, &g, err, sizeof err), KB_OK);
-    assert_int_equal(tokenizer_load(g, &t, err, sizeof err), KB_OK);
-    KbTokens ids = encode(t, "ab\xe4\xb8\xad", 5, 0);
+    Crafted c;
+    crafted_open(tiny_vocab("llama"), &c);
+    KbTokens ids = encode(c.t, "ab\xe4\xb8\xad", 5, 0);
     /* "▁a" then "b" then three unknown bytes */
     int32_t want[] = {5, 4, 0, 0, 0};
     assert_int_equal(ids.n, 5);
     assert_memory_equal(ids.ids, want, sizeof want);
     kb_tokens_free(&ids);
-    tokenizer_free(t);
-    gguf_close(g);
-    free(bytes);
-    ggufgen_free(gg);
-    testutil_rmtree(dir);
-    free(dir), free(path);
+    crafted_close(&c);
 }
 
 /* A vocabulary with a token that holds "▁" inside ("a▁b") lets merges cross
@@ -470,30 +487,18 @@ static void test_spm_merges_across_words_when_the_vocab_allows(void **state)
     static const char *const toks[] = {"<unk>", "\xe2\x96\x81", "a", "b", "a\xe2\x96\x81", "a\xe2\x96\x81" "b",
                                        "\xe2\x96\x81" "a", "\xe2\x96\x81" "b"};
     float scores[] = {0, -1, -1, -1, -2, -3, -5, -5};
-    char *dir = testutil_mkdtemp(), *path = testutil_join(dir, "v.gguf");
     GgufGen *gg = ggufgen_new(3);
     ggufgen_kv_str(gg, "tokenizer.ggml.model", "llama");
     ggufgen_kv_arr_str(gg, "tokenizer.ggml.tokens", toks, 8);
     ggufgen_kv_arr(gg, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, scores, 8);
-    size_t len;
-    uint8_t *bytes = ggufgen_finish(gg, &len);
-    assert_int_equal(testutil_write_file(path, bytes, len), 0);
-    GgufFile *g;
-    Tokenizer *t;
-    char err[256];
-    assert_int_equal(gguf_open(path, &g, err, sizeof err), KB_OK);
-    assert_int_equal(tokenizer_load(g, &t, err, sizeof err), KB_OK);
-    KbTokens ids = encode(t, "a b", 3, 0);
+    Crafted c;
+    crafted_open(gg, &c);
+    KbTokens ids = encode(c.t, "a b", 3, 0);
     int32_t want[] = {1, 5};
     assert_int_equal(ids.n, 2);
     assert_memory_equal(ids.ids, want, sizeof want);
     kb_tokens_free(&ids);
-    tokenizer_free(t);
-    gguf_close(g);
-    free(bytes);
-    ggufgen_free(gg);
-    testutil_rmtree(dir);
-    free(dir), free(path);
+    crafted_close(&c);
 }
 
 /* Loading survives every allocation failure without leaks. */
