@@ -56,7 +56,7 @@ int gemm_buffers_alloc(GemmBuffers *b, const KbKernels *kern, int64_t max_tok, i
 {
     memset(b, 0, sizeof *b);
     const GemmIsa *isa = gemm_select(kern);
-    if (isa == NULL || max_tok < GEMM_MIN_TOKENS) return KB_OK;
+    if (isa == NULL || max_tok < 1) return KB_OK;
     const size_t n_tt = (size_t)((max_tok + GEMM_TOKS - 1) / GEMM_TOKS);
     size_t act = 0, work = 0;
     for (int type = 0; type < KB_TYPE_COUNT; type++) {
@@ -91,8 +91,8 @@ void gemm_buffers_free(GemmBuffers *b)
 bool gemm_applies(const GemmBuffers *b, const GemmProduct *p)
 {
     GemmLayout lay;
-    return b->isa && p->n_tok >= GEMM_MIN_TOKENS && p->n_tok <= b->max_tok && p->n_in <= b->max_in &&
-           b->isa->layout(p->type, &lay) && p->n_in % lay.block == 0;
+    return b->isa && p->n_tok >= (p->packed ? 1 : GEMM_MIN_TOKENS) && p->n_tok <= b->max_tok &&
+           p->n_in <= b->max_in && b->isa->layout(p->type, &lay) && p->n_in % lay.block == 0;
 }
 
 typedef struct GemmJob {
@@ -129,7 +129,7 @@ static void gemm_prefetch_row(const GemmProduct *p, int64_t r, size_t off, size_
     for (size_t i = 0; i < len + 63; i += 64) __builtin_prefetch(a + i, 0, 2);
 }
 
-/* Pass 2: worker ith computes its contiguous range of row tiles, each in
+/* Pass 2, weights in the file: worker ith computes its contiguous range of row tiles, each in
 ** runs of GEMM_KC weights (packed weights of a run about 36 KB, the packed
 ** activations of those weights a few hundred KB, so both stay in cache),
 ** every run against every token tile and added onto the last. */
@@ -166,11 +166,78 @@ static void gemm_rows_worker(void *arg, int ith, int nth)
     }
 }
 
+/* Pass 2, weights packed at load: worker ith computes its contiguous
+** range of row tiles in runs of GEMM_KC weights, each run (contiguous in
+** the packed matrix, so the hardware prefetchers follow it) against every
+** token tile and added onto the last. */
+static void gemm_packed_worker(void *arg, int ith, int nth)
+{
+    const GemmJob *j = arg;
+    const GemmProduct *p = j->p;
+    const int64_t nb = j->nb, kc_max = run_blocks(&j->lay);
+    const int64_t n_rt = (p->n_out + GEMM_ROWS - 1) / GEMM_ROWS;
+    const int64_t rt0 = n_rt * ith / nth, rt1 = n_rt * (ith + 1) / nth;
+    for (int64_t rt = rt0; rt < rt1; rt++) {
+        const int64_t r0 = rt * GEMM_ROWS;
+        const int nr = (int)(p->n_out - r0 < GEMM_ROWS ? p->n_out - r0 : GEMM_ROWS);
+        for (int64_t l0 = 0; l0 < nb; l0 += kc_max) {
+            const int64_t kc = nb - l0 < kc_max ? nb - l0 : kc_max;
+            const uint8_t *wp = p->packed + (size_t)(rt * nb + l0) * j->lay.row_bytes;
+            for (int64_t tt = 0; tt < j->n_tt; tt++) {
+                const int64_t t0 = tt * GEMM_TOKS;
+                const int nt = (int)(p->n_tok - t0 < GEMM_TOKS ? p->n_tok - t0 : GEMM_TOKS);
+                j->b->isa->tile(p->type, wp, j->b->act + (size_t)(tt * nb + l0) * j->lay.act_bytes, kc,
+                                p->y + t0 * p->n_out + r0, p->n_out, nr, nt, l0 > 0);
+            }
+        }
+    }
+}
+
 void gemm_matmul(const GemmBuffers *b, Pool *pool, KbFromFloat quantize, const GemmProduct *p)
 {
-    GemmJob j = {b, quantize, p, {0, 0, 0}, 0, (p->n_tok + GEMM_TOKS - 1) / GEMM_TOKS};
+    GemmJob j = {b, quantize, p, {0}, 0, (p->n_tok + GEMM_TOKS - 1) / GEMM_TOKS};
     b->isa->layout(p->type, &j.lay);
     j.nb = p->n_in / j.lay.block;
     pool_run(pool, gemm_pack_worker, &j);
-    pool_run(pool, gemm_rows_worker, &j);
+    pool_run(pool, p->packed ? gemm_packed_worker : gemm_rows_worker, &j);
+}
+
+size_t gemm_packed_size(const GemmIsa *isa, int type, int64_t n_in, int64_t n_out)
+{
+    GemmLayout lay;
+    if (isa == NULL || !isa->layout(type, &lay) || !lay.compact || n_in < lay.block || n_in % lay.block != 0 || n_out < 1)
+        return 0;
+    return (size_t)((n_out + GEMM_ROWS - 1) / GEMM_ROWS) * (size_t)(n_in / lay.block) * lay.row_bytes;
+}
+
+typedef struct PackJob {
+    const GemmIsa *isa;
+    int type;
+    const uint8_t *w;
+    size_t row_bytes;
+    int64_t n_out, nb;
+    size_t tile_bytes;  /* one packed row tile */
+    uint8_t *dst;
+} PackJob;
+
+/* Worker ith packs row tiles ith, ith + nth, ... whole. */
+static void gemm_pack_matrix_worker(void *arg, int ith, int nth)
+{
+    const PackJob *j = arg;
+    const int64_t n_rt = (j->n_out + GEMM_ROWS - 1) / GEMM_ROWS;
+    for (int64_t rt = ith; rt < n_rt; rt += nth) {
+        const int64_t r0 = rt * GEMM_ROWS;
+        const int nr = (int)(j->n_out - r0 < GEMM_ROWS ? j->n_out - r0 : GEMM_ROWS);
+        j->isa->pack_rows(j->type, j->w + (size_t)r0 * j->row_bytes, j->row_bytes, nr, j->nb,
+                          j->dst + (size_t)rt * j->tile_bytes);
+    }
+}
+
+void gemm_pack_matrix(const GemmIsa *isa, Pool *pool, int type, const uint8_t *w, size_t row_bytes, int64_t n_in,
+                      int64_t n_out, uint8_t *dst)
+{
+    GemmLayout lay;
+    isa->layout(type, &lay);
+    PackJob j = {isa, type, w, row_bytes, n_out, n_in / lay.block, (size_t)(n_in / lay.block) * lay.row_bytes, dst};
+    pool_run(pool, gemm_pack_matrix_worker, &j);
 }

@@ -9,10 +9,14 @@
 ** GEMM_TOKS tokens of integer sums in registers, so a weight block is loaded
 ** once per GEMM_TOKS tokens and an activation block once per GEMM_ROWS rows.
 **
-** The weights stay in the mapped file. For each tile of GEMM_ROWS rows the
-** worker that owns it repacks GEMM_KC weights of the rows at a time into its
-** scratch (interleaved so that one vector load gives four quants of each of
-** the rows) and runs them against every token tile; the activations are
+** Weights are packed interleaved so that one vector load gives four quants
+** of each of GEMM_ROWS rows. Types whose packed form is exactly as large as
+** the stored one (GemmLayout.compact: Q4_0, Q8_0) are packed once, when the
+** model opens (gemm_pack_matrix), and then take the tiled path for every
+** batch, single tokens included. The others stay in the mapped file: for
+** each tile of GEMM_ROWS rows the worker that owns it repacks GEMM_KC
+** weights of the rows at a time into its scratch and runs them against
+** every token tile (encoders only, see model_matmul). The activations are
 ** quantized with the same from_float as the vec_dot path (Q8_0, or Q8_K for
 ** the K types) and packed once per product, interleaved by token tile. The
 ** packings belong to one kernel set (GemmIsa); gemm_select picks the one
@@ -25,10 +29,12 @@
 ** output element goes through the same operations whatever the thread count
 ** and wherever its tile lies (results never depend on the split).
 **
-** The tiled path is taken only for n_tok >= GEMM_MIN_TOKENS: below that the
-** repacking does not pay, and single-token decoding stays on vec_dot. A
-** token's results therefore match bit for bit between two evaluations only
-** when both batches are on the same side of GEMM_MIN_TOKENS.
+** Packed-once weights take the tiled path for any batch: a tile of 1, 2 or
+** 3 tokens runs its own loop, and each (row, token) goes through the same
+** instructions in every one, so a token's result never depends on the size
+** of the batch it came in (prefix reuse relies on that). Weights repacked
+** per run take it only for n_tok >= GEMM_MIN_TOKENS, where the repacking
+** pays; their results depend on the side of GEMM_MIN_TOKENS a batch is on.
 */
 #ifndef KB_GEMM_H
 #define KB_GEMM_H
@@ -51,6 +57,7 @@ typedef struct GemmLayout {
     int64_t block;          /* weights per block */
     size_t act_bytes;       /* packed activations per (token tile, block) */
     size_t row_bytes;       /* packed weights per (row tile, block) */
+    bool compact;           /* row_bytes is GEMM_ROWS stored blocks: pack once at load */
 } GemmLayout;
 
 /* One instruction set's packings and micro-kernels (gemm_avx512.c). */
@@ -95,6 +102,7 @@ typedef struct GemmProduct {
     const float *x;      /* (n_tok, n_in) */
     int64_t n_tok;
     float *y;            /* (n_tok, n_out) */
+    const uint8_t *packed; /* w packed whole by gemm_pack_matrix, or NULL */
 } GemmProduct;
 
 /* Returns the tiled kernels that go with `kern` on this CPU, or NULL: they
@@ -109,13 +117,25 @@ const GemmIsa *gemm_select(const KbKernels *kern);
 int gemm_buffers_alloc(GemmBuffers *b /* OUT */, const KbKernels *kern, int64_t max_tok, int64_t max_in, int n_threads);
 void gemm_buffers_free(GemmBuffers *b);
 
-/* Whether gemm_matmul takes product p with buffers b (a type the kernels
-** handle, a batch of at least GEMM_MIN_TOKENS, within capacity). */
+/* Whether gemm_matmul takes product p with buffers b: a type the kernels
+** handle, within capacity, and either packed weights or a batch of at least
+** GEMM_MIN_TOKENS. */
 bool gemm_applies(const GemmBuffers *b, const GemmProduct *p);
 
 /* Computes product p on the pool; only when gemm_applies(b, p). quantize is
 ** the engine's from_float of the weight type's vec_dot_type (the one the
 ** vec_dot path uses, so the activations are quantized identically). */
 void gemm_matmul(const GemmBuffers *b, Pool *pool, KbFromFloat quantize, const GemmProduct *p);
+
+/* Bytes of an n_out x n_in matrix of `type` packed whole for isa (row
+** tiles one after the other, the last padded with zero rows), or 0 when
+** the type is not packed once (GemmLayout.compact) or n_in is not whole
+** blocks. */
+size_t gemm_packed_size(const GemmIsa *isa, int type, int64_t n_in, int64_t n_out);
+
+/* Packs the n_out rows (row_bytes apart) of `type` at w whole into dst
+** (gemm_packed_size bytes, 64-byte aligned), on the pool. */
+void gemm_pack_matrix(const GemmIsa *isa, Pool *pool, int type, const uint8_t *w, size_t row_bytes, int64_t n_in,
+                      int64_t n_out, uint8_t *dst /* OUT */);
 
 #endif /* KB_GEMM_H */

@@ -44,8 +44,14 @@
 **     float d[4]
 **     Q4_K/Q5_K: int32 bsum[4][4]   pairs of int16 sub-block sums (2p, 2p+1)
 **     Q6_K:      int32 corr[16][4]  -32 x sum of 16-quant sub-block j
-**   Q4_0/Q8_0 weights, per (row tile, block), 1152 bytes:
-**     uint8 q[8][x32][4] quants, offset applied; float d[x32]
+**   Q4_0 weights, per (row tile, block), 576 bytes (32 stored blocks):
+**     uint8 q[4][x32][4] the stored bytes (low nibbles: quads 0..3, high
+**     nibbles: quads 4..7, split in the kernel); fp16 d[x32]
+**   Q8_0 weights, per (row tile, block), 1088 bytes (32 stored blocks):
+**     uint8 q[8][x32][4] quants + 128; fp16 d[x32]
+**   Q4_0 and Q8_0 are packed once when the model opens (GemmLayout.compact:
+**   the packed matrix has the file's size); the K types, whose packing
+**   unpacks nibbles and scales to twice that, per run (encoders only).
 **   Q4_K/Q5_K weights, per (row tile, super-block), 9984 bytes:
 **     uint8 q[64][x32][4]; int32 sc[8][x32]; int32 mins[4][x32] (pairs of
 **     int16 mins 2p, 2p+1); float d[x32]; float dmin[x32]
@@ -63,8 +69,10 @@
 #define A0_BLOCK 160
 #define A0_D 128
 #define A0_CORR 144
-#define W0_BLOCK 1152
-#define W0_D 1024
+#define W40_D 512     /* Q4_0 weights: fp16 scales after the quants */
+#define W40_BLOCK 576 /* = 32 x sizeof(BlockQ4_0): the packed matrix is the file's size */
+#define W80_D 1024
+#define W80_BLOCK 1088 /* = 32 x sizeof(BlockQ8_0) */
 /* K types */
 #define AK_D 1024
 #define AK_EXTRA 1088 /* bsum pairs (Q4_K/Q5_K) or corr (Q6_K) */
@@ -88,11 +96,11 @@ _Static_assert(GEMM_ROWS == 32 && GEMM_TOKS == 4, "the kernels below are written
 static bool gemm512_layout(int type, GemmLayout *out)
 {
     switch (type) {
-    case KB_TYPE_Q4_0:
-    case KB_TYPE_Q8_0: *out = (GemmLayout){KB_QK, A0_BLOCK, W0_BLOCK}; return true;
+    case KB_TYPE_Q4_0: *out = (GemmLayout){KB_QK, A0_BLOCK, W40_BLOCK, true}; return true;
+    case KB_TYPE_Q8_0: *out = (GemmLayout){KB_QK, A0_BLOCK, W80_BLOCK, true}; return true;
     case KB_TYPE_Q4_K:
-    case KB_TYPE_Q5_K: *out = (GemmLayout){KB_QK_K, AK4_BLOCK, WK4_BLOCK}; return true;
-    case KB_TYPE_Q6_K: *out = (GemmLayout){KB_QK_K, AK6_BLOCK, WK6_BLOCK}; return true;
+    case KB_TYPE_Q5_K: *out = (GemmLayout){KB_QK_K, AK4_BLOCK, WK4_BLOCK, false}; return true;
+    case KB_TYPE_Q6_K: *out = (GemmLayout){KB_QK_K, AK6_BLOCK, WK6_BLOCK, false}; return true;
     default: return false;
     }
 }
@@ -234,18 +242,24 @@ static inline uint64_t row_half(const uint8_t *w, size_t row_bytes, int nr, int 
     return h;
 }
 
-/* The fp16 values at w + r * row_bytes of 16 rows (rows past nr: 0) as 16
-** floats. The halves are assembled in general registers: writing them to
-** memory one by one and loading them as a vector stalls on store
+/* The fp16 values at w + r * row_bytes of 16 rows (rows past nr: 0), in
+** one register. The halves are assembled in general registers: writing them
+** to memory one by one and loading them as a vector stalls on store
 ** forwarding. */
-static inline __m512 rows16_halves(const uint8_t *w, size_t row_bytes, int nr)
+static inline __m256i rows16_half_bits(const uint8_t *w, size_t row_bytes, int nr)
 {
     long long q[4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
         q[i] = (long long)(row_half(w, row_bytes, nr, 4 * i) | row_half(w, row_bytes, nr, 4 * i + 1) << 16 |
                            row_half(w, row_bytes, nr, 4 * i + 2) << 32 | row_half(w, row_bytes, nr, 4 * i + 3) << 48);
-    return _mm512_cvtph_ps(_mm256_set_epi64x(q[3], q[2], q[1], q[0]));
+    return _mm256_set_epi64x(q[3], q[2], q[1], q[0]);
+}
+
+/* The same 16 values as floats. */
+static inline __m512 rows16_halves(const uint8_t *w, size_t row_bytes, int nr)
+{
+    return _mm512_cvtph_ps(rows16_half_bits(w, row_bytes, nr));
 }
 
 /* Stores 16 rows' quants group k (register of rows 16h..16h+15). */
@@ -255,26 +269,25 @@ static inline void store_quads(uint8_t *o, int k, int h, __m512i v)
 }
 
 /* Q4_0 / Q8_0, block by block: 16-byte loads of each row transposed in
-** registers, 16 rows at a time. */
+** registers, 16 rows at a time. Q4_0 keeps its nibbles packed, so either
+** packed matrix is exactly as large as the stored one. */
 static void pack_rows_q4_0_q8_0(int type, const uint8_t *w, size_t row_bytes, int nr, int64_t nb, uint8_t *dst)
 {
     __m512i q[4];
     const int nr1 = nr > 16 ? nr - 16 : 0, nrh[2] = {nr - nr1, nr1};
-    const __m512i lo4 = _mm512_set1_epi8(0x0f), bias = _mm512_set1_epi8((char)0x80);
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
     for (int64_t l = 0; l < nb; l++) {
-        uint8_t *o = dst + l * W0_BLOCK;
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             if (type == KB_TYPE_Q4_0) {
+                uint8_t *o = dst + l * W40_BLOCK;
                 const uint8_t *b = w + l * Q4_0_SZ + 16 * row_bytes * (size_t)h;
                 rows16_dwords(b, row_bytes, nrh[h], offsetof(BlockQ4_0, qs), q);
 #pragma GCC unroll 4
-                for (int k = 0; k < 4; k++) {
-                    store_quads(o, k, h, _mm512_and_si512(q[k], lo4));
-                    store_quads(o, k + 4, h, _mm512_and_si512(_mm512_srli_epi16(q[k], 4), lo4));
-                }
-                _mm512_store_ps(o + W0_D + 64 * h, rows16_halves(b, row_bytes, nrh[h]));
+                for (int k = 0; k < 4; k++) store_quads(o, k, h, q[k]);
+                _mm256_store_si256((__m256i *)(void *)(o + W40_D + 32 * h), rows16_half_bits(b, row_bytes, nrh[h]));
             } else {
+                uint8_t *o = dst + l * W80_BLOCK;
                 const uint8_t *b = w + l * Q8_0_SZ + 16 * row_bytes * (size_t)h;
 #pragma GCC unroll 2
                 for (int g = 0; g < 2; g++) {
@@ -282,7 +295,7 @@ static void pack_rows_q4_0_q8_0(int type, const uint8_t *w, size_t row_bytes, in
 #pragma GCC unroll 4
                     for (int k = 0; k < 4; k++) store_quads(o, 4 * g + k, h, _mm512_xor_si512(q[k], bias));
                 }
-                _mm512_store_ps(o + W0_D + 64 * h, rows16_halves(b, row_bytes, nrh[h]));
+                _mm256_store_si256((__m256i *)(void *)(o + W80_D + 32 * h), rows16_half_bits(b, row_bytes, nrh[h]));
             }
         }
     }
@@ -460,30 +473,87 @@ static inline void tile_store(__m512 acc[4][2], float *y, int64_t ldy, __mmask16
         }                                                                                                        \
     } while (0)
 
-/* Q4_0 / Q8_0: one fused multiply-add per 32-weight block. */
-static void tile_q4_0_q8_0(const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy,
-                           __mmask16 live0, __mmask16 live1, int nt, bool add)
+/* Token t's integer sums s[t][h] += quads (w0: rows 0..15, w1: rows
+** 16..31) . its quad k, for the NT tokens of the tile. */
+#define DOT_QUAD_NT(s, w0, w1, aq, k, NT)                                                                         \
+    do {                                                                                                         \
+        _Pragma("GCC unroll 4") for (int t = 0; t < (NT); t++)                                                   \
+        {                                                                                                        \
+            const __m512i a = _mm512_set1_epi32((aq)[4 * (k) + t]);                                              \
+            s[t][0] = _mm512_dpbusd_epi32(s[t][0], (w0), a);                                                     \
+            s[t][1] = _mm512_dpbusd_epi32(s[t][1], (w1), a);                                                     \
+        }                                                                                                        \
+    } while (0)
+
+/* Q4_0 / Q8_0 (q4: which) for NT tokens, a constant once inlined: one
+** fused multiply-add per 32-weight block, blocks in order. Each (row,
+** token) goes through the same instructions whatever NT, so a token's
+** result does not depend on how many tokens share its tile. */
+static inline __attribute__((always_inline)) void tile_q4_0_q8_0_nt(bool q4, const int NT, const uint8_t *wp,
+                                                                     const uint8_t *ap, int64_t nb, float *y,
+                                                                     int64_t ldy, __mmask16 live0, __mmask16 live1,
+                                                                     bool add)
 {
+    const size_t wblock = q4 ? W40_BLOCK : W80_BLOCK, woff = q4 ? W40_D : W80_D;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
     __m512 acc[4][2];
-    tile_load(acc, y, ldy, live0, live1, nt, add);
+    tile_load(acc, y, ldy, live0, live1, NT, add);
     for (int64_t l = 0; l < nb; l++) {
-        const uint8_t *wb = wp + l * W0_BLOCK, *ab = ap + l * A0_BLOCK;
+        const uint8_t *wb = wp + (size_t)l * wblock, *ab = ap + l * A0_BLOCK;
         const int32_t *aq = (const int32_t *)(const void *)ab;
         const int32_t *corr = (const int32_t *)(const void *)(ab + A0_CORR);
         const float *ad = (const float *)(const void *)(ab + A0_D);
         __m512i s[4][2];
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) s[t][0] = s[t][1] = _mm512_set1_epi32(corr[t]);
-        DOT_QUADS(s, wb, aq, 0, 8);
-        const __m512 d0 = _mm512_load_ps(wb + W0_D), d1 = _mm512_load_ps(wb + W0_D + 64);
+        for (int t = 0; t < NT; t++) s[t][0] = s[t][1] = _mm512_set1_epi32(corr[t]);
+        if (q4) {
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) {
+            for (int k = 0; k < 4; k++) { /* byte quad k: low nibbles quad k, high nibbles quad k + 4 */
+                const __m512i r0 = _mm512_load_si512(wb + 128 * k), r1 = _mm512_load_si512(wb + 128 * k + 64);
+                DOT_QUAD_NT(s, _mm512_and_si512(r0, lo4), _mm512_and_si512(r1, lo4), aq, k, NT);
+                DOT_QUAD_NT(s, _mm512_and_si512(_mm512_srli_epi16(r0, 4), lo4),
+                            _mm512_and_si512(_mm512_srli_epi16(r1, 4), lo4), aq, k + 4, NT);
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                DOT_QUAD_NT(s, _mm512_load_si512(wb + 128 * k), _mm512_load_si512(wb + 128 * k + 64), aq, k, NT);
+        }
+        const __m512 d0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(wb + woff)));
+        const __m512 d1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(wb + woff + 32)));
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
             const __m512 dy = _mm512_set1_ps(ad[t]);
             acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t][0]), _mm512_mul_ps(d0, dy), acc[t][0]);
             acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t][1]), _mm512_mul_ps(d1, dy), acc[t][1]);
         }
     }
-    tile_store(acc, y, ldy, live0, live1, nt);
+    tile_store(acc, y, ldy, live0, live1, NT);
+}
+
+/* Q4_0 / Q8_0 tiles of 1 to 4 tokens, each its own specialised loop. */
+static void tile_q4_0_q8_0(int type, const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy,
+                           __mmask16 live0, __mmask16 live1, int nt, bool add)
+{
+    const bool q4 = type == KB_TYPE_Q4_0;
+    switch (nt) {
+    case 1:
+        if (q4) tile_q4_0_q8_0_nt(true, 1, wp, ap, nb, y, ldy, live0, live1, add);
+        else tile_q4_0_q8_0_nt(false, 1, wp, ap, nb, y, ldy, live0, live1, add);
+        break;
+    case 2:
+        if (q4) tile_q4_0_q8_0_nt(true, 2, wp, ap, nb, y, ldy, live0, live1, add);
+        else tile_q4_0_q8_0_nt(false, 2, wp, ap, nb, y, ldy, live0, live1, add);
+        break;
+    case 3:
+        if (q4) tile_q4_0_q8_0_nt(true, 3, wp, ap, nb, y, ldy, live0, live1, add);
+        else tile_q4_0_q8_0_nt(false, 3, wp, ap, nb, y, ldy, live0, live1, add);
+        break;
+    default:
+        if (q4) tile_q4_0_q8_0_nt(true, 4, wp, ap, nb, y, ldy, live0, live1, add);
+        else tile_q4_0_q8_0_nt(false, 4, wp, ap, nb, y, ldy, live0, live1, add);
+        break;
+    }
 }
 
 /* isum[t][h] += s[t][h] x the rows' integer scales at sc (rows 0..31). */
@@ -583,7 +653,7 @@ static void gemm512_tile(int type, const uint8_t *wp, const uint8_t *ap, int64_t
     const __mmask16 live1 = (__mmask16)(nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
     switch (type) {
     case KB_TYPE_Q4_0:
-    case KB_TYPE_Q8_0: tile_q4_0_q8_0(wp, ap, nb, y, ldy, live0, live1, nt, add); break;
+    case KB_TYPE_Q8_0: tile_q4_0_q8_0(type, wp, ap, nb, y, ldy, live0, live1, nt, add); break;
     case KB_TYPE_Q4_K:
     case KB_TYPE_Q5_K: tile_k4(wp, ap, nb, y, ldy, live0, live1, nt, add); break;
     default: tile_q6_K(wp, ap, nb, y, ldy, live0, live1, nt, add); break;

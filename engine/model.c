@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include <cblas.h>
 
@@ -126,12 +127,13 @@ static bool blas_applies(const KbModel *m, const Mat *w, int64_t n_tok)
 void model_matmul(KbModel *m, const Mat *w, const float *x, int64_t n_tok, float *y)
 {
     int vt = m->kern->type[w->type].vec_dot_type;
-    const GemmProduct g = {w->data, w->type, w->n_in, w->n_out, w->row_bytes, x, n_tok, y};
-    /* The tiled GEMM sums a token's blocks in another order than vec_dot, so
-    ** a decoder would give a token other logits in a long batch than in a
-    ** short one, and prefix reuse would change answers. Until its sums match
-    ** vec_dot bit for bit it serves encoders only (whole sequences). */
-    if (m->cfg.encoder && gemm_applies(&m->s.gemm, &g)) {
+    const GemmProduct g = {w->data, w->type, w->n_in, w->n_out, w->row_bytes, x, n_tok, y, w->packed};
+    /* A token's logits must not depend on the batch it was evaluated in
+    ** (prefix reuse cuts prompts anywhere), so every weight matrix of a
+    ** decoder always goes through one kernel: packed ones through the tiles
+    ** at any batch size, the rest through vec_dot. Encoders see whole
+    ** sequences, so their batches may also take the per-run packing. */
+    if ((w->packed || m->cfg.encoder) && gemm_applies(&m->s.gemm, &g)) {
         gemm_matmul(&m->s.gemm, m->pool, m->kern->type[vt].from_float, &g);
         return;
     }
@@ -372,7 +374,7 @@ int model_load_mat(KbModel *m, Mat *w, const char *name, int64_t n_in, int64_t n
         return model_fail(err, errlen, KB_EUNSUPPORTED, "tensor '%s' has type %s, which kbchat cannot compute with",
                           name, kb_type_name(t->type));
     }
-    *w = (Mat){t->data, t->type, n_in, n_out, (size_t)t->n_bytes / (size_t)n_out, t->name};
+    *w = (Mat){t->data, t->type, n_in, n_out, (size_t)t->n_bytes / (size_t)n_out, t->name, NULL};
     return KB_OK;
 }
 
@@ -498,6 +500,72 @@ static void free_state(ModelState *s)
     gemm_buffers_free(&s->gemm);
 }
 
+/* --- weights packed once --- */
+
+/* The weight matrices a forward pass multiplies by, into mats (room for
+** 8 per layer + 1); returns how many. Not the token embedding: its rows
+** are looked up, and a tied model's output matrix is the same data, so
+** that one is left out too. */
+static int weight_mats(KbModel *m, Mat **mats)
+{
+    int n = 0;
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        LayerWeights *L = &m->w.layers[l];
+        Mat *each[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof each / sizeof each[0]; i++)
+            if (each[i]->data) mats[n++] = each[i];
+    }
+    if (m->w.output.data && m->w.output.data != m->w.token_embd.data) mats[n++] = &m->w.output;
+    return n;
+}
+
+/* Tells the kernel it may drop the pages of the file mapping wholly inside
+** [p, p + n): once a matrix is packed, its stored form is never read again,
+** and without this both copies would count against the process. */
+static void release_file_pages(const uint8_t *p, size_t n)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) / page * page, b = ((uintptr_t)p + n) / page * page;
+    if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Packs every weight matrix whose type the tiled kernels pack once
+** (gemm.h: Q4_0, Q8_0) on this CPU into one allocation, matrix by matrix,
+** releasing each one's file pages after it. Nothing to do without the tiled
+** kernels (other CPUs, KBCHAT_ISA=scalar|avx2). */
+static int pack_weights(KbModel *m, char *err, size_t errlen)
+{
+    const GemmIsa *isa = m->s.gemm.isa;
+    if (isa == NULL) return KB_OK;
+    Mat **mats = malloc((size_t)(8 * m->cfg.n_layer + 1) * sizeof *mats);
+    if (mats == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
+    const int n = weight_mats(m, mats);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += gemm_packed_size(isa, mats[i]->type, mats[i]->n_in, mats[i]->n_out);
+    if (total > 0) {
+        void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            free(mats);
+            return model_fail(err, errlen, KB_ENOMEM, "out of memory for %zu MiB of packed weights", total >> 20);
+        }
+        (void)madvise(p, total, MADV_HUGEPAGE); /* fewer page faults while packing, fewer TLB misses after */
+        m->packed = p;
+        m->packed_size = total;
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        Mat *w = mats[i];
+        const size_t size = gemm_packed_size(isa, w->type, w->n_in, w->n_out);
+        if (size == 0) continue;
+        gemm_pack_matrix(isa, m->pool, w->type, w->data, w->row_bytes, w->n_in, w->n_out, m->packed + off);
+        w->packed = m->packed + off;
+        release_file_pages(w->data, w->row_bytes * (size_t)w->n_out);
+        off += size;
+    }
+    free(mats);
+    return KB_OK;
+}
+
 /* --- open / close --- */
 
 /* Picks the context size: exactly `want`, or the model's own capped at
@@ -571,6 +639,7 @@ int model_open(const char *path, const KbModelParams *params, KbModel **out, cha
     if (rc == KB_OK && pool_new(thread_count(params ? params->n_threads : 0), &m->pool) != KB_OK)
         rc = model_fail(err, errlen, KB_ENOMEM, "cannot start the worker threads");
     if (rc == KB_OK) rc = alloc_state(m, err, errlen);
+    if (rc == KB_OK) rc = pack_weights(m, err, errlen);
     if (rc != KB_OK) {
         model_close(m);
         return rc;
@@ -588,6 +657,7 @@ void model_close(KbModel *m)
     free(m->w.layers);
     free(m->vectors);
     free(m->gelu_table);
+    if (m->packed) munmap(m->packed, m->packed_size);
     tokenizer_free(m->tok);
     gguf_close(m->gguf);
     ggml_file_close(m->ggml);

@@ -23,6 +23,7 @@ typedef struct Mat {
     int64_t n_in, n_out;
     size_t row_bytes;
     const char *name;
+    const uint8_t *packed;     /* packed once for the tiled kernels (gemm.h), or NULL */
 } Mat;
 
 /* Hyperparameters, from the GGUF keys. */
@@ -101,6 +102,8 @@ struct KbModel {
     int64_t n_past;
     float *vectors;            /* one allocation for every norm, bias and small table */
     float *gelu_table;         /* GELU of every fp16 value (bloom, bert), built on first use */
+    uint8_t *packed;           /* the packed weight matrices (Mat.packed point into it) */
+    size_t packed_size;
     float *vec_next, *vec_end; /* the unused part of it, while loading */
     char arch_name[32];
     const struct ArchOps *ops; /* the architecture's loader and forward pass */

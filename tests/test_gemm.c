@@ -138,8 +138,10 @@ static double dequant_dot(const TestMat *m, int64_t row, const BlockQ8_K *y, dou
     return s;
 }
 
-/* y = W x with the tiled kernels on a pool of n_threads; y is malloc'd. */
-static float *run_gemm(const KbKernels *k, const TestMat *m, const float *x, int64_t n_tok, int n_threads)
+/* y = W x with the tiled kernels on a pool of n_threads; y is malloc'd.
+** With packed, the matrix is first packed whole (as a model does when it
+** opens) into a buffer of exactly gemm_packed_size bytes. */
+static float *run_gemm(const KbKernels *k, const TestMat *m, const float *x, int64_t n_tok, int n_threads, bool packed)
 {
     Pool *pool;
     GemmBuffers b;
@@ -148,12 +150,27 @@ static float *run_gemm(const KbKernels *k, const TestMat *m, const float *x, int
     assert_non_null(b.isa);
     float *y = malloc((size_t)(n_tok * m->n_out) * sizeof(float));
     assert_non_null(y);
-    const GemmProduct p = {m->data, m->type, m->n_in, m->n_out, m->row_bytes, x, n_tok, y};
+    uint8_t *pk = NULL;
+    if (packed) {
+        const size_t size = gemm_packed_size(b.isa, m->type, m->n_in, m->n_out);
+        assert_true(size > 0);
+        pk = aligned_alloc(64, size);
+        assert_non_null(pk);
+        gemm_pack_matrix(b.isa, pool, m->type, m->data, m->row_bytes, m->n_in, m->n_out, pk);
+    }
+    const GemmProduct p = {m->data, m->type, m->n_in, m->n_out, m->row_bytes, x, n_tok, y, pk};
     assert_true(gemm_applies(&b, &p));
     gemm_matmul(&b, pool, k->type[k->type[m->type].vec_dot_type].from_float, &p);
+    free(pk);
     gemm_buffers_free(&b);
     pool_free(pool);
     return y;
+}
+
+/* Whether weights of `type` are packed once when a model opens. */
+static bool packs_once(const KbKernels *k, int type)
+{
+    return gemm_packed_size(gemm_select(k), type, 256, 32) > 0;
 }
 
 /* Checks one shape of one type against the reference sums and vec_dot. */
@@ -169,7 +186,13 @@ static void check_shape(const KbKernels *k, Rng *r, int type, int64_t n_in, int6
     assert_non_null(xq);
     for (int64_t i = 0; i < n_tok * n_in; i++) x[i] = rng_float(r, -2.0f, 2.0f);
     for (int64_t t = 0; t < n_tok; t++) k->type[qt].from_float(x + t * n_in, xq + (size_t)t * qrow, n_in);
-    float *y = run_gemm(k, &m, x, n_tok, 2);
+    const bool once = packs_once(k, type);
+    float *y = run_gemm(k, &m, x, n_tok, 2, once);
+    if (once && n_tok >= GEMM_MIN_TOKENS) { /* packed per run: the same kernel, the same bits */
+        float *y2 = run_gemm(k, &m, x, n_tok, 2, false);
+        assert_memory_equal(y, y2, (size_t)(n_tok * n_out) * sizeof(float));
+        free(y2);
+    }
     for (int64_t t = 0; t < n_tok; t++) {
         for (int64_t row = 0; row < n_out; row++) {
             double mag;
@@ -208,6 +231,7 @@ static void test_tiled_product_equals_exact_block_sums(void **state)
         /* n_in, n_out, n_tok */
         {96, 37, 21}, {256, 48, 16}, {32, 1, 17}, {2048, 20, 40}, {64, 16, 128}, {160, 33, 25},
         {1056, 45, 19}, {2080, 64, 18}, /* runs of GEMM_KC blocks and a shorter last run */
+        {64, 40, 1}, {2080, 33, 2}, {96, 70, 3}, {128, 32, 5}, /* batches of any size once packed */
     };
     Rng r = {42};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
@@ -247,13 +271,43 @@ static void test_tiled_product_does_not_depend_on_thread_count(void **state)
         float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
         assert_non_null(x);
         for (int64_t j = 0; j < n_tok * n_in; j++) x[j] = rng_float(&r, -1.0f, 1.0f);
-        float *y1 = run_gemm(k, &m, x, n_tok, 1);
+        const bool once = packs_once(k, types[i]);
+        float *y1 = run_gemm(k, &m, x, n_tok, 1, once);
         for (int threads = 2; threads <= 3; threads++) {
-            float *y = run_gemm(k, &m, x, n_tok, threads);
+            float *y = run_gemm(k, &m, x, n_tok, threads, once);
             assert_memory_equal(y1, y, (size_t)(n_tok * n_out) * sizeof(float));
             free(y);
         }
         free(y1), free(x), free(m.alloc);
+    }
+}
+
+/* Packed weights: a token's result is the same bits whether it comes alone
+** or with others, at any place in a batch of any size (prefix reuse
+** evaluates the same prompt in batches cut anywhere). */
+static void test_packed_product_does_not_depend_on_batch(void **state)
+{
+    (void)state;
+    const KbKernels *k = tiled_kernels();
+    if (k == NULL) return;
+    Rng r = {11};
+    const int types[] = {KB_TYPE_Q4_0, KB_TYPE_Q8_0};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        const int64_t n_in = 2112, n_out = 70, n_tok = 23;
+        TestMat m = mat_random(&r, types[i], n_in, n_out);
+        float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
+        assert_non_null(x);
+        for (int64_t j = 0; j < n_tok * n_in; j++) x[j] = rng_float(&r, -1.0f, 1.0f);
+        float *all = run_gemm(k, &m, x, n_tok, 2, true);
+        /* the batch cut as 1 + 2 + 3 + 17 tokens */
+        static const int64_t cuts[] = {0, 1, 3, 6, 23};
+        for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++) {
+            const int64_t t0 = cuts[c], nt = cuts[c + 1] - cuts[c];
+            float *part = run_gemm(k, &m, x + t0 * n_in, nt, 2, true);
+            assert_memory_equal(part, all + t0 * n_out, (size_t)(nt * n_out) * sizeof(float));
+            free(part);
+        }
+        free(all), free(x), free(m.alloc);
     }
 }
 
@@ -268,10 +322,17 @@ static void test_tiled_path_takes_only_what_it_handles(void **state)
     GemmBuffers b;
     assert_int_equal(gemm_buffers_alloc(&b, k, 64, 256, 2), KB_OK);
     float x[1], y[1];
-    GemmProduct p = {(const uint8_t *)x, KB_TYPE_Q4_0, 256, 16, 144, x, GEMM_MIN_TOKENS, y};
+    GemmProduct p = {(const uint8_t *)x, KB_TYPE_Q4_0, 256, 16, 144, x, GEMM_MIN_TOKENS, y, NULL};
     assert_true(gemm_applies(&b, &p));
     p.n_tok = GEMM_MIN_TOKENS - 1;
     assert_false(gemm_applies(&b, &p));
+    p.packed = (const uint8_t *)x; /* packed weights: any batch */
+    assert_true(gemm_applies(&b, &p));
+    p.n_tok = 1;
+    assert_true(gemm_applies(&b, &p));
+    p.n_tok = 0;
+    assert_false(gemm_applies(&b, &p));
+    p.packed = NULL;
     p.n_tok = 65;
     assert_false(gemm_applies(&b, &p));
     p.n_tok = 32;
@@ -285,6 +346,12 @@ static void test_tiled_path_takes_only_what_it_handles(void **state)
     p.n_in = 224; /* not whole super-blocks */
     assert_false(gemm_applies(&b, &p));
     p.n_in = 256;
+    /* packed once: Q4_0 and Q8_0 at exactly the stored size; K types not */
+    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_0, 256, 33), 2 * 8 * 32 * sizeof(BlockQ4_0));
+    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q8_0, 64, 32), 2 * 32 * sizeof(BlockQ8_0));
+    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_K, 256, 32), 0);
+    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_0, 48, 32), 0);
+    assert_int_equal(gemm_packed_size(NULL, KB_TYPE_Q4_0, 256, 32), 0);
     gemm_buffers_free(&b);
     assert_int_equal(gemm_buffers_alloc(&b, kb_kernels_for(KB_ISA_SCALAR), 64, 256, 2), KB_OK);
     p.type = KB_TYPE_Q4_0;
@@ -298,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_tiled_product_equals_exact_block_sums),
         cmocka_unit_test(test_tiled_k_products_equal_dequantized_sums),
         cmocka_unit_test(test_tiled_product_does_not_depend_on_thread_count),
+        cmocka_unit_test(test_packed_product_does_not_depend_on_batch),
         cmocka_unit_test(test_tiled_path_takes_only_what_it_handles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
