@@ -310,8 +310,7 @@ static void attend_head(KbModel *m, const AttnJob *j, int64_t t, int64_t h, int 
     memset(out, 0, (size_t)hd * sizeof *out);
     for (int64_t p = 0; p <= pos; p++) {
         float w = kb_half_to_float(kb_float_to_half(scores[p] * inv)); /* ggml rounds these to fp16 */
-        const kb_half *vrow = vc + p * kv_dim;
-        for (int64_t d = 0; d < hd; d++) out[d] += w * kb_half_to_float(vrow[d]);
+        m->kern->axpy_f16(hd, w, vc + p * kv_dim, out);
     }
 }
 
