@@ -1,14 +1,17 @@
 /*
 ** gemm.c: the driver of the tiled matrix products (see gemm.h): picks the
-** kernel set, owns the scratch, and splits a product over the thread pool.
+** kernel set, owns the scratch, packs weight matrices, and splits a product
+** over the thread pool.
 **
 ** A product runs in two pool passes:
 **   1. the token tiles (GEMM_TOKS tokens each) are quantized and packed,
 **      tile i by worker i mod nth;
 **   2. the row tiles (GEMM_ROWS rows each) are cut into nth contiguous
-**      ranges; a worker packs GEMM_KC weights of each row of a row tile into
-**      its own scratch, multiplies them with every token tile, and goes on
-**      with the next GEMM_KC weights, adding onto y[t][rows of the tile].
+**      ranges; a worker multiplies GEMM_KC weights of a row tile (contiguous
+**      in the packed matrix, so the hardware prefetchers follow it) with
+**      every token tile, then goes on with the next GEMM_KC weights, adding
+**      onto y[t][rows of the tile]. The packed activations of a run stay in
+**      L2 and the run's weights in L1.
 ** Workers write disjoint parts of the packed activations and of y, and a
 ** tile's result does not depend on which worker computes it.
 */
@@ -43,15 +46,14 @@ static size_t round_up(size_t n, size_t a)
     return (n + a - 1) / a * a;
 }
 
-/* Blocks of `lay` packed and multiplied at a time (at least one). */
+/* Blocks of `lay` multiplied at a time (at least one). */
 static int64_t run_blocks(const GemmLayout *lay)
 {
     return GEMM_KC / lay->block > 0 ? GEMM_KC / lay->block : 1;
 }
 
 /* The scratch sizes are the largest any handled type needs: packed
-** activations of max_tok tokens, and per worker either one run of a packed
-** row tile or GEMM_TOKS quantized tokens. */
+** activations of max_tok tokens, and per worker GEMM_TOKS quantized tokens. */
 int gemm_buffers_alloc(GemmBuffers *b, const KbKernels *kern, int64_t max_tok, int64_t max_in, int n_threads)
 {
     memset(b, 0, sizeof *b);
@@ -65,10 +67,8 @@ int gemm_buffers_alloc(GemmBuffers *b, const KbKernels *kern, int64_t max_tok, i
         const int64_t nb = max_in / lay.block;
         const KbTypeInfo *qi = kb_type_info(kern->type[type].vec_dot_type);
         const size_t quant = GEMM_TOKS * (size_t)(max_in / qi->block_size) * (size_t)qi->type_size;
-        const size_t rows = (size_t)(nb < run_blocks(&lay) ? nb : run_blocks(&lay)) * lay.row_bytes;
         if (n_tt * (size_t)nb * lay.act_bytes > act) act = n_tt * (size_t)nb * lay.act_bytes;
         if (quant > work) work = quant;
-        if (rows > work) work = rows;
     }
     if (act == 0) return KB_OK;
     b->work_stride = round_up(work, GEMM_PAGE);
@@ -91,8 +91,8 @@ void gemm_buffers_free(GemmBuffers *b)
 bool gemm_applies(const GemmBuffers *b, const GemmProduct *p)
 {
     GemmLayout lay;
-    return b->isa && p->n_tok >= (p->packed ? 1 : GEMM_MIN_TOKENS) && p->n_tok <= b->max_tok &&
-           p->n_in <= b->max_in && b->isa->layout(p->type, &lay) && p->n_in % lay.block == 0;
+    return b->isa && p->packed && p->n_tok >= 1 && p->n_tok <= b->max_tok && p->n_in <= b->max_in &&
+           b->isa->layout(p->type, &lay) && p->n_in % lay.block == 0;
 }
 
 typedef struct GemmJob {
@@ -118,59 +118,10 @@ static void gemm_pack_worker(void *arg, int ith, int nth)
     }
 }
 
-/* Asks for bytes [off, off + len) of row r of w to be brought into the
-** cache while the current tiles are computed: the packing reads 32 rows a
-** few hundred bytes apart each, which the hardware prefetchers do not
-** follow, and it waited on memory for longer than it computed. One row per
-** token tile spreads the requests over the tile loop. */
-static void gemm_prefetch_row(const GemmProduct *p, int64_t r, size_t off, size_t len)
-{
-    const uint8_t *a = p->w + (size_t)r * p->row_bytes + off;
-    for (size_t i = 0; i < len + 63; i += 64) __builtin_prefetch(a + i, 0, 2);
-}
-
-/* Pass 2, weights in the file: worker ith computes its contiguous range of row tiles, each in
-** runs of GEMM_KC weights (packed weights of a run about 36 KB, the packed
-** activations of those weights a few hundred KB, so both stay in cache),
-** every run against every token tile and added onto the last. */
+/* Pass 2: worker ith computes its contiguous range of row tiles in runs of
+** GEMM_KC weights, each run against every token tile and added onto the
+** last. */
 static void gemm_rows_worker(void *arg, int ith, int nth)
-{
-    const GemmJob *j = arg;
-    const GemmProduct *p = j->p;
-    const GemmIsa *isa = j->b->isa;
-    const int64_t nb = j->nb, kc_max = run_blocks(&j->lay);
-    const size_t bsz = p->row_bytes / (size_t)nb; /* bytes of one stored block */
-    const int64_t n_rt = (p->n_out + GEMM_ROWS - 1) / GEMM_ROWS;
-    const int64_t rt0 = n_rt * ith / nth, rt1 = n_rt * (ith + 1) / nth;
-    uint8_t *wp = j->b->work + (size_t)ith * j->b->work_stride;
-    for (int64_t rt = rt0; rt < rt1; rt++) {
-        const int64_t r0 = rt * GEMM_ROWS;
-        const int nr = (int)(p->n_out - r0 < GEMM_ROWS ? p->n_out - r0 : GEMM_ROWS);
-        for (int64_t l0 = 0; l0 < nb; l0 += kc_max) {
-            const int64_t kc = nb - l0 < kc_max ? nb - l0 : kc_max;
-            isa->pack_rows(p->type, p->w + (size_t)r0 * p->row_bytes + (size_t)l0 * bsz, p->row_bytes, nr, kc, wp);
-            /* what the next pack_rows reads: the next run of this row tile, or the next tile's first */
-            int64_t pr0 = r0, pl0 = l0 + kc, pnr = nr;
-            if (pl0 >= nb) pr0 = r0 + GEMM_ROWS, pl0 = 0, pnr = rt + 1 < rt1 ? p->n_out - pr0 : 0;
-            if (pnr > GEMM_ROWS) pnr = GEMM_ROWS;
-            const size_t plen = (size_t)(nb - pl0 < kc_max ? nb - pl0 : kc_max) * bsz;
-            for (int64_t tt = 0; tt < j->n_tt; tt++) {
-                const int64_t t0 = tt * GEMM_TOKS;
-                const int nt = (int)(p->n_tok - t0 < GEMM_TOKS ? p->n_tok - t0 : GEMM_TOKS);
-                for (int64_t r = tt * pnr / j->n_tt; r < (tt + 1) * pnr / j->n_tt; r++)
-                    gemm_prefetch_row(p, pr0 + r, (size_t)pl0 * bsz, plen);
-                isa->tile(p->type, wp, j->b->act + (size_t)(tt * nb + l0) * j->lay.act_bytes, kc,
-                          p->y + t0 * p->n_out + r0, p->n_out, nr, nt, l0 > 0);
-            }
-        }
-    }
-}
-
-/* Pass 2, weights packed at load: worker ith computes its contiguous
-** range of row tiles in runs of GEMM_KC weights, each run (contiguous in
-** the packed matrix, so the hardware prefetchers follow it) against every
-** token tile and added onto the last. */
-static void gemm_packed_worker(void *arg, int ith, int nth)
 {
     const GemmJob *j = arg;
     const GemmProduct *p = j->p;
@@ -199,14 +150,13 @@ void gemm_matmul(const GemmBuffers *b, Pool *pool, KbFromFloat quantize, const G
     b->isa->layout(p->type, &j.lay);
     j.nb = p->n_in / j.lay.block;
     pool_run(pool, gemm_pack_worker, &j);
-    pool_run(pool, p->packed ? gemm_packed_worker : gemm_rows_worker, &j);
+    pool_run(pool, gemm_rows_worker, &j);
 }
 
 size_t gemm_packed_size(const GemmIsa *isa, int type, int64_t n_in, int64_t n_out)
 {
     GemmLayout lay;
-    if (isa == NULL || !isa->layout(type, &lay) || !lay.compact || n_in < lay.block || n_in % lay.block != 0 || n_out < 1)
-        return 0;
+    if (isa == NULL || !isa->layout(type, &lay) || n_in < lay.block || n_in % lay.block != 0 || n_out < 1) return 0;
     return (size_t)((n_out + GEMM_ROWS - 1) / GEMM_ROWS) * (size_t)(n_in / lay.block) * lay.row_bytes;
 }
 

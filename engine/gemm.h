@@ -1,40 +1,34 @@
 /*
-** gemm.h: tiled matrix products for prompt batches (internal to engine/).
+** gemm.h: tiled matrix products over weights packed once (internal to
+** engine/).
 **
-** model_matmul computes y = W x for n_tok tokens. One token at a time the
-** engine calls vec_dot once per (weight row, token), which reads each weight
-** block and each activation block from memory once per product. With a batch
-** of tokens the product is compute bound instead, and the tiled kernels here
-** reuse every loaded block: a micro-kernel holds GEMM_ROWS weight rows x
-** GEMM_TOKS tokens of integer sums in registers, so a weight block is loaded
-** once per GEMM_TOKS tokens and an activation block once per GEMM_ROWS rows.
+** model_matmul computes y = W x for n_tok tokens. One token at a time,
+** vec_dot once per (weight row, token) reads each weight block once per
+** product; with a batch, a product is compute bound instead, and the tiled
+** kernels here reuse every loaded block: a micro-kernel holds GEMM_ROWS
+** weight rows x GEMM_TOKS tokens of integer sums in registers, so a weight
+** block is loaded once per GEMM_TOKS tokens and an activation block once
+** per GEMM_ROWS rows.
 **
-** Weights are packed interleaved so that one vector load gives four quants
-** of each of GEMM_ROWS rows. Types whose packed form is exactly as large as
-** the stored one (GemmLayout.compact: Q4_0, Q8_0) are packed once, when the
-** model opens (gemm_pack_matrix), and then take the tiled path for every
-** batch, single tokens included. The others stay in the mapped file: for
-** each tile of GEMM_ROWS rows the worker that owns it repacks GEMM_KC
-** weights of the rows at a time into its scratch and runs them against
-** every token tile (encoders only, see model_matmul). The activations are
-** quantized with the same from_float as the vec_dot path (Q8_0, or Q8_K for
-** the K types) and packed once per product, interleaved by token tile. The
-** packings belong to one kernel set (GemmIsa); gemm_select picks the one
-** this CPU runs, or none.
+** The weights are packed when the model opens (gemm_pack_matrix):
+** interleaved so that one vector load gives four quants of each of
+** GEMM_ROWS rows, row tile after row tile, each tile's blocks in order. The
+** packed matrix is as large as the stored one (Q4_0, Q8_0, Q6_K) or a few
+** percent larger (Q4_K, Q5_K: their six-bit scales unpacked to bytes), and
+** the model releases the stored copy. The activations are quantized with
+** the same from_float as the vec_dot path (Q8_0, or Q8_K for the K types)
+** and packed per product, interleaved by token tile. The packings belong to
+** one kernel set (GemmIsa); gemm_select picks the one this CPU runs, or none.
 **
 ** Numerics: the integer dot product of each block (or sub-block) is exact,
 ** as in vec_dot; the block's sum is converted to float and accumulated with
 ** a fused multiply-add by (weight scale x activation scale), blocks in
-** order. So a result equals vec_dot's up to float summation order, and every
-** output element goes through the same operations whatever the thread count
-** and wherever its tile lies (results never depend on the split).
-**
-** Packed-once weights take the tiled path for any batch: a tile of 1, 2 or
-** 3 tokens runs its own loop, and each (row, token) goes through the same
-** instructions in every one, so a token's result never depends on the size
-** of the batch it came in (prefix reuse relies on that). Weights repacked
-** per run take it only for n_tok >= GEMM_MIN_TOKENS, where the repacking
-** pays; their results depend on the side of GEMM_MIN_TOKENS a batch is on.
+** order. A tile of 1, 2, 3 or 4 tokens runs its own loop, but each (row,
+** token) goes through the same instructions in every one, and a worker's
+** share of rows never changes what is computed for a row: so a token's
+** result depends neither on the size of the batch it came in (prefix reuse
+** relies on that) nor on the thread count. It equals vec_dot's up to float
+** summation order.
 */
 #ifndef KB_GEMM_H
 #define KB_GEMM_H
@@ -48,8 +42,7 @@
 
 #define GEMM_ROWS 32       /* weight rows per tile (two 512-bit registers of int32 sums) */
 #define GEMM_TOKS 4        /* tokens per tile */
-#define GEMM_MIN_TOKENS 16 /* smallest batch the tiled path takes */
-#define GEMM_KC 1024       /* weights of a row packed and multiplied at a time */
+#define GEMM_KC 1024       /* weights of a row multiplied against every token tile at a time */
 
 /* How one weight type is packed: a block is the unit of its scales (32
 ** weights for Q4_0/Q8_0, a 256-weight super-block for the K types). */
@@ -57,7 +50,6 @@ typedef struct GemmLayout {
     int64_t block;          /* weights per block */
     size_t act_bytes;       /* packed activations per (token tile, block) */
     size_t row_bytes;       /* packed weights per (row tile, block) */
-    bool compact;           /* row_bytes is GEMM_ROWS stored blocks: pack once at load */
 } GemmLayout;
 
 /* One instruction set's packings and micro-kernels (gemm_avx512.c). */
@@ -73,7 +65,7 @@ typedef struct GemmIsa {
     void (*pack_acts)(int type, const float *x, int64_t n_in, int nt, KbFromFloat quantize, uint8_t *tmp,
                       uint8_t *dst /* OUT */);
     /* Packs rows w[0..nr) (nr <= GEMM_ROWS, row_bytes apart, nb blocks each)
-    ** of `type` into dst; rows past nr are zero. */
+    ** of `type` into dst (64-byte aligned); rows past nr are zero. */
     void (*pack_rows)(int type, const uint8_t *w, size_t row_bytes, int nr, int64_t nb, uint8_t *dst /* OUT */);
     /* y[t * ldy + r] = packed row r . packed token t over nb blocks, for
     ** r < nr, t < nt, added to the value y holds when add; nothing else of
@@ -89,26 +81,34 @@ typedef struct GemmBuffers {
     int64_t max_tok;     /* capacity: tokens per product */
     int64_t max_in;      /* capacity: weights per row */
     uint8_t *act;        /* packed activations, token tiles one after the other */
-    uint8_t *work;       /* per worker: packed weight rows or quantized tokens */
+    uint8_t *work;       /* per worker: GEMM_TOKS quantized tokens */
     size_t work_stride;  /* bytes between two workers' work areas (whole pages) */
 } GemmBuffers;
 
 /* A product y[t * n_out + r] = W row r . x[t * n_in] for t < n_tok. */
 typedef struct GemmProduct {
-    const uint8_t *w;    /* n_out rows of row_bytes, of ggml type `type` */
+    const uint8_t *packed; /* W: n_out rows of n_in weights of `type`, packed by gemm_pack_matrix */
     int type;
     int64_t n_in, n_out;
-    size_t row_bytes;
-    const float *x;      /* (n_tok, n_in) */
+    const float *x;        /* (n_tok, n_in) */
     int64_t n_tok;
-    float *y;            /* (n_tok, n_out) */
-    const uint8_t *packed; /* w packed whole by gemm_pack_matrix, or NULL */
+    float *y;              /* (n_tok, n_out) */
 } GemmProduct;
 
 /* Returns the tiled kernels that go with `kern` on this CPU, or NULL: they
 ** exist for the AVX-512 kernels when the CPU has AVX512-VNNI; the portable
 ** and AVX2 sets keep the vec_dot path. */
 const GemmIsa *gemm_select(const KbKernels *kern);
+
+/* Bytes of an n_out x n_in matrix of `type` packed whole for isa (row
+** tiles one after the other, the last padded with zero rows), or 0 when
+** isa does not handle the type or n_in is not whole blocks. */
+size_t gemm_packed_size(const GemmIsa *isa, int type, int64_t n_in, int64_t n_out);
+
+/* Packs the n_out rows (row_bytes apart) of `type` at w whole into dst
+** (gemm_packed_size bytes, 64-byte aligned), on the pool. */
+void gemm_pack_matrix(const GemmIsa *isa, Pool *pool, int type, const uint8_t *w, size_t row_bytes, int64_t n_in,
+                      int64_t n_out, uint8_t *dst /* OUT */);
 
 /* Allocates b's scratch for products of up to max_tok tokens and rows of up
 ** to max_in weights on n_threads workers, and sets b->isa from kern (with
@@ -117,25 +117,13 @@ const GemmIsa *gemm_select(const KbKernels *kern);
 int gemm_buffers_alloc(GemmBuffers *b /* OUT */, const KbKernels *kern, int64_t max_tok, int64_t max_in, int n_threads);
 void gemm_buffers_free(GemmBuffers *b);
 
-/* Whether gemm_matmul takes product p with buffers b: a type the kernels
-** handle, within capacity, and either packed weights or a batch of at least
-** GEMM_MIN_TOKENS. */
+/* Whether gemm_matmul takes product p with buffers b: packed weights of a
+** type the kernels handle, 1..max_tok tokens, rows of at most max_in. */
 bool gemm_applies(const GemmBuffers *b, const GemmProduct *p);
 
 /* Computes product p on the pool; only when gemm_applies(b, p). quantize is
 ** the engine's from_float of the weight type's vec_dot_type (the one the
 ** vec_dot path uses, so the activations are quantized identically). */
 void gemm_matmul(const GemmBuffers *b, Pool *pool, KbFromFloat quantize, const GemmProduct *p);
-
-/* Bytes of an n_out x n_in matrix of `type` packed whole for isa (row
-** tiles one after the other, the last padded with zero rows), or 0 when
-** the type is not packed once (GemmLayout.compact) or n_in is not whole
-** blocks. */
-size_t gemm_packed_size(const GemmIsa *isa, int type, int64_t n_in, int64_t n_out);
-
-/* Packs the n_out rows (row_bytes apart) of `type` at w whole into dst
-** (gemm_packed_size bytes, 64-byte aligned), on the pool. */
-void gemm_pack_matrix(const GemmIsa *isa, Pool *pool, int type, const uint8_t *w, size_t row_bytes, int64_t n_in,
-                      int64_t n_out, uint8_t *dst /* OUT */);
 
 #endif /* KB_GEMM_H */

@@ -6,11 +6,16 @@
 ** them out only after checking both. Weight types: Q4_0 and Q8_0 (with Q8_0
 ** activations), Q4_K, Q5_K and Q6_K (with Q8_K activations).
 **
-** A tile is GEMM_ROWS = 32 weight rows x GEMM_TOKS = 4 tokens. Per 32
-** weights the micro-kernel loads 16 registers of packed weights (lane r of
-** the two registers of group k holds quants 4k..4k+3 of rows r and 16 + r)
-** and, for each token, broadcasts that token's 4 quants from memory once
-** for two vpdpbusd: 64 vpdpbusd give the 32 x 4 exact integer sums. Then:
+** A tile is GEMM_ROWS = 32 weight rows x up to GEMM_TOKS = 4 tokens. Per
+** 32 weights the micro-kernel makes 16 registers of quants from the packed
+** weights (lane r of the two registers of group k holds quants 4k..4k+3 of
+** rows r and 16 + r: Q8_0 loads them, the others take nibbles and high bits
+** apart with a few and/shift/or) and, for each token, broadcasts that
+** token's 4 quants from memory once for two vpdpbusd: 64 vpdpbusd give the
+** 32 x 4 exact integer sums. The packed weights keep the stored bits (the
+** quants' bytes as dwords, interleaved by row), so a packed matrix is as
+** large as the stored one and generation, which reads every weight once
+** per token, reads no more memory than vec_dot would. Then:
 **   Q4_0, Q8_0  each 32-weight block's sums are converted to float and
 **               added with one fused multiply-add by (row scale x token
 **               scale): three instructions per 16 sums;
@@ -49,14 +54,15 @@
 **     nibbles: quads 4..7, split in the kernel); fp16 d[x32]
 **   Q8_0 weights, per (row tile, block), 1088 bytes (32 stored blocks):
 **     uint8 q[8][x32][4] quants + 128; fp16 d[x32]
-**   Q4_0 and Q8_0 are packed once when the model opens (GemmLayout.compact:
-**   the packed matrix has the file's size); the K types, whose packing
-**   unpacks nibbles and scales to twice that, per run (encoders only).
-**   Q4_K/Q5_K weights, per (row tile, super-block), 9984 bytes:
-**     uint8 q[64][x32][4]; int32 sc[8][x32]; int32 mins[4][x32] (pairs of
-**     int16 mins 2p, 2p+1); float d[x32]; float dmin[x32]
-**   Q6_K weights, per (row tile, super-block), 10368 bytes:
-**     uint8 q[64][x32][4] (0..63); int32 sc[16][x32]; float d[x32]
+**   Q4_K/Q5_K weights, per (row tile, super-block), 4736 / 5760 bytes (32
+**   stored super-blocks plus 4 bytes a row: the six-bit scales unpacked):
+**     uint8 qs[32][x32][4] the stored quant bytes as dwords; Q5_K: uint8
+**     qh[8][x32][4] the stored high bits as dwords; uint8 sc[8][x32];
+**     uint8 mins[4][x32][2] (mins 2p, 2p+1 of a row side by side, widened
+**     to int16 pairs for vpdpwssd); fp16 d[x32]; fp16 dmin[x32]
+**   Q6_K weights, per (row tile, super-block), 6720 bytes (32 stored):
+**     uint8 ql[32][x32][4], qh[16][x32][4] the stored bytes as dwords;
+**     int8 sc[16][x32]; fp16 d[x32]
 */
 #include <immintrin.h>
 #include <stddef.h>
@@ -78,13 +84,21 @@
 #define AK_EXTRA 1088 /* bsum pairs (Q4_K/Q5_K) or corr (Q6_K) */
 #define AK4_BLOCK 1152
 #define AK6_BLOCK 1344
-#define WK_SC 8192
-#define WK4_MINS 9216
-#define WK4_D 9728
-#define WK4_DMIN 9856
-#define WK4_BLOCK 9984
-#define WK6_D 10240
-#define WK6_BLOCK 10368
+/* Q4_K / Q5_K weights: stored quant dwords, (Q5_K) high-bit dwords, byte
+** scales and mins, fp16 d and dmin */
+#define WK_QH 4096
+#define WK4_SC 4096
+#define WK5_SC 5120
+#define WK_MINS 256   /* after the scales */
+#define WK_D 512      /* after the scales */
+#define WK_DMIN 576   /* after the scales */
+#define WK4_BLOCK 4736 /* 32 x 148: 4 bytes per row more than stored (scales unpacked) */
+#define WK5_BLOCK 5760 /* 32 x 180 */
+/* Q6_K weights: ql dwords, qh dwords, int8 scales, fp16 d */
+#define WK6_QH 4096
+#define WK6_SC 6144
+#define WK6_D 6656
+#define WK6_BLOCK 6720 /* = 32 x sizeof(BlockQ6_K) */
 
 #define Q4_0_SZ sizeof(BlockQ4_0)
 #define Q8_0_SZ sizeof(BlockQ8_0)
@@ -96,11 +110,11 @@ _Static_assert(GEMM_ROWS == 32 && GEMM_TOKS == 4, "the kernels below are written
 static bool gemm512_layout(int type, GemmLayout *out)
 {
     switch (type) {
-    case KB_TYPE_Q4_0: *out = (GemmLayout){KB_QK, A0_BLOCK, W40_BLOCK, true}; return true;
-    case KB_TYPE_Q8_0: *out = (GemmLayout){KB_QK, A0_BLOCK, W80_BLOCK, true}; return true;
-    case KB_TYPE_Q4_K:
-    case KB_TYPE_Q5_K: *out = (GemmLayout){KB_QK_K, AK4_BLOCK, WK4_BLOCK, false}; return true;
-    case KB_TYPE_Q6_K: *out = (GemmLayout){KB_QK_K, AK6_BLOCK, WK6_BLOCK, false}; return true;
+    case KB_TYPE_Q4_0: *out = (GemmLayout){KB_QK, A0_BLOCK, W40_BLOCK}; return true;
+    case KB_TYPE_Q8_0: *out = (GemmLayout){KB_QK, A0_BLOCK, W80_BLOCK}; return true;
+    case KB_TYPE_Q4_K: *out = (GemmLayout){KB_QK_K, AK4_BLOCK, WK4_BLOCK}; return true;
+    case KB_TYPE_Q5_K: *out = (GemmLayout){KB_QK_K, AK4_BLOCK, WK5_BLOCK}; return true;
+    case KB_TYPE_Q6_K: *out = (GemmLayout){KB_QK_K, AK6_BLOCK, WK6_BLOCK}; return true;
     default: return false;
     }
 }
@@ -256,12 +270,6 @@ static inline __m256i rows16_half_bits(const uint8_t *w, size_t row_bytes, int n
     return _mm256_set_epi64x(q[3], q[2], q[1], q[0]);
 }
 
-/* The same 16 values as floats. */
-static inline __m512 rows16_halves(const uint8_t *w, size_t row_bytes, int nr)
-{
-    return _mm512_cvtph_ps(rows16_half_bits(w, row_bytes, nr));
-}
-
 /* Stores 16 rows' quants group k (register of rows 16h..16h+15). */
 static inline void store_quads(uint8_t *o, int k, int h, __m512i v)
 {
@@ -303,122 +311,80 @@ static void pack_rows_q4_0_q8_0(int type, const uint8_t *w, size_t row_bytes, in
 
 /* ggml's get_scale_min_k4: scale and min of 32-weight sub-block j of a
 ** Q4_K/Q5_K super-block (six bits each, packed in 12 bytes). */
-static inline void k4_scale_min(const uint8_t *s, int j, int32_t *sc, int32_t *mn)
+static inline void k4_scale_min(const uint8_t *s, int j, uint8_t *sc, uint8_t *mn)
 {
     if (j < 4) {
         *sc = s[j] & 63;
         *mn = s[j + 4] & 63;
     } else {
-        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        *sc = (uint8_t)((s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4));
+        *mn = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
     }
 }
 
-/* Q4_K / Q5_K quants of 16 rows at b (super-block starts) into q groups of
-** half h. Weight 64g + 32i + m (i: low/high nibble) is nibble i of qs[32g +
-** m], plus (Q5_K) bit 2g + i of qh[m] as 16. */
-static void pack_quants_k4(int type, const uint8_t *b, size_t row_bytes, int nr, int h, uint8_t *o)
+/* Stores the nbytes (a multiple of 16) at off of 16 rows as dwords: dword e
+** of the rows (16h..16h+15) at o + 128 e + 64 h. */
+static inline void store_row_dwords(const uint8_t *b, size_t row_bytes, int nr, size_t off, size_t nbytes, int h,
+                                    uint8_t *o)
 {
-    const size_t qs_off = type == KB_TYPE_Q5_K ? offsetof(BlockQ5_K, qs) : offsetof(BlockQ4_K, qs);
-    const __m512i lo4 = _mm512_set1_epi8(0x0f), bit4 = _mm512_set1_epi8(0x10);
-    __m512i q[4], qh[2][4];
-    if (type == KB_TYPE_Q5_K) {
-        rows16_dwords(b, row_bytes, nr, offsetof(BlockQ5_K, qh), qh[0]);
-        rows16_dwords(b, row_bytes, nr, offsetof(BlockQ5_K, qh) + 16, qh[1]);
-    }
-    for (int g = 0; g < 4; g++) {
-#pragma GCC unroll 2
-        for (int m = 0; m < 2; m++) { /* bytes 16m..16m+15 of the group's 32 */
-            rows16_dwords(b, row_bytes, nr, qs_off + 32 * (size_t)g + 16 * (size_t)m, q);
+    __m512i q[4];
+    for (size_t c = 0; c < nbytes / 16; c++) {
+        rows16_dwords(b, row_bytes, nr, off + 16 * c, q);
 #pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
-                __m512i lo = _mm512_and_si512(q[i], lo4), hi = _mm512_and_si512(_mm512_srli_epi16(q[i], 4), lo4);
-                if (type == KB_TYPE_Q5_K) { /* bit s of each byte to bit 4 (s = 2g, 2g + 1) */
-                    const __m512i v = qh[m][i];
-                    const __m512i blo = 2 * g <= 4 ? _mm512_slli_epi16(v, (unsigned)(4 - 2 * g))
-                                                   : _mm512_srli_epi16(v, (unsigned)(2 * g - 4));
-                    const __m512i bhi = 2 * g + 1 <= 4 ? _mm512_slli_epi16(v, (unsigned)(3 - 2 * g))
-                                                       : _mm512_srli_epi16(v, (unsigned)(2 * g - 3));
-                    lo = _mm512_or_si512(lo, _mm512_and_si512(blo, bit4));
-                    hi = _mm512_or_si512(hi, _mm512_and_si512(bhi, bit4));
-                }
-                store_quads(o, 16 * g + 4 * m + i, h, lo);
-                store_quads(o, 16 * g + 8 + 4 * m + i, h, hi);
-            }
-        }
+        for (int k = 0; k < 4; k++) store_quads(o, (int)(4 * c) + k, h, q[k]);
     }
 }
 
-/* Q4_K / Q5_K: quants, integer sub-block scales and mins, d and dmin. */
+/* Q4_K / Q5_K: the stored quant (and Q5_K high-bit) bytes as dwords, the
+** six-bit scales and mins unpacked to bytes, d and dmin. */
 static void pack_rows_k4(int type, const uint8_t *w, size_t row_bytes, int nr, int64_t nb, uint8_t *dst)
 {
-    const size_t bsz = type == KB_TYPE_Q5_K ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-    const size_t sc_off = offsetof(BlockQ4_K, scales);
+    const bool q5 = type == KB_TYPE_Q5_K;
+    const size_t bsz = q5 ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K), wblock = q5 ? WK5_BLOCK : WK4_BLOCK;
+    const size_t sc_off = offsetof(BlockQ4_K, scales), scales = q5 ? WK5_SC : WK4_SC;
     _Static_assert(offsetof(BlockQ4_K, scales) == offsetof(BlockQ5_K, scales), "Q4_K and Q5_K share the head");
     const int nr1 = nr > 16 ? nr - 16 : 0, nrh[2] = {nr - nr1, nr1};
     for (int64_t l = 0; l < nb; l++) {
-        uint8_t *o = dst + l * WK4_BLOCK;
-        int32_t *sc = (int32_t *)(void *)(o + WK_SC), *mins = (int32_t *)(void *)(o + WK4_MINS);
+        uint8_t *o = dst + (size_t)l * wblock;
         for (int h = 0; h < 2; h++) {
-            const uint8_t *b = w + l * bsz + 16 * row_bytes * (size_t)h;
-            pack_quants_k4(type, b, row_bytes, nrh[h], h, o);
-            _mm512_store_ps(o + WK4_D + 64 * h, rows16_halves(b, row_bytes, nrh[h]));
-            _mm512_store_ps(o + WK4_DMIN + 64 * h, rows16_halves(b + 2, row_bytes, nrh[h]));
+            const uint8_t *b = w + (size_t)l * bsz + 16 * row_bytes * (size_t)h;
+            store_row_dwords(b, row_bytes, nrh[h], q5 ? offsetof(BlockQ5_K, qs) : offsetof(BlockQ4_K, qs), 128, h, o);
+            if (q5) store_row_dwords(b, row_bytes, nrh[h], offsetof(BlockQ5_K, qh), 32, h, o + WK_QH);
+            _mm256_store_si256((__m256i *)(void *)(o + scales + WK_D + 32 * h), rows16_half_bits(b, row_bytes, nrh[h]));
+            _mm256_store_si256((__m256i *)(void *)(o + scales + WK_DMIN + 32 * h),
+                               rows16_half_bits(b + 2, row_bytes, nrh[h]));
         }
         for (int r = 0; r < GEMM_ROWS; r++) {
-            int32_t s[8] = {0}, m[8] = {0};
+            uint8_t sc[8] = {0}, mn[8] = {0};
             if (r < nr)
-                for (int j = 0; j < 8; j++) k4_scale_min(w + (size_t)r * row_bytes + l * bsz + sc_off, j, &s[j], &m[j]);
-            for (int j = 0; j < 8; j++) sc[32 * j + r] = s[j];
-            for (int p = 0; p < 4; p++) mins[32 * p + r] = m[2 * p] | m[2 * p + 1] << 16;
+                for (int j = 0; j < 8; j++) k4_scale_min(w + (size_t)r * row_bytes + (size_t)l * bsz + sc_off, j, &sc[j], &mn[j]);
+            for (int j = 0; j < 8; j++) o[scales + 32 * j + r] = sc[j];
+            for (int p = 0; p < 4; p++) {
+                o[scales + WK_MINS + 64 * p + 2 * r] = mn[2 * p];
+                o[scales + WK_MINS + 64 * p + 2 * r + 1] = mn[2 * p + 1];
+            }
         }
     }
 }
 
-/* Q6_K: quants (0..63), signed sub-block scales, d. Weight 128n + 32c + m
-** of a super-block (n: half, c: 0..3) takes its low four bits from ql[64n +
-** 32(c & 1) + m] (low nibble for c < 2, high nibble otherwise) and its high
-** two from bits 2c, 2c + 1 of qh[32n + m]. */
+/* Q6_K: the stored ql and qh bytes as dwords, the int8 scales by
+** sub-block, d. */
 static void pack_rows_q6_K(const uint8_t *w, size_t row_bytes, int nr, int64_t nb, uint8_t *dst)
 {
     const int nr1 = nr > 16 ? nr - 16 : 0, nrh[2] = {nr - nr1, nr1};
-    const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
-    __m512i ql0[4], ql1[4], qh[4];
     for (int64_t l = 0; l < nb; l++) {
-        uint8_t *o = dst + l * WK6_BLOCK;
-        int32_t *sc = (int32_t *)(void *)(o + WK_SC);
+        uint8_t *o = dst + (size_t)l * WK6_BLOCK;
         for (int h = 0; h < 2; h++) {
-            const uint8_t *b = w + l * sizeof(BlockQ6_K) + 16 * row_bytes * (size_t)h;
-            for (int n = 0; n < 2; n++) {
-                for (int m = 0; m < 2; m++) { /* bytes 16m..16m+15 of the 32 */
-                    rows16_dwords(b, row_bytes, nrh[h], offsetof(BlockQ6_K, ql) + 64 * (size_t)n + 16 * (size_t)m, ql0);
-                    rows16_dwords(b, row_bytes, nrh[h], offsetof(BlockQ6_K, ql) + 64 * (size_t)n + 32 + 16 * (size_t)m,
-                                  ql1);
-                    rows16_dwords(b, row_bytes, nrh[h], offsetof(BlockQ6_K, qh) + 32 * (size_t)n + 16 * (size_t)m, qh);
-#pragma GCC unroll 4
-                    for (int i = 0; i < 4; i++) {
-                        const __m512i c0 = _mm512_or_si512(_mm512_and_si512(ql0[i], lo4),
-                                                           _mm512_and_si512(_mm512_slli_epi16(qh[i], 4), hi2));
-                        const __m512i c1 = _mm512_or_si512(_mm512_and_si512(ql1[i], lo4),
-                                                           _mm512_and_si512(_mm512_slli_epi16(qh[i], 2), hi2));
-                        const __m512i c2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql0[i], 4), lo4),
-                                                           _mm512_and_si512(qh[i], hi2));
-                        const __m512i c3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql1[i], 4), lo4),
-                                                           _mm512_and_si512(_mm512_srli_epi16(qh[i], 2), hi2));
-                        const int k = 32 * n + 4 * m + i; /* quad of weight 128n + 16m + 4i */
-                        store_quads(o, k, h, c0);
-                        store_quads(o, k + 8, h, c1);
-                        store_quads(o, k + 16, h, c2);
-                        store_quads(o, k + 24, h, c3);
-                    }
-                }
-            }
-            _mm512_store_ps(o + WK6_D + 64 * h, rows16_halves(b + offsetof(BlockQ6_K, d), row_bytes, nrh[h]));
+            const uint8_t *b = w + (size_t)l * sizeof(BlockQ6_K) + 16 * row_bytes * (size_t)h;
+            store_row_dwords(b, row_bytes, nrh[h], offsetof(BlockQ6_K, ql), 128, h, o);
+            store_row_dwords(b, row_bytes, nrh[h], offsetof(BlockQ6_K, qh), 64, h, o + WK6_QH);
+            _mm256_store_si256((__m256i *)(void *)(o + WK6_D + 32 * h),
+                               rows16_half_bits(b + offsetof(BlockQ6_K, d), row_bytes, nrh[h]));
         }
         for (int r = 0; r < GEMM_ROWS; r++) {
-            int8_t s[16] = {0};
-            if (r < nr) memcpy(s, w + (size_t)r * row_bytes + l * sizeof(BlockQ6_K) + offsetof(BlockQ6_K, scales), 16);
-            for (int j = 0; j < 16; j++) sc[32 * j + r] = s[j];
+            int8_t sc[16] = {0};
+            if (r < nr) memcpy(sc, w + (size_t)r * row_bytes + (size_t)l * sizeof(BlockQ6_K) + offsetof(BlockQ6_K, scales), 16);
+            for (int j = 0; j < 16; j++) o[WK6_SC + 32 * j + r] = (uint8_t)sc[j];
         }
     }
 }
@@ -457,21 +423,6 @@ static inline void tile_store(__m512 acc[4][2], float *y, int64_t ldy, __mmask16
         _mm512_mask_storeu_ps(y + t * ldy + 16, live1, acc[t][1]);
     }
 }
-
-/* s[t][h] += packed weights of quads k0..k0+n (rows 16h..) . token t's quads. */
-#define DOT_QUADS(s, wb, aq, k0, n)                                                                               \
-    do {                                                                                                         \
-        _Pragma("GCC unroll 8") for (int k = (k0); k < (k0) + (n); k++)                                          \
-        {                                                                                                        \
-            const __m512i w0 = _mm512_load_si512((wb) + 128 * k), w1 = _mm512_load_si512((wb) + 128 * k + 64);   \
-            _Pragma("GCC unroll 4") for (int t = 0; t < 4; t++)                                                  \
-            {                                                                                                    \
-                const __m512i a = _mm512_set1_epi32((aq)[4 * k + t]);                                            \
-                s[t][0] = _mm512_dpbusd_epi32(s[t][0], w0, a);                                                   \
-                s[t][1] = _mm512_dpbusd_epi32(s[t][1], w1, a);                                                   \
-            }                                                                                                    \
-        }                                                                                                        \
-    } while (0)
 
 /* Token t's integer sums s[t][h] += quads (w0: rows 0..15, w1: rows
 ** 16..31) . its quad k, for the NT tokens of the tile. */
@@ -556,54 +507,93 @@ static void tile_q4_0_q8_0(int type, const uint8_t *wp, const uint8_t *ap, int64
     }
 }
 
-/* isum[t][h] += s[t][h] x the rows' integer scales at sc (rows 0..31). */
-static inline void add_scaled(__m512i isum[4][2], __m512i s[4][2], const uint8_t *sc)
+/* isum[t][h] += s[t][h] x the rows' sub-block scales: 32 bytes at sc
+** (rows 0..31), unsigned or (sgn) signed. */
+static inline __attribute__((always_inline)) void add_scaled(const int NT, __m512i isum[4][2], __m512i s[4][2],
+                                                             const uint8_t *sc, bool sgn)
 {
-    const __m512i sc0 = _mm512_load_si512(sc), sc1 = _mm512_load_si512(sc + 64);
+    const __m128i b0 = _mm_load_si128((const __m128i *)(const void *)sc);
+    const __m128i b1 = _mm_load_si128((const __m128i *)(const void *)(sc + 16));
+    const __m512i sc0 = sgn ? _mm512_cvtepi8_epi32(b0) : _mm512_cvtepu8_epi32(b0);
+    const __m512i sc1 = sgn ? _mm512_cvtepi8_epi32(b1) : _mm512_cvtepu8_epi32(b1);
 #pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < NT; t++) {
         isum[t][0] = _mm512_add_epi32(isum[t][0], _mm512_mullo_epi32(s[t][0], sc0));
         isum[t][1] = _mm512_add_epi32(isum[t][1], _mm512_mullo_epi32(s[t][1], sc1));
     }
 }
 
-/* Q4_K / Q5_K: per super-block d dy sum_j sc_j s_j - dmin dy sum_j min_j bsum_j. */
-static void tile_k4(const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy, __mmask16 live0,
-                    __mmask16 live1, int nt, bool add)
+/* Bit j of every byte of v moved to bit 4 (Q5_K's fifth bit of sub-block j). */
+static inline __m512i bit_to_4(__m512i v, int j)
 {
+    const __m512i m = j <= 4 ? _mm512_slli_epi16(v, (unsigned)(4 - j)) : _mm512_srli_epi16(v, (unsigned)(j - 4));
+    return _mm512_and_si512(m, _mm512_set1_epi8(0x10));
+}
+
+/* Q4_K / Q5_K (q5) for NT tokens: per super-block
+** d dy sum_j sc_j s_j - dmin dy sum_j min_j bsum_j. Weight 64g + 32i + 4c + e
+** (sub-block j = 2g + i) is nibble i of byte e of quant dword 8g + c, plus
+** (Q5_K) bit j of byte e of high-bit dword c, as 16. */
+static inline __attribute__((always_inline)) void tile_k4_nt(bool q5, const int NT, const uint8_t *wp,
+                                                              const uint8_t *ap, int64_t nb, float *y, int64_t ldy,
+                                                              __mmask16 live0, __mmask16 live1, bool add)
+{
+    const size_t wblock = q5 ? WK5_BLOCK : WK4_BLOCK, scales = q5 ? WK5_SC : WK4_SC;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
     __m512 acc[4][2];
-    tile_load(acc, y, ldy, live0, live1, nt, add);
+    tile_load(acc, y, ldy, live0, live1, NT, add);
     for (int64_t l = 0; l < nb; l++) {
-        const uint8_t *wb = wp + l * WK4_BLOCK, *ab = ap + l * AK4_BLOCK;
+        const uint8_t *wb = wp + (size_t)l * wblock, *ab = ap + l * AK4_BLOCK;
         const int32_t *aq = (const int32_t *)(const void *)ab;
         const int32_t *bsum = (const int32_t *)(const void *)(ab + AK_EXTRA);
         const float *ad = (const float *)(const void *)(ab + AK_D);
-        __m512i isum[4][2], s[4][2];
+        __m512i isum[4][2], s[4][2], s2[4][2];
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) isum[t][0] = isum[t][1] = _mm512_setzero_si512();
-        for (int j = 0; j < 8; j++) {
+        for (int t = 0; t < NT; t++) isum[t][0] = isum[t][1] = _mm512_setzero_si512();
+        for (int g = 0; g < 4; g++) {
 #pragma GCC unroll 4
-            for (int t = 0; t < 4; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
-            DOT_QUADS(s, wb, aq, 8 * j, 8);
-            add_scaled(isum, s, wb + WK_SC + 128 * j);
+            for (int t = 0; t < NT; t++) s[t][0] = s[t][1] = s2[t][0] = s2[t][1] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                const __m512i r0 = _mm512_load_si512(wb + 128 * (8 * g + c));
+                const __m512i r1 = _mm512_load_si512(wb + 128 * (8 * g + c) + 64);
+                __m512i lo0 = _mm512_and_si512(r0, lo4), lo1 = _mm512_and_si512(r1, lo4);
+                __m512i hi0 = _mm512_and_si512(_mm512_srli_epi16(r0, 4), lo4);
+                __m512i hi1 = _mm512_and_si512(_mm512_srli_epi16(r1, 4), lo4);
+                if (q5) {
+                    const __m512i h0 = _mm512_load_si512(wb + WK_QH + 128 * c);
+                    const __m512i h1 = _mm512_load_si512(wb + WK_QH + 128 * c + 64);
+                    lo0 = _mm512_or_si512(lo0, bit_to_4(h0, 2 * g));
+                    lo1 = _mm512_or_si512(lo1, bit_to_4(h1, 2 * g));
+                    hi0 = _mm512_or_si512(hi0, bit_to_4(h0, 2 * g + 1));
+                    hi1 = _mm512_or_si512(hi1, bit_to_4(h1, 2 * g + 1));
+                }
+                DOT_QUAD_NT(s, lo0, lo1, aq, 16 * g + c, NT);
+                DOT_QUAD_NT(s2, hi0, hi1, aq, 16 * g + 8 + c, NT);
+            }
+            add_scaled(NT, isum, s, wb + scales + 32 * (2 * g), false);
+            add_scaled(NT, isum, s2, wb + scales + 32 * (2 * g + 1), false);
         }
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
+        for (int t = 0; t < NT; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
-            const __m512i m0 = _mm512_load_si512(wb + WK4_MINS + 128 * p);
-            const __m512i m1 = _mm512_load_si512(wb + WK4_MINS + 128 * p + 64);
+            const __m512i m0 = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(const void *)(wb + scales + WK_MINS + 64 * p)));
+            const __m512i m1 =
+                _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(const void *)(wb + scales + WK_MINS + 64 * p + 32)));
 #pragma GCC unroll 4
-            for (int t = 0; t < 4; t++) {
+            for (int t = 0; t < NT; t++) {
                 const __m512i b = _mm512_set1_epi32(bsum[4 * p + t]);
                 s[t][0] = _mm512_dpwssd_epi32(s[t][0], m0, b);
                 s[t][1] = _mm512_dpwssd_epi32(s[t][1], m1, b);
             }
         }
-        const __m512 d0 = _mm512_load_ps(wb + WK4_D), d1 = _mm512_load_ps(wb + WK4_D + 64);
-        const __m512 m0 = _mm512_load_ps(wb + WK4_DMIN), m1 = _mm512_load_ps(wb + WK4_DMIN + 64);
+        const __m512 d0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(wb + scales + WK_D)));
+        const __m512 d1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(wb + scales + WK_D + 32)));
+        const __m512 m0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(wb + scales + WK_DMIN)));
+        const __m512 m1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(wb + scales + WK_DMIN + 32)));
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) {
+        for (int t = 0; t < NT; t++) {
             const __m512 dy = _mm512_set1_ps(ad[t]);
             acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][0]), _mm512_mul_ps(d0, dy), acc[t][0]);
             acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][1]), _mm512_mul_ps(d1, dy), acc[t][1]);
@@ -611,38 +601,83 @@ static void tile_k4(const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, 
             acc[t][1] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(s[t][1]), _mm512_mul_ps(m1, dy), acc[t][1]);
         }
     }
-    tile_store(acc, y, ldy, live0, live1, nt);
+    tile_store(acc, y, ldy, live0, live1, NT);
 }
 
-/* Q6_K: per super-block d dy sum_j sc_j (s_j - 32 bsum_j), 16 sub-blocks. */
-static void tile_q6_K(const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy, __mmask16 live0,
-                      __mmask16 live1, int nt, bool add)
+/* Q6_K for NT tokens: per super-block d dy sum_j sc_j (s_j - 32 bsum_j) over
+** 16 sub-blocks. Weight 128n + 32c + 4q + e (sub-block 8n + 2c + q / 4) has
+** its low four bits in nibble c / 2 of byte e of ql dword 16n + 8 (c & 1) +
+** q and its high two in bits 2c, 2c + 1 of byte e of qh dword 8n + q. */
+static inline __attribute__((always_inline)) void tile_q6_K_nt(const int NT, const uint8_t *wp, const uint8_t *ap,
+                                                                int64_t nb, float *y, int64_t ldy, __mmask16 live0,
+                                                                __mmask16 live1, bool add)
 {
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
     __m512 acc[4][2];
-    tile_load(acc, y, ldy, live0, live1, nt, add);
+    tile_load(acc, y, ldy, live0, live1, NT, add);
     for (int64_t l = 0; l < nb; l++) {
-        const uint8_t *wb = wp + l * WK6_BLOCK, *ab = ap + l * AK6_BLOCK;
+        const uint8_t *wb = wp + (size_t)l * WK6_BLOCK, *ab = ap + l * AK6_BLOCK;
         const int32_t *aq = (const int32_t *)(const void *)ab;
         const int32_t *corr = (const int32_t *)(const void *)(ab + AK_EXTRA);
         const float *ad = (const float *)(const void *)(ab + AK_D);
         __m512i isum[4][2], s[4][2];
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) isum[t][0] = isum[t][1] = _mm512_setzero_si512();
-        for (int j = 0; j < 16; j++) {
+        for (int t = 0; t < NT; t++) isum[t][0] = isum[t][1] = _mm512_setzero_si512();
+        for (int n = 0; n < 2; n++) {
+            for (int c = 0; c < 4; c++) {
+#pragma GCC unroll 2
+                for (int half = 0; half < 2; half++) { /* sub-block 8n + 2c + half: quads q = 4 half .. 4 half + 3 */
+                    const int j = 8 * n + 2 * c + half;
 #pragma GCC unroll 4
-            for (int t = 0; t < 4; t++) s[t][0] = s[t][1] = _mm512_set1_epi32(corr[4 * j + t]);
-            DOT_QUADS(s, wb, aq, 4 * j, 4);
-            add_scaled(isum, s, wb + WK_SC + 128 * j);
+                    for (int t = 0; t < NT; t++) s[t][0] = s[t][1] = _mm512_set1_epi32(corr[4 * j + t]);
+#pragma GCC unroll 4
+                    for (int q = 4 * half; q < 4 * half + 4; q++) {
+                        const uint8_t *ql = wb + 128 * (16 * n + 8 * (c & 1) + q), *qh = wb + WK6_QH + 128 * (8 * n + q);
+                        __m512i w[2];
+#pragma GCC unroll 2
+                        for (int h = 0; h < 2; h++) {
+                            const __m512i l4 = _mm512_load_si512(ql + 64 * h), h2 = _mm512_load_si512(qh + 64 * h);
+                            const __m512i low = c < 2 ? _mm512_and_si512(l4, lo4)
+                                                      : _mm512_and_si512(_mm512_srli_epi16(l4, 4), lo4);
+                            const __m512i high = 2 * c <= 4 ? _mm512_slli_epi16(h2, (unsigned)(4 - 2 * c))
+                                                            : _mm512_srli_epi16(h2, (unsigned)(2 * c - 4));
+                            w[h] = _mm512_or_si512(low, _mm512_and_si512(high, hi2));
+                        }
+                        DOT_QUAD_NT(s, w[0], w[1], aq, 32 * n + 8 * c + q, NT);
+                    }
+                    add_scaled(NT, isum, s, wb + WK6_SC + 32 * j, true);
+                }
+            }
         }
-        const __m512 d0 = _mm512_load_ps(wb + WK6_D), d1 = _mm512_load_ps(wb + WK6_D + 64);
+        const __m512 d0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(wb + WK6_D)));
+        const __m512 d1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(wb + WK6_D + 32)));
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) {
+        for (int t = 0; t < NT; t++) {
             const __m512 dy = _mm512_set1_ps(ad[t]);
             acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][0]), _mm512_mul_ps(d0, dy), acc[t][0]);
             acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t][1]), _mm512_mul_ps(d1, dy), acc[t][1]);
         }
     }
-    tile_store(acc, y, ldy, live0, live1, nt);
+    tile_store(acc, y, ldy, live0, live1, NT);
+}
+
+/* The K types' tiles of 1 to 4 tokens, each its own specialised loop. */
+static void tile_k(int type, const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy,
+                   __mmask16 live0, __mmask16 live1, int nt, bool add)
+{
+#define TILE_K_NT(NT)                                                                                             \
+    do {                                                                                                         \
+        if (type == KB_TYPE_Q6_K) tile_q6_K_nt(NT, wp, ap, nb, y, ldy, live0, live1, add);                       \
+        else if (type == KB_TYPE_Q5_K) tile_k4_nt(true, NT, wp, ap, nb, y, ldy, live0, live1, add);              \
+        else tile_k4_nt(false, NT, wp, ap, nb, y, ldy, live0, live1, add);                                       \
+    } while (0)
+    switch (nt) {
+    case 1: TILE_K_NT(1); break;
+    case 2: TILE_K_NT(2); break;
+    case 3: TILE_K_NT(3); break;
+    default: TILE_K_NT(4); break;
+    }
+#undef TILE_K_NT
 }
 
 /* One 32 x 4 tile over nb blocks; stores rows < nr of tokens < nt. */
@@ -654,9 +689,7 @@ static void gemm512_tile(int type, const uint8_t *wp, const uint8_t *ap, int64_t
     switch (type) {
     case KB_TYPE_Q4_0:
     case KB_TYPE_Q8_0: tile_q4_0_q8_0(type, wp, ap, nb, y, ldy, live0, live1, nt, add); break;
-    case KB_TYPE_Q4_K:
-    case KB_TYPE_Q5_K: tile_k4(wp, ap, nb, y, ldy, live0, live1, nt, add); break;
-    default: tile_q6_K(wp, ap, nb, y, ldy, live0, live1, nt, add); break;
+    default: tile_k(type, wp, ap, nb, y, ldy, live0, live1, nt, add); break;
     }
 }
 

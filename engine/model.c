@@ -127,13 +127,12 @@ static bool blas_applies(const KbModel *m, const Mat *w, int64_t n_tok)
 void model_matmul(KbModel *m, const Mat *w, const float *x, int64_t n_tok, float *y)
 {
     int vt = m->kern->type[w->type].vec_dot_type;
-    const GemmProduct g = {w->data, w->type, w->n_in, w->n_out, w->row_bytes, x, n_tok, y, w->packed};
+    const GemmProduct g = {w->packed, w->type, w->n_in, w->n_out, x, n_tok, y};
     /* A token's logits must not depend on the batch it was evaluated in
-    ** (prefix reuse cuts prompts anywhere), so every weight matrix of a
-    ** decoder always goes through one kernel: packed ones through the tiles
-    ** at any batch size, the rest through vec_dot. Encoders see whole
-    ** sequences, so their batches may also take the per-run packing. */
-    if ((w->packed || m->cfg.encoder) && gemm_applies(&m->s.gemm, &g)) {
+    ** (prefix reuse cuts prompts anywhere), so a weight matrix always goes
+    ** through one kernel: packed ones through the tiles at any batch size,
+    ** the rest through vec_dot (or, in encoders, BLAS). */
+    if (gemm_applies(&m->s.gemm, &g)) {
         gemm_matmul(&m->s.gemm, m->pool, m->kern->type[vt].from_float, &g);
         return;
     }
@@ -528,8 +527,8 @@ static void release_file_pages(const uint8_t *p, size_t n)
     if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-/* Packs every weight matrix whose type the tiled kernels pack once
-** (gemm.h: Q4_0, Q8_0) on this CPU into one allocation, matrix by matrix,
+/* Packs every weight matrix of a type the tiled kernels handle (gemm.h:
+** Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) on this CPU into one allocation, matrix by matrix,
 ** releasing each one's file pages after it. Nothing to do without the tiled
 ** kernels (other CPUs, KBCHAT_ISA=scalar|avx2). */
 static int pack_weights(KbModel *m, char *err, size_t errlen)

@@ -1,5 +1,6 @@
 /*
-** test_gemm.c: the tiled matrix products of prompt batches (engine/gemm.h).
+** test_gemm.c: the tiled matrix products over weights packed once
+** (engine/gemm.h), for batches of any size.
 **
 ** Expected values do not come from the code under test: each output is
 ** checked against a sum computed here in double precision from the same
@@ -10,7 +11,7 @@
 ** so the tolerance is a few float roundings of the sum of absolute terms.
 ** Shapes cut tiles at every edge (rows and tokens that do not fill a tile,
 ** one block per row, a matrix of one row, rows longer than one run of
-** GEMM_KC blocks). Buffers are heap blocks of
+** GEMM_KC blocks, batches of 1 to 5 tokens). Buffers are heap blocks of
 ** exactly their size and the weights start at an odd address, so ASan
 ** catches any access past them and nothing may assume alignment.
 */
@@ -139,9 +140,9 @@ static double dequant_dot(const TestMat *m, int64_t row, const BlockQ8_K *y, dou
 }
 
 /* y = W x with the tiled kernels on a pool of n_threads; y is malloc'd.
-** With packed, the matrix is first packed whole (as a model does when it
-** opens) into a buffer of exactly gemm_packed_size bytes. */
-static float *run_gemm(const KbKernels *k, const TestMat *m, const float *x, int64_t n_tok, int n_threads, bool packed)
+** The matrix is first packed whole (as a model does when it opens) into a
+** buffer of exactly gemm_packed_size bytes. */
+static float *run_gemm(const KbKernels *k, const TestMat *m, const float *x, int64_t n_tok, int n_threads)
 {
     Pool *pool;
     GemmBuffers b;
@@ -150,15 +151,12 @@ static float *run_gemm(const KbKernels *k, const TestMat *m, const float *x, int
     assert_non_null(b.isa);
     float *y = malloc((size_t)(n_tok * m->n_out) * sizeof(float));
     assert_non_null(y);
-    uint8_t *pk = NULL;
-    if (packed) {
-        const size_t size = gemm_packed_size(b.isa, m->type, m->n_in, m->n_out);
-        assert_true(size > 0);
-        pk = aligned_alloc(64, size);
-        assert_non_null(pk);
-        gemm_pack_matrix(b.isa, pool, m->type, m->data, m->row_bytes, m->n_in, m->n_out, pk);
-    }
-    const GemmProduct p = {m->data, m->type, m->n_in, m->n_out, m->row_bytes, x, n_tok, y, pk};
+    const size_t size = gemm_packed_size(b.isa, m->type, m->n_in, m->n_out);
+    assert_true(size > 0);
+    uint8_t *pk = aligned_alloc(64, size);
+    assert_non_null(pk);
+    gemm_pack_matrix(b.isa, pool, m->type, m->data, m->row_bytes, m->n_in, m->n_out, pk);
+    const GemmProduct p = {pk, m->type, m->n_in, m->n_out, x, n_tok, y};
     assert_true(gemm_applies(&b, &p));
     gemm_matmul(&b, pool, k->type[k->type[m->type].vec_dot_type].from_float, &p);
     free(pk);
@@ -167,11 +165,6 @@ static float *run_gemm(const KbKernels *k, const TestMat *m, const float *x, int
     return y;
 }
 
-/* Whether weights of `type` are packed once when a model opens. */
-static bool packs_once(const KbKernels *k, int type)
-{
-    return gemm_packed_size(gemm_select(k), type, 256, 32) > 0;
-}
 
 /* Checks one shape of one type against the reference sums and vec_dot. */
 static void check_shape(const KbKernels *k, Rng *r, int type, int64_t n_in, int64_t n_out, int64_t n_tok)
@@ -186,13 +179,7 @@ static void check_shape(const KbKernels *k, Rng *r, int type, int64_t n_in, int6
     assert_non_null(xq);
     for (int64_t i = 0; i < n_tok * n_in; i++) x[i] = rng_float(r, -2.0f, 2.0f);
     for (int64_t t = 0; t < n_tok; t++) k->type[qt].from_float(x + t * n_in, xq + (size_t)t * qrow, n_in);
-    const bool once = packs_once(k, type);
-    float *y = run_gemm(k, &m, x, n_tok, 2, once);
-    if (once && n_tok >= GEMM_MIN_TOKENS) { /* packed per run: the same kernel, the same bits */
-        float *y2 = run_gemm(k, &m, x, n_tok, 2, false);
-        assert_memory_equal(y, y2, (size_t)(n_tok * n_out) * sizeof(float));
-        free(y2);
-    }
+    float *y = run_gemm(k, &m, x, n_tok, 2);
     for (int64_t t = 0; t < n_tok; t++) {
         for (int64_t row = 0; row < n_out; row++) {
             double mag;
@@ -249,6 +236,7 @@ static void test_tiled_k_products_equal_dequantized_sums(void **state)
     static const int64_t shapes[][3] = {
         /* n_in, n_out, n_tok */
         {256, 37, 21}, {512, 64, 16}, {256, 1, 17}, {1280, 33, 19}, /* 5 super-blocks: runs of 4 and 1 */
+        {256, 40, 1}, {1280, 33, 2}, {512, 70, 3}, {256, 32, 5},   /* batches of any size */
     };
     static const int types[] = {KB_TYPE_Q4_K, KB_TYPE_Q5_K, KB_TYPE_Q6_K};
     Rng r = {43};
@@ -271,10 +259,9 @@ static void test_tiled_product_does_not_depend_on_thread_count(void **state)
         float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
         assert_non_null(x);
         for (int64_t j = 0; j < n_tok * n_in; j++) x[j] = rng_float(&r, -1.0f, 1.0f);
-        const bool once = packs_once(k, types[i]);
-        float *y1 = run_gemm(k, &m, x, n_tok, 1, once);
+        float *y1 = run_gemm(k, &m, x, n_tok, 1);
         for (int threads = 2; threads <= 3; threads++) {
-            float *y = run_gemm(k, &m, x, n_tok, threads, once);
+            float *y = run_gemm(k, &m, x, n_tok, threads);
             assert_memory_equal(y1, y, (size_t)(n_tok * n_out) * sizeof(float));
             free(y);
         }
@@ -291,19 +278,19 @@ static void test_packed_product_does_not_depend_on_batch(void **state)
     const KbKernels *k = tiled_kernels();
     if (k == NULL) return;
     Rng r = {11};
-    const int types[] = {KB_TYPE_Q4_0, KB_TYPE_Q8_0};
+    const int types[] = {KB_TYPE_Q4_0, KB_TYPE_Q8_0, KB_TYPE_Q4_K, KB_TYPE_Q5_K, KB_TYPE_Q6_K};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-        const int64_t n_in = 2112, n_out = 70, n_tok = 23;
+        const int64_t n_in = types[i] == KB_TYPE_Q4_0 || types[i] == KB_TYPE_Q8_0 ? 2112 : 1280, n_out = 70, n_tok = 23;
         TestMat m = mat_random(&r, types[i], n_in, n_out);
         float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
         assert_non_null(x);
         for (int64_t j = 0; j < n_tok * n_in; j++) x[j] = rng_float(&r, -1.0f, 1.0f);
-        float *all = run_gemm(k, &m, x, n_tok, 2, true);
+        float *all = run_gemm(k, &m, x, n_tok, 2);
         /* the batch cut as 1 + 2 + 3 + 17 tokens */
         static const int64_t cuts[] = {0, 1, 3, 6, 23};
         for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++) {
             const int64_t t0 = cuts[c], nt = cuts[c + 1] - cuts[c];
-            float *part = run_gemm(k, &m, x + t0 * n_in, nt, 2, true);
+            float *part = run_gemm(k, &m, x + t0 * n_in, nt, 2);
             assert_memory_equal(part, all + t0 * n_out, (size_t)(nt * n_out) * sizeof(float));
             free(part);
         }
@@ -311,8 +298,9 @@ static void test_packed_product_does_not_depend_on_batch(void **state)
     }
 }
 
-/* Small batches, other types, other kernel sets and oversized products
-** stay on the vec_dot path. */
+/* Other types, other kernel sets, weights not packed and oversized
+** products stay on the vec_dot path; packed sizes are the stored ones (a
+** few percent more for Q4_K/Q5_K). */
 static void test_tiled_path_takes_only_what_it_handles(void **state)
 {
     (void)state;
@@ -322,20 +310,18 @@ static void test_tiled_path_takes_only_what_it_handles(void **state)
     GemmBuffers b;
     assert_int_equal(gemm_buffers_alloc(&b, k, 64, 256, 2), KB_OK);
     float x[1], y[1];
-    GemmProduct p = {(const uint8_t *)x, KB_TYPE_Q4_0, 256, 16, 144, x, GEMM_MIN_TOKENS, y, NULL};
+    GemmProduct p = {(const uint8_t *)x, KB_TYPE_Q4_0, 256, 16, x, 1, y};
     assert_true(gemm_applies(&b, &p));
-    p.n_tok = GEMM_MIN_TOKENS - 1;
-    assert_false(gemm_applies(&b, &p));
-    p.packed = (const uint8_t *)x; /* packed weights: any batch */
+    p.n_tok = 64;
     assert_true(gemm_applies(&b, &p));
-    p.n_tok = 1;
-    assert_true(gemm_applies(&b, &p));
-    p.n_tok = 0;
-    assert_false(gemm_applies(&b, &p));
-    p.packed = NULL;
     p.n_tok = 65;
     assert_false(gemm_applies(&b, &p));
+    p.n_tok = 0;
+    assert_false(gemm_applies(&b, &p));
     p.n_tok = 32;
+    p.packed = NULL;
+    assert_false(gemm_applies(&b, &p));
+    p.packed = (const uint8_t *)x;
     p.n_in = 288;
     assert_false(gemm_applies(&b, &p));
     p.n_in = 256;
@@ -345,11 +331,12 @@ static void test_tiled_path_takes_only_what_it_handles(void **state)
     assert_true(gemm_applies(&b, &p));
     p.n_in = 224; /* not whole super-blocks */
     assert_false(gemm_applies(&b, &p));
-    p.n_in = 256;
-    /* packed once: Q4_0 and Q8_0 at exactly the stored size; K types not */
     assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_0, 256, 33), 2 * 8 * 32 * sizeof(BlockQ4_0));
     assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q8_0, 64, 32), 2 * 32 * sizeof(BlockQ8_0));
-    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_K, 256, 32), 0);
+    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q6_K, 512, 32), 2 * 32 * sizeof(BlockQ6_K));
+    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_K, 256, 32), 32 * (sizeof(BlockQ4_K) + 4));
+    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q5_K, 256, 64), 2 * 32 * (sizeof(BlockQ5_K) + 4));
+    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_1, 256, 32), 0);
     assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_0, 48, 32), 0);
     assert_int_equal(gemm_packed_size(NULL, KB_TYPE_Q4_0, 256, 32), 0);
     gemm_buffers_free(&b);
