@@ -546,7 +546,9 @@ static int pack_weights(KbModel *m, char *err, size_t errlen)
             free(mats);
             return model_fail(err, errlen, KB_ENOMEM, "out of memory for %zu MiB of packed weights", total >> 20);
         }
-        (void)madvise(p, total, MADV_HUGEPAGE); /* fewer page faults while packing, fewer TLB misses after */
+        /* No MADV_HUGEPAGE: it gained 3-5% in generation but made the time to
+        ** open swing from 0.13 to 1.3 s with the kernel's search for free 2 MiB
+        ** pages (docs/performance.md); 4 KiB pages open in a steady 0.2-0.3 s. */
         m->packed = p;
         m->packed_size = total;
     }
