@@ -527,6 +527,15 @@ static void release_file_pages(const uint8_t *p, size_t n)
     if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+/* Bytes of w packed for the tiles, or 0 when it stays on vec_dot: a type
+** they do not handle, or rows wider than the tiles' scratch holds (packed
+** weights must always be able to take the tiled path). */
+static size_t packed_size(const KbModel *m, const Mat *w)
+{
+    if (w->n_in > m->s.gemm.max_in) return 0;
+    return gemm_packed_size(m->s.gemm.isa, w->type, w->n_in, w->n_out);
+}
+
 /* Packs every weight matrix of a type the tiled kernels handle (gemm.h:
 ** Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) on this CPU into one allocation, matrix by matrix,
 ** releasing each one's file pages after it. Nothing to do without the tiled
@@ -539,7 +548,7 @@ static int pack_weights(KbModel *m, char *err, size_t errlen)
     if (mats == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
     const int n = weight_mats(m, mats);
     size_t total = 0;
-    for (int i = 0; i < n; i++) total += gemm_packed_size(isa, mats[i]->type, mats[i]->n_in, mats[i]->n_out);
+    for (int i = 0; i < n; i++) total += packed_size(m, mats[i]);
     if (total > 0) {
         void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) {
@@ -555,7 +564,7 @@ static int pack_weights(KbModel *m, char *err, size_t errlen)
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         Mat *w = mats[i];
-        const size_t size = gemm_packed_size(isa, w->type, w->n_in, w->n_out);
+        const size_t size = packed_size(m, w);
         if (size == 0) continue;
         gemm_pack_matrix(isa, m->pool, w->type, w->data, w->row_bytes, w->n_in, w->n_out, m->packed + off);
         w->packed = m->packed + off;
