@@ -21,7 +21,7 @@ PKGS      = ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 cairo
 TEST_PKGS = cmocka
 
 # Object list per module (Redis style: explicit, one pattern rule).
-ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/gguf.o engine/gguf_write.o \
+ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/file_map.o engine/gguf.o engine/gguf_write.o \
              engine/quantize.o engine/quant_plan.o engine/quantize_model.o \
              engine/tokenizer.o engine/tok_spm.o engine/tok_bpe.o engine/tok_wpm.o \
              engine/kernels.o engine/kernels_scalar.o engine/kernels_avx2.o engine/kernels_avx512.o \

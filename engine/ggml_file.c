@@ -25,18 +25,16 @@
 **
 ** Nothing in the tensor data is read.
 */
-#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "engine/file_map.h"
 #include "engine/ggml_file.h"
 
 #define GGML_MAGIC "ggml"
@@ -52,64 +50,21 @@ struct GgmlFile {
     char **names;               /* per tensor, malloc'd NUL-terminated copies */
 };
 
-/* Parsing state: a cursor over the mapping plus where errors go. */
+/* Parsing state: a cursor over the mapping (with where errors go) and the
+** handle being filled. */
 typedef struct GgmlReader {
+    FileCursor c;
     GgmlFile *f;
-    const char *path;
-    uint64_t pos;
-    char *err;
-    size_t errlen;
 } GgmlReader;
 
-/* --- errors and cursor reads --- */
-
-/* Formats "path: message" into the caller's buffer and returns rc. */
-static int gr_fail(GgmlReader *r, int rc, const char *fmt, ...)
-{
-    if (r->err && r->errlen > 0) {
-        int n = snprintf(r->err, r->errlen, "%s: ", r->path);
-        if (n < 0) n = 0;
-        if ((size_t)n < r->errlen) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
-    return rc;
-}
+/* --- cursor reads --- */
 
 /* Reads the int32 at the cursor into *out (0 when cut short) and advances;
 ** what names the field for the truncation message. */
 static int gr_read4(GgmlReader *r, int32_t *out, const char *what)
 {
     *out = 0;
-    if (r->f->size - r->pos < 4) {
-        return gr_fail(r, KB_EFORMAT, "file ends at byte %llu while reading %s at byte %llu (truncated download?)",
-                       (unsigned long long)r->f->size, what, (unsigned long long)r->pos);
-    }
-    memcpy(out, r->f->map + r->pos, 4);
-    r->pos += 4;
-    return KB_OK;
-}
-
-/* Writes a printable, quoted form of the hostile bytes s[0..len) into buf. */
-static const char *gr_quote(char *buf, size_t cap, const uint8_t *s, uint64_t len)
-{
-    size_t o = 0;
-    buf[o++] = '\'';
-    for (uint64_t i = 0; i < len && o + 8 < cap; i++) {
-        if (i >= 64) {
-            memcpy(buf + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\' && s[i] != '\'') buf[o++] = (char)s[i];
-        else o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", s[i]);
-    }
-    buf[o++] = '\'';
-    buf[o] = '\0';
-    return buf;
+    return fc_read(&r->c, out, 4, what);
 }
 
 /* --- header and config --- */
@@ -130,15 +85,15 @@ const char *ggml_file_model_name(int model_type)
 static int gr_magic(GgmlReader *r)
 {
     char q[64];
-    if (r->f->size < 4) return gr_fail(r, KB_EFORMAT, "not a GGML file (%llu bytes, too short)", (unsigned long long)r->f->size);
+    if (r->f->size < 4) return fc_fail(&r->c, KB_EFORMAT, "not a GGML file (%llu bytes, too short)", (unsigned long long)r->f->size);
     const uint8_t *m = r->f->map;
-    r->pos = 4;
+    r->c.pos = 4;
     if (memcmp(m, GGML_MAGIC, 4) == 0) return KB_OK;
     if (memcmp(m, "lmgg", 4) == 0 || memcmp(m, "fmgg", 4) == 0 || memcmp(m, "tjgg", 4) == 0) {
-        return gr_fail(r, KB_EUNSUPPORTED,
+        return fc_fail(&r->c, KB_EUNSUPPORTED,
                        "an old llama.cpp GGML/GGMF/GGJT file: convert it to GGUF with a current llama.cpp");
     }
-    return gr_fail(r, KB_EFORMAT, "not a chatglm.cpp GGML file: magic is %s, expected 'ggml'", gr_quote(q, sizeof q, m, 4));
+    return fc_fail(&r->c, KB_EFORMAT, "not a chatglm.cpp GGML file: magic is %s, expected 'ggml'", fc_quote(q, sizeof q, m, 4));
 }
 
 /* Reads n int32 fields of the config record into v. */
@@ -176,14 +131,14 @@ static void gr_config_v2(GgmlConfig *c, const int32_t *v)
 static int gr_range(GgmlReader *r, const char *name, int64_t v, int64_t lo, int64_t hi)
 {
     if (v >= lo && v <= hi) return KB_OK;
-    return gr_fail(r, KB_EFORMAT, "config %s is %lld, expected %lld..%lld", name, (long long)v, (long long)lo, (long long)hi);
+    return fc_fail(&r->c, KB_EFORMAT, "config %s is %lld, expected %lld..%lld", name, (long long)v, (long long)lo, (long long)hi);
 }
 
 /* Checks every hyperparameter before anything is sized from it. */
 static int gr_check_config(GgmlReader *r, const GgmlConfig *c)
 {
     const KbTypeInfo *ti = kb_type_info(c->dtype);
-    int rc = ti ? KB_OK : gr_fail(r, KB_EFORMAT, "config weight type is %d, which ggml does not know", c->dtype);
+    int rc = ti ? KB_OK : fc_fail(&r->c, KB_EFORMAT, "config weight type is %d, which ggml does not know", c->dtype);
     if (rc == KB_OK) rc = gr_range(r, "vocab_size", c->n_vocab, 1, 1 << 24);
     if (rc == KB_OK) rc = gr_range(r, "hidden_size", c->n_embd, 1, 1 << 16);
     if (rc == KB_OK) rc = gr_range(r, "num_attention_heads", c->n_head, 1, c->n_embd);
@@ -193,7 +148,7 @@ static int gr_check_config(GgmlReader *r, const GgmlConfig *c)
     if (rc == KB_OK) rc = gr_range(r, "max_length", c->n_ctx, 1, 1 << 24);
     if (rc == KB_OK) rc = gr_range(r, "num_virtual_tokens", c->n_virtual_tokens, 0, c->n_ctx);
     if (rc == KB_OK && (c->n_embd % c->n_head != 0 || (c->n_embd / c->n_head) % 2 != 0 || c->n_head % c->n_head_kv != 0)) {
-        return gr_fail(r, KB_EFORMAT,
+        return fc_fail(&r->c, KB_EFORMAT,
                        "config hidden_size %lld, num_attention_heads %lld and num_kv_heads %lld do not divide into "
                        "heads of an even size", (long long)c->n_embd, (long long)c->n_head, (long long)c->n_head_kv);
     }
@@ -201,15 +156,15 @@ static int gr_check_config(GgmlReader *r, const GgmlConfig *c)
     ** projection must fit in the file: a hostile size never sizes anything */
     double size_bits = 8.0 * (double)r->f->size, embd = (double)c->n_embd;
     if (rc == KB_OK && ((double)c->n_vocab * embd > size_bits || (double)c->n_layer * embd * embd > size_bits)) {
-        return gr_fail(r, KB_EFORMAT,
+        return fc_fail(&r->c, KB_EFORMAT,
                        "config vocab_size %lld, hidden_size %lld and %lld layers describe more weights than the file's "
                        "%llu bytes can hold", (long long)c->n_vocab, (long long)c->n_embd, (long long)c->n_layer,
                        (unsigned long long)r->f->size);
     }
     if (rc == KB_OK && !(c->norm_eps > 0.0f && c->norm_eps < 1.0f))
-        return gr_fail(r, KB_EFORMAT, "config norm_eps is %g, expected a number in (0, 1)", (double)c->norm_eps);
+        return fc_fail(&r->c, KB_EFORMAT, "config norm_eps is %g, expected a number in (0, 1)", (double)c->norm_eps);
     if (rc == KB_OK && !(c->rope_theta > 0.0f && isfinite(c->rope_theta)))
-        return gr_fail(r, KB_EFORMAT, "config rope_theta is %g, expected a positive number", (double)c->rope_theta);
+        return fc_fail(&r->c, KB_EFORMAT, "config rope_theta is %g, expected a positive number", (double)c->rope_theta);
     return rc;
 }
 
@@ -223,15 +178,15 @@ static int gr_header(GgmlReader *r)
     if (rc == KB_OK) rc = gr_read4(r, &version, "the version");
     if (rc != KB_OK) return rc;
     if (type == 1024 || type == 1025 || type == 1280) {
-        return gr_fail(r, KB_EUNSUPPORTED, "a chatglm.cpp %s model: kbchat runs ChatGLM files only",
+        return fc_fail(&r->c, KB_EUNSUPPORTED, "a chatglm.cpp %s model: kbchat runs ChatGLM files only",
                        type == 1280 ? "InternLM" : "Baichuan");
     }
     if (type < GGML_MODEL_CHATGLM || type > GGML_MODEL_GLM4)
-        return gr_fail(r, KB_EUNSUPPORTED, "model type %d is not ChatGLM (1), ChatGLM2 (2), ChatGLM3 (3) or GLM-4 (4)", type);
+        return fc_fail(&r->c, KB_EUNSUPPORTED, "model type %d is not ChatGLM (1), ChatGLM2 (2), ChatGLM3 (3) or GLM-4 (4)", type);
     if (version != 1 && version != 2)
-        return gr_fail(r, KB_EUNSUPPORTED, "config version %d is not supported (expected 1 or 2)", version);
+        return fc_fail(&r->c, KB_EUNSUPPORTED, "config version %d is not supported (expected 1 or 2)", version);
     if (type == GGML_MODEL_GLM4 && version != 2)
-        return gr_fail(r, KB_EFORMAT, "a GLM-4 file must have config version 2, not %d", version);
+        return fc_fail(&r->c, KB_EFORMAT, "a GLM-4 file must have config version 2, not %d", version);
     c->model_type = type;
     c->version = version;
     bool gqa = type != GGML_MODEL_CHATGLM;
@@ -248,13 +203,13 @@ static int gr_tokenizer(GgmlReader *r)
     int32_t len;
     int rc = gr_read4(r, &len, "the tokenizer size");
     if (rc != KB_OK) return rc;
-    if (len < 0 || (uint64_t)len > r->f->size - r->pos) {
-        return gr_fail(r, KB_EFORMAT, "the tokenizer at byte %llu has %d bytes but only %llu remain in the file",
-                       (unsigned long long)r->pos, len, (unsigned long long)(r->f->size - r->pos));
+    if (len < 0 || (uint64_t)len > r->f->size - r->c.pos) {
+        return fc_fail(&r->c, KB_EFORMAT, "the tokenizer at byte %llu has %d bytes but only %llu remain in the file",
+                       (unsigned long long)r->c.pos, len, (unsigned long long)(r->f->size - r->c.pos));
     }
-    r->f->tok_off = r->pos;
+    r->f->tok_off = r->c.pos;
     r->f->tok_len = (uint64_t)len;
-    r->pos += (uint64_t)len;
+    r->c.pos += (uint64_t)len;
     return KB_OK;
 }
 
@@ -265,12 +220,12 @@ static int gr_grow(GgmlReader *r)
 {
     GgmlFile *f = r->f;
     if (f->n_tensors < f->cap) return KB_OK;
-    if (f->cap >= GGUF_MAX_TENSORS) return gr_fail(r, KB_EFORMAT, "more than %d tensors", GGUF_MAX_TENSORS);
+    if (f->cap >= GGUF_MAX_TENSORS) return fc_fail(&r->c, KB_EFORMAT, "more than %d tensors", GGUF_MAX_TENSORS);
     int64_t cap = f->cap ? 2 * f->cap : 64;
     GgufTensor *t = realloc(f->tensors, (size_t)cap * sizeof *t);
     if (t != NULL) f->tensors = t;
     char **names = t ? realloc(f->names, (size_t)cap * sizeof *names) : NULL;
-    if (names == NULL) return gr_fail(r, KB_ENOMEM, "out of memory reading tensor %lld", (long long)f->n_tensors);
+    if (names == NULL) return fc_fail(&r->c, KB_ENOMEM, "out of memory reading tensor %lld", (long long)f->n_tensors);
     f->names = names;
     f->cap = cap;
     return KB_OK;
@@ -285,21 +240,21 @@ static int gr_tensor_name(GgmlReader *r, int64_t i)
     int rc = gr_read4(r, &len, "a tensor name length");
     if (rc != KB_OK) return rc;
     if (len < 1 || len >= GGML_FILE_MAX_NAME) {
-        return gr_fail(r, KB_EFORMAT, "tensor %lld at byte %llu has a name of %d bytes, expected 1..%d", (long long)i,
-                       (unsigned long long)(r->pos - 4), len, GGML_FILE_MAX_NAME - 1);
+        return fc_fail(&r->c, KB_EFORMAT, "tensor %lld at byte %llu has a name of %d bytes, expected 1..%d", (long long)i,
+                       (unsigned long long)(r->c.pos - 4), len, GGML_FILE_MAX_NAME - 1);
     }
-    if ((uint64_t)len > f->size - r->pos)
-        return gr_fail(r, KB_EFORMAT, "file ends inside the name of tensor %lld (truncated download?)", (long long)i);
-    const uint8_t *s = f->map + r->pos;
+    if ((uint64_t)len > f->size - r->c.pos)
+        return fc_fail(&r->c, KB_EFORMAT, "file ends inside the name of tensor %lld (truncated download?)", (long long)i);
+    const uint8_t *s = f->map + r->c.pos;
     if (memchr(s, 0, (size_t)len) != NULL)
-        return gr_fail(r, KB_EFORMAT, "tensor name %s contains a NUL byte", gr_quote(q, sizeof q, s, (uint64_t)len));
+        return fc_fail(&r->c, KB_EFORMAT, "tensor name %s contains a NUL byte", fc_quote(q, sizeof q, s, (uint64_t)len));
     char *name = malloc((size_t)len + 1);
-    if (name == NULL) return gr_fail(r, KB_ENOMEM, "out of memory");
+    if (name == NULL) return fc_fail(&r->c, KB_ENOMEM, "out of memory");
     memcpy(name, s, (size_t)len);
     name[len] = '\0';
     f->names[i] = name;
     f->tensors[i].name = name;
-    r->pos += (uint64_t)len;
+    r->c.pos += (uint64_t)len;
     return KB_OK;
 }
 
@@ -311,29 +266,29 @@ static int gr_tensor_shape(GgmlReader *r, GgufTensor *t)
     int rc = gr_read4(r, &n_dims, "a tensor's dimension count");
     if (rc != KB_OK) return rc;
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
-        return gr_fail(r, KB_EFORMAT, "tensor '%s' has %d dimensions, expected 1..%d", t->name, n_dims, GGUF_MAX_DIMS);
+        return fc_fail(&r->c, KB_EFORMAT, "tensor '%s' has %d dimensions, expected 1..%d", t->name, n_dims, GGUF_MAX_DIMS);
     t->n_dims = n_dims;
     for (int j = 0; j < GGUF_MAX_DIMS; j++) t->ne[j] = 1;
     uint64_t n = 1;
     for (int j = n_dims - 1; j >= 0 && rc == KB_OK; j--) {
         rc = gr_read4(r, &d, "a tensor dimension");
-        if (rc == KB_OK && d < 1) return gr_fail(r, KB_EFORMAT, "tensor '%s' has dimension %d, expected > 0", t->name, d);
+        if (rc == KB_OK && d < 1) return fc_fail(&r->c, KB_EFORMAT, "tensor '%s' has dimension %d, expected > 0", t->name, d);
         if (rc == KB_OK && (uint64_t)d > (uint64_t)INT64_MAX / n)
-            return gr_fail(r, KB_EFORMAT, "tensor '%s' has more elements than fit in 64 bits", t->name);
+            return fc_fail(&r->c, KB_EFORMAT, "tensor '%s' has more elements than fit in 64 bits", t->name);
         t->ne[j] = d;
         n *= (uint64_t)(rc == KB_OK ? d : 1);
     }
     if (rc == KB_OK) rc = gr_read4(r, &type, "a tensor type");
     if (rc != KB_OK) return rc;
     const KbTypeInfo *ti = kb_type_info(type);
-    if (ti == NULL) return gr_fail(r, KB_EFORMAT, "tensor '%s' has type %d, which ggml does not know", t->name, type);
+    if (ti == NULL) return fc_fail(&r->c, KB_EFORMAT, "tensor '%s' has type %d, which ggml does not know", t->name, type);
     if (t->ne[0] % ti->block_size != 0) {
-        return gr_fail(r, KB_EFORMAT, "tensor '%s' rows of %lld %s values are not whole blocks of %d", t->name,
+        return fc_fail(&r->c, KB_EFORMAT, "tensor '%s' rows of %lld %s values are not whole blocks of %d", t->name,
                        (long long)t->ne[0], ti->name, ti->block_size);
     }
     uint64_t blocks = n / (uint64_t)ti->block_size;
     if (blocks > UINT64_MAX / (uint64_t)ti->type_size)
-        return gr_fail(r, KB_EFORMAT, "tensor '%s' has a byte size that does not fit in 64 bits", t->name);
+        return fc_fail(&r->c, KB_EFORMAT, "tensor '%s' has a byte size that does not fit in 64 bits", t->name);
     t->type = type;
     t->n_elements = n;
     t->n_bytes = blocks * (uint64_t)ti->type_size;
@@ -353,16 +308,16 @@ static int gr_tensor(GgmlReader *r, int64_t i)
     rc = gr_tensor_name(r, i);
     if (rc == KB_OK) rc = gr_tensor_shape(r, t);
     if (rc != KB_OK) return rc;
-    uint64_t off = (r->pos + GGML_FILE_ALIGN - 1) / GGML_FILE_ALIGN * GGML_FILE_ALIGN;
+    uint64_t off = (r->c.pos + GGML_FILE_ALIGN - 1) / GGML_FILE_ALIGN * GGML_FILE_ALIGN;
     if (off > f->size || t->n_bytes > f->size - off) {
-        return gr_fail(r, KB_EFORMAT,
+        return fc_fail(&r->c, KB_EFORMAT,
                        "tensor '%s' data (%llu bytes from byte %llu) ends past the end of the file at byte %llu "
                        "(truncated download?)",
                        t->name, (unsigned long long)t->n_bytes, (unsigned long long)off, (unsigned long long)f->size);
     }
     t->offset = off;
     t->data = f->map + off;
-    r->pos = off + t->n_bytes;
+    r->c.pos = off + t->n_bytes;
     return KB_OK;
 }
 
@@ -376,12 +331,12 @@ static int gr_index(GgmlReader *r)
 {
     GgmlFile *f = r->f;
     f->sorted = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *f->sorted);
-    if (f->sorted == NULL) return gr_fail(r, KB_ENOMEM, "out of memory");
+    if (f->sorted == NULL) return fc_fail(&r->c, KB_ENOMEM, "out of memory");
     for (int64_t i = 0; i < f->n_tensors; i++) f->sorted[i] = &f->tensors[i];
     qsort(f->sorted, (size_t)f->n_tensors, sizeof *f->sorted, gr_cmp_name);
     for (int64_t i = 1; i < f->n_tensors; i++)
         if (strcmp(f->sorted[i - 1]->name, f->sorted[i]->name) == 0)
-            return gr_fail(r, KB_EFORMAT, "tensor '%s' appears twice", f->sorted[i]->name);
+            return fc_fail(&r->c, KB_EFORMAT, "tensor '%s' appears twice", f->sorted[i]->name);
     return KB_OK;
 }
 
@@ -389,36 +344,12 @@ static int gr_index(GgmlReader *r)
 static int gr_tensors(GgmlReader *r)
 {
     int rc = KB_OK;
-    for (int64_t i = 0; r->pos < r->f->size && rc == KB_OK; i++) rc = gr_tensor(r, i);
+    for (int64_t i = 0; r->c.pos < r->f->size && rc == KB_OK; i++) rc = gr_tensor(r, i);
     if (rc == KB_OK) rc = gr_index(r);
     return rc;
 }
 
 /* --- open / close --- */
-
-/* Maps the file read-only (the descriptor is closed again at once). */
-static int gr_map(GgmlReader *r, const char *path)
-{
-    GgmlFile *f = r->f;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return gr_fail(r, KB_EIO, "cannot open: %s", strerror(errno));
-    struct stat st;
-    int rc = KB_OK;
-    if (fstat(fd, &st) != 0) {
-        rc = gr_fail(r, KB_EIO, "cannot stat: %s", strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        rc = gr_fail(r, KB_EIO, "not a regular file");
-    } else if (st.st_size == 0) {
-        rc = gr_fail(r, KB_EFORMAT, "empty file (0 bytes), not a GGML model");
-    } else {
-        f->size = (uint64_t)st.st_size;
-        void *m = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) rc = gr_fail(r, KB_EIO, "cannot map %llu bytes: %s", (unsigned long long)f->size, strerror(errno));
-        else f->map = m;
-    }
-    close(fd);
-    return rc;
-}
 
 bool ggml_file_probe(const char *path)
 {
@@ -436,12 +367,14 @@ int ggml_file_open(const char *path, GgmlFile **out, char *err, size_t errlen)
     *out = NULL;
     if (err && errlen) err[0] = '\0';
     GgmlFile *f = calloc(1, sizeof *f);
-    GgmlReader r = {f, path, 0, err, errlen};
+    GgmlReader r = {{NULL, 0, 0, path, err, errlen}, f};
     if (f == NULL) {
         if (err && errlen) snprintf(err, errlen, "%s: out of memory", path);
         return KB_ENOMEM;
     }
-    int rc = gr_map(&r, path);
+    int rc = fc_map(&r.c, "GGML");
+    f->map = r.c.map;
+    f->size = r.c.size;
     if (rc == KB_OK) rc = gr_header(&r);
     if (rc == KB_OK) rc = gr_tokenizer(&r);
     if (rc == KB_OK) rc = gr_tensors(&r);
@@ -456,7 +389,7 @@ int ggml_file_open(const char *path, GgmlFile **out, char *err, size_t errlen)
 void ggml_file_close(GgmlFile *f)
 {
     if (f == NULL) return;
-    if (f->map) munmap((void *)f->map, (size_t)f->size);
+    fc_unmap(f->map, f->size);
     for (int64_t i = 0; f->names && i < f->n_tensors; i++) free(f->names[i]);
     free(f->names);
     free(f->tensors);

@@ -21,17 +21,12 @@
 ** Nothing in the data section is read, so opening a 4 GB model touches only
 ** its first pages.
 */
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "engine/engine.h"
+#include "engine/file_map.h"
 
 #define GGUF_MAGIC "GGUF"
 #define GGUF_MAX_NAME 64 /* ggml's GGML_MAX_NAME: names are at most 63 bytes */
@@ -65,78 +60,23 @@ struct GgufFile {
     char *tensor_names;       /* arena of NUL-terminated tensor names */
 };
 
-/* Parsing state: a cursor over the mapping plus where errors go. */
+/* Parsing state: a cursor over the mapping (with where errors go) and the
+** handle being filled. */
 typedef struct Reader {
+    FileCursor c;
     GgufFile *g;
-    const char *path;         /* as the caller gave it, for messages */
-    uint64_t pos;
-    char *err;
-    size_t errlen;
 } Reader;
-
-/* --- errors --- */
-
-/* Formats "path: message" into the caller's buffer and returns rc. */
-static int fail(Reader *r, int rc, const char *fmt, ...)
-{
-    if (r->err && r->errlen > 0) {
-        int n = snprintf(r->err, r->errlen, "%s: ", r->path);
-        if (n < 0) n = 0;
-        if ((size_t)n < r->errlen) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
-    return rc;
-}
-
-/* Writes a printable, quoted form of the (hostile) bytes s[0..len) into buf:
-** non-printable bytes become \xNN and long names are cut with "...". */
-static const char *quote_bytes(char *buf, size_t bufsize, const uint8_t *s, uint64_t len)
-{
-    size_t o = 0;
-    buf[o++] = '\'';
-    for (uint64_t i = 0; i < len && o + 8 < bufsize; i++) {
-        if (i >= 64) {
-            memcpy(buf + o, "...", 3);
-            o += 3;
-            break;
-        }
-        uint8_t c = s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') buf[o++] = (char)c;
-        else o += (size_t)snprintf(buf + o, bufsize - o, "\\x%02x", c);
-    }
-    buf[o++] = '\'';
-    buf[o] = '\0';
-    return buf;
-}
 
 /* --- cursor reads: each checks the bytes exist first --- */
 
-/* Copies n bytes at the cursor into out and advances; `what` names the field
-** for the truncation message. */
-static int read_bytes(Reader *r, void *out, uint64_t n, const char *what)
-{
-    if (n > r->g->size - r->pos) {
-        return fail(r, KB_EFORMAT,
-                    "file ends at byte %llu while reading %s at byte %llu (truncated download?)",
-                    (unsigned long long)r->g->size, what, (unsigned long long)r->pos);
-    }
-    memcpy(out, r->g->map + r->pos, (size_t)n);
-    r->pos += n;
-    return KB_OK;
-}
-
 static int read_u32(Reader *r, uint32_t *v, const char *what)
 {
-    return read_bytes(r, v, 4, what);
+    return fc_read(&r->c, v, 4, what);
 }
 
 static int read_u64(Reader *r, uint64_t *v, const char *what)
 {
-    return read_bytes(r, v, 8, what);
+    return fc_read(&r->c, v, 8, what);
 }
 
 /* Reads a GGUF string header (uint64 length) and checks its bytes lie inside
@@ -146,14 +86,14 @@ static int read_string(Reader *r, uint64_t *off, uint64_t *len, const char *what
 {
     int rc = read_u64(r, len, what);
     if (rc != KB_OK) return rc;
-    if (*len > r->g->size - r->pos) {
-        return fail(r, KB_EFORMAT,
+    if (*len > r->g->size - r->c.pos) {
+        return fc_fail(&r->c, KB_EFORMAT,
                     "%s at byte %llu has length %llu but only %llu bytes remain in the file",
-                    what, (unsigned long long)(r->pos - 8), (unsigned long long)*len,
-                    (unsigned long long)(r->g->size - r->pos));
+                    what, (unsigned long long)(r->c.pos - 8), (unsigned long long)*len,
+                    (unsigned long long)(r->g->size - r->c.pos));
     }
-    *off = r->pos;
-    r->pos += *len;
+    *off = r->c.pos;
+    r->c.pos += *len;
     return KB_OK;
 }
 
@@ -186,44 +126,44 @@ static int parse_header(Reader *r, uint64_t *n_tensors, uint64_t *n_kv)
 {
     char magic[4];
     uint32_t version;
-    int rc = read_bytes(r, magic, 4, "the magic number");
-    if (rc != KB_OK) return fail(r, KB_EFORMAT, "not a GGUF file (%llu bytes, too short)",
+    int rc = fc_read(&r->c, magic, 4, "the magic number");
+    if (rc != KB_OK) return fc_fail(&r->c, KB_EFORMAT, "not a GGUF file (%llu bytes, too short)",
                                  (unsigned long long)r->g->size);
     if (memcmp(magic, GGUF_MAGIC, 4) != 0) {
         char q[64];
-        return fail(r, KB_EFORMAT, "not a GGUF file: magic is %s, expected 'GGUF'",
-                    quote_bytes(q, sizeof q, (const uint8_t *)magic, 4));
+        return fc_fail(&r->c, KB_EFORMAT, "not a GGUF file: magic is %s, expected 'GGUF'",
+                    fc_quote(q, sizeof q, (const uint8_t *)magic, 4));
     }
     if ((rc = read_u32(r, &version, "the version")) != KB_OK) return rc;
     if (version != 0 && (version & 0xffff) == 0) {
-        return fail(r, KB_EUNSUPPORTED,
+        return fc_fail(&r->c, KB_EUNSUPPORTED,
                     "big-endian GGUF file (version field 0x%08x): kbchat reads little-endian files only",
                     version);
     }
     if (version == 1) {
-        return fail(r, KB_EUNSUPPORTED,
+        return fc_fail(&r->c, KB_EUNSUPPORTED,
                     "GGUF version 1 is obsolete: re-convert the model with a current tool");
     }
     if (version < 2 || version > 3) {
-        return fail(r, KB_EUNSUPPORTED, "GGUF version %u is not supported (expected 2 or 3)", version);
+        return fc_fail(&r->c, KB_EUNSUPPORTED, "GGUF version %u is not supported (expected 2 or 3)", version);
     }
     r->g->version = version;
     if ((rc = read_u64(r, n_tensors, "the tensor count")) != KB_OK) return rc;
     if ((rc = read_u64(r, n_kv, "the metadata count")) != KB_OK) return rc;
 
-    uint64_t left = r->g->size - r->pos;
+    uint64_t left = r->g->size - r->c.pos;
     const uint64_t min_kv = 8 + 1 + 4 + 1;          /* key len, 1-byte key, type, 1-byte value */
     const uint64_t min_tensor = 8 + 1 + 4 + 8 + 4 + 8; /* name, n_dims, one dim, type, offset */
     if (*n_tensors > GGUF_MAX_TENSORS) {
-        return fail(r, KB_EFORMAT, "n_tensors is %llu, more than the limit of %d",
+        return fc_fail(&r->c, KB_EFORMAT, "n_tensors is %llu, more than the limit of %d",
                     (unsigned long long)*n_tensors, GGUF_MAX_TENSORS);
     }
     if (*n_kv > GGUF_MAX_KV) {
-        return fail(r, KB_EFORMAT, "n_kv is %llu, more than the limit of %d",
+        return fc_fail(&r->c, KB_EFORMAT, "n_kv is %llu, more than the limit of %d",
                     (unsigned long long)*n_kv, GGUF_MAX_KV);
     }
     if (*n_kv > left / min_kv || *n_tensors > (left - *n_kv * min_kv) / min_tensor) {
-        return fail(r, KB_EFORMAT,
+        return fc_fail(&r->c, KB_EFORMAT,
                     "header claims %llu tensors and %llu metadata entries, more than the "
                     "remaining %llu bytes can hold (truncated download?)",
                     (unsigned long long)*n_tensors, (unsigned long long)*n_kv,
@@ -240,7 +180,7 @@ static int parse_value(Reader *r, GgufKv *kv, const char *key_q)
     char what[256];
     uint64_t sz;
     int rc = KB_OK;
-    kv->val_off = r->pos;
+    kv->val_off = r->c.pos;
     if (kv->type == GGUF_VT_STRING) {
         uint64_t off, len;
         snprintf(what, sizeof what, "the string value of %s", key_q);
@@ -248,12 +188,12 @@ static int parse_value(Reader *r, GgufKv *kv, const char *key_q)
     }
     if (kv->type != GGUF_VT_ARRAY) {
         sz = gguf_value_type_size(kv->type);
-        if (sz > r->g->size - r->pos) {
+        if (sz > r->g->size - r->c.pos) {
             snprintf(what, sizeof what, "the value of %s", key_q);
-            return fail(r, KB_EFORMAT, "file ends at byte %llu while reading %s (truncated download?)",
+            return fc_fail(&r->c, KB_EFORMAT, "file ends at byte %llu while reading %s (truncated download?)",
                         (unsigned long long)r->g->size, what);
         }
-        r->pos += sz;
+        r->c.pos += sz;
         return KB_OK;
     }
 
@@ -261,36 +201,36 @@ static int parse_value(Reader *r, GgufKv *kv, const char *key_q)
     snprintf(what, sizeof what, "the array header of %s", key_q);
     if ((rc = read_u32(r, &et, what)) != KB_OK) return rc;
     if ((rc = read_u64(r, &kv->n, what)) != KB_OK) return rc;
-    if (et == GGUF_VT_ARRAY) return fail(r, KB_EFORMAT, "%s: nested arrays are not supported", key_q);
+    if (et == GGUF_VT_ARRAY) return fc_fail(&r->c, KB_EFORMAT, "%s: nested arrays are not supported", key_q);
     if (et >= GGUF_VT_COUNT) {
-        return fail(r, KB_EFORMAT, "%s: array element type %u is invalid (expected 0..12)", key_q, et);
+        return fc_fail(&r->c, KB_EFORMAT, "%s: array element type %u is invalid (expected 0..12)", key_q, et);
     }
     kv->elem_type = (GgufValueType)et;
-    kv->val_off = r->pos;
-    uint64_t left = r->g->size - r->pos;
+    kv->val_off = r->c.pos;
+    uint64_t left = r->g->size - r->c.pos;
     if (et != GGUF_VT_STRING) {
         sz = gguf_value_type_size((int)et);
         if (kv->n > left / sz) {
-            return fail(r, KB_EFORMAT,
+            return fc_fail(&r->c, KB_EFORMAT,
                         "%s: array of %llu %s values needs more than the %llu bytes left (truncated download?)",
                         key_q, (unsigned long long)kv->n, gguf_value_type_name((int)et),
                         (unsigned long long)left);
         }
-        r->pos += kv->n * sz;
+        r->c.pos += kv->n * sz;
         return KB_OK;
     }
     if (kv->n > left / 8) {
-        return fail(r, KB_EFORMAT,
+        return fc_fail(&r->c, KB_EFORMAT,
                     "%s: array of %llu strings needs more than the %llu bytes left (truncated download?)",
                     key_q, (unsigned long long)kv->n, (unsigned long long)left);
     }
     if (kv->n > 0) {
         kv->str_off = malloc(kv->n * sizeof *kv->str_off);
-        if (kv->str_off == NULL) return fail(r, KB_ENOMEM, "out of memory reading %s", key_q);
+        if (kv->str_off == NULL) return fc_fail(&r->c, KB_ENOMEM, "out of memory reading %s", key_q);
     }
     for (uint64_t j = 0; j < kv->n && rc == KB_OK; j++) {
         uint64_t off, len;
-        kv->str_off[j] = r->pos;
+        kv->str_off[j] = r->c.pos;
         snprintf(what, sizeof what, "string %llu of %s", (unsigned long long)j, key_q);
         rc = read_string(r, &off, &len, what);
     }
@@ -306,17 +246,17 @@ static int parse_kv(Reader *r, GgufKv *kv, uint64_t i)
     int rc = read_string(r, &kv->key_off, &kv->key_len, what);
     if (rc != KB_OK) return rc;
     const uint8_t *key = r->g->map + kv->key_off;
-    quote_bytes(key_q, sizeof key_q, key, kv->key_len);
+    fc_quote(key_q, sizeof key_q, key, kv->key_len);
     if (kv->key_len == 0) {
-        return fail(r, KB_EFORMAT, "metadata entry %llu has an empty key", (unsigned long long)i);
+        return fc_fail(&r->c, KB_EFORMAT, "metadata entry %llu has an empty key", (unsigned long long)i);
     }
     if (memchr(key, 0, (size_t)kv->key_len) != NULL) {
-        return fail(r, KB_EFORMAT, "metadata key %s contains a NUL byte", key_q);
+        return fc_fail(&r->c, KB_EFORMAT, "metadata key %s contains a NUL byte", key_q);
     }
     snprintf(what, sizeof what, "the type of metadata entry %llu", (unsigned long long)i);
     if ((rc = read_u32(r, &type, what)) != KB_OK) return rc;
     if (type >= GGUF_VT_COUNT) {
-        return fail(r, KB_EFORMAT, "metadata key %s has invalid value type %u (expected 0..12)", key_q, type);
+        return fc_fail(&r->c, KB_EFORMAT, "metadata key %s has invalid value type %u (expected 0..12)", key_q, type);
     }
     kv->type = (GgufValueType)type;
     return parse_value(r, kv, key_q);
@@ -330,13 +270,13 @@ static int check_alignment(Reader *r)
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     if (i < 0) return KB_OK;
     if (g->kv[i].type != GGUF_VT_UINT32) {
-        return fail(r, KB_EFORMAT, "general.alignment is a %s, expected uint32",
+        return fc_fail(&r->c, KB_EFORMAT, "general.alignment is a %s, expected uint32",
                     gguf_value_type_name(g->kv[i].type));
     }
     uint32_t a;
     memcpy(&a, g->map + g->kv[i].val_off, 4);
     if (a == 0 || (a & (a - 1)) != 0) {
-        return fail(r, KB_EFORMAT, "general.alignment is %u, expected a power of two", a);
+        return fc_fail(&r->c, KB_EFORMAT, "general.alignment is %u, expected a power of two", a);
     }
     g->alignment = a;
     return KB_OK;
@@ -351,21 +291,21 @@ static int parse_dims(Reader *r, GgufTensor *t, const char *name_q)
     int rc = read_u32(r, &n_dims, "a tensor's dimension count");
     if (rc != KB_OK) return rc;
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS) {
-        return fail(r, KB_EFORMAT, "tensor %s has %u dimensions, expected 1..%d", name_q, n_dims, GGUF_MAX_DIMS);
+        return fc_fail(&r->c, KB_EFORMAT, "tensor %s has %u dimensions, expected 1..%d", name_q, n_dims, GGUF_MAX_DIMS);
     }
     t->n_dims = (int)n_dims;
     uint64_t count = 1;
     for (int d = 0; d < GGUF_MAX_DIMS; d++) {
         int64_t ne = 1;
         if (d < t->n_dims) {
-            if ((rc = read_bytes(r, &ne, 8, "a tensor dimension")) != KB_OK) return rc;
+            if ((rc = fc_read(&r->c, &ne, 8, "a tensor dimension")) != KB_OK) return rc;
             if (ne <= 0) {
-                return fail(r, KB_EFORMAT, "tensor %s has ne[%d] = %lld, expected a positive size",
+                return fc_fail(&r->c, KB_EFORMAT, "tensor %s has ne[%d] = %lld, expected a positive size",
                             name_q, d, (long long)ne);
             }
         }
         if ((uint64_t)ne > (uint64_t)INT64_MAX / count) {
-            return fail(r, KB_EFORMAT, "tensor %s has too many elements (dimension product overflows)", name_q);
+            return fc_fail(&r->c, KB_EFORMAT, "tensor %s has too many elements (dimension product overflows)", name_q);
         }
         count *= (uint64_t)ne;
         t->ne[d] = ne;
@@ -385,24 +325,24 @@ static int parse_type_offset(Reader *r, GgufTensor *t, const char *name_q)
     if (ti == NULL) {
         const char *old = kb_type_removed_name((int)type);
         if (old) {
-            return fail(r, KB_EUNSUPPORTED,
+            return fc_fail(&r->c, KB_EUNSUPPORTED,
                         "tensor %s has type %u (%s), a format ggml removed: re-convert the model",
                         name_q, type, old);
         }
-        return fail(r, KB_EFORMAT, "tensor %s has unknown type id %u", name_q, type);
+        return fc_fail(&r->c, KB_EFORMAT, "tensor %s has unknown type id %u", name_q, type);
     }
     t->type = (int)type;
     if (t->ne[0] % ti->block_size != 0) {
-        return fail(r, KB_EFORMAT, "tensor %s has ne[0] = %lld, not a multiple of %s's block size %d",
+        return fc_fail(&r->c, KB_EFORMAT, "tensor %s has ne[0] = %lld, not a multiple of %s's block size %d",
                     name_q, (long long)t->ne[0], ti->name, ti->block_size);
     }
     uint64_t blocks = t->n_elements / (uint64_t)ti->block_size;
     if (blocks > UINT64_MAX / (uint64_t)ti->type_size) {
-        return fail(r, KB_EFORMAT, "tensor %s is too large (byte size overflows)", name_q);
+        return fc_fail(&r->c, KB_EFORMAT, "tensor %s is too large (byte size overflows)", name_q);
     }
     t->n_bytes = blocks * (uint64_t)ti->type_size;
     if (t->offset % r->g->alignment != 0) {
-        return fail(r, KB_EFORMAT, "tensor %s has offset %llu, not a multiple of the alignment %llu",
+        return fc_fail(&r->c, KB_EFORMAT, "tensor %s has offset %llu, not a multiple of the alignment %llu",
                     name_q, (unsigned long long)t->offset, (unsigned long long)r->g->alignment);
     }
     return KB_OK;
@@ -419,14 +359,14 @@ static int parse_tensor_info(Reader *r, int64_t i)
     int rc = read_string(r, &g->tensor_name_off[i], &len, what);
     if (rc != KB_OK) return rc;
     const uint8_t *name = g->map + g->tensor_name_off[i];
-    quote_bytes(name_q, sizeof name_q, name, len);
-    if (len == 0) return fail(r, KB_EFORMAT, "tensor %lld has an empty name", (long long)i);
+    fc_quote(name_q, sizeof name_q, name, len);
+    if (len == 0) return fc_fail(&r->c, KB_EFORMAT, "tensor %lld has an empty name", (long long)i);
     if (len >= GGUF_MAX_NAME) {
-        return fail(r, KB_EFORMAT, "tensor %s has a %llu-byte name, longer than %d", name_q,
+        return fc_fail(&r->c, KB_EFORMAT, "tensor %s has a %llu-byte name, longer than %d", name_q,
                     (unsigned long long)len, GGUF_MAX_NAME - 1);
     }
     if (memchr(name, 0, (size_t)len) != NULL) {
-        return fail(r, KB_EFORMAT, "tensor name %s contains a NUL byte", name_q);
+        return fc_fail(&r->c, KB_EFORMAT, "tensor name %s contains a NUL byte", name_q);
     }
     rc = parse_dims(r, t, name_q);
     if (rc == KB_OK) rc = parse_type_offset(r, t, name_q);
@@ -453,7 +393,7 @@ static int build_key_names(Reader *r)
     uint64_t total = 1;
     for (int64_t i = 0; i < g->n_kv; i++) total += g->kv[i].key_len + 1;
     g->key_names = malloc(total);
-    if (g->key_names == NULL) return fail(r, KB_ENOMEM, "out of memory for %llu bytes of keys", (unsigned long long)total);
+    if (g->key_names == NULL) return fc_fail(&r->c, KB_ENOMEM, "out of memory for %llu bytes of keys", (unsigned long long)total);
     char *p = g->key_names;
     for (int64_t i = 0; i < g->n_kv; i++) {
         memcpy(p, g->map + g->kv[i].key_off, g->kv[i].key_len);
@@ -474,7 +414,7 @@ static int build_tensor_names(Reader *r)
         total += len + 1;
     }
     g->tensor_names = malloc(total);
-    if (g->tensor_names == NULL) return fail(r, KB_ENOMEM, "out of memory for %llu bytes of names", (unsigned long long)total);
+    if (g->tensor_names == NULL) return fc_fail(&r->c, KB_ENOMEM, "out of memory for %llu bytes of names", (unsigned long long)total);
     char *p = g->tensor_names;
     for (int64_t i = 0; i < g->n_tensors; i++) {
         memcpy(&len, g->map + g->tensor_name_off[i] - 8, 8);
@@ -491,15 +431,15 @@ static int index_keys(Reader *r)
 {
     GgufFile *g = r->g;
     g->kv_sorted = malloc((g->n_kv ? (size_t)g->n_kv : 1) * sizeof *g->kv_sorted);
-    if (g->kv_sorted == NULL) return fail(r, KB_ENOMEM, "out of memory indexing metadata");
+    if (g->kv_sorted == NULL) return fc_fail(&r->c, KB_ENOMEM, "out of memory indexing metadata");
     for (int64_t i = 0; i < g->n_kv; i++) g->kv_sorted[i] = &g->kv[i];
     qsort(g->kv_sorted, (size_t)g->n_kv, sizeof *g->kv_sorted, cmp_kv_key);
     for (int64_t i = 1; i < g->n_kv; i++) {
         if (strcmp(g->kv_sorted[i - 1]->key, g->kv_sorted[i]->key) == 0) {
             char q[160];
             const char *k = g->kv_sorted[i]->key;
-            return fail(r, KB_EFORMAT, "duplicate metadata key %s",
-                        quote_bytes(q, sizeof q, (const uint8_t *)k, strlen(k)));
+            return fc_fail(&r->c, KB_EFORMAT, "duplicate metadata key %s",
+                        fc_quote(q, sizeof q, (const uint8_t *)k, strlen(k)));
         }
     }
     return KB_OK;
@@ -510,15 +450,15 @@ static int index_tensors(Reader *r)
 {
     GgufFile *g = r->g;
     g->tensors_sorted = malloc((g->n_tensors ? (size_t)g->n_tensors : 1) * sizeof *g->tensors_sorted);
-    if (g->tensors_sorted == NULL) return fail(r, KB_ENOMEM, "out of memory indexing tensors");
+    if (g->tensors_sorted == NULL) return fc_fail(&r->c, KB_ENOMEM, "out of memory indexing tensors");
     for (int64_t i = 0; i < g->n_tensors; i++) g->tensors_sorted[i] = &g->tensors[i];
     qsort(g->tensors_sorted, (size_t)g->n_tensors, sizeof *g->tensors_sorted, cmp_tensor_name);
     for (int64_t i = 1; i < g->n_tensors; i++) {
         if (strcmp(g->tensors_sorted[i - 1]->name, g->tensors_sorted[i]->name) == 0) {
             char q[160];
             const char *n = g->tensors_sorted[i]->name;
-            return fail(r, KB_EFORMAT, "duplicate tensor name %s",
-                        quote_bytes(q, sizeof q, (const uint8_t *)n, strlen(n)));
+            return fc_fail(&r->c, KB_EFORMAT, "duplicate tensor name %s",
+                        fc_quote(q, sizeof q, (const uint8_t *)n, strlen(n)));
         }
     }
     return KB_OK;
@@ -535,11 +475,11 @@ static int cmp_tensor_offset(const void *a, const void *b)
 static int check_tensor_data(Reader *r)
 {
     GgufFile *g = r->g;
-    uint64_t pad = (g->alignment - r->pos % g->alignment) % g->alignment;
-    g->data_offset = r->pos + pad;
+    uint64_t pad = (g->alignment - r->c.pos % g->alignment) % g->alignment;
+    g->data_offset = r->c.pos + pad;
     if (g->n_tensors == 0) return KB_OK;
-    if (pad > g->size - r->pos) {
-        return fail(r, KB_EFORMAT, "file ends at byte %llu, before its data section at byte %llu (truncated download?)",
+    if (pad > g->size - r->c.pos) {
+        return fc_fail(&r->c, KB_EFORMAT, "file ends at byte %llu, before its data section at byte %llu (truncated download?)",
                     (unsigned long long)g->size, (unsigned long long)g->data_offset);
     }
     uint64_t room = g->size - g->data_offset;
@@ -547,10 +487,10 @@ static int check_tensor_data(Reader *r)
         GgufTensor *t = &g->tensors[i];
         if (t->offset > room || t->n_bytes > room - t->offset) {
             char q[160];
-            return fail(r, KB_EFORMAT,
+            return fc_fail(&r->c, KB_EFORMAT,
                         "tensor %s needs %llu bytes at offset %llu of the data section (byte %llu), "
                         "past the end of the file at byte %llu (truncated download?)",
-                        quote_bytes(q, sizeof q, (const uint8_t *)t->name, strlen(t->name)),
+                        fc_quote(q, sizeof q, (const uint8_t *)t->name, strlen(t->name)),
                         (unsigned long long)t->n_bytes, (unsigned long long)t->offset,
                         (unsigned long long)g->data_offset, (unsigned long long)g->size);
         }
@@ -564,9 +504,9 @@ static int check_tensor_data(Reader *r)
     for (int64_t i = 1; i < g->n_tensors && rc == KB_OK; i++) {
         if (by_off[i]->offset < by_off[i - 1]->offset + by_off[i - 1]->n_bytes) {
             char q1[160], q2[160];
-            rc = fail(r, KB_EFORMAT, "tensors %s and %s overlap in the data section",
-                      quote_bytes(q1, sizeof q1, (const uint8_t *)by_off[i - 1]->name, strlen(by_off[i - 1]->name)),
-                      quote_bytes(q2, sizeof q2, (const uint8_t *)by_off[i]->name, strlen(by_off[i]->name)));
+            rc = fc_fail(&r->c, KB_EFORMAT, "tensors %s and %s overlap in the data section",
+                      fc_quote(q1, sizeof q1, (const uint8_t *)by_off[i - 1]->name, strlen(by_off[i - 1]->name)),
+                      fc_quote(q2, sizeof q2, (const uint8_t *)by_off[i]->name, strlen(by_off[i]->name)));
         }
     }
     qsort(g->tensors_sorted, (size_t)g->n_tensors, sizeof *g->tensors_sorted, cmp_tensor_name);
@@ -574,33 +514,6 @@ static int check_tensor_data(Reader *r)
 }
 
 /* --- open / close --- */
-
-/* Maps the file read-only; the descriptor is closed again at once.
-** O_NONBLOCK keeps a named pipe from blocking the open; fstat rejects it. */
-static int map_file(Reader *r, const char *path)
-{
-    GgufFile *g = r->g;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return fail(r, KB_EIO, "cannot open: %s", strerror(errno));
-    struct stat st;
-    int rc = KB_OK;
-    if (fstat(fd, &st) != 0) {
-        rc = fail(r, KB_EIO, "cannot stat: %s", strerror(errno));
-    } else if (S_ISDIR(st.st_mode)) {
-        rc = fail(r, KB_EIO, "is a directory, not a GGUF file");
-    } else if (!S_ISREG(st.st_mode)) {
-        rc = fail(r, KB_EIO, "not a regular file");
-    } else if (st.st_size == 0) {
-        rc = fail(r, KB_EFORMAT, "empty file (0 bytes), not a GGUF model");
-    } else {
-        g->size = (uint64_t)st.st_size;
-        void *m = mmap(NULL, (size_t)g->size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) rc = fail(r, KB_EIO, "cannot map %llu bytes: %s", (unsigned long long)g->size, strerror(errno));
-        else g->map = m;
-    }
-    close(fd);
-    return rc;
-}
 
 /* Parses everything after the mapping exists; see the file comment. */
 static int parse_file(Reader *r)
@@ -612,12 +525,12 @@ static int parse_file(Reader *r)
     g->kv = calloc(n_kv ? n_kv : 1, sizeof *g->kv);
     g->tensors = calloc(n_tensors ? n_tensors : 1, sizeof *g->tensors);
     g->tensor_name_off = calloc(n_tensors ? n_tensors : 1, sizeof *g->tensor_name_off);
-    if (!g->kv || !g->tensors || !g->tensor_name_off) return fail(r, KB_ENOMEM, "out of memory");
+    if (!g->kv || !g->tensors || !g->tensor_name_off) return fc_fail(&r->c, KB_ENOMEM, "out of memory");
     for (uint64_t i = 0; i < n_kv && rc == KB_OK; i++) {
         rc = parse_kv(r, &g->kv[i], i);
         g->n_kv = (int64_t)i + 1; /* so close frees the arrays of a partial entry */
     }
-    g->kv_end = r->pos;
+    g->kv_end = r->c.pos;
     if (rc == KB_OK) rc = build_key_names(r);
     if (rc == KB_OK) rc = index_keys(r);
     if (rc == KB_OK) rc = check_alignment(r);
@@ -635,12 +548,14 @@ int gguf_open(const char *path, GgufFile **out, char *err, size_t errlen)
     *out = NULL;
     if (err && errlen) err[0] = '\0';
     GgufFile *g = calloc(1, sizeof *g);
-    Reader r = {g, path, 0, err, errlen};
+    Reader r = {{NULL, 0, 0, path, err, errlen}, g};
     if (g == NULL) {
         if (err && errlen) snprintf(err, errlen, "%s: out of memory", path);
         return KB_ENOMEM;
     }
-    int rc = map_file(&r, path);
+    int rc = fc_map(&r.c, "GGUF");
+    g->map = r.c.map;
+    g->size = r.c.size;
     if (rc == KB_OK) rc = parse_file(&r);
     if (rc != KB_OK) {
         gguf_close(g);
@@ -653,7 +568,7 @@ int gguf_open(const char *path, GgufFile **out, char *err, size_t errlen)
 void gguf_close(GgufFile *g)
 {
     if (g == NULL) return;
-    if (g->map) munmap((void *)g->map, (size_t)g->size);
+    fc_unmap(g->map, g->size);
     for (int64_t i = 0; g->kv && i < g->n_kv; i++) free(g->kv[i].str_off);
     free(g->kv);
     free(g->kv_sorted);
