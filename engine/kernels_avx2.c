@@ -45,11 +45,10 @@
 #include "engine/kernels.h"
 #include "engine/kernels_impl.h"
 #include "engine/kernels_simd.h"
+#include "engine/kernels_x86.h"
 
 /* --- helpers --- */
 
-#define LOAD128(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
-#define LOAD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define STORE128(p, v) _mm_storeu_si128((__m128i *)(void *)(p), (v))
 #define STORE256(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), (v))
 
@@ -61,37 +60,6 @@
 #define Q8_0_SZ sizeof(BlockQ8_0)
 #define Q8_1_SZ sizeof(BlockQ8_1)
 #define Q8_K_SZ sizeof(BlockQ8_K)
-#define Q8K_QS offsetof(BlockQ8_K, qs)
-#define Q8K_BSUMS offsetof(BlockQ8_K, bsums)
-
-static inline float half_at(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
-}
-
-static inline float f32_at(const uint8_t *p)
-{
-    float f;
-    memcpy(&f, p, sizeof f);
-    return f;
-}
-
-static inline float hsum_ps(__m256 v)
-{
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
-
-static inline float hsum_ps128(__m128 r)
-{
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
 
 static inline int hsum_epi32(__m256i v)
 {
@@ -153,34 +121,6 @@ static inline __m128i rep8x2(int a, int b)
                           (long long)(0x0101010101010101ULL * (uint64_t)a));
 }
 
-/* Q4_K/Q5_K six-bit scales and mins (12 bytes) -> 16 bytes: the 8 scales,
-** then the 8 mins, as llama.cpp unpacks them. */
-static inline __m128i k4_scales_mins(const uint8_t *s12)
-{
-    uint32_t u[4];
-    memcpy(u, s12, 12);
-    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);   /* mins 4..7 */
-    const uint32_t mins03 = u[1] & m6;
-    u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);           /* scales 4..7 */
-    u[2] = mins03;
-    u[0] &= m6;                                               /* scales 0..3 */
-    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
-}
-
-/* Q3_K's 16 six-bit scales (12 bytes) -> 16 signed bytes, offset 32 removed. */
-static inline __m128i q3k_scales(const uint8_t *s12)
-{
-    uint32_t a[3];
-    memcpy(a, s12, 12);
-    const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    const __m128i s = _mm_set_epi32((int)(((a[1] >> 4) & m4) | (((a[2] >> 6) & m2) << 4)),
-                                    (int)(((a[0] >> 4) & m4) | (((a[2] >> 4) & m2) << 4)),
-                                    (int)((a[1] & m4) | (((a[2] >> 2) & m2) << 4)),
-                                    (int)((a[0] & m4) | ((a[2] & m2) << 4)));
-    return _mm_sub_epi8(s, _mm_set1_epi8(32));
-}
-
 /* Stores 32 int8 as floats times d (products, as the reference computes). */
 static inline void store_i8x32_scaled(float *y, __m256i q, __m256 d)
 {
@@ -212,22 +152,6 @@ static inline void store_u8x32_plus(float *y, __m256i q, __m256 d, __m256 m)
 }
 
 /* --- vec_dot: 32-element formats --- */
-
-/* The fp16 fields at p, p + stride, ..., p + 7 stride as 8 floats: packed
-** in general registers (idle in these loops), converted at once. */
-static inline __m256 halves8(const uint8_t *p, size_t stride)
-{
-    uint64_t lo = 0, hi = 0;
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        uint16_t a, b;
-        memcpy(&a, p + (size_t)k * stride, sizeof a);
-        memcpy(&b, p + (size_t)(k + 4) * stride, sizeof b);
-        lo |= (uint64_t)a << (16 * k);
-        hi |= (uint64_t)b << (16 * k);
-    }
-    return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
-}
 
 /* Q4_0, Q4_1, Q5_0 and Q5_1 share one loop (dot_small_blocks): eight
 ** blocks per step, two per register, one block per 128-bit lane. A PairQ
@@ -336,7 +260,7 @@ __attribute__((always_inline)) static inline float dot_small_blocks(int type, in
         if (has_min) tail += half_at(xb + 2) * half_at(yb + 2);
     }
     const __m256 a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    return hsum_ps(a) + hsum_ps(acc_m) + tail;
+    return hsum256(a) + hsum256(acc_m) + tail;
 }
 
 /* Q4_0 row times Q8_0 row; n a multiple of 32. */
@@ -369,7 +293,7 @@ void kb_avx2_vec_dot_q8_0(int64_t n, float *s, const void *vx, const void *vy)
         acc3 = q8_0_block(x + (i + 3) * Q8_0_SZ, y + (i + 3) * Q8_0_SZ, acc3);
     }
     for (; i < nb; i++) acc0 = q8_0_block(x + i * Q8_0_SZ, y + i * Q8_0_SZ, acc0);
-    *s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    *s = hsum256(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
 
 /* Q4_1 row times Q8_1 row: sum d_x d_y (q . y) + m_x s_y per block. */
@@ -432,7 +356,7 @@ void kb_avx2_vec_dot_q2_K(int64_t n, float *s, const void *vx, const void *vy)
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum_ps(acc);
+    *s = hsum256(acc);
 }
 
 /* Q3_K row times Q8_K row. q3 = low 2 bits + 4 * hmask bit, value q3 - 4:
@@ -471,16 +395,7 @@ void kb_avx2_vec_dot_q3_K(int64_t n, float *s, const void *vx, const void *vy)
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum_ps(acc);
-}
-
-/* The min term of Q4_K/Q5_K: returns 4 int32 whose sum is
-** sum_j min_j * (sum of the 32 activations of sub-block j). */
-static inline __m128i k4_min_term(__m256i scales_mins, const uint8_t *yb)
-{
-    const __m256i bs = LOAD256(yb + Q8K_BSUMS);
-    const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-    return _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), bs32);
+    *s = hsum256(acc);
 }
 
 /* Q4_K row times Q8_K row: sum d sc_j (q . y)_j - dmin min_j sum(y)_j over
@@ -516,7 +431,7 @@ void kb_avx2_vec_dot_q4_K(int64_t n, float *s, const void *vx, const void *vy)
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum_ps(acc) + hsum_ps128(acc_m);
+    *s = hsum256(acc) + hsum128(acc_m);
 }
 
 /* Q5_K row times Q8_K row: as Q4_K with a fifth bit per quant from qh
@@ -556,7 +471,7 @@ void kb_avx2_vec_dot_q5_K(int64_t n, float *s, const void *vx, const void *vy)
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum_ps(acc) + hsum_ps128(acc_m);
+    *s = hsum256(acc) + hsum128(acc_m);
 }
 
 /* Q6_K row times Q8_K row: 6-bit quants q (0..63) from ql nibbles and qh
@@ -597,7 +512,7 @@ void kb_avx2_vec_dot_q6_K(int64_t n, float *s, const void *vx, const void *vy)
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum_ps(acc);
+    *s = hsum256(acc);
 }
 
 /* --- vec_dot: float formats --- */
@@ -616,7 +531,7 @@ void kb_avx2_vec_dot_f32(int64_t n, float *s, const void *vx, const void *vy)
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float sum = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) sum += x[i] * y[i];
     *s = sum;
 }
@@ -637,7 +552,7 @@ void kb_avx2_vec_dot_f16(int64_t n, float *s, const void *vx, const void *vy)
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(F16X8(x, i), F16X8(y, i), a0);
 #undef F16X8
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float sum = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) sum += half_at(x + 2 * i) * half_at(y + 2 * i);
     *s = sum;
 }
@@ -672,7 +587,7 @@ void kb_avx2_vec_dot_bf16(int64_t n, float *s, const void *vx, const void *vy)
         a3 = _mm256_fmadd_ps(bf16x8(x + 2 * i + 48), bf16x8(y + 2 * i + 48), a3);
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(bf16x8(x + 2 * i), bf16x8(y + 2 * i), a0);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float sum = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) sum += bf16_at(x + 2 * i) * bf16_at(y + 2 * i);
     *s = sum;
 }

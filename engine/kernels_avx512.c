@@ -40,68 +40,19 @@
 #include "engine/kernels.h"
 #include "engine/kernels_impl.h"
 #include "engine/kernels_simd.h"
+#include "engine/kernels_x86.h"
 
 /* --- helpers --- */
 
-#define LOAD128(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
-#define LOAD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define LOAD512(p) _mm512_loadu_si512((const void *)(p))
 
 #define Q4_0_SZ sizeof(BlockQ4_0)
 #define Q8_0_SZ sizeof(BlockQ8_0)
 #define Q8_K_SZ sizeof(BlockQ8_K)
-#define Q8K_QS offsetof(BlockQ8_K, qs)
-#define Q8K_BSUMS offsetof(BlockQ8_K, bsums)
-
-static inline uint32_t u16_at(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, sizeof h);
-    return h;
-}
-
-static inline float half_at(const uint8_t *p)
-{
-    return _cvtsh_ss((unsigned short)u16_at(p));
-}
-
-static inline float f32_at(const uint8_t *p)
-{
-    float f;
-    memcpy(&f, p, sizeof f);
-    return f;
-}
-
-static inline float hsum256(__m256 v)
-{
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
-
-static inline float hsum128(__m128 r)
-{
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
 
 static inline float hsum512(__m512 v)
 {
     return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
-}
-
-/* The fp16 fields at p, p + stride, ..., p + 7 stride as 8 floats. The
-** halves are packed in general registers (idle in these loops) so the
-** vector side does one conversion for eight blocks. */
-static inline __m256 halves8(const uint8_t *p, size_t stride)
-{
-    const uint64_t lo = (uint64_t)u16_at(p) | (uint64_t)u16_at(p + stride) << 16 |
-                        (uint64_t)u16_at(p + 2 * stride) << 32 | (uint64_t)u16_at(p + 3 * stride) << 48;
-    const uint64_t hi = (uint64_t)u16_at(p + 4 * stride) | (uint64_t)u16_at(p + 5 * stride) << 16 |
-                        (uint64_t)u16_at(p + 6 * stride) << 32 | (uint64_t)u16_at(p + 7 * stride) << 48;
-    return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
 }
 
 /* Permutation index giving [s[2k] x 8, s[2k+1] x 8] from 8 block scales. */
@@ -127,42 +78,6 @@ static inline __m512i rep16x4(int a, int b, int c, int d)
 static inline __m512i with_shifted(__m256i v, int s)
 {
     return _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, s), 1);
-}
-
-/* Q4_K/Q5_K six-bit scales and mins (12 bytes) -> 16 bytes: the 8 scales,
-** then the 8 mins (as kernels_avx2.c). */
-static inline __m128i k4_scales_mins(const uint8_t *s12)
-{
-    uint32_t u[4];
-    memcpy(u, s12, 12);
-    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
-    const uint32_t mins03 = u[1] & m6;
-    u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
-    u[2] = mins03;
-    u[0] &= m6;
-    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
-}
-
-/* Q3_K's 16 six-bit scales -> 16 signed bytes, offset 32 removed. */
-static inline __m128i q3k_scales(const uint8_t *s12)
-{
-    uint32_t a[3];
-    memcpy(a, s12, 12);
-    const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    const __m128i s = _mm_set_epi32((int)(((a[1] >> 4) & m4) | (((a[2] >> 6) & m2) << 4)),
-                                    (int)(((a[0] >> 4) & m4) | (((a[2] >> 4) & m2) << 4)),
-                                    (int)((a[1] & m4) | (((a[2] >> 2) & m2) << 4)),
-                                    (int)((a[0] & m4) | ((a[2] & m2) << 4)));
-    return _mm_sub_epi8(s, _mm_set1_epi8(32));
-}
-
-/* The min term of Q4_K/Q5_K (4 int32 summing to sum_j min_j ysum_j). */
-static inline __m128i k4_min_term(__m256i scales_mins, const uint8_t *yb)
-{
-    const __m256i bs = LOAD256(yb + Q8K_BSUMS);
-    const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-    return _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), bs32);
 }
 
 /* --- vec_dot: Q4_0 and Q8_0 --- */
