@@ -5,10 +5,13 @@
 ** a piece is [s, e) plus its length in characters, and a chunk is the range
 ** from its first piece's start to its last piece's end (pieces are
 ** contiguous because separators stay attached). Only the final chunk text
-** is copied, once.
+** is copied, once. The text is valid UTF-8 (cleanup makes it so, doc.h),
+** and characters are counted with g_utf8_pointer_to_offset.
 */
 #include <stdlib.h>
 #include <string.h>
+
+#include <glib.h>
 
 #include "engine/engine.h"
 #include "rag/chunker.h"
@@ -82,7 +85,7 @@ static size_t sep_at(int level, const char *t, size_t i, size_t e)
         return u[0] == ' ';
     default: {
         size_t adv;
-        utf8_decode(u, left, &adv);
+        utf8_decode(t + i, left, &adv);
         return adv;
     }
     }
@@ -114,7 +117,7 @@ static int cut_pieces(const char *t, size_t s, size_t e, int level, Piece **piec
                 p = q;
                 if (p == NULL) break;
             }
-            p[n++] = (Piece){last, i, utf8_count(t + last, i - last)};
+            p[n++] = (Piece){last, i, (size_t)g_utf8_pointer_to_offset(t + last, t + i)};
             last = i;
         }
     }
@@ -184,8 +187,7 @@ typedef struct CharCursor {
 
 static size_t char_offset(const char *t, CharCursor *c, size_t byte)
 {
-    if (byte >= c->byte) c->chars += utf8_count(t + c->byte, byte - c->byte);
-    else c->chars -= utf8_count(t + byte, c->byte - byte);
+    c->chars += (size_t)g_utf8_pointer_to_offset(t + c->byte, t + byte); /* negative when stepping back */
     c->byte = byte;
     return c->chars;
 }
@@ -274,7 +276,7 @@ static int split_into(const RagDoc *doc, const ChunkOptions *opt, size_t size, s
         if (rc != KB_OK || l->n == before || opt->count_tokens == NULL || opt->max_tokens <= 0) continue;
         Chunk *c = &l->c[l->n - 1];
         int tokens = opt->count_tokens(c->text, c->text_len, opt->user);
-        size_t chars = utf8_count(c->text, c->text_len);
+        size_t chars = (size_t)g_utf8_pointer_to_offset(c->text, c->text + c->text_len);
         if (tokens <= opt->max_tokens || chars <= MIN_CAPPED_SIZE) continue;
         size_t cs = c->start, ce = c->end;
         size_t smaller = (size_t)((double)chars * opt->max_tokens / tokens * 0.9);

@@ -53,7 +53,9 @@ static int is_dropped_cp(uint32_t c)
 /* --- rule 1: one line --- */
 
 /* Spells out the Latin ligatures poppler passes through from fonts that
-** have them, so "ﬁle" is found by "file". Returns bytes written. */
+** have them, so "ﬁle" is found by "file"; any other character c (a valid
+** code point, so at most 4 bytes) is written by g_unichar_to_utf8. Returns
+** bytes written. */
 static size_t put_cp(uint32_t c, char *out)
 {
     static const char *const lig[] = {"ff", "fi", "fl", "ffi", "ffl", "st", "st"};
@@ -62,13 +64,15 @@ static size_t put_cp(uint32_t c, char *out)
         memcpy(out, lig[c - 0xFB00], n);
         return n;
     }
-    return utf8_encode(c, out);
+    return (size_t)g_unichar_to_utf8(c, out);
 }
 
-/* Rewrites s[0..len) in place; the result is never longer (a ligature's
-** spelling is no longer than its 3-byte encoding, a wide space becomes one
-** byte). A soft hyphen survives only at the end of the line, as '-', where
-** it marks a word cut in two. */
+/* Rewrites s[0..len) (any bytes) in place; the result is never longer (a
+** ligature's spelling is no longer than its 3-byte encoding, a wide space
+** becomes one byte) and is valid UTF-8 without NUL: malformed bytes read as
+** U+FFFD, which is dropped, and GLib refuses overlong forms and surrogates.
+** A soft hyphen survives only at the end of the line, as '-', where it marks
+** a word cut in two. */
 size_t clean_line(char *s, size_t len)
 {
     size_t r = 0, w = 0;
@@ -76,8 +80,7 @@ size_t clean_line(char *s, size_t len)
     int space = 0;
     while (r < len) {
         size_t adv;
-        uint32_t c = (unsigned char)s[r] < 0x80 ? (adv = 1, (unsigned char)s[r])
-                                                 : utf8_decode((unsigned char *)s + r, len - r, &adv);
+        uint32_t c = utf8_decode(s + r, len - r, &adv);
         r += adv;
         if (c == 0xAD) {
             if (r < len) continue;
@@ -111,15 +114,11 @@ typedef struct PageLines {
     int n;
 } PageLines;
 
+/* Display columns of s[0..len), a line clean_line made valid UTF-8. */
 static int display_width(const char *s, size_t len)
 {
     int w = 0;
-    for (size_t i = 0; i < len;) {
-        size_t adv;
-        uint32_t c = utf8_decode((const unsigned char *)s + i, len - i, &adv);
-        w += clean_is_wide(c) ? 2 : 1;
-        i += adv;
-    }
+    for (const char *p = s; p < s + len; p = g_utf8_next_char(p)) w += clean_is_wide(g_utf8_get_char(p)) ? 2 : 1;
     return w;
 }
 
@@ -276,9 +275,7 @@ static int join_line(RagDoc *doc, const Line *l)
 {
     const char *t = doc->text;
     size_t n = doc->len;
-    uint32_t first;
-    size_t adv;
-    first = utf8_decode((const unsigned char *)l->s, l->len, &adv);
+    uint32_t first = g_utf8_get_char(l->s); /* a cleaned, non-empty line: valid UTF-8 */
     if (n >= 2 && t[n - 1] == '-' && islower((unsigned char)t[n - 2]) && islower((unsigned char)l->s[0])) {
         doc->len--;
         return doc_append(doc, l->s, l->len);

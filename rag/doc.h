@@ -84,7 +84,8 @@ int load_text(RagDoc *doc /* OUT */, const unsigned char *data, size_t len, RagK
 
 /* --- cleanup (clean.c) --- */
 
-/* Cleans one line in place (rule 1 above) and returns its new length. */
+/* Cleans one line in place (rule 1 above) and returns its new length. The
+** line may hold any bytes; the result is valid UTF-8 without NUL. */
 size_t clean_line(char *s, size_t len);
 
 /* Builds doc->text and doc->page_start from raw page texts (rules 1-3).

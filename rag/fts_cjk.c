@@ -70,13 +70,11 @@ static int emit_word(const char *t, int n, int i, void *ctx, TokenFn token, int 
     int start = i, len = 0;
     while (i < n) {
         size_t adv;
-        uint32_t c = (unsigned char)t[i] < 0x80 ? (adv = 1, (unsigned char)t[i])
-                                                 : utf8_decode((const unsigned char *)t + i, (size_t)(n - i), &adv);
-        c = fold_width(c);
+        uint32_t c = fold_width(utf8_decode(t + i, (size_t)(n - i), &adv));
         if (!is_word_cp(c)) break;
         if (len < WORD_MAX) {
             if (c < 0x80) buf[len++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-            else len += (int)utf8_encode(g_unichar_tolower(c), buf + len);
+            else len += g_unichar_to_utf8(g_unichar_tolower(c), buf + len); /* a valid code point: 4 bytes at most */
         }
         i += (int)adv;
     }
@@ -92,7 +90,7 @@ static int emit_cjk_run(const char *t, int n, int i, int query, void *ctx, Token
     *rc = SQLITE_OK;
     while (i < n && *rc == SQLITE_OK) {
         size_t adv;
-        uint32_t c = utf8_decode((const unsigned char *)t + i, (size_t)(n - i), &adv);
+        uint32_t c = utf8_decode(t + i, (size_t)(n - i), &adv);
         if (!clean_is_cjk(c)) break;
         if (prev >= 0) *rc = token(ctx, 0, t + prev, i + (int)adv - prev, prev, i + (int)adv);
         prev = i;
@@ -111,8 +109,7 @@ static int cjk_tokenize(Fts5Tokenizer *tok, void *ctx, int flags, const char *te
     int query = (flags & FTS5_TOKENIZE_QUERY) != 0, rc = SQLITE_OK;
     for (int i = 0; i < n && rc == SQLITE_OK;) {
         size_t adv;
-        uint32_t c = (unsigned char)text[i] < 0x80 ? (adv = 1, (unsigned char)text[i])
-                                                    : utf8_decode((const unsigned char *)text + i, (size_t)(n - i), &adv);
+        uint32_t c = utf8_decode(text + i, (size_t)(n - i), &adv);
         if (clean_is_cjk(c)) i = emit_cjk_run(text, n, i, query, ctx, token, &rc);
         else if (is_word_cp(fold_width(c))) i = emit_word(text, n, i, ctx, token, &rc);
         else i += (int)adv;

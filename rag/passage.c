@@ -74,7 +74,7 @@ static const char *joiner(const char *a, size_t na, const char *b)
     size_t adv;
     if (na == 0 || b[0] == '\0') return "";
     if (passage_ends_sentence(a)) return "\n";
-    uint32_t last = utf8_last(a, na), first = utf8_decode((const unsigned char *)b, strlen(b), &adv);
+    uint32_t last = utf8_last(a, na), first = utf8_decode(b, strlen(b), &adv);
     return clean_is_wide(last) || clean_is_wide(first) ? "" : " ";
 }
 
@@ -126,12 +126,12 @@ size_t passage_sentence_end(const char *rest, int max_chars)
     size_t n = strlen(rest), i = 0;
     for (int chars = 0; i < n && chars < max_chars; chars++) {
         size_t adv;
-        uint32_t c = utf8_decode((const unsigned char *)rest + i, n - i, &adv);
+        uint32_t c = utf8_decode(rest + i, n - i, &adv);
         if (c == '\n') return i;
         i += adv;
         if (!is_final_mark(c)) continue;
         if (c < 0x80 && i < n && rest[i] != ' ' && rest[i] != '\n' && !is_closer((unsigned char)rest[i])) continue; /* 3.5, e.g. */
-        while (i < n && is_closer(utf8_decode((const unsigned char *)rest + i, n - i, &adv))) i += adv;
+        while (i < n && is_closer(utf8_decode(rest + i, n - i, &adv))) i += adv;
         return i;
     }
     return 0;

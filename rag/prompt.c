@@ -46,7 +46,7 @@ RagLang rag_text_lang(const char *text)
     size_t n = strlen(text), cjk = 0, letters = 0;
     for (size_t i = 0; i < n;) {
         size_t adv;
-        uint32_t c = utf8_decode((const unsigned char *)text + i, n - i, &adv);
+        uint32_t c = utf8_decode(text + i, n - i, &adv);
         if (clean_is_cjk(c)) cjk++, letters++;
         else if (g_unichar_isalpha(c)) letters++;
         i += adv;

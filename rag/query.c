@@ -117,7 +117,7 @@ static int on_token(void *ctx, int flags, const char *tok, int n, int start, int
     (void)flags, (void)start, (void)end;
     QTerms *t = ctx;
     size_t adv, len = (size_t)n;
-    uint32_t c = utf8_decode((const unsigned char *)tok, len, &adv);
+    uint32_t c = utf8_decode(tok, len, &adv);
     if (clean_is_cjk(c)) {
         if (adv == len) return add_term(t, tok, len, 1) == KB_OK ? SQLITE_OK : SQLITE_NOMEM; /* a lone character */
         if (has_function_char(tok, len)) return SQLITE_OK;

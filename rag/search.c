@@ -35,7 +35,7 @@ static void count_word(const char *w, size_t n, int *cjk, int *other)
     *cjk = *other = 0;
     for (size_t i = 0; i < n;) {
         size_t adv;
-        uint32_t c = utf8_decode((const unsigned char *)w + i, n - i, &adv);
+        uint32_t c = utf8_decode(w + i, n - i, &adv);
         if (clean_is_cjk(c)) (*cjk)++;
         else if (g_unichar_isalnum(c)) (*other)++;
         i += adv;

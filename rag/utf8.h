@@ -1,82 +1,43 @@
 /*
-** utf8.h: the few UTF-8 steps rag/ needs in its hot loops (cleanup, chunker,
-** FTS5 tokenizer), inline because they run once per character of every
-** document. Internal to rag/.
+** utf8.h: reading one character of text that may not be valid UTF-8, on top
+** of GLib's UTF-8 functions. GLib answers "not a character" for malformed
+** input; rag/ needs every byte to read as something so that loops over
+** hostile files always make progress, hence this thin layer. Everything
+** else (encoding, counting, stepping) is GLib's, called where it is used.
+** Internal to rag/.
 */
 #ifndef KB_RAG_UTF8_H
 #define KB_RAG_UTF8_H
 
 #include <stddef.h>
-#include <stdint.h>
 
-/* Decodes the code point at s[0..n) (n >= 1) and stores its byte length in
-** *adv. Malformed or truncated sequences decode as U+FFFD of length 1, so a
-** caller always makes progress. */
-static inline uint32_t utf8_decode(const unsigned char *s, size_t n, size_t *adv)
+#include <glib.h>
+
+/* Decodes the character at s[0..n) (n >= 1, any bytes) and stores its byte
+** length in *adv. Malformed or truncated sequences, which
+** g_utf8_get_char_validated answers with (gunichar)-1 or -2, read as U+FFFD
+** of length 1, so a caller always makes progress. ASCII (NUL included) is
+** answered inline: it is most of the text and needs no call into GLib. */
+static inline gunichar utf8_decode(const char *s, size_t n, size_t *adv)
 {
-    uint32_t c = s[0];
-    if (c < 0x80) {
-        *adv = 1;
-        return c;
-    }
-    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-    if (need == 0 || need > n || c > 0xF4) {
-        *adv = 1;
-        return 0xFFFD;
-    }
-    uint32_t cp = c & (0x7F >> need);
-    for (size_t i = 1; i < need; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            *adv = 1;
-            return 0xFFFD;
-        }
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    *adv = need;
-    return cp;
+    *adv = 1;
+    if ((unsigned char)s[0] < 0x80) return (unsigned char)s[0];
+    gunichar c = g_utf8_get_char_validated(s, (gssize)n);
+    if (c >= (gunichar)-2) return 0xFFFD;
+    *adv = (size_t)(g_utf8_next_char(s) - s);
+    return c;
 }
 
-/* Writes code point c as UTF-8 into out (room for 4) and returns its length. */
-static inline size_t utf8_encode(uint32_t c, char *out)
+/* The character that ends s[0..n) (any bytes), or 0 when s is empty:
+** g_utf8_find_prev_char finds where the last sequence starts, utf8_decode
+** reads it. Bytes that do not end a whole character read as U+FFFD. */
+static inline gunichar utf8_last(const char *s, size_t n)
 {
-    if (c < 0x80) {
-        out[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        out[0] = (char)(0xC0 | (c >> 6));
-        out[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        out[0] = (char)(0xE0 | (c >> 12));
-        out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (c >> 18));
-    out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
-/* Number of code points in s[0..n): every byte that is not a continuation. */
-static inline size_t utf8_count(const char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return k;
-}
-
-/* The code point that ends at s[n-1] (n >= 1), or 0 when s is empty. */
-static inline uint32_t utf8_last(const char *s, size_t n)
-{
-    if (n == 0) return 0;
-    size_t i = n - 1;
-    while (i > 0 && n - i < 4 && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
+    const char *p = g_utf8_find_prev_char(s, s + n);
+    if (p == NULL) return n ? 0xFFFD : 0;
     size_t adv;
-    return utf8_decode((const unsigned char *)s + i, n - i, &adv);
+    gunichar c = utf8_decode(p, (size_t)(s + n - p), &adv);
+    return p + adv == s + n ? c : 0xFFFD;
 }
 
 #endif /* KB_RAG_UTF8_H */

@@ -19,7 +19,6 @@
 
 #include "engine/engine.h"
 #include "rag/chunker.h"
-#include "rag/utf8.h"
 #include "tests/testutil.h"
 
 /* Makes a one-page-less document holding text. */
@@ -165,7 +164,7 @@ static void test_chunker_records_page_section_and_char_range(void **state)
 static int count_chars(const char *text, size_t len, void *user)
 {
     (*(int *)user)++;
-    return (int)utf8_count(text, len);
+    return (int)g_utf8_strlen(text, (gssize)len);
 }
 
 static void test_chunker_token_cap_splits_further(void **state)
@@ -184,7 +183,7 @@ static void test_chunker_token_cap_splits_further(void **state)
     assert_true(calls > n);
     size_t total = 0;
     for (int i = 0; i < n; i++) {
-        assert_true(utf8_count(c[i].text, c[i].text_len) <= 20);
+        assert_true(g_utf8_strlen(c[i].text, (gssize)c[i].text_len) <= 20);
         if (i > 0) assert_true(c[i].char_start <= c[i - 1].char_end);
         total = c[i].char_end;
     }

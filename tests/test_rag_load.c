@@ -313,6 +313,23 @@ static void test_clean_line_normalises_spaces_controls_and_ligatures(void **stat
     assert_string_equal(s, "exam-");
 }
 
+/* Hostile bytes (stray continuations, overlong forms, surrogates, code
+** points past U+10FFFF, NUL, a sequence cut by the end) are dropped one byte
+** at a time; valid characters of every length survive; the line is valid
+** UTF-8 afterwards. */
+static void test_clean_line_drops_malformed_utf8(void **state)
+{
+    (void)state;
+    static const char in[] = "\x80x\xFFy\xC0\xAFz\xE0\x80\x80w \xED\xA0\x80s\xF4\x90\x80\x80t\xF8\x88\x80\x80\x80u"
+                             "a\0b \xC3\xA9\xE4\xB8\xAD\xF0\x9F\x98\x80 \xE4\xB8";
+    char s[sizeof in];
+    memcpy(s, in, sizeof in);
+    size_t n = clean_line(s, sizeof in - 1);
+    assert_true(g_utf8_validate(s, (gssize)n, NULL));
+    s[n] = '\0';
+    assert_string_equal(s, "xyzw stuab \xC3\xA9\xE4\xB8\xAD\xF0\x9F\x98\x80");
+}
+
 #define FIX(t) cmocka_unit_test_setup_teardown(t, fix_setup, fix_teardown)
 
 int main(void)
@@ -329,6 +346,7 @@ int main(void)
         FIX(test_load_markdown_headings_become_sections),
         FIX(test_load_bad_files_give_reasons),
         cmocka_unit_test(test_clean_line_normalises_spaces_controls_and_ligatures),
+        cmocka_unit_test(test_clean_line_drops_malformed_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, ragfix_cleanup);
 }

@@ -416,6 +416,9 @@ static void test_query_terms_drop_stop_words_and_stem(void **state)
     t = terms_of("");
     assert_string_equal(t, "");
     g_free(t);
+    t = terms_of("caf\xC3 pump\xE4\xB8\xAD\xE6 \xFF\xFE\x80strainer\xF0\x9F"); /* malformed bytes separate words */
+    assert_string_equal(t, "caf pump* 中* strainer*");
+    g_free(t);
 }
 
 static void test_query_coverage_weights_rare_terms(void **state)
@@ -460,6 +463,9 @@ static void test_passage_merge_and_expand(void **state)
     assert_true(passage_ends_sentence("完了。」"));
     assert_false(passage_ends_sentence("version 3"));
     assert_false(passage_ends_sentence(""));
+    assert_false(passage_ends_sentence("Cut.\x80"));      /* a stray continuation byte ends no sentence */
+    assert_false(passage_ends_sentence("Cut.\xE3\x80")); /* nor a truncated 。 */
+    assert_true(passage_ends_sentence("\x80\x80完了。"));
     assert_int_equal(passage_sentence_end("Pi is 3.14 exactly. Next", 100), strlen("Pi is 3.14 exactly."));
     cand_clear(&p);
     cand_clear(&q);
