@@ -103,7 +103,7 @@ int cmd_kb_create(const CliArgs *a, const char *const *args, int n_args)
     RagEmbedId id;
     int has_model = 0;
     char err[1200];
-    if (kbops_create(rag, &cfg, args[0], &id, &has_model, err, sizeof err) != KB_OK) {
+    if (kbops_create(rag, &cfg, cfg.model_path, args[0], &id, &has_model, err, sizeof err) != KB_OK) {
         fprintf(stderr, "kbchat: %s\n", err);
         code = CLI_EXIT_FAIL;
     }

@@ -55,14 +55,14 @@ int kbops_embedder_for(Rag *rag, const char *name, const char *spec, const char 
     return rc;
 }
 
-int kbops_create(Rag *rag, const KbConfig *cfg, const char *name, RagEmbedId *id, int *has_model, char *err,
-                 size_t errlen)
+int kbops_create(Rag *rag, const KbConfig *cfg, const char *chat_model, const char *name, RagEmbedId *id,
+                 int *has_model, char *err, size_t errlen)
 {
     const char *path;
     char why[1024];
     memset(id, 0, sizeof *id);
     *has_model = 0;
-    int rc = kbops_embed_path(cfg->embedding_model, cfg->model_path, &path, err, errlen);
+    int rc = kbops_embed_path(cfg->embedding_model, chat_model, &path, err, errlen);
     if (rc == KB_OK && path && (rc = rag_embed_identify(path, id, why, sizeof why)) != KB_OK)
         snprintf(err, errlen, "embedding model: %s", why);
     if (rc != KB_OK) return rc;

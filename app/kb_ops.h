@@ -36,12 +36,13 @@ int kbops_embedder_for(Rag *rag, const char *name, const char *spec, const char 
 
 /* Creates knowledge base `name` with the settings of cfg then in force:
 ** chunking.size and chunking.overlap, and the identity of embedding.model
-** (its header only; "chat" = model.path), which the base is pinned to.
+** (its header only; "chat" = chat_model, the chat model's file), which
+** the base is pinned to.
 ** *id receives that identity and *has_model whether there is one.
 ** Returns KB_OK; the identification's or rag_kb_create's code (message in
 ** err: a bad or taken name, an unreadable model). */
-int kbops_create(Rag *rag, const KbConfig *cfg, const char *name, RagEmbedId *id /* OUT */, int *has_model /* OUT */,
-                 char *err, size_t errlen);
+int kbops_create(Rag *rag, const KbConfig *cfg, const char *chat_model, const char *name, RagEmbedId *id /* OUT */,
+                 int *has_model /* OUT */, char *err, size_t errlen);
 
 /* The test hook KBCHAT_TEST_SYNC_DELAY_MS: milliseconds to pause after
 ** each committed document (RagSyncOptions.delay_ms); 0 when unset. */
