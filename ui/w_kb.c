@@ -447,6 +447,7 @@ static int kbview_on_key(Widget *w, const UiKey *k)
     KbView *v = (KbView *)w;
     v->action[0] = '\0';
     if (v->ask != KB_ASK_NONE) return kb_ask_key(v, k);
+    if (k->alt) return 0; /* Alt-o is not o */
     return v->files_view ? kb_files_key(v, k) : kb_list_key(v, k);
 }
 
