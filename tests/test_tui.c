@@ -607,6 +607,16 @@ static void write_docs(Tui *t, const char *name, int n)
     free(pdf), free(dir);
 }
 
+/* Types k, waits for the y/n question, answers y and waits for the
+** outcome; returns the screen then (caller frees). */
+static char *confirm_yes(Tui *t, const char *k, const char *question, const char *outcome)
+{
+    keys(t, k);
+    free(wait_for(t, question, 3000));
+    keys(t, "y");
+    return wait_for(t, outcome, 3000);
+}
+
 /* At 100x30: F2 creates a base, adds a folder typed with Tab completion and
 ** syncs it in the background (slowed by the test hook); the panel shows a
 ** progress bar; closed, the status bar shows the indexing while a question
@@ -665,10 +675,7 @@ static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
     assert_non_null(strstr(s, "FAILED  x.pdf: not a PDF"));
     free(s);
     key(t, "Down"); /* from the source to the first file */
-    keys(t, "d");
-    free(wait_for(t, "Remove note01.txt from notes? y/n", 3000));
-    keys(t, "y");
-    s = wait_for(t, "Removed note01.txt from notes (1 document).", 3000);
+    s = confirm_yes(t, "d", "Remove note01.txt from notes? y/n", "Removed note01.txt from notes (1 document).");
     assert_null(strstr(s, "ok      note01.txt"));
     free(s);
     key(t, "Escape");
@@ -676,10 +683,8 @@ static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
     s = wait_for(t, "Knowledge bases", 3000);
     assert_non_null(strstr(s, "10 docs (some failed)"));
     free(s);
-    keys(t, "D");
-    free(wait_for(t, "Delete knowledge base notes and its index? y/n", 3000));
-    keys(t, "y");
-    s = wait_for(t, "Deleted knowledge base notes (your files are untouched).", 3000);
+    s = confirm_yes(t, "D", "Delete knowledge base notes and its index? y/n",
+                    "Deleted knowledge base notes (your files are untouched).");
     assert_null(strstr(s, " docs "));
     free(s);
     key(t, "Escape");
