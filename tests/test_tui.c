@@ -260,8 +260,9 @@ static void test_tui_signals_restore_terminal(void **state)
 }
 
 /* Runs kbchat --config tui.yaml ARGS (up to five, NULL-ended) in the
-** sandbox, without a terminal; expects exit status 0. */
-static void kbchat_cli(Tui *t, const char *a1, const char *a2, const char *a3, const char *a4, const char *a5)
+** sandbox, without a terminal; expects exit status 0. Returns its standard
+** output (caller frees). */
+static char *kbchat_cli_out(Tui *t, const char *a1, const char *a2, const char *a3, const char *a4, const char *a5)
 {
     const char *argv[] = {t->bin, "--config", "tui.yaml", a1, a2, a3, a4, a5, NULL};
     char home[600], *out = NULL, *err = NULL;
@@ -270,7 +271,14 @@ static void kbchat_cli(Tui *t, const char *a1, const char *a2, const char *a3, c
     const char *env[] = {home, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "KBCHAT_CONFIG=", NULL};
     assert_int_equal(testutil_run(argv, env, t->dir, 60, &out, &err, &status), 0);
     if (status != 0) fail_msg("kbchat %s %s: exit %d\n%s", a1, a2, status, err);
-    free(out), free(err);
+    free(err);
+    return out;
+}
+
+/* kbchat_cli_out without the output. */
+static void kbchat_cli(Tui *t, const char *a1, const char *a2, const char *a3, const char *a4, const char *a5)
+{
+    free(kbchat_cli_out(t, a1, a2, a3, a4, a5));
 }
 
 /* F2 lists the knowledge bases and Enter searches one; the answer is then
@@ -692,6 +700,37 @@ static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
     quit_and_check_terminal(t);
 }
 
+/* Quitting while a sync runs stops it between two documents: kbchat ends
+** at once with status 0 (under ASan: nothing leaked, the thread joined),
+** the documents committed stay, the base is not marked synced, and the
+** next `kbchat kb sync` finishes the job. */
+static void test_tui_quit_stops_background_sync(void **state)
+{
+    Tui *t = *state;
+    write_docs(t, "fixtures", 10);
+    kbchat_cli(t, "kb", "create", "notes", "--folder", "fixtures");
+    tui_start(t, 100, 30, "KBCHAT_TEST_SYNC_DELAY_MS=1000", NULL);
+    free(wait_for(t, "Ctrl-C×2: quit", 5000)); /* the start is done */
+    key(t, "F2");
+    free(wait_for(t, "never synced", 3000));
+    keys(t, "s");
+    free(wait_for(t, "syncing ", 3000));
+    free(wait_for(t, "indexing notes 1/11 files", 5000));
+    key(t, "Escape");
+    nap_ms(100);
+    quit_and_check_terminal(t); /* within wait_file's 10 s, though 9 documents were still to do */
+    char *out = kbchat_cli_out(t, "kb", "status", "notes", NULL, NULL);
+    assert_non_null(strstr(out, "last sync:       never"));
+    assert_null(strstr(out, "documents:       11"));
+    free(out);
+    out = kbchat_cli_out(t, "kb", "sync", "notes", NULL, NULL);
+    assert_non_null(strstr(out, "/fixtures/x.pdf: not a PDF"));
+    free(out);
+    out = kbchat_cli_out(t, "kb", "status", "notes", NULL, NULL);
+    assert_non_null(strstr(out, "documents:       11 (10 indexed, 1 failed)"));
+    free(out);
+}
+
 /* At 60x15: the panel, its keys, its entry and its messages fit; a bad
 ** name and a missing folder each get one clear message; Tab lists the
 ** candidates when they differ and expands ~; the editor's Alt-Enter is a
@@ -784,6 +823,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tui_sessions_panel, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_kb_panel_creates_and_syncs_while_chatting, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_kb_panel_fits_at_60x15, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_quit_stops_background_sync, tui_setup, tui_teardown),
     };
     if (!have_tmux()) {
         printf("[  SKIPPED ] tmux is not installed\n");
