@@ -28,6 +28,8 @@ static int kb_rag_fail(ChatApp *app, int rc)
     return chat_fail(app, rc, "%s", rag_errmsg(app->rag));
 }
 
+/* Creates base name as `kbchat kb create` does; the chat model stands for
+** embedding.model "chat". Idle only (app.h). */
 int chat_kb_create(ChatApp *app, const char *name)
 {
     RagEmbedId id;
@@ -40,6 +42,7 @@ int chat_kb_create(ChatApp *app, const char *name)
     return rc;
 }
 
+/* Adds path (~ expanded) to base name. Idle only. */
 int chat_kb_add(ChatApp *app, const char *name, const char *path)
 {
     char *full = path_expand_home(path);
@@ -49,6 +52,7 @@ int chat_kb_add(ChatApp *app, const char *name, const char *path)
     return rc;
 }
 
+/* Removes path from base name, unless the base is being synced. Idle only. */
 int chat_kb_remove(ChatApp *app, const char *name, const char *path, int64_t *n_docs)
 {
     if (n_docs) *n_docs = 0;
@@ -59,6 +63,8 @@ int chat_kb_remove(ChatApp *app, const char *name, const char *path, int64_t *n_
     return rc;
 }
 
+/* Deletes base name, unless it is being synced; stops searching it when it
+** was in use. Idle only. */
 int chat_kb_delete(ChatApp *app, const char *name)
 {
     if (kb_is_syncing(app, name))
@@ -69,6 +75,7 @@ int chat_kb_delete(ChatApp *app, const char *name)
     return rc;
 }
 
+/* Lists the documents of base name (failed ones too). Idle only. */
 int chat_kb_files(ChatApp *app, const char *name, RagFile **out, int *n)
 {
     *out = NULL;
@@ -78,6 +85,7 @@ int chat_kb_files(ChatApp *app, const char *name, RagFile **out, int *n)
     return rc;
 }
 
+/* Frees a chat_kb_files list; NULL is fine. */
 void chat_free_files(RagFile *files, int n)
 {
     rag_files_free(files, n);

@@ -11,6 +11,7 @@
 #include "app/kb_ops.h"
 #include "engine/engine.h"
 
+/* Which model file embedding.model names (kb_ops.h); spec is never NULL. */
 int kbops_embed_path(const char *spec, const char *chat_model, const char **path, char *err, size_t errlen)
 {
     *path = NULL;
@@ -27,6 +28,7 @@ int kbops_embed_path(const char *spec, const char *chat_model, const char **path
     return KB_EINVAL;
 }
 
+/* Opens spec's embedding model, NULL when none (kb_ops.h). */
 int kbops_open_embedder(const char *spec, const char *chat_model, int threads, RagEmbedder **e, char *err,
                         size_t errlen)
 {
@@ -40,6 +42,7 @@ int kbops_open_embedder(const char *spec, const char *chat_model, int threads, R
     return rc;
 }
 
+/* The embedding model for base name, opened only when it has vectors (kb_ops.h). */
 int kbops_embedder_for(Rag *rag, const char *name, const char *spec, const char *chat_model, int threads,
                        RagEmbedder **e, char *err, size_t errlen)
 {
@@ -55,6 +58,7 @@ int kbops_embedder_for(Rag *rag, const char *name, const char *spec, const char 
     return rc;
 }
 
+/* Creates base name with cfg's chunking and pinned embedding model (kb_ops.h). */
 int kbops_create(Rag *rag, const KbConfig *cfg, const char *chat_model, const char *name, RagEmbedId *id,
                  int *has_model, char *err, size_t errlen)
 {
@@ -74,6 +78,7 @@ int kbops_create(Rag *rag, const KbConfig *cfg, const char *chat_model, const ch
     return rc;
 }
 
+/* KBCHAT_TEST_SYNC_DELAY_MS as a number, 0 when unset (a test hook). */
 int kbops_test_delay_ms(void)
 {
     const char *delay = getenv("KBCHAT_TEST_SYNC_DELAY_MS");

@@ -110,6 +110,8 @@ static void sync_free(KbSyncJob *j)
     free(j);
 }
 
+/* Starts the sync of base name on its own thread, copying every setting
+** it needs; refuses a second one. Front end's thread only. */
 int chat_sync_start(ChatApp *app, const char *name)
 {
     if (app->sync)
@@ -136,6 +138,7 @@ int chat_sync_start(ChatApp *app, const char *name)
     return KB_OK;
 }
 
+/* Copies the progress record under the job's mutex (zeros when none). */
 void chat_sync_state(ChatApp *app, ChatSyncState *st)
 {
     memset(st, 0, sizeof *st);
@@ -167,6 +170,7 @@ static void sync_note(const KbSyncJob *j, char *note, size_t n)
     if (k < n && s->warnings) snprintf(note + k, n - k, "; warning: %s", j->warning);
 }
 
+/* Joins a finished sync and writes its note; 0 while none has finished. */
 int chat_sync_collect(ChatApp *app, char *note, size_t n, int *failed)
 {
     KbSyncJob *j = app->sync;
@@ -184,6 +188,7 @@ int chat_sync_collect(ChatApp *app, char *note, size_t n, int *failed)
     return 1;
 }
 
+/* Asks the sync to stop between documents and waits for its thread. */
 void chat_sync_stop(ChatApp *app)
 {
     KbSyncJob *j = app->sync;

@@ -12,6 +12,7 @@
 
 #include "app/app.h"
 
+/* path with a leading ~ made $HOME (malloc'd); other paths copied. */
 char *path_expand_home(const char *path)
 {
     const char *home = getenv("HOME");
@@ -28,6 +29,7 @@ typedef struct PathCand {
     int is_dir;
 } PathCand;
 
+/* qsort order of candidates: by name, bytewise. */
 static int path_cmp_cand(const void *a, const void *b)
 {
     return strcmp(((const PathCand *)a)->name, ((const PathCand *)b)->name);
@@ -89,6 +91,8 @@ static void path_list(const PathCand *c, int n, char *list, size_t listlen)
     }
 }
 
+/* Tab for a typed path (app.h): the longest common prefix of the names
+** that fit, '/' after a sole folder, the list when several fit. */
 int path_complete(const char *typed, char **out, char *list, size_t listlen)
 {
     const char *slash = strrchr(typed, '/');

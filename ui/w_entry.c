@@ -9,6 +9,7 @@
 
 #include "ui/widget.h"
 
+/* Paints UTF-8 s from (y, x), whole characters within cols columns. */
 void ui_put_text(WINDOW *win, int y, int x, const char *s, int cols)
 {
     size_t n;
@@ -24,6 +25,7 @@ void ui_put_text(WINDOW *win, int y, int x, const char *s, int cols)
     free(ws);
 }
 
+/* Replaces the entry's text, cut at a character boundary when too long. */
 void entry_set(LineEntry *e, const char *text)
 {
     size_t n = strlen(text);
@@ -51,6 +53,7 @@ static void entry_put(LineEntry *e, wint_t c)
     e->text[len + (size_t)n] = '\0';
 }
 
+/* Applies an editing key to the entry; 0 when the key is not an edit. */
 int entry_key(LineEntry *e, const UiKey *k)
 {
     size_t len = strlen(e->text);
@@ -73,6 +76,8 @@ int entry_key(LineEntry *e, const UiKey *k)
     return 1;
 }
 
+/* Paints prompt, the tail of the text that fits, and a cursor block;
+** assumes cols >= 1 and the caller's attributes set. */
 void entry_draw(const LineEntry *e, WINDOW *win, int y, int x, int cols, const char *prompt)
 {
     size_t n;

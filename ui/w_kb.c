@@ -63,6 +63,7 @@ static void kb_clear_files(KbView *v)
     v->n_files = v->row = 0;
 }
 
+/* Frees the list and the files view; the view stays usable (empty). */
 static void kb_clear(KbView *v)
 {
     kb_clear_files(v);
@@ -113,6 +114,7 @@ static int kb_reload(KbView *v, const char *keep)
     return 0;
 }
 
+/* Opens the panel on app's list (idle only), selecting the base in use. */
 int kbview_load(Widget *w, ChatApp *app)
 {
     KbView *v = (KbView *)w;
@@ -123,6 +125,7 @@ int kbview_load(Widget *w, ChatApp *app)
     return kb_reload(v, conv_kb(chat_conversation(app)));
 }
 
+/* Reads the list again, keeping the selected base, view and row. */
 int kbview_refresh(Widget *w)
 {
     KbView *v = (KbView *)w;
@@ -130,12 +133,14 @@ int kbview_refresh(Widget *w)
     return kb_reload(v, v->sel < v->n ? v->kbs[v->sel].name : NULL);
 }
 
+/* Takes a copy of the sync's progress; repaints when it changed. */
 void kbview_set_sync(Widget *w, const ChatSyncState *st)
 {
     KbView *v = (KbView *)w;
     if (memcmp(&v->sync, st, sizeof *st) != 0) v->sync = *st, w->needs_redraw = 1;
 }
 
+/* The command to run after UI_QUIT ("" none). */
 const char *kbview_action(Widget *w)
 {
     return ((KbView *)w)->action;
@@ -267,6 +272,8 @@ static void kb_draw_rows(KbView *v, int y0, int y1, int cols)
     }
 }
 
+/* Paints the box from the bottom up: keys, the question or entry, Tab's
+** candidates, the message, the progress bar; the rows fill what is left. */
 static void kbview_draw(Widget *w)
 {
     KbView *v = (KbView *)w;
@@ -451,6 +458,7 @@ static int kbview_on_key(Widget *w, const UiKey *k)
     return v->files_view ? kb_files_key(v, k) : kb_list_key(v, k);
 }
 
+/* Takes most of the area given (only stores the place). */
 static void kbview_resize(Widget *w, int y, int x, int h, int width)
 {
     int bh = h > 4 ? h - 2 : h, bw = width > 8 ? width - 4 : width;
@@ -459,6 +467,7 @@ static void kbview_resize(Widget *w, int y, int x, int h, int width)
 
 static const WidgetOps kbview_ops = {kbview_draw, kbview_on_key, kbview_resize};
 
+/* An empty panel; NULL when out of memory. */
 Widget *kbview_new(void)
 {
     KbView *v = calloc(1, sizeof *v);
@@ -466,6 +475,7 @@ Widget *kbview_new(void)
     return v ? &v->base : NULL;
 }
 
+/* Frees the panel and its lists; NULL is a no-op. */
 void kbview_free(Widget *w)
 {
     if (w == NULL) return;
