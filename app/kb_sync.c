@@ -158,6 +158,10 @@ static void sync_note(const KbSyncJob *j, char *note, size_t n)
         snprintf(note, n, "kb %s: the sync failed: %s", j->kb, j->errmsg);
         return;
     }
+    if (!s->cancelled && read + s->failed + s->moved + s->removed + s->warnings == 0) {
+        snprintf(note, n, "kb %s: up to date, %lld file%s unchanged", j->kb, same, same == 1 ? "" : "s");
+        return;
+    }
     if (s->cancelled)
         k = (size_t)snprintf(note, n, "kb %s: sync stopped after %lld of %lld files", j->kb, read + s->failed,
                              (long long)j->st.files_total);

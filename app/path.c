@@ -112,7 +112,8 @@ int path_complete(const char *typed, char **out, char *list, size_t listlen)
         while (k < common && c[i].name[k] == c[0].name[k]) k++;
         common = k;
     }
-    while (common > 0 && n > 1 && ((unsigned char)c[0].name[common] & 0xC0) == 0x80) common--; /* whole characters */
+    size_t blen = strlen(typed + dlen);
+    while (common > blen && ((unsigned char)c[0].name[common] & 0xC0) == 0x80) common--; /* whole characters */
     if (n > 0) {
         size_t len = dlen + common + 2;
         *out = malloc(len);

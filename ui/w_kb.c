@@ -311,7 +311,7 @@ static void kbview_draw(Widget *w)
 /* Enter on the name entry: creates the knowledge base. */
 static void kb_do_create(KbView *v)
 {
-    char name[72];
+    char name[sizeof v->entry.text];
     snprintf(name, sizeof name, "%s", v->entry.text);
     if (chat_kb_create(v->app, v->entry.text) != KB_OK) {
         kb_say(v, 1, "%s", chat_errmsg(v->app)); /* the entry stays for a corrected name */
