@@ -148,7 +148,19 @@ const char *kbview_action(Widget *w)
 
 /* --- drawing --- */
 
-/* The list's line about kbs[i]. */
+/* The width of the list's name column: the longest name, 4..20. */
+static int kb_name_width(const KbView *v)
+{
+    int w = 4;
+    for (int i = 0; i < v->n; i++) {
+        int len = (int)strlen(v->kbs[i].name);
+        if (len > w) w = len > 20 ? 20 : len;
+    }
+    return w;
+}
+
+/* The list's line about kbs[i]: state before the search kind, so that a
+** narrow panel still shows "syncing 37%". */
 static void kb_label(const KbView *v, int i, char *out, size_t n)
 {
     const RagKbInfo *k = &v->kbs[i];
@@ -157,9 +169,9 @@ static void kb_label(const KbView *v, int i, char *out, size_t n)
     struct tm tm;
     if (v->sync.running && strcmp(v->sync.kb, k->name) == 0) snprintf(state, sizeof state, "syncing %d%%", v->sync.percent);
     else if (k->last_sync && localtime_r(&t, &tm)) strftime(state, sizeof state, "synced %Y-%m-%d %H:%M", &tm);
-    snprintf(out, n, "%c %-20s %5lld docs%s  %6lld chunks  %s  %s", strcmp(k->name, v->cur) ? ' ' : '*', k->name,
-             (long long)k->n_documents, k->n_failed ? " (some failed)" : "", (long long)k->n_chunks,
-             k->embed_id.file[0] ? "keyword+vector" : "keyword", state);
+    snprintf(out, n, "%c %-*s %5lld docs%s  %6lld chunks  %s  %s", strcmp(k->name, v->cur) ? ' ' : '*',
+             kb_name_width(v), k->name, (long long)k->n_documents, k->n_failed ? " (some failed)" : "",
+             (long long)k->n_chunks, state, k->embed_id.file[0] ? "keyword+vector" : "keyword");
 }
 
 /* path shown relative to the source of kbs[sel] it lies in. */
@@ -191,7 +203,7 @@ static void kb_row_label(const KbView *v, int r, char *out, size_t n, int *faile
 }
 
 /* The progress bar of the background sync, in cols columns:
-** "[████······] 37% docs 12/40 files, 80 chunks, 2 failed  x.pdf". */
+** "[████······] 37% docs 12/40 files, 80 chunks, some failed  x.pdf". */
 static void kb_progress_line(const KbView *v, char *out, size_t n, int cols)
 {
     const ChatSyncState *s = &v->sync;
@@ -203,8 +215,8 @@ static void kb_progress_line(const KbView *v, char *out, size_t n, int cols)
     else if (s->embedding)
         snprintf(out + k, n - k, "] %s: embedding %lld/%lld chunks", s->kb, s->vectors_done, s->vectors_total);
     else
-        snprintf(out + k, n - k, "] %d%% %s %lld/%lld files, %lld chunks, %lld failed  %s", s->percent, s->kb,
-                 s->files_done, s->files_total, s->chunks, s->failed, s->current);
+        snprintf(out + k, n - k, "] %d%% %s %lld/%lld files, %lld chunks%s  %s", s->percent, s->kb, s->files_done,
+                 s->files_total, s->chunks, s->failed ? ", some failed" : "", s->current);
 }
 
 /* The keys of the current state, wrapped into lines of cols columns:
