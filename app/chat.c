@@ -19,24 +19,11 @@
 #include <glib.h>
 
 #include "app/app.h"
-
-struct ChatApp {
-    KbConfig *cfg;          /* borrowed; /set changes it */
-    KbModel *model;
-    char *model_path;
-    Rag *rag;               /* NULL until needed */
-    Conversation *conv;
-    RagEmbedder *emb;       /* for the knowledge base in use when it has vectors */
-    RagSession *listed;     /* the last /sessions list: /open N and /delete N index it */
-    int n_listed;
-    char note[1200];        /* why vector search is off ("" when it is not) */
-    char errmsg[1024];
-};
+#include "app/chat_app.h"
 
 /* --- state --- */
 
-static int chat_fail(ChatApp *app, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int chat_fail(ChatApp *app, int rc, const char *fmt, ...)
+int chat_fail(ChatApp *app, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -62,6 +49,7 @@ int chat_open(KbConfig *cfg, ChatApp **out)
 void chat_close(ChatApp *app)
 {
     if (app == NULL) return;
+    chat_sync_stop(app); /* a background sync ends (between documents) before kbchat does */
     conv_free(app->conv);
     rag_embedder_close(app->emb);
     model_close(app->model);
@@ -88,8 +76,8 @@ void chat_status(ChatApp *app, ChatStatus *st)
     st->n_turns = conv_n_turns(app->conv);
 }
 
-/* Opens the database when it is not open yet. */
-static int chat_rag(ChatApp *app)
+/* Opens the database when it is not open yet (chat_app.h). */
+int chat_rag(ChatApp *app)
 {
     if (app->rag) return KB_OK;
     int rc = rag_open(&app->rag, app->cfg->data_dir);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "app/cli.h"
+#include "app/kb_ops.h"
 #include "engine/engine.h"
 #include "rag/rag.h"
 
@@ -67,48 +68,13 @@ static const char *embed_name(const char *model)
 
 /* --- the embedding model --- */
 
-/* The file embedding.model names: NULL for none, the chat model for "chat".
-** Prints an error and sets *code when "chat" has no model.path. */
-static const char *embed_file(const KbConfig *cfg, int *code)
-{
-    const char *spec = cfg->embedding_model;
-    *code = CLI_EXIT_OK;
-    if (spec[0] == '\0' || strcmp(spec, "none") == 0) return NULL;
-    if (strcmp(spec, "chat") != 0) return spec;
-    if (cfg->model_path[0]) return cfg->model_path;
-    fputs("kbchat: embedding.model is \"chat\" but no chat model is configured (model.path or --model)\n", stderr);
-    *code = CLI_EXIT_FAIL;
-    return NULL;
-}
-
 int cli_open_embedder(const KbConfig *cfg, RagEmbedder **out)
 {
-    char err[1024];
-    int code;
-    const char *path = embed_file(cfg, &code);
-    *out = NULL;
-    if (path == NULL) return code;
-    if (rag_embedder_open(path, (int)cfg->threads, out, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: embedding model: %s\n", err);
-        return CLI_EXIT_FAIL;
-    }
-    return CLI_EXIT_OK;
-}
-
-/* The identity of the configured embedding model (header only), for a new
-** knowledge base; *has is 0 when none is configured. */
-static int embed_identify(const KbConfig *cfg, RagEmbedId *id, int *has)
-{
-    char err[1024];
-    int code;
-    const char *path = embed_file(cfg, &code);
-    *has = path != NULL;
-    if (path == NULL) return code;
-    if (rag_embed_identify(path, id, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: embedding model: %s\n", err);
-        return CLI_EXIT_FAIL;
-    }
-    return CLI_EXIT_OK;
+    char err[1200];
+    if (kbops_open_embedder(cfg->embedding_model, cfg->model_path, (int)cfg->threads, out, err, sizeof err) == KB_OK)
+        return CLI_EXIT_OK;
+    fprintf(stderr, "kbchat: %s\n", err);
+    return CLI_EXIT_FAIL;
 }
 
 /* Formats a Unix time as local "YYYY-MM-DD HH:MM", or "never" for 0. */
@@ -136,10 +102,11 @@ int cmd_kb_create(const CliArgs *a, const char *const *args, int n_args)
     }
     RagEmbedId id;
     int has_model = 0;
-    code = embed_identify(&cfg, &id, &has_model);
-    RagKbSettings s = {(int)cfg.chunk_size, (int)cfg.chunk_overlap, has_model ? cfg.embedding_model : "",
-                       has_model ? &id : NULL};
-    if (code == CLI_EXIT_OK && rag_kb_create(rag, args[0], &s) != KB_OK) code = kb_fail(rag);
+    char err[1200];
+    if (kbops_create(rag, &cfg, cfg.model_path, args[0], &id, &has_model, err, sizeof err) != KB_OK) {
+        fprintf(stderr, "kbchat: %s\n", err);
+        code = CLI_EXIT_FAIL;
+    }
     for (int i = 0; code == CLI_EXIT_OK && i < a->n_repeated; i++) {
         if (rag_kb_add(rag, args[0], a->repeated[i]) == KB_OK) continue;
         code = kb_fail(rag);
@@ -148,7 +115,8 @@ int cmd_kb_create(const CliArgs *a, const char *const *args, int n_args)
     if (code == CLI_EXIT_OK) {
         char desc[320];
         printf("created knowledge base '%s': chunks of %d characters, overlap %d, embedding model %s\n", args[0],
-               s.chunk_size, s.chunk_overlap, has_model ? rag_embed_id_describe(&id, desc, sizeof desc) : embed_name(""));
+               (int)cfg.chunk_size, (int)cfg.chunk_overlap,
+               has_model ? rag_embed_id_describe(&id, desc, sizeof desc) : embed_name(""));
         for (int i = 0; i < a->n_repeated; i++) printf("  folder: %s\n", a->repeated[i]);
         printf("%s 'kbchat kb sync %s' to index it.\n", a->n_repeated ? "Run" : "Add folders with 'kbchat kb add', then run",
                args[0]);
@@ -411,25 +379,20 @@ static void print_stats(const char *name, const RagSyncStats *s)
 ** Returns an exit code. */
 static int embedder_for(const KbConfig *cfg, Rag *rag, const char *name, RagEmbedder **e, int *tried)
 {
-    RagKbInfo info;
+    char err[1200];
     if (*e || *tried) return CLI_EXIT_OK;
-    if (rag_kb_info(rag, name, &info) != KB_OK) return kb_fail(rag);
-    int code = CLI_EXIT_OK;
-    if (info.embed_id.file[0]) {
-        *tried = 1;
-        code = cli_open_embedder(cfg, e);
-    }
-    rag_kb_info_clear(&info);
-    return code;
+    int rc = kbops_embedder_for(rag, name, cfg->embedding_model, cfg->model_path, (int)cfg->threads, e, err, sizeof err);
+    *tried = *e != NULL || rc != KB_OK;
+    if (rc == KB_OK) return CLI_EXIT_OK;
+    fprintf(stderr, "kbchat: %s\n", err);
+    return CLI_EXIT_FAIL;
 }
 
 /* Syncs one knowledge base, showing progress. Returns an exit code. */
 static int sync_one(Rag *rag, const char *name, RagEmbedder *e)
 {
     SyncView v = {isatty(STDERR_FILENO), 0, 0, -1};
-    RagSyncOptions opt = {on_progress, &v, 0, NULL, NULL, 0, e};
-    const char *delay = getenv("KBCHAT_TEST_SYNC_DELAY_MS");
-    if (delay && *delay) opt.delay_ms = atoi(delay);
+    RagSyncOptions opt = {on_progress, &v, 0, NULL, NULL, kbops_test_delay_ms(), e, NULL};
     RagSyncStats stats;
     int rc = rag_sync(rag, name, &opt, &stats);
     view_clear(&v);
@@ -477,7 +440,7 @@ int cmd_kb_rebuild(const CliArgs *a, const char *const *args, int n_args)
     SyncView v = {isatty(STDERR_FILENO), 0, 1, -1};
     int code = kb_open(a, &cfg, &rag);
     if (code == CLI_EXIT_OK) code = cli_open_embedder(&cfg, &e);
-    RagSyncOptions opt = {on_progress, &v, 0, NULL, NULL, 0, e};
+    RagSyncOptions opt = {on_progress, &v, 0, NULL, NULL, 0, e, NULL};
     if (code == CLI_EXIT_OK && rag_kb_rebuild(rag, args[0], &opt, &st) != KB_OK) code = kb_fail(rag);
     view_clear(&v);
     char desc[320];

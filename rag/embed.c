@@ -319,7 +319,7 @@ int embed_fill_missing(Rag *rag, const StoreKb *kb, int64_t doc, RagEmbedder *e,
     int rc = store_count_missing(rag, kb->id, doc, &n_chunks, &n_missing);
     p->vectors_done = 0;
     p->vectors_total = n_missing;
-    while (rc == KB_OK && *n_done < n_missing) {
+    while (rc == KB_OK && *n_done < n_missing && !embed_cancelled(opt)) {
         int64_t *ids = NULL;
         char **texts = NULL;
         int n = 0;
@@ -340,6 +340,11 @@ int embed_fill_missing(Rag *rag, const StoreKb *kb, int64_t doc, RagEmbedder *e,
         }
     }
     return rc;
+}
+
+int embed_cancelled(const RagSyncOptions *opt)
+{
+    return opt && opt->cancel && atomic_load(opt->cancel) != 0;
 }
 
 double embed_now(void)
@@ -371,6 +376,7 @@ int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyn
         kb.embed = e->id;
         rc = embed_fill_missing(rag, &kb, 0, e, opt, &p, t0, &stats->vectors);
     }
+    stats->cancelled = embed_cancelled(opt);
     stats->seconds = embed_now() - t0;
     return rc;
 }

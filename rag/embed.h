@@ -22,10 +22,14 @@ int embed_check(Rag *rag, const char *name, const StoreKb *kb, const RagEmbedder
 ** an interrupted run keeps what it did). Reports RAG_EV_EMBED through
 ** opt->progress with p (the caller's running report: vectors_done and
 ** vectors_total count this call's chunks, elapsed the seconds since t0, a
-** CLOCK_MONOTONIC time); *n_done counts the vectors written.
+** CLOCK_MONOTONIC time); *n_done counts the vectors written. Stops
+** before the next batch once embed_cancelled(opt).
 ** Returns KB_OK; KB_EIO; KB_ENOMEM; the model's code (message in rag). */
 int embed_fill_missing(Rag *rag, const StoreKb *kb, int64_t doc, RagEmbedder *e, const RagSyncOptions *opt,
                        RagProgress *p, double t0, int64_t *n_done /* OUT */);
+
+/* True when opt (may be NULL) has a cancel flag that is set. */
+int embed_cancelled(const RagSyncOptions *opt);
 
 /* Seconds on CLOCK_MONOTONIC. */
 double embed_now(void);

@@ -29,6 +29,7 @@
 #ifndef KB_RAG_H
 #define KB_RAG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -279,6 +280,13 @@ typedef struct RagSyncOptions {
     ** model the knowledge base is pinned to (rag_kb_check_model), else a
     ** RAG_EV_WARNING says why no vectors were made. */
     RagEmbedder *embedder;
+    /* Stops the sync early when *cancel becomes nonzero (another thread sets
+    ** it: a front end syncing in the background, quitting). It is read
+    ** between documents and between batches of vectors, never in the middle
+    ** of one: what was committed stays, the sync returns KB_OK with
+    ** stats->cancelled set and last_sync unchanged, and the next sync carries
+    ** on from there. NULL = never. */
+    const atomic_int *cancel;
 } RagSyncOptions;
 
 /* What a sync did. */
@@ -290,12 +298,15 @@ typedef struct RagSyncStats {
     int64_t warnings;
     int64_t vectors;    /* chunks embedded */
     double seconds;
+    int cancelled;      /* 1 when RagSyncOptions.cancel stopped it early */
 } RagSyncStats;
 
 /* Brings knowledge base `name` in line with its sources (algorithm in
 ** docs/knowledge-bases.md). A bad file is recorded as failed with its reason
-** and never stops the sync. opt may be NULL.
-** Returns KB_OK (also when some files failed: see *stats); KB_ENOTFOUND (no
+** and never stops the sync. opt may be NULL; opt->cancel stops it between
+** documents (stats->cancelled).
+** Returns KB_OK (also when some files failed or it was cancelled: see
+** *stats); KB_ENOTFOUND (no
 ** such knowledge base); KB_EIO (the database failed: the documents
 ** committed so far stay); KB_ENOMEM. */
 int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats *stats /* OUT, may be NULL */);
@@ -305,7 +316,8 @@ int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats
 ** becomes keyword-only. When it is already pinned to that model only the
 ** chunks without a vector are embedded, so a rebuild that was interrupted
 ** goes on where it stopped. Vectors are committed a batch at a time;
-** keyword search works throughout. Progress: RAG_EV_EMBED.
+** keyword search works throughout. Progress: RAG_EV_EMBED. opt->cancel
+** stops it between batches (stats->cancelled).
 ** Returns KB_OK; KB_ENOTFOUND; KB_EIO; KB_ENOMEM; the model's code. */
 int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats *stats /* OUT, may be NULL */);
 

@@ -28,7 +28,9 @@
 **      embedded.
 ** Every write is its own transaction and the plan is recomputed from the
 ** committed rows each time, so a sync killed anywhere is finished by the
-** next one, which reaches the same database a clean sync would.
+** next one, which reaches the same database a clean sync would. The same
+** holds for a sync stopped through RagSyncOptions.cancel, which is read
+** before each removal, each document and each batch of vectors.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -566,7 +568,7 @@ static int find_moves(Sync *s, Plan *pl)
 static int apply_plan(Sync *s, Plan *pl)
 {
     int rc = KB_OK;
-    for (int g = 0; g < pl->n_gone && rc == KB_OK; g++) {
+    for (int g = 0; g < pl->n_gone && rc == KB_OK && !embed_cancelled(s->opt); g++) {
         if (pl->gone[g] == NULL) continue;
         rc = store_delete_document(s->rag, pl->gone[g]->id);
         if (rc == KB_OK) s->stats->removed++, done(s, RAG_ACT_REMOVED, pl->gone[g]->path, NULL, NULL);
@@ -575,7 +577,7 @@ static int apply_plan(Sync *s, Plan *pl)
         if (pl->todo[t]) s->p.files_total++, s->p.bytes_total += pl->todo[t]->size;
     s->p.path = NULL;
     report(s, RAG_EV_PLAN);
-    for (int t = 0; t < pl->n_todo && rc == KB_OK; t++) {
+    for (int t = 0; t < pl->n_todo && rc == KB_OK && !embed_cancelled(s->opt); t++) {
         if (pl->todo[t] == NULL) continue;
         rc = index_file(s, pl->todo[t], pl->old[t]);
     }
@@ -654,7 +656,8 @@ int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats
     if (rc == KB_OK) rc = find_moves(&s, &pl);
     if (rc == KB_OK) rc = apply_plan(&s, &pl);
     if (rc == KB_OK) rc = fill_vectors(&s);
-    if (rc == KB_OK) rc = store_mark_synced(rag, s.kb);
+    s.stats->cancelled = embed_cancelled(opt); /* then the sync is not finished: last_sync stays */
+    if (rc == KB_OK && !s.stats->cancelled) rc = store_mark_synced(rag, s.kb);
     if (rc == KB_ENOMEM && rag->errmsg[0] == '\0') store_fail(rag, KB_ENOMEM, "out of memory");
     plan_free(&pl);
     store_docs_free(docs, n_docs);

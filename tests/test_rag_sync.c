@@ -3,7 +3,7 @@
 ** re-sync of an unchanged folder doing no work, changed, touched, renamed
 ** and deleted files, bad files recorded with reasons and not retried,
 ** symlink loops, hidden files, a missing source folder, exclusions, the
-** progress reports, and allocation failures in the middle of a sync that
+** progress reports, stopping through the cancel flag, and allocation failures in the middle of a sync that
 ** the next sync recovers from.
 */
 #include <setjmp.h>
@@ -306,7 +306,7 @@ static void test_sync_reports_progress(void **state)
     RagFixPdf spec = {NULL, NULL, NULL, NULL, pages, 3};
     assert_int_equal(ragfix_write_pdf(p, &spec), 0);
     Seen seen = {0};
-    RagSyncOptions opt = {on_progress, &seen, 0, NULL, NULL, 0, NULL};
+    RagSyncOptions opt = {on_progress, &seen, 0, NULL, NULL, 0, NULL, NULL};
     RagSyncStats st;
     assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
     assert_int_equal(seen.plan, 1);
@@ -316,6 +316,45 @@ static void test_sync_reports_progress(void **state)
     assert_int_equal(seen.done, 3);
     assert_int_equal(seen.page, 3);
     free(p);
+}
+
+/* --- stopping a sync --- */
+
+/* Sets the cancel flag once two documents are done. */
+static void cancel_after_two(const RagProgress *p, void *user)
+{
+    atomic_int *cancel = user;
+    if (p->event == RAG_EV_DOC_DONE && p->files_done == 2) atomic_store(cancel, 1);
+}
+
+/* RagSyncOptions.cancel stops the sync between documents: the two done
+** stay, last_sync is not set; the next sync indexes only the other three
+** and reaches the database a clean sync makes. */
+static void test_sync_stops_between_documents_when_cancelled(void **state)
+{
+    Fix *f = *state;
+    static const char *const names[] = {"a.txt", "b.txt", "c.md", "d.txt", "e.txt"};
+    for (int i = 0; i < 5; i++) put(f, names[i], names[i]);
+    atomic_int cancel = 0;
+    RagSyncOptions opt = {cancel_after_two, &cancel, 0, NULL, NULL, 0, NULL, &cancel};
+    RagSyncStats st;
+    assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
+    assert_int_equal(st.cancelled, 1);
+    assert_int_equal(st.indexed, 2);
+    RagKbInfo info;
+    assert_int_equal(rag_kb_info(f->rag, "kb", &info), KB_OK);
+    assert_int_equal(info.n_documents, 2);
+    assert_int_equal(info.last_sync, 0);
+    rag_kb_info_clear(&info);
+    st = sync_kb(f);
+    assert_int_equal(st.cancelled, 0);
+    assert_int_equal(st.indexed, 3);
+    assert_int_equal(st.unchanged, 2);
+    assert_int_equal(rag_kb_info(f->rag, "kb", &info), KB_OK);
+    assert_int_equal(info.n_documents, 5);
+    assert_true(info.last_sync > 0);
+    rag_kb_info_clear(&info);
+    assert_int_equal(store_integrity_check(f->rag), KB_OK);
 }
 
 /* --- allocation failures --- */
@@ -366,6 +405,7 @@ int main(void)
         FIX(test_sync_keeps_documents_of_a_missing_folder),
         FIX(test_sync_excluded_folder_leaves_and_stays_out),
         FIX(test_sync_reports_progress),
+        FIX(test_sync_stops_between_documents_when_cancelled),
         FIX(test_sync_recovers_from_allocation_failure_anywhere),
     };
     return cmocka_run_group_tests(tests, NULL, ragfix_cleanup);

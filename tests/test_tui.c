@@ -157,6 +157,17 @@ static void key(Tui *t, const char *name)
     free(tmux(t, "send-keys", "-t", "k", name, NULL));
 }
 
+/* Sends a mouse wheel step up (X10 encoding, button 64, at column and row
+** 5), as a terminal does when ncurses has asked for mouse reports. */
+static void wheel_up(Tui *t)
+{
+    const char *argv[] = {"tmux", "-L", t->sock, "send-keys", "-t", "k", "-H", "1b", "5b", "4d", "60", "25", "25", NULL};
+    char *out = NULL, *err = NULL;
+    int status;
+    testutil_run(argv, NULL, t->dir, 10, &out, &err, &status);
+    free(out), free(err);
+}
+
 static void resize(Tui *t, int cols, int rows)
 {
     char x[16], y[16];
@@ -249,8 +260,9 @@ static void test_tui_signals_restore_terminal(void **state)
 }
 
 /* Runs kbchat --config tui.yaml ARGS (up to five, NULL-ended) in the
-** sandbox, without a terminal; expects exit status 0. */
-static void kbchat_cli(Tui *t, const char *a1, const char *a2, const char *a3, const char *a4, const char *a5)
+** sandbox, without a terminal; expects exit status 0. Returns its standard
+** output (caller frees). */
+static char *kbchat_cli_out(Tui *t, const char *a1, const char *a2, const char *a3, const char *a4, const char *a5)
 {
     const char *argv[] = {t->bin, "--config", "tui.yaml", a1, a2, a3, a4, a5, NULL};
     char home[600], *out = NULL, *err = NULL;
@@ -259,7 +271,14 @@ static void kbchat_cli(Tui *t, const char *a1, const char *a2, const char *a3, c
     const char *env[] = {home, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "KBCHAT_CONFIG=", NULL};
     assert_int_equal(testutil_run(argv, env, t->dir, 60, &out, &err, &status), 0);
     if (status != 0) fail_msg("kbchat %s %s: exit %d\n%s", a1, a2, status, err);
-    free(out), free(err);
+    free(err);
+    return out;
+}
+
+/* kbchat_cli_out without the output. */
+static void kbchat_cli(Tui *t, const char *a1, const char *a2, const char *a3, const char *a4, const char *a5)
+{
+    free(kbchat_cli_out(t, a1, a2, a3, a4, a5));
 }
 
 /* F2 lists the knowledge bases and Enter searches one; the answer is then
@@ -284,7 +303,8 @@ static void test_tui_sources_pane_and_viewer(void **state)
     key(t, "Escape");
     nap_ms(100); /* Esc then a key at once would read as Alt-key */
     key(t, "F2"); /* the knowledge bases; Enter searches the one selected */
-    char *s = wait_for(t, "Knowledge bases (", 3000);
+    char *s = wait_for(t, "Enter: search it", 3000);
+    assert_non_null(strstr(s, "Knowledge bases"));
     assert_non_null(strstr(s, "  animals "));
     assert_non_null(strstr(s, "1 docs"));
     free(s);
@@ -571,6 +591,225 @@ static void test_tui_welcome_without_model(void **state)
     quit_and_check_terminal(t);
 }
 
+/* --- the knowledge-base panel (F2) --- */
+
+/* Writes folder name in the sandbox with n small notes (.txt, the last .md)
+** and x.pdf, which is random bytes: a file that fails with a reason. */
+static void write_docs(Tui *t, const char *name, int n)
+{
+    char *dir = testutil_join(t->dir, name);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (int i = 1; i <= n; i++) {
+        char file[32], text[200];
+        snprintf(file, sizeof file, "note%02d.%s", i, i == n ? "md" : "txt");
+        int len = snprintf(text, sizeof text, "Note %d. Giraffes sleep %d hours a day. Foxes run at night.\n", i, i);
+        char *path = testutil_join(dir, file);
+        assert_int_equal(testutil_write_file(path, text, (size_t)len), 0);
+        free(path);
+    }
+    unsigned char junk[2048];
+    unsigned x = 12345;
+    for (size_t i = 0; i < sizeof junk; i++) x = x * 1103515245u + 12345u, junk[i] = (unsigned char)(x >> 16);
+    char *pdf = testutil_join(dir, "x.pdf");
+    assert_int_equal(testutil_write_file(pdf, (const char *)junk, sizeof junk), 0);
+    free(pdf), free(dir);
+}
+
+/* Types k, waits for the y/n question, answers y and waits for the
+** outcome; returns the screen then (caller frees). */
+static char *confirm_yes(Tui *t, const char *k, const char *question, const char *outcome)
+{
+    keys(t, k);
+    free(wait_for(t, question, 3000));
+    keys(t, "y");
+    return wait_for(t, outcome, 3000);
+}
+
+/* At 100x30: F2 creates a base, adds a folder typed with Tab completion and
+** syncs it in the background (slowed by the test hook); the panel shows a
+** progress bar; closed, the status bar shows the indexing while a question
+** is answered; the end of the sync is a note in the chat; the panel then
+** shows the counts and, in the files view, the failed file with its
+** reason; d removes a file and D deletes the base, each after y. */
+static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
+{
+    Tui *t = *state;
+    char args[1024];
+    write_docs(t, "fixtures", 10);
+    snprintf(args, sizeof args, "--model '%s'", t->model);
+    tui_start(t, 100, 30, "KBCHAT_TEST_SYNC_DELAY_MS=400 KBCHAT_TUI_PIECE_DELAY_MS=30", args);
+    free(wait_for(t, "Ready:", 10000));
+    key(t, "F2");
+    free(wait_for(t, "No knowledge bases yet: n creates one.", 3000));
+    keys(t, "n");
+    free(wait_for(t, "New knowledge base:", 3000));
+    keys(t, "notes");
+    key(t, "Enter");
+    free(wait_for(t, "Created knowledge base notes.", 3000));
+    keys(t, "a");
+    free(wait_for(t, "Add to notes:", 3000));
+    keys(t, "fixt");
+    key(t, "Tab"); /* completes the folder's name */
+    free(wait_for(t, "Add to notes: fixtures/", 3000));
+    key(t, "Enter");
+    char *s = wait_for(t, " chunks  syncing ", 3000); /* the list, the bar, the status bar */
+    free(s);
+    s = wait_for(t, " files, ", 3000);
+    assert_non_null(strstr(s, "Added fixtures/; syncing notes."));
+    assert_non_null(strstr(s, "] "));
+    assert_non_null(strstr(s, "indexing notes "));
+    free(s);
+    key(t, "Escape");
+    nap_ms(100);
+    keys(t, "Once upon a time"); /* the chat goes on while the sync runs */
+    key(t, "Enter");
+    s = wait_for(t, "tok/s", 5000);
+    assert_non_null(strstr(s, "indexing notes ")); /* in the status bar, with the panel closed */
+    assert_null(strstr(s, "kb notes:"));
+    free(s);
+    free(wait_for(t, "kb notes: 10 files indexed, 1 failed (F2 for details)", 30000));
+    s = wait_idle(t);
+    assert_non_null(strstr(s, "> Once upon a time\n\n")); /* answered */
+    assert_null(strstr(s, "indexing notes"));
+    free(s);
+    key(t, "F2");
+    s = wait_for(t, "Knowledge bases", 3000);
+    assert_non_null(strstr(s, "notes    11 docs (some failed)      10 chunks  synced "));
+    assert_non_null(strstr(s, "  keyword"));
+    free(s);
+    keys(t, "f");
+    s = wait_for(t, "Files of notes", 3000);
+    assert_non_null(strstr(s, "source  "));
+    assert_non_null(strstr(s, "ok      note10.md  (1 chunk)"));
+    assert_non_null(strstr(s, "FAILED  x.pdf: not a PDF"));
+    free(s);
+    key(t, "Down"); /* from the source to the first file */
+    s = confirm_yes(t, "d", "Remove note01.txt from notes? y/n", "Removed note01.txt from notes (1 document).");
+    assert_null(strstr(s, "ok      note01.txt"));
+    free(s);
+    key(t, "Escape");
+    nap_ms(100);
+    s = wait_for(t, "Knowledge bases", 3000);
+    assert_non_null(strstr(s, "10 docs (some failed)"));
+    free(s);
+    s = confirm_yes(t, "D", "Delete knowledge base notes and its index? y/n",
+                    "Deleted knowledge base notes (your files are untouched).");
+    assert_null(strstr(s, " docs "));
+    free(s);
+    key(t, "Escape");
+    nap_ms(100);
+    quit_and_check_terminal(t);
+}
+
+/* Quitting while a sync runs stops it between two documents: kbchat ends
+** at once with status 0 (under ASan: nothing leaked, the thread joined),
+** the documents committed stay, the base is not marked synced, and the
+** next `kbchat kb sync` finishes the job. */
+static void test_tui_quit_stops_background_sync(void **state)
+{
+    Tui *t = *state;
+    write_docs(t, "fixtures", 10);
+    kbchat_cli(t, "kb", "create", "notes", "--folder", "fixtures");
+    tui_start(t, 100, 30, "KBCHAT_TEST_SYNC_DELAY_MS=1000", NULL);
+    free(wait_for(t, "Ctrl-C×2: quit", 5000)); /* the start is done */
+    key(t, "F2");
+    free(wait_for(t, "never synced", 3000));
+    keys(t, "s");
+    free(wait_for(t, " chunks  syncing ", 3000));
+    free(wait_for(t, "indexing notes 1/11 files", 5000));
+    key(t, "Escape");
+    nap_ms(100);
+    quit_and_check_terminal(t); /* within wait_file's 10 s, though 9 documents were still to do */
+    char *out = kbchat_cli_out(t, "kb", "status", "notes", NULL, NULL);
+    assert_non_null(strstr(out, "last sync:       never"));
+    assert_null(strstr(out, "documents:       11"));
+    free(out);
+    out = kbchat_cli_out(t, "kb", "sync", "notes", NULL, NULL);
+    assert_non_null(strstr(out, "/fixtures/x.pdf: not a PDF"));
+    free(out);
+    out = kbchat_cli_out(t, "kb", "status", "notes", NULL, NULL);
+    assert_non_null(strstr(out, "documents:       11 (10 indexed, 1 failed)"));
+    free(out);
+}
+
+/* At 60x15: the panel, its keys, its entry and its messages fit; a bad
+** name and a missing folder each get one clear message; Tab lists the
+** candidates when they differ and expands ~; the editor's Alt-Enter is a
+** new line; the mouse wheel scrolls the conversation. */
+static void test_tui_kb_panel_fits_at_60x15(void **state)
+{
+    Tui *t = *state;
+    write_docs(t, "docs1", 1);
+    write_docs(t, "docs2", 1);
+    tui_start(t, 60, 15, NULL, NULL);
+    free(wait_for(t, "No model is configured yet", 5000));
+    free(wait_for(t, "Ctrl-C×2: quit", 5000)); /* the start is done */
+    key(t, "F2");
+    char *s = wait_for(t, "Esc: close", 3000);
+    assert_non_null(strstr(s, "Knowledge bases"));
+    assert_lines_fit(s, 60);
+    free(s);
+    keys(t, "n");
+    keys(t, "bad/name");
+    key(t, "Enter");
+    s = wait_for(t, "may hold only letters", 3000);
+    assert_non_null(strstr(s, "New knowledge base: bad/name"));
+    assert_lines_fit(s, 60);
+    free(s);
+    key(t, "C-u");
+    keys(t, "small");
+    key(t, "Enter");
+    free(wait_for(t, "Created knowledge base small.", 3000));
+    keys(t, "a");
+    keys(t, "nowhere/x");
+    key(t, "Enter");
+    s = wait_for(t, "nowhere/x: No such file or directory", 3000);
+    assert_lines_fit(s, 60);
+    free(s);
+    key(t, "C-u");
+    keys(t, "~/do");
+    key(t, "Tab");
+    s = wait_for(t, "docs1/  docs2/", 3000);
+    assert_non_null(strstr(s, "Add to small: ~/docs"));
+    free(s);
+    keys(t, "1");
+    key(t, "Tab");
+    free(wait_for(t, "Add to small: ~/docs1/", 3000));
+    key(t, "Enter");
+    free(wait_for(t, " 2 docs (some failed)", 10000)); /* the list is read again when the sync ends */
+    key(t, "Escape");
+    nap_ms(100); /* Esc then a key at once would read as Alt-key */
+    s = wait_for(t, "kb small: 1 file indexed, 1 failed (F2 for details)", 3000);
+    assert_lines_fit(s, 60);
+    free(s);
+    keys(t, "one");
+    key(t, "M-Enter"); /* Alt-Enter: a new line, nothing sent */
+    keys(t, "two");
+    free(wait_for(t, "> one\n  two", 3000));
+    key(t, "C-c"); /* clears the editor (and would quit if pressed again at once) */
+    free(wait_for(t, "Press Ctrl-C again to quit", 3000));
+    keys(t, "/help"); /* the mouse wheel scrolls the conversation up */
+    key(t, "Enter");
+    s = wait_for(t, "/exit", 3000);
+    char top[200];
+    snprintf(top, sizeof top, "%.*s", (int)strcspn(s, "\n"), s);
+    free(s);
+    assert_true(top[0] != '\0');
+    wheel_up(t);
+    for (int i = 0;; i++) { /* three lines down from the top after one step */
+        s = screen(t);
+        const char *l4 = s;
+        for (int k = 0; k < 3 && strchr(l4, '\n'); k++) l4 = strchr(l4, '\n') + 1;
+        if (strncmp(l4, top, strlen(top)) == 0 && l4[strlen(top)] == '\n') break;
+        if (i == 60) fail_msg("the wheel did not scroll \"%s\" down by 3 lines:\n%s", top, s);
+        free(s);
+        nap_ms(50);
+    }
+    free(s);
+    key(t, "End");
+    quit_and_check_terminal(t);
+}
+
 int main(void)
 {
     setlocale(LC_ALL, "C.UTF-8");
@@ -583,6 +822,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tui_signals_restore_terminal, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_sources_pane_and_viewer, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_sessions_panel, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_kb_panel_creates_and_syncs_while_chatting, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_kb_panel_fits_at_60x15, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_quit_stops_background_sync, tui_setup, tui_teardown),
     };
     if (!have_tmux()) {
         printf("[  SKIPPED ] tmux is not installed\n");

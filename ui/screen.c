@@ -17,6 +17,11 @@
 ** memory streams shown when the job ends. Only one job runs at a time, and
 ** the UI touches the ChatApp (chat_status) only while no job runs.
 **
+** A knowledge base syncing in the background (started from the F2 panel)
+** is app's own thread (app/kb_sync.c): each tick the loop copies its
+** progress into the status bar and the panel, and when it has ended puts
+** its note into the chat. Quitting stops it between two documents.
+**
 ** Test hook: KBCHAT_TUI_PIECE_DELAY_MS=N makes the worker sleep N ms per
 ** piece, so tests with a tiny, fast model can cancel and resize mid-answer.
 */
@@ -175,6 +180,7 @@ typedef struct Screen {
     double t_start;        /* of the answer, for tokens/s */
     long n_pieces;         /* of the answer so far (copied from the worker under its lock) */
     char left[512];        /* the status bar's left part, refreshed when idle */
+    ChatSyncState sync;    /* the background sync's progress, read each tick */
 } Screen;
 
 static double now_seconds(void)
@@ -212,7 +218,19 @@ static void screen_update_status(Screen *s)
     } else {
         snprintf(right, sizeof right, COLS >= 90 ? "F1 keys  /help  Ctrl-C×2: quit" : "F1 keys  Ctrl-C×2: quit");
     }
-    status_set(s->status, s->left, right);
+    char prog[200], both[sizeof prog + sizeof right + 4];
+    const char *shown = right;
+    if (s->sync.active) { /* the background sync goes first, even with the F2 panel closed */
+        if (!s->sync.planned) snprintf(prog, sizeof prog, "indexing %s…", s->sync.kb);
+        else if (s->sync.embedding)
+            snprintf(prog, sizeof prog, "embedding %s %lld/%lld chunks", s->sync.kb, s->sync.vectors_done, s->sync.vectors_total);
+        else
+            snprintf(prog, sizeof prog, "indexing %s %lld/%lld files %d%%", s->sync.kb, s->sync.files_done,
+                     s->sync.files_total, s->sync.percent);
+        snprintf(both, sizeof both, "%s  %s", prog, s->busy ? right : "F1 keys");
+        shown = both;
+    }
+    status_set(s->status, s->left, shown);
     if (now_seconds() < s->hint_until) return;
     input_set_hint(s->input, s->ctrl_c_armed ? " Press Ctrl-C again to quit " :
                              " Enter: send  Alt-Enter/Ctrl-J: new line ");
@@ -296,6 +314,30 @@ static int screen_drain(Screen *s)
     if (done) flags |= screen_finish_job(s);
     else if (s->answering) flags |= UI_REDRAW; /* the tokens/s figure */
     return flags;
+}
+
+/* The background sync (app/kb_sync.c): reads its progress for the status
+** bar and the F2 panel each tick; once it has finished and no job is
+** writing into the chat pane (pieces go to its last message), puts its
+** note in the chat and refreshes the panel. */
+static int screen_poll_sync(Screen *s)
+{
+    char note[1600];
+    int failed;
+    if (!s->busy && chat_sync_collect(s->app, note, sizeof note, &failed)) {
+        chatpane_add(s->chat, failed ? UI_C_ERROR : UI_C_NOTE, note);
+        memset(&s->sync, 0, sizeof s->sync);
+        if (s->kbs_open) kbview_set_sync(s->kbs, &s->sync), kbview_refresh(s->kbs);
+        return UI_REDRAW;
+    }
+    ChatSyncState st;
+    chat_sync_state(s->app, &st);
+    if (memcmp(&st, &s->sync, sizeof st) == 0) return 0;
+    int more_files = st.files_done != s->sync.files_done;
+    s->sync = st;
+    if (s->kbs_open) kbview_set_sync(s->kbs, &s->sync);
+    if (s->kbs_open && more_files) kbview_refresh(s->kbs); /* the counts as the sync commits (F2 open: no job runs) */
+    return UI_REDRAW;
 }
 
 /* True when line t is the command name (then a space or the end). */
@@ -473,6 +515,7 @@ static int screen_open_kbs(Screen *s)
         return UI_REDRAW;
     }
     if (kbview_load(s->kbs, s->app) != 0) return UI_REDRAW;
+    kbview_set_sync(s->kbs, &s->sync);
     s->kbs_open = 1;
     return UI_RELAYOUT | UI_REDRAW;
 }
@@ -483,7 +526,8 @@ static int screen_kbs_key(Screen *s, const UiKey *k)
     if (k->is_key && k->ch == KEY_RESIZE) return UI_RELAYOUT | UI_REDRAW;
     if (!k->is_key && k->ch == UI_CTRL('c')) return s->kbs_open = 0, UI_RELAYOUT | UI_REDRAW;
     int f = s->kbs->ops->on_key(s->kbs, k);
-    if (!(f & UI_QUIT)) return f;
+    screen_snapshot(s); /* the key may have deleted the knowledge base in use (no job runs: F2 is open) */
+    if (!(f & UI_QUIT)) return f | screen_poll_sync(s);
     s->kbs_open = 0;
     char *line = kbview_action(s->kbs)[0] ? strdup(kbview_action(s->kbs)) : NULL;
     return (line ? screen_run_line(s, line) : 0) | UI_RELAYOUT | UI_REDRAW;
@@ -654,9 +698,17 @@ static void screen_loop(Screen *s)
         wtimeout(stdscr, s->busy ? 40 : 250);
         int r = screen_read_key(&k);
         flags = screen_drain(s);
+        flags |= screen_poll_sync(s);
         if (r == OK) flags |= screen_dispatch(s, &k);
     }
     if (s->busy) atomic_store(&s->wk.cancel, 1);
+    if (s->sync.running && !s->too_small) { /* it stops after the document it is reading */
+        status_set(s->status, s->left, "stopping the sync…");
+        Widget *st = status_widget(s->status);
+        st->ops->draw(st);
+        doupdate();
+    }
+    chat_sync_stop(s->app);
     worker_join(&s->wk);
 }
 

@@ -23,6 +23,8 @@ static const char *const help_lines[][2] = {
     {"Ctrl-D", "quit (empty editor)"},
     {"Ctrl-L", "repaint"},
     {"F2", "knowledge bases; Enter searches one"},
+    {"", "n new, a add folder, s sync, f files"},
+    {"", "D delete; in files: d removes one"},
     {"F3", "sources of the last answer; Enter views one"},
     {"F4", "conversations: open, rename, export, delete"},
     {"F1", "this help; /help lists the commands"},

@@ -27,22 +27,6 @@ static int text_width(const char *s)
     return w;
 }
 
-/* Paints UTF-8 s at (0, x) using at most cols columns. */
-static void put_clipped(WINDOW *win, int x, const char *s, int cols)
-{
-    size_t n;
-    wchar_t *ws = ui_decode(s, strlen(s), &n);
-    int used = 0;
-    wmove(win, 0, x);
-    for (size_t i = 0; ws && i < n; i++) {
-        int cw = ui_wcwidth(ws[i]);
-        if (used + cw > cols) break;
-        waddnwstr(win, ws + i, 1);
-        used += cw;
-    }
-    free(ws);
-}
-
 static void status_draw(Widget *w)
 {
     StatusBar *s = (StatusBar *)w;
@@ -52,8 +36,8 @@ static void status_draw(Widget *w)
     wattrset(w->win, term_attr(UI_C_STATUS));
     int rw = text_width(s->right), room = w->w - 1;
     if (rw > room - 12) rw = room - 12; /* the right part (what is happening) wins */
-    put_clipped(w->win, 1, s->left, room - rw - 2);
-    put_clipped(w->win, w->w - rw - 1, s->right, rw);
+    ui_put_text(w->win, 0, 1, s->left, room - rw - 2);
+    ui_put_text(w->win, 0, w->w - rw - 1, s->right, rw);
     wattrset(w->win, A_NORMAL);
     wnoutrefresh(w->win);
     w->needs_redraw = 0;

@@ -94,6 +94,24 @@ int ui_wrap(const wchar_t *s, size_t a, size_t b, int width, int (*emit)(void *u
 /* Display width of c: 0..2 (unprintable: 1, shown as '?'). */
 int ui_wcwidth(wchar_t c);
 
+/* --- painting and a one-line entry (w_entry.c) --- */
+/* Paints UTF-8 s at (y, x) of win using at most cols display columns. */
+void ui_put_text(WINDOW *win, int y, int x, const char *s, int cols);
+
+/* A line of text being typed in an overlay (a name, a path): UTF-8. */
+typedef struct LineEntry {
+    char text[1024];
+} LineEntry;
+/* Replaces the text (copied, cut to whole characters that fit). */
+void entry_set(LineEntry *e, const char *text);
+/* Edits with k: a printable character is appended; Backspace deletes the
+** last character, Ctrl-W the last word or path name, Ctrl-U all. Returns 1
+** when k was an edit, 0 when it is the caller's (Enter, Tab, Esc, ...). */
+int entry_key(LineEntry *e, const UiKey *k);
+/* Paints prompt and the end of the text that fits, then a cursor block,
+** on row y of win from column x, in cols columns. */
+void entry_draw(const LineEntry *e, WINDOW *win, int y, int x, int cols, const char *prompt);
+
 /* --- the widgets --- */
 typedef struct ChatPane ChatPane;
 ChatPane *chatpane_new(void);
@@ -157,12 +175,20 @@ void sessions_free(Widget *w);
 int sessions_load(Widget *w, ChatApp *app);
 const char *sessions_action(Widget *w);
 
-/* The knowledge-base overlay (w_kb.c): kbview_load lists app's knowledge
-** bases (idle only; 0 or -1 ENOMEM); after on_key returns UI_QUIT,
-** kbview_action holds the command to run ("" none). */
+/* The knowledge-base overlay (w_kb.c): lists app's knowledge bases and
+** manages them (create, add a folder, sync, files, remove, delete) through
+** app's chat_kb_* and chat_sync_* functions. kbview_load (idle only: no
+** chat_line job may run while the overlay is open) reads the list afresh
+** and shows it; kbview_refresh reads it again keeping the selection and
+** view (after a sync ended); kbview_set_sync gives it the background sync's
+** progress (copied) to show. After on_key returns UI_QUIT, kbview_action
+** holds the command to run ("" none: /kb NAME, /kb off). 0 or -1 ENOMEM. */
 Widget *kbview_new(void);
 void kbview_free(Widget *w);
 int kbview_load(Widget *w, ChatApp *app);
+int kbview_refresh(Widget *w);
+struct ChatSyncState;
+void kbview_set_sync(Widget *w, const struct ChatSyncState *st);
 const char *kbview_action(Widget *w);
 
 #endif /* KB_UI_WIDGET_H */
