@@ -32,6 +32,8 @@
 #include <wchar.h>
 #include <cmocka.h>
 
+#include "engine/engine.h"
+#include "rag/rag.h"
 #include "tests/testutil.h"
 
 typedef struct Tui {
@@ -192,6 +194,23 @@ static char *wait_for(Tui *t, const char *text, long timeout_ms)
     }
 }
 
+/* Waits for text to leave the screen (up to timeout_ms); fails showing the
+** screen when it stays. */
+static void wait_gone(Tui *t, const char *text, long timeout_ms)
+{
+    for (long waited = 0;; waited += 50) {
+        char *s = screen(t);
+        const int there = s == NULL || strstr(s, text) != NULL;
+        if (!there) {
+            free(s);
+            return;
+        }
+        if (waited >= timeout_ms) fail_msg("\"%s\" stayed on the screen for %ld ms:\n%s", text, timeout_ms, s ? s : "");
+        free(s);
+        nap_ms(50);
+    }
+}
+
 /* Waits for the answer in progress to end (the idle hint is back). */
 static char *wait_idle(Tui *t)
 {
@@ -326,10 +345,7 @@ static void test_tui_sources_pane_and_viewer(void **state)
     key(t, "Escape");
     free(wait_for(t, "(Enter: view, Esc: close)", 3000));
     key(t, "Escape");
-    nap_ms(200);
-    s = screen(t);
-    assert_null(strstr(s, "(Enter: view, Esc: close)"));
-    free(s);
+    wait_gone(t, "(Enter: view, Esc: close)", 2000);
     quit_and_check_terminal(t);
 }
 
@@ -580,14 +596,40 @@ static void test_tui_welcome_without_model(void **state)
     free(tmux(t, "paste-buffer", "-p", "-t", "k", NULL));
     free(wait_for(t, "> pasted one\n  pasted two", 2000));
     free(path);
-    key(t, "C-u"), key(t, "C-u");
+    key(t, "C-u"), key(t, "C-u"), key(t, "C-u"); /* "pasted two", the line break, "pasted one" */
+    /* line editing, by characters (UTF-8) and words */
+    keys(t, "hello world");
+    key(t, "C-a"), keys(t, "X");
+    free(wait_for(t, "> Xhello world\n", 2000));
+    key(t, "C-e"), keys(t, "Y");
+    free(wait_for(t, "> Xhello worldY\n", 2000));
+    key(t, "C-w");
+    keys(t, "中文字");
+    key(t, "Left"), key(t, "BSpace");
+    free(wait_for(t, "> Xhello 中字\n", 2000));
+    key(t, "C-a"), key(t, "Right"), key(t, "C-k");
+    free(wait_for(t, "> X\n", 2000));
+    key(t, "C-u");
+    /* scrollback: PgUp/Home show what scrolled away, End follows again */
+    for (int i = 0; i < 3; i++) {
+        keys(t, "/help");
+        key(t, "Enter");
+        nap_ms(300);
+    }
+    s = wait_for(t, "> /help", 5000);
+    assert_null(strstr(s, "Knowledge base: none"));
+    free(s);
+    key(t, "Home");
+    free(wait_for(t, "Knowledge base: none", 2000));
+    key(t, "End");
+    wait_gone(t, "Knowledge base: none", 2000);
+    key(t, "PPage"), key(t, "PPage"), key(t, "PPage");
+    free(wait_for(t, "Knowledge base: none", 2000));
+    key(t, "End");
     key(t, "F1"); /* the help overlay */
     free(wait_for(t, "Keys (any key closes)", 2000));
     key(t, "x");
-    nap_ms(200);
-    s = screen(t);
-    assert_null(strstr(s, "Keys (any key closes)"));
-    free(s);
+    wait_gone(t, "Keys (any key closes)", 2000);
     quit_and_check_terminal(t);
 }
 
@@ -810,6 +852,114 @@ static void test_tui_kb_panel_fits_at_60x15(void **state)
     quit_and_check_terminal(t);
 }
 
+/* What capture-pane -e showed at one character: bold and the foreground
+** colour (-1 = the default). */
+typedef struct Cell {
+    char ch;
+    int bold, fg;
+} Cell;
+
+/* Applies the SGR parameters p (between "ESC[" and "m") to *bold and *fg. */
+static void sgr_apply(const char *p, size_t n, int *bold, int *fg)
+{
+    int v[16], k = 0, cur = 0, any = 0;
+    for (size_t i = 0; i <= n && k < 16; i++) {
+        if (i == n || p[i] == ';') {
+            v[k++] = any ? cur : 0;
+            cur = any = 0;
+        } else if (p[i] >= '0' && p[i] <= '9') {
+            cur = cur * 10 + (p[i] - '0'), any = 1;
+        }
+    }
+    for (int i = 0; i < k; i++) {
+        if (v[i] == 0) *bold = 0, *fg = -1;
+        else if (v[i] == 1) *bold = 1;
+        else if (v[i] == 22) *bold = 0;
+        else if (v[i] >= 30 && v[i] <= 37) *fg = v[i] - 30;
+        else if (v[i] >= 90 && v[i] <= 97) *fg = v[i] - 90;
+        else if (v[i] == 39) *fg = -1;
+        else if (v[i] == 38 && i + 2 < k && v[i + 1] == 5) *fg = v[i + 2], i += 2;
+    }
+}
+
+/* The screen with its attributes (capture-pane -e): the printable bytes in
+** order, each with the SGR state in force; *n receives how many. */
+static Cell *screen_cells(Tui *t, size_t *n)
+{
+    char *raw = tmux(t, "capture-pane", "-p", "-e", "-t", "k");
+    assert_non_null(raw);
+    Cell *c = calloc(strlen(raw) + 1, sizeof *c);
+    assert_non_null(c);
+    int bold = 0, fg = -1;
+    *n = 0;
+    for (const char *p = raw; *p; p++) {
+        if (p[0] == '\033' && p[1] == '[') {
+            const char *e = p + 2;
+            while (*e && *e != 'm' && (size_t)(e - p) < 64) e++;
+            if (*e == 'm') sgr_apply(p + 2, (size_t)(e - p - 2), &bold, &fg);
+            p = *e ? e : e - 1;
+            continue;
+        }
+        c[(*n)++] = (Cell){*p, bold, fg};
+    }
+    free(raw);
+    return c;
+}
+
+/* The cell where text first starts on the screen; fails when it is absent. */
+static Cell cell_of(const Cell *c, size_t n, const char *text)
+{
+    const size_t len = strlen(text);
+    for (size_t i = 0; i + len <= n; i++) {
+        size_t j = 0;
+        while (j < len && c[i + j].ch == text[j]) j++;
+        if (j == len) return c[i];
+    }
+    fail_msg("\"%s\" is not on the screen", text);
+    return c[0];
+}
+
+/* Answers get light Markdown: a stored answer with a heading, bold, inline
+** code, a citation, a list and a fenced block, shown when kbchat resumes its
+** session, is drawn with each one's attributes (dark theme: headings bold
+** magenta, bold text bold, code green, citations bold green, bullets bold
+** blue; plain text plain), read from capture-pane -e. */
+static void test_tui_answers_render_markdown(void **state)
+{
+    Tui *t = *state;
+    char *data = testutil_join(t->dir, "data");
+    Rag *rag = NULL;
+    assert_int_equal(rag_open(&rag, data), KB_OK);
+    const RagSession sess = {0, "markdown", t->model, "raw", "", 0, 0, 0};
+    int64_t id;
+    assert_int_equal(rag_session_create(rag, &sess, &id), KB_OK);
+    RagTurn turn = {"show me", "", "show me",
+                    "# Title line\nplain **strong words** and `inline code` here [1]\n- bullet item\n```\nfenced code\n```",
+                    NULL, 0, 0};
+    assert_int_equal(rag_session_add_turn(rag, id, &turn), KB_OK);
+    rag_close(rag);
+    free(data);
+    char args[1024];
+    snprintf(args, sizeof args, "--model '%s'", t->model);
+    tui_start(t, 100, 30, NULL, args);
+    free(wait_for(t, "fenced code", 10000));
+    size_t n;
+    Cell *c = screen_cells(t, &n);
+    Cell h = cell_of(c, n, "Title line"), plain = cell_of(c, n, "plain"), strong = cell_of(c, n, "strong words");
+    Cell code = cell_of(c, n, "inline code"), cite = cell_of(c, n, "[1]"), fenced = cell_of(c, n, "fenced code");
+    Cell bullet = cell_of(c, n, "- bullet"), item = cell_of(c, n, "bullet item");
+    assert_true(h.bold && h.fg == 5);
+    assert_true(!plain.bold && plain.fg == -1);
+    assert_true(strong.bold && strong.fg == -1);
+    assert_true(!code.bold && code.fg == 2);
+    assert_true(cite.bold && cite.fg == 2);
+    assert_true(!fenced.bold && fenced.fg == 2);
+    assert_true(bullet.bold && bullet.fg == 4);
+    assert_true(!item.bold && item.fg == -1);
+    free(c);
+    quit_and_check_terminal(t);
+}
+
 int main(void)
 {
     setlocale(LC_ALL, "C.UTF-8");
@@ -825,6 +975,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tui_kb_panel_creates_and_syncs_while_chatting, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_kb_panel_fits_at_60x15, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_quit_stops_background_sync, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_answers_render_markdown, tui_setup, tui_teardown),
     };
     if (!have_tmux()) {
         printf("[  SKIPPED ] tmux is not installed\n");
