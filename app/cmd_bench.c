@@ -110,17 +110,19 @@ static void print_results(const CliArgs *a, const char *path, KbModel *m, const 
     getrusage(RUSAGE_SELF, &ru);
     double rss_mb = (double)ru.ru_maxrss / 1024.0;
     double gbs = tg.mean * (double)model_weight_bytes_per_token(m) / 1e9;
+    double tiled_mb = (double)model_packed_bytes(m) / 1e6;
     if (cli_has(a, CLI_OPT_JSON)) {
-        printf("{\"model\": \"%s\", \"arch\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", \"reps\": %lld, "
-               "\"pp_tokens\": %lld, \"pp_tok_s\": %.2f, \"pp_tok_s_sd\": %.2f, "
+        printf("{\"model\": \"%s\", \"arch\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", \"tiled_mb\": %.1f, "
+               "\"reps\": %lld, \"pp_tokens\": %lld, \"pp_tok_s\": %.2f, \"pp_tok_s_sd\": %.2f, "
                "\"tg_tokens\": %lld, \"tg_tok_s\": %.2f, \"tg_tok_s_sd\": %.2f, \"tg_bandwidth_gb_s\": %.2f, "
                "\"load_ms\": %.1f, \"first_token_ms\": %.1f, \"peak_rss_mb\": %.1f}\n",
-               path, model_arch_name(m), model_n_threads(m), model_kernels_name(m), b->reps, b->n_prompt, pp.mean,
+               path, model_arch_name(m), model_n_threads(m), model_kernels_name(m), tiled_mb, b->reps, b->n_prompt, pp.mean,
                pp.sd, b->n_gen, tg.mean, tg.sd, gbs, load_ms, first_ms, rss_mb);
         return;
     }
     printf("model:    %s (%s), %d threads, kernels %s, %lld repetitions\n", path, model_arch_name(m),
            model_n_threads(m), model_kernels_name(m), b->reps);
+    if (tiled_mb > 0) printf("tiles:    %.1f MB of weights packed for the VNNI tiles (docs/performance.md)\n", tiled_mb);
     printf("  %-8s %8s %20s\n", "test", "tokens", "tokens/s");
     if (b->n_prompt) printf("  pp%-6lld %8lld %12.2f ± %-6.2f\n", b->n_prompt, b->n_prompt, pp.mean, pp.sd);
     if (b->n_gen)

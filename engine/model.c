@@ -684,6 +684,7 @@ int64_t model_n_ctx(const KbModel *m) { return m->n_ctx; }
 int64_t model_n_ctx_train(const KbModel *m) { return m->cfg.n_ctx_train; }
 int model_n_threads(const KbModel *m) { return pool_size(m->pool); }
 const char *model_kernels_name(const KbModel *m) { return m->kern->name; }
+uint64_t model_packed_bytes(const KbModel *m) { return m->packed_size; }
 int64_t model_n_past(const KbModel *m) { return m->n_past; }
 
 static uint64_t mat_bytes(const Mat *w)

@@ -624,6 +624,78 @@ static void test_cli_start_with_model_describes_it(void **state)
     free(model), free(abs);
 }
 
+/* Runs kbchat bench on model with the options of argv-style list opts
+** (NULL-terminated, at most 10) and extra environment entry env (may be
+** NULL), in the sandbox. */
+static Run run_bench(Sandbox *sb, const char *model, const char *const *opts, const char *env_extra)
+{
+    const char *argv[16] = {sb->cwd_bin, "bench", "-m", model};
+    int n = 4;
+    for (int i = 0; opts[i] && n < 15; i++) argv[n++] = opts[i];
+    argv[n] = NULL;
+    const char *env[] = {sb->env_home, sb->env_xdg_data, sb->env_xdg_cfg, sb->env_kbcfg, env_extra, NULL};
+    Run r;
+    assert_int_equal(testutil_run(argv, env, sb->dir, 120, &r.out, &r.err, &r.status), 0);
+    return r;
+}
+
+/* The number after "key": in the one-line JSON object s; fails when absent. */
+static double json_number(const char *s, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(s, pat);
+    if (p == NULL) fail_msg("%s is missing from %s", key, s);
+    double v = 0;
+    assert_int_equal(sscanf(p + strlen(pat), "%lf", &v), 1);
+    return v;
+}
+
+/* kbchat bench: the JSON object has the fields issue 5 names with values
+** that fit the run (token counts as asked, positive speeds and memory, the
+** kernel set in use; weights packed for the VNNI tiles exactly when the
+** AVX-512 set runs on a CPU with VNNI, none with KBCHAT_ISA=scalar); the
+** table shows the same; bad options are usage errors. */
+static void test_cli_bench_reports_speed_memory_and_kernels(void **state)
+{
+    Sandbox *sb = *state;
+    char *model = testutil_data_path("models/tiny-llama-Q4_0.gguf");
+    char *abs = realpath(model, NULL);
+    static const char *const json[] = {"-p", "8", "-n", "4", "-r", "2", "-t", "2", "--json", NULL};
+    Run r = run_bench(sb, abs, json, NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal((int)json_number(r.out, "pp_tokens"), 8);
+    assert_int_equal((int)json_number(r.out, "tg_tokens"), 4);
+    assert_int_equal((int)json_number(r.out, "threads"), 2);
+    assert_int_equal((int)json_number(r.out, "reps"), 2);
+    assert_true(json_number(r.out, "pp_tok_s") > 0 && json_number(r.out, "tg_tok_s") > 0);
+    assert_true(json_number(r.out, "peak_rss_mb") > 1 && json_number(r.out, "load_ms") > 0);
+    const int avx512 = strstr(r.out, "\"kernels\": \"AVX-512\"") != NULL;
+    assert_true(avx512 || strstr(r.out, "\"kernels\": \"AVX2\"") || strstr(r.out, "\"kernels\": \"scalar\""));
+    __builtin_cpu_init();
+    const int vnni = avx512 && __builtin_cpu_supports("avx512vnni");
+    assert_int_equal(json_number(r.out, "tiled_mb") > 0, vnni);
+    run_free(&r);
+    r = run_bench(sb, abs, json, "KBCHAT_ISA=scalar");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"kernels\": \"scalar\""));
+    assert_true(json_number(r.out, "tiled_mb") == 0);
+    run_free(&r);
+    static const char *const table[] = {"-p", "8", "-n", "4", "-r", "1", NULL};
+    r = run_bench(sb, abs, table, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "  pp8 "));
+    assert_non_null(strstr(r.out, "  tg4 "));
+    assert_non_null(strstr(r.out, "GB/s of weights"));
+    assert_non_null(strstr(r.out, "peak resident"));
+    run_free(&r);
+    static const char *const bad[] = {"-r", "0", NULL};
+    r = run_bench(sb, abs, bad, NULL);
+    assert_int_equal(r.status, 2);
+    run_free(&r);
+    free(model), free(abs);
+}
+
 #define SANDBOXED(t) cmocka_unit_test_setup_teardown(t, sandbox_setup, sandbox_teardown)
 
 int main(void)
@@ -654,6 +726,7 @@ int main(void)
         SANDBOXED(test_cli_config_prints_sources),
         SANDBOXED(test_cli_start_without_model_explains_and_writes_nothing),
         SANDBOXED(test_cli_start_with_model_describes_it),
+        SANDBOXED(test_cli_bench_reports_speed_memory_and_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
