@@ -536,6 +536,21 @@ static size_t packed_size(const KbModel *m, const Mat *w)
     return gemm_packed_size(m->s.gemm.isa, w->type, w->n_in, w->n_out);
 }
 
+/* Bytes of memory the kernel says it can give without swapping
+** (MemAvailable: free memory plus the page cache it can drop), or
+** UINT64_MAX when it does not say. */
+static uint64_t memory_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f == NULL) return UINT64_MAX;
+    char line[256];
+    unsigned long long kb = 0;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+    fclose(f);
+    return found ? (uint64_t)kb * 1024 : UINT64_MAX;
+}
+
 /* Packs every weight matrix of a type the tiled kernels handle (gemm.h:
 ** Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) on this CPU into one allocation, matrix by matrix,
 ** releasing each one's file pages after it. Nothing to do without the tiled
@@ -549,6 +564,12 @@ static int pack_weights(KbModel *m, char *err, size_t errlen)
     const int n = weight_mats(m, mats);
     size_t total = 0;
     for (int i = 0; i < n; i++) total += packed_size(m, mats[i]);
+    /* The packed copy is anonymous memory, which (without swap) cannot be
+    ** dropped the way the mapped file's pages can; when it would not fit,
+    ** every product stays on vec_dot over the mapping, slower but safe. The
+    ** file's pages being packed count as available (they are page cache), so
+    ** this refuses only when the machine really lacks the room. */
+    if ((uint64_t)total > memory_available()) total = 0;
     if (total > 0) {
         void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) {
@@ -562,7 +583,7 @@ static int pack_weights(KbModel *m, char *err, size_t errlen)
         m->packed_size = total;
     }
     size_t off = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; total > 0 && i < n; i++) {
         Mat *w = mats[i];
         const size_t size = packed_size(m, w);
         if (size == 0) continue;
