@@ -29,13 +29,8 @@
 typedef struct Sandbox {
     char *dir, *docs, *bin;
     char *aidreams, *f16, *q8;
-    char env_home[600];
+    const char *home; /* HOME of the runs: the sandbox itself unless a test says otherwise */
 } Sandbox;
-
-typedef struct Run {
-    char *out, *err;
-    int status;
-} Run;
 
 static int sandbox_setup(void **state)
 {
@@ -47,7 +42,7 @@ static int sandbox_setup(void **state)
     sb->aidreams = testutil_data_path("models/aidreams260K-F32.gguf");
     sb->f16 = testutil_data_path("models/tiny-bert-F16.gguf");
     sb->q8 = testutil_data_path("models/tiny-bert-Q8_0.gguf");
-    snprintf(sb->env_home, sizeof sb->env_home, "HOME=%s", sb->dir);
+    sb->home = sb->dir;
     if (!sb->dir || !sb->bin || mkdir(sb->docs, 0700) != 0 || !ragfix_have_font()) return -1;
     return ragqa_write_documents(sb->docs) == 0 ? 0 : -1;
 }
@@ -61,31 +56,7 @@ static int sandbox_teardown(void **state)
     return 0;
 }
 
-static Run kb_run(Sandbox *sb, const char *const *args)
-{
-    const char *argv[24] = {sb->bin};
-    for (int i = 0; args[i]; i++) argv[i + 1] = args[i];
-    const char *env[] = {sb->env_home, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "KBCHAT_CONFIG=", NULL};
-    Run r;
-    assert_int_equal(testutil_run(argv, env, sb->dir, 120, &r.out, &r.err, &r.status), 0);
-    return r;
-}
-
-#define KB(sb, ...) kb_run(sb, (const char *const[]){__VA_ARGS__, NULL})
-
-static void run_free(Run *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static void expect(Run *r, int status, const char *in_out, const char *in_err)
-{
-    if (r->status != status) fail_msg("exit %d, wanted %d; stdout: %s; stderr: %s", r->status, status, r->out, r->err);
-    if (in_out && !strstr(r->out, in_out)) fail_msg("stdout lacks \"%s\": %s", in_out, r->out);
-    if (in_err && !strstr(r->err, in_err)) fail_msg("stderr lacks \"%s\": %s", in_err, r->err);
-    run_free(r);
-}
+#define KB(sb, ...) testutil_kbchat_in((sb)->bin, (sb)->dir, (sb)->home, (const char *const[]){__VA_ARGS__, NULL})
 
 /* Writes ./config.yaml: small chunks, the aidreams chat model with a
 ** template short enough for its 128-token context, greedy answers. */
@@ -106,10 +77,10 @@ static void write_config(Sandbox *sb, const char *embedding)
 
 static void make_kb(Sandbox *sb, const char *name)
 {
-    Run r = KB(sb, "kb", "create", name, "--folder", "docs");
-    expect(&r, 0, "created knowledge base", NULL);
+    TestRun r = KB(sb, "kb", "create", name, "--folder", "docs");
+    testutil_expect(&r, 0, "created knowledge base", NULL);
     r = KB(sb, "kb", "sync", name);
-    expect(&r, 0, "7 indexed", NULL);
+    testutil_expect(&r, 0, "7 indexed", NULL);
 }
 
 /* --- ask with a keyword-only knowledge base --- */
@@ -119,7 +90,7 @@ static void test_ask_answers_with_numbered_passages_and_sources(void **state)
     Sandbox *sb = *state;
     write_config(sb, "none");
     make_kb(sb, "qa");
-    Run r = KB(sb, "ask", "--show-prompt", "How often should the strainer be cleaned?");
+    TestRun r = KB(sb, "ask", "--show-prompt", "How often should the strainer be cleaned?");
     if (r.status != 0) fail_msg("ask: %s", r.err);
     /* the prompt: numbered passages with file and page, then the question */
     assert_non_null(strstr(r.err, "--- prompt ("));
@@ -133,15 +104,15 @@ static void test_ask_answers_with_numbered_passages_and_sources(void **state)
     assert_true(src > r.out); /* something was generated before */
     assert_non_null(strstr(src, "/docs/pump.pdf, page "));
     assert_non_null(strstr(src, "\n    "));
-    run_free(&r);
+    testutil_run_free(&r);
     /* --json: one object, grounded, with the sources */
     r = KB(sb, "ask", "--json", "--kb", "qa", "Where is the serial number printed?");
-    expect(&r, 0, "\"grounded\": true, \"answer\": \"", NULL);
+    testutil_expect(&r, 0, "\"grounded\": true, \"answer\": \"", NULL);
     r = KB(sb, "ask", "--json", "Where is the serial number printed?");
-    expect(&r, 0, "\"sources\": [\n  {\"rank\": 1, ", NULL);
+    testutil_expect(&r, 0, "\"sources\": [\n  {\"rank\": 1, ", NULL);
     /* a Chinese passage is some 300 tokens in this model's 512-token vocabulary: no room */
     r = KB(sb, "ask", "离线使用时需要联网吗？");
-    expect(&r, 1, NULL, "cannot hold the prompt with even one passage");
+    testutil_expect(&r, 1, NULL, "cannot hold the prompt with even one passage");
 }
 
 static void test_ask_strict_mode_and_fallback(void **state)
@@ -150,18 +121,18 @@ static void test_ask_strict_mode_and_fallback(void **state)
     write_config(sb, "none");
     make_kb(sb, "qa");
     /* nothing matches: said so, and no model is opened (this one does not exist) */
-    Run r = KB(sb, "--model", "/nonexistent/model.gguf", "ask", "zeppelin airship");
-    expect(&r, 0, "The knowledge base has nothing on this question.\n", NULL);
+    TestRun r = KB(sb, "--model", "/nonexistent/model.gguf", "ask", "zeppelin airship");
+    testutil_expect(&r, 0, "The knowledge base has nothing on this question.\n", NULL);
     r = KB(sb, "--model", "/nonexistent/model.gguf", "ask", "飞艇在哪里起飞？");
-    expect(&r, 0, "知识库中没有找到与这个问题相关的内容。", NULL);
+    testutil_expect(&r, 0, "知识库中没有找到与这个问题相关的内容。", NULL);
     r = KB(sb, "--model", "/nonexistent/model.gguf", "ask", "--json", "zeppelin");
-    expect(&r, 0, "\"grounded\": false, \"answer\": \"The knowledge base has nothing on this question.\"", NULL);
+    testutil_expect(&r, 0, "\"grounded\": false, \"answer\": \"The knowledge base has nothing on this question.\"", NULL);
     /* --fallback model: the model answers, labelled */
     r = KB(sb, "ask", "--fallback", "model", "zeppelin airship");
-    expect(&r, 0, "(Nothing in the knowledge base matched: this answer is the model's own, not from your documents.)\n",
+    testutil_expect(&r, 0, "(Nothing in the knowledge base matched: this answer is the model's own, not from your documents.)\n",
            NULL);
     r = KB(sb, "ask", "--fallback", "maybe", "x");
-    expect(&r, 2, NULL, "--fallback: expected strict or model");
+    testutil_expect(&r, 2, NULL, "--fallback: expected strict or model");
 }
 
 static void test_ask_retrieve_only_json_loads_no_chat_model(void **state)
@@ -169,7 +140,7 @@ static void test_ask_retrieve_only_json_loads_no_chat_model(void **state)
     Sandbox *sb = *state;
     write_config(sb, "none");
     make_kb(sb, "qa");
-    Run r = KB(sb, "--model", "/nonexistent/model.gguf", "ask", "--retrieve-only", "--json", "--top-k", "2",
+    TestRun r = KB(sb, "--model", "/nonexistent/model.gguf", "ask", "--retrieve-only", "--json", "--top-k", "2",
                "Where is the serial number printed?");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "[\n  {\"rank\": 1, \"score\": "));
@@ -177,30 +148,30 @@ static void test_ask_retrieve_only_json_loads_no_chat_model(void **state)
     assert_non_null(strstr(r.out, "\"bm25_rank\": 1, \"vector_rank\": null, \"relevance\": "));
     assert_non_null(strstr(r.out, "label under the lid"));
     assert_null(strstr(r.out, "\"rank\": 3"));
-    run_free(&r);
+    testutil_run_free(&r);
     r = KB(sb, "--model", "/nonexistent/model.gguf", "ask", "--retrieve-only", "检索时问题是怎么处理的？");
-    expect(&r, 0, "说明.pdf, page 1  (score ", NULL);
+    testutil_expect(&r, 0, "说明.pdf, page 1  (score ", NULL);
 }
 
 static void test_ask_usage_errors_and_small_context(void **state)
 {
     Sandbox *sb = *state;
     write_config(sb, "none");
-    Run r = KB(sb, "ask", "anything");
-    expect(&r, 2, NULL, "no knowledge bases yet");
+    TestRun r = KB(sb, "ask", "anything");
+    testutil_expect(&r, 2, NULL, "no knowledge bases yet");
     make_kb(sb, "one");
     r = KB(sb, "kb", "create", "two");
-    expect(&r, 0, NULL, NULL);
+    testutil_expect(&r, 0, NULL, NULL);
     r = KB(sb, "ask", "How long is the warranty?");
-    expect(&r, 2, NULL, "several knowledge bases: name one with --kb (one, two)");
+    testutil_expect(&r, 2, NULL, "several knowledge bases: name one with --kb (one, two)");
     r = KB(sb, "ask", "--kb", "three", "x");
-    expect(&r, 1, NULL, "no knowledge base named 'three'");
+    testutil_expect(&r, 1, NULL, "no knowledge base named 'three'");
     r = KB(sb, "ask", "--kb", "one", "--ctx-size", "24", "How long is the warranty?");
-    expect(&r, 1, NULL, "cannot hold the prompt");
+    testutil_expect(&r, 1, NULL, "cannot hold the prompt");
     r = KB(sb, "ask", "--mode", "hybrid", "x");
-    expect(&r, 2, NULL, "does not apply");
+    testutil_expect(&r, 2, NULL, "does not apply");
     r = KB(sb, "ask", "--help");
-    expect(&r, 0, "--retrieve-only", NULL);
+    testutil_expect(&r, 0, "--retrieve-only", NULL);
 }
 
 /* --- vectors through the command line --- */
@@ -209,53 +180,53 @@ static void test_kb_vectors_pinning_and_rebuild_from_the_command_line(void **sta
 {
     Sandbox *sb = *state;
     write_config(sb, sb->f16);
-    Run r = KB(sb, "kb", "create", "vec", "--folder", "docs");
-    expect(&r, 0, "embedding model tiny-bert-F16.gguf (128 dims)", NULL);
+    TestRun r = KB(sb, "kb", "create", "vec", "--folder", "docs");
+    testutil_expect(&r, 0, "embedding model tiny-bert-F16.gguf (128 dims)", NULL);
     r = KB(sb, "kb", "sync", "vec");
-    expect(&r, 0, "chunks embedded", NULL);
+    testutil_expect(&r, 0, "chunks embedded", NULL);
     r = KB(sb, "kb", "status", "vec");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "embedding model: tiny-bert-F16.gguf (128 dims)"));
     assert_non_null(strstr(r.out, "vectors:         48 of 48 chunks"));
-    run_free(&r);
+    testutil_run_free(&r);
     r = KB(sb, "kb", "search", "vec", "--mode", "vector", "--json", "Clean the strainer every month to keep the flow steady.");
-    expect(&r, 0, "\"vector_rank\": 1", NULL);
+    testutil_expect(&r, 0, "\"vector_rank\": 1", NULL);
     r = KB(sb, "kb", "search", "vec", "--mode", "hybrid", "strainer");
-    expect(&r, 0, "keyword #1", NULL);
+    testutil_expect(&r, 0, "keyword #1", NULL);
     r = KB(sb, "--model", "/nonexistent/model.gguf", "ask", "--retrieve-only", "--json", "strainer");
-    expect(&r, 0, "\"bm25_rank\": 1", NULL);
+    testutil_expect(&r, 0, "\"bm25_rank\": 1", NULL);
     /* another embedding model configured: vector search refused, keyword still works */
     write_config(sb, sb->q8);
     r = KB(sb, "kb", "search", "vec", "--mode", "vector", "strainer");
-    expect(&r, 1, NULL, "run 'kbchat kb rebuild vec' to re-embed it with tiny-bert-Q8_0.gguf");
+    testutil_expect(&r, 1, NULL, "run 'kbchat kb rebuild vec' to re-embed it with tiny-bert-Q8_0.gguf");
     r = KB(sb, "kb", "search", "vec", "--mode", "hybrid", "strainer");
-    expect(&r, 0, "keyword #1", "kbchat: note: knowledge base 'vec' was built with tiny-bert-F16.gguf (128 dims)");
+    testutil_expect(&r, 0, "keyword #1", "kbchat: note: knowledge base 'vec' was built with tiny-bert-F16.gguf (128 dims)");
     r = KB(sb, "kb", "sync", "vec");
-    expect(&r, 0, NULL, NULL);
+    testutil_expect(&r, 0, NULL, NULL);
     r = KB(sb, "kb", "rebuild", "vec");
-    expect(&r, 0, "vec: pinned to tiny-bert-Q8_0.gguf (128 dims); 48 chunks embedded", NULL);
+    testutil_expect(&r, 0, "vec: pinned to tiny-bert-Q8_0.gguf (128 dims); 48 chunks embedded", NULL);
     r = KB(sb, "kb", "search", "vec", "--mode", "vector", "strainer");
-    expect(&r, 0, "vector #1", NULL);
+    testutil_expect(&r, 0, "vector #1", NULL);
     r = KB(sb, "kb", "search", "vec", "--mode", "fuzzy", "strainer");
-    expect(&r, 2, NULL, "--mode: expected words, keyword, vector or hybrid");
+    testutil_expect(&r, 2, NULL, "--mode: expected words, keyword, vector or hybrid");
     /* no model: rebuild makes it keyword-only */
     write_config(sb, "none");
     r = KB(sb, "kb", "rebuild", "vec");
-    expect(&r, 0, "vec: vectors dropped", NULL);
+    testutil_expect(&r, 0, "vec: vectors dropped", NULL);
     r = KB(sb, "kb", "search", "vec", "--mode", "vector", "strainer");
-    expect(&r, 1, NULL, "has no vectors");
+    testutil_expect(&r, 1, NULL, "has no vectors");
 }
 
 static void test_kb_chat_embedding_uses_the_chat_model(void **state)
 {
     Sandbox *sb = *state;
     write_config(sb, "chat");
-    Run r = KB(sb, "kb", "create", "chatkb", "--folder", "docs");
-    expect(&r, 0, "embedding model aidreams260K-F32.gguf (64 dims)", NULL);
+    TestRun r = KB(sb, "kb", "create", "chatkb", "--folder", "docs");
+    testutil_expect(&r, 0, "embedding model aidreams260K-F32.gguf (64 dims)", NULL);
     r = KB(sb, "kb", "sync", "chatkb");
-    expect(&r, 0, "chunks embedded", NULL);
+    testutil_expect(&r, 0, "chunks embedded", NULL);
     r = KB(sb, "ask", "--show-prompt", "Where is the serial number printed?");
-    expect(&r, 0, "Sources:\n[1] ", "label under the lid");
+    testutil_expect(&r, 0, "Sources:\n[1] ", "label under the lid");
 }
 
 #define SANDBOX(t) cmocka_unit_test_setup_teardown(t, sandbox_setup, sandbox_teardown)

@@ -23,16 +23,11 @@
 #include "tests/ragfix.h"
 #include "tests/testutil.h"
 
-typedef struct Run {
-    char *out, *err;
-    int status;
-} Run;
-
 typedef struct Sandbox {
     char *dir;   /* HOME and working directory */
     char *docs;  /* documents for the knowledge bases */
     char *bin;   /* absolute path of kbchat */
-    char env_home[600];
+    const char *home; /* HOME of the runs: the sandbox itself unless a test says otherwise */
 } Sandbox;
 
 static int sandbox_setup(void **state)
@@ -41,7 +36,7 @@ static int sandbox_setup(void **state)
     sb->dir = testutil_mkdtemp();
     sb->docs = testutil_join(sb->dir, "docs");
     sb->bin = realpath(testutil_kbchat_bin(), NULL);
-    snprintf(sb->env_home, sizeof sb->env_home, "HOME=%s", sb->dir);
+    sb->home = sb->dir;
     *state = sb;
     return sb->dir && sb->bin && mkdir(sb->docs, 0700) == 0 && ragfix_have_font() ? 0 : -1;
 }
@@ -57,32 +52,7 @@ static int sandbox_teardown(void **state)
     return 0;
 }
 
-/* Runs kbchat with the NULL-terminated arguments in the sandbox. */
-static Run kb_run(Sandbox *sb, const char *const *args)
-{
-    const char *argv[16] = {sb->bin};
-    for (int i = 0; args[i]; i++) argv[i + 1] = args[i];
-    const char *env[] = {sb->env_home, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "KBCHAT_CONFIG=", NULL};
-    Run r;
-    assert_int_equal(testutil_run(argv, env, sb->dir, 120, &r.out, &r.err, &r.status), 0);
-    return r;
-}
-
-#define KB(sb, ...) kb_run(sb, (const char *const[]){__VA_ARGS__, NULL})
-
-static void run_free(Run *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static void expect(Run *r, int status, const char *in_out, const char *in_err)
-{
-    if (r->status != status) fail_msg("exit %d, wanted %d; stdout: %s; stderr: %s", r->status, status, r->out, r->err);
-    if (in_out && !strstr(r->out, in_out)) fail_msg("stdout lacks \"%s\": %s", in_out, r->out);
-    if (in_err && !strstr(r->err, in_err)) fail_msg("stderr lacks \"%s\": %s", in_err, r->err);
-    run_free(r);
-}
+#define KB(sb, ...) testutil_kbchat_in((sb)->bin, (sb)->dir, (sb)->home, (const char *const[]){__VA_ARGS__, NULL})
 
 /* The sandbox's documents: an English PDF with a header and footer, a
 ** Chinese PDF, a GBK text file, Markdown, and one encrypted PDF. */
@@ -124,10 +94,10 @@ static void test_kb_cli_create_sync_status_files_search(void **state)
     const char *yaml = "chunking:\n  size: 50\n  overlap: 10\n";
     assert_int_equal(testutil_write_file(cfg, yaml, strlen(yaml)), 0);
     free(cfg);
-    Run r = KB(sb, "kb", "list");
-    expect(&r, 0, "no knowledge bases yet", NULL);
+    TestRun r = KB(sb, "kb", "list");
+    testutil_expect(&r, 0, "no knowledge bases yet", NULL);
     r = KB(sb, "kb", "create", "manuals", "--folder", "docs");
-    expect(&r, 0, "created knowledge base 'manuals': chunks of 50 characters, overlap 10", NULL);
+    testutil_expect(&r, 0, "created knowledge base 'manuals': chunks of 50 characters, overlap 10", NULL);
     r = KB(sb, "kb", "sync", "manuals");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "indexed "));
@@ -135,9 +105,9 @@ static void test_kb_cli_create_sync_status_files_search(void **state)
     assert_non_null(strstr(r.out, "failed "));
     assert_non_null(strstr(r.out, "locked.pdf: encrypted PDF"));
     assert_non_null(strstr(r.out, "manuals: 4 indexed, 0 updated, 0 moved, 0 removed, 1 failed, 0 unchanged"));
-    run_free(&r);
+    testutil_run_free(&r);
     r = KB(sb, "kb", "sync", "manuals");
-    expect(&r, 0, "manuals: 0 indexed, 0 updated, 0 moved, 0 removed, 0 failed, 5 unchanged; 0 pages, 0 chunks", NULL);
+    testutil_expect(&r, 0, "manuals: 0 indexed, 0 updated, 0 moved, 0 removed, 0 failed, 5 unchanged; 0 pages, 0 chunks", NULL);
     r = KB(sb, "kb", "status", "manuals");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "documents:       5 (4 indexed, 1 failed)"));
@@ -145,11 +115,11 @@ static void test_kb_cli_create_sync_status_files_search(void **state)
     assert_non_null(strstr(r.out, "embedding model: none"));
     assert_non_null(strstr(r.out, "locked.pdf: encrypted PDF: it needs a password"));
     assert_null(strstr(r.out, "last sync:       never"));
-    run_free(&r);
+    testutil_run_free(&r);
     r = KB(sb, "kb", "files", "manuals");
-    expect(&r, 0, "说明.pdf", NULL);
+    testutil_expect(&r, 0, "说明.pdf", NULL);
     r = KB(sb, "kb", "list");
-    expect(&r, 0, "manuals", NULL);
+    testutil_expect(&r, 0, "manuals", NULL);
 
     /* a Chinese word of 2, 3 and 4 characters, and English words */
     r = KB(sb, "kb", "search", "manuals", "二元", "--json");
@@ -157,65 +127,65 @@ static void test_kb_cli_create_sync_status_files_search(void **state)
     assert_non_null(strstr(r.out, "\"rank\": 1, \"score\": "));
     assert_non_null(strstr(r.out, "说明.pdf\", \"page\": 2, \"chunk_id\": "));
     assert_non_null(strstr(r.out, "\"text\": \"检索时先把问题切成二元组，再按相关度排序。\""));
-    run_free(&r);
+    testutil_run_free(&r);
     r = KB(sb, "kb", "search", "manuals", "知识库", "--json");
-    expect(&r, 0, "说明.pdf\", \"page\": 1,", NULL);
+    testutil_expect(&r, 0, "说明.pdf\", \"page\": 1,", NULL);
     r = KB(sb, "kb", "search", "manuals", "全文检索", "--json");
-    expect(&r, 0, "笔记.txt\", \"page\": null,", NULL);
+    testutil_expect(&r, 0, "笔记.txt\", \"page\": null,", NULL);
     r = KB(sb, "kb", "search", "manuals", "STRAINER", "--json", "--top-k", "1");
-    expect(&r, 0, "pump.pdf\", \"page\": 2,", NULL);
+    testutil_expect(&r, 0, "pump.pdf\", \"page\": 2,", NULL);
     r = KB(sb, "kb", "search", "manuals", "impeller");
-    expect(&r, 0, "[1] ", NULL);
+    testutil_expect(&r, 0, "[1] ", NULL);
     r = KB(sb, "kb", "search", "manuals", "impeller", "--json");
-    expect(&r, 0, "\"section\": \"Troubleshooting\"", NULL);
+    testutil_expect(&r, 0, "\"section\": \"Troubleshooting\"", NULL);
     r = KB(sb, "kb", "search", "manuals", "zeppelin", "--json");
-    expect(&r, 0, "[]\n", NULL);
+    testutil_expect(&r, 0, "[]\n", NULL);
     /* the page header was not indexed */
     r = KB(sb, "kb", "search", "manuals", "Manual", "--json");
-    expect(&r, 0, "[]\n", NULL);
+    testutil_expect(&r, 0, "[]\n", NULL);
 
     /* remove a folder, then delete */
     r = KB(sb, "kb", "remove", "manuals", "docs/中文");
-    expect(&r, 0, "(2 documents)", NULL);
+    testutil_expect(&r, 0, "(2 documents)", NULL);
     r = KB(sb, "kb", "search", "manuals", "知识库", "--json");
-    expect(&r, 0, "[]\n", NULL);
+    testutil_expect(&r, 0, "[]\n", NULL);
     r = KB(sb, "kb", "delete", "manuals");
-    expect(&r, 2, NULL, "pass --yes");
+    testutil_expect(&r, 2, NULL, "pass --yes");
     r = KB(sb, "kb", "delete", "manuals", "--yes");
-    expect(&r, 0, "deleted knowledge base 'manuals'", NULL);
+    testutil_expect(&r, 0, "deleted knowledge base 'manuals'", NULL);
     r = KB(sb, "kb", "status", "manuals");
-    expect(&r, 1, NULL, "no knowledge base named 'manuals'");
+    testutil_expect(&r, 1, NULL, "no knowledge base named 'manuals'");
 }
 
 static void test_kb_cli_usage_errors(void **state)
 {
     Sandbox *sb = *state;
-    Run r = KB(sb, "kb", "sync");
-    expect(&r, 2, NULL, "name one knowledge base or pass --all");
+    TestRun r = KB(sb, "kb", "sync");
+    testutil_expect(&r, 2, NULL, "name one knowledge base or pass --all");
     r = KB(sb, "kb", "sync", "x", "--all");
-    expect(&r, 2, NULL, "--all");
+    testutil_expect(&r, 2, NULL, "--all");
     r = KB(sb, "kb", "search", "x");
-    expect(&r, 2, NULL, "usage:");
+    testutil_expect(&r, 2, NULL, "usage:");
     r = KB(sb, "kb", "list", "--folder", "d");
-    expect(&r, 2, NULL, "does not apply");
+    testutil_expect(&r, 2, NULL, "does not apply");
     r = KB(sb, "kb", "frob");
-    expect(&r, 2, NULL, "unknown subcommand 'frob'");
+    testutil_expect(&r, 2, NULL, "unknown subcommand 'frob'");
     r = KB(sb, "kb", "create", "bad name");
-    expect(&r, 1, NULL, "may hold only letters");
+    testutil_expect(&r, 1, NULL, "may hold only letters");
     r = KB(sb, "kb", "create", "k", "--folder", "missing-dir");
-    expect(&r, 1, NULL, "missing-dir: No such file or directory");
+    testutil_expect(&r, 1, NULL, "missing-dir: No such file or directory");
     r = KB(sb, "kb", "list");
-    expect(&r, 0, "no knowledge bases yet", NULL); /* the failed create left nothing */
+    testutil_expect(&r, 0, "no knowledge bases yet", NULL); /* the failed create left nothing */
     r = KB(sb, "kb", "create", "k");
-    expect(&r, 0, NULL, NULL);
+    testutil_expect(&r, 0, NULL, NULL);
     r = KB(sb, "kb", "search", "k", "word", "--top-k", "0");
-    expect(&r, 2, NULL, "--top-k: expected a number 1..1000");
+    testutil_expect(&r, 2, NULL, "--top-k: expected a number 1..1000");
     r = KB(sb, "kb", "add", "k", "docs", "nowhere");
-    expect(&r, 1, "added docs", "nowhere: No such file or directory");
+    testutil_expect(&r, 1, "added docs", "nowhere: No such file or directory");
     r = KB(sb, "kb", "sync", "--all");
-    expect(&r, 0, "k: 0 indexed", NULL);
+    testutil_expect(&r, 0, "k: 0 indexed", NULL);
     r = KB(sb, "kb", "search", "--help");
-    expect(&r, 0, "--top-k K", NULL);
+    testutil_expect(&r, 0, "--top-k K", NULL);
 }
 
 /* --- kill -9 in the middle of a sync --- */
@@ -273,8 +243,8 @@ static void test_kb_cli_sync_killed_with_sigkill_resumes_to_the_clean_result(voi
         }
         free(p);
     }
-    Run r = KB(sb, "kb", "create", "k", "--folder", "docs");
-    expect(&r, 0, NULL, NULL);
+    TestRun r = KB(sb, "kb", "create", "k", "--folder", "docs");
+    testutil_expect(&r, 0, NULL, NULL);
     char *db = testutil_join(sb->dir, ".local/share/kbchat/" RAG_DB_NAME);
 
     pid_t pid = start_sync(sb);
@@ -297,7 +267,7 @@ static void test_kb_cli_sync_killed_with_sigkill_resumes_to_the_clean_result(voi
     char want_line[128];
     snprintf(want_line, sizeof want_line, "k: %d indexed, 0 updated, 0 moved, 0 removed, 0 failed, %d unchanged",
              KILL_FILES - committed, committed);
-    expect(&r, 0, want_line, NULL);
+    testutil_expect(&r, 0, want_line, NULL);
     Rag *rag;
     char *data = testutil_join(sb->dir, ".local/share/kbchat");
     assert_int_equal(rag_open(&rag, data), KB_OK);
@@ -308,11 +278,11 @@ static void test_kb_cli_sync_killed_with_sigkill_resumes_to_the_clean_result(voi
     char *resumed = ragfix_dump_db(db);
     char *clean_home = testutil_join(sb->dir, "clean");
     mkdir(clean_home, 0700);
-    snprintf(sb->env_home, sizeof sb->env_home, "HOME=%s", clean_home);
+    sb->home = clean_home;
     r = KB(sb, "kb", "create", "k", "--folder", "docs");
-    expect(&r, 0, NULL, NULL);
+    testutil_expect(&r, 0, NULL, NULL);
     r = KB(sb, "kb", "sync", "k");
-    expect(&r, 0, "k: 30 indexed", NULL);
+    testutil_expect(&r, 0, "k: 30 indexed", NULL);
     char *clean_db = testutil_join(clean_home, ".local/share/kbchat/" RAG_DB_NAME);
     char *clean = ragfix_dump_db(clean_db);
     assert_non_null(resumed);

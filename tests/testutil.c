@@ -15,6 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include "tests/testutil.h"
 
 /* --- allocation failure injection --- */
@@ -250,4 +256,35 @@ int testutil_run(const char *const argv[], const char *const env[], const char *
     else if (WIFEXITED(ws)) *status = WEXITSTATUS(ws);
     else if (WIFSIGNALED(ws)) *status = 128 + WTERMSIG(ws);
     return 0;
+}
+
+TestRun testutil_kbchat_in(const char *bin, const char *cwd, const char *home, const char *const *args)
+{
+    const char *argv[24] = {bin};
+    for (int i = 0; args[i] && i < 22; i++) argv[i + 1] = args[i];
+    char env_home[4200];
+    snprintf(env_home, sizeof env_home, "HOME=%s", home);
+    const char *env[] = {env_home, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "KBCHAT_CONFIG=", NULL};
+    TestRun r = {NULL, NULL, -1};
+    if (testutil_run(argv, env, cwd, 120, &r.out, &r.err, &r.status) != 0) fail_msg("cannot run %s", bin);
+    return r;
+}
+
+void testutil_run_free(TestRun *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+void testutil_expect(TestRun *r, int status, const char *in_out, const char *in_err)
+{
+    char why[512] = "";
+    if (r->status != status) snprintf(why, sizeof why, "exit %d, wanted %d", r->status, status);
+    else if (in_out && !strstr(r->out, in_out)) snprintf(why, sizeof why, "stdout lacks \"%s\"", in_out);
+    else if (in_err && !strstr(r->err, in_err)) snprintf(why, sizeof why, "stderr lacks \"%s\"", in_err);
+    if (why[0]) {
+        fail_msg("%s; stdout: %s; stderr: %s", why, r->out, r->err); /* (fail_msg does not return) */
+    }
+    testutil_run_free(r);
 }

@@ -51,4 +51,21 @@ char *testutil_join(const char *dir, const char *name);
 int testutil_run(const char *const argv[], const char *const env[], const char *cwd,
                  int timeout_s, char **out, char **err, int *status);
 
+/* A finished run of kbchat: its output (malloc'd) and exit status. */
+typedef struct TestRun {
+    char *out, *err;
+    int status;
+} TestRun;
+
+/* Runs the kbchat binary bin with the NULL-terminated arguments args (at
+** most 22) in directory cwd with HOME=home and no XDG folders or
+** KBCHAT_CONFIG from the developer's environment; allows 120 s. Fails the
+** test when kbchat cannot be started. Free with testutil_run_free. */
+TestRun testutil_kbchat_in(const char *bin, const char *cwd, const char *home, const char *const *args);
+void testutil_run_free(TestRun *r);
+
+/* Fails the test unless r exited with status and its stdout and stderr
+** contain in_out and in_err (NULL: anything); frees r either way. */
+void testutil_expect(TestRun *r, int status, const char *in_out, const char *in_err);
+
 #endif
