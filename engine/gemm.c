@@ -46,6 +46,19 @@ static size_t round_up(size_t n, size_t a)
     return (n + a - 1) / a * a;
 }
 
+/* Row tiles of a matrix of n_out rows. */
+static int64_t row_tiles(int64_t n_out)
+{
+    return (n_out + GEMM_ROWS - 1) / GEMM_ROWS;
+}
+
+/* Rows of row tile rt (GEMM_ROWS but for the last). */
+static int tile_rows(int64_t n_out, int64_t rt)
+{
+    const int64_t left = n_out - rt * GEMM_ROWS;
+    return (int)(left < GEMM_ROWS ? left : GEMM_ROWS);
+}
+
 /* Blocks of `lay` multiplied at a time (at least one). */
 static int64_t run_blocks(const GemmLayout *lay)
 {
@@ -126,11 +139,11 @@ static void gemm_rows_worker(void *arg, int ith, int nth)
     const GemmJob *j = arg;
     const GemmProduct *p = j->p;
     const int64_t nb = j->nb, kc_max = run_blocks(&j->lay);
-    const int64_t n_rt = (p->n_out + GEMM_ROWS - 1) / GEMM_ROWS;
+    const int64_t n_rt = row_tiles(p->n_out);
     const int64_t rt0 = n_rt * ith / nth, rt1 = n_rt * (ith + 1) / nth;
     for (int64_t rt = rt0; rt < rt1; rt++) {
         const int64_t r0 = rt * GEMM_ROWS;
-        const int nr = (int)(p->n_out - r0 < GEMM_ROWS ? p->n_out - r0 : GEMM_ROWS);
+        const int nr = tile_rows(p->n_out, rt);
         for (int64_t l0 = 0; l0 < nb; l0 += kc_max) {
             const int64_t kc = nb - l0 < kc_max ? nb - l0 : kc_max;
             const uint8_t *wp = p->packed + (size_t)(rt * nb + l0) * j->lay.row_bytes;
@@ -157,7 +170,7 @@ size_t gemm_packed_size(const GemmIsa *isa, int type, int64_t n_in, int64_t n_ou
 {
     GemmLayout lay;
     if (isa == NULL || !isa->layout(type, &lay) || n_in < lay.block || n_in % lay.block != 0 || n_out < 1) return 0;
-    return (size_t)((n_out + GEMM_ROWS - 1) / GEMM_ROWS) * (size_t)(n_in / lay.block) * lay.row_bytes;
+    return (size_t)row_tiles(n_out) * (size_t)(n_in / lay.block) * lay.row_bytes;
 }
 
 typedef struct PackJob {
@@ -174,13 +187,9 @@ typedef struct PackJob {
 static void gemm_pack_matrix_worker(void *arg, int ith, int nth)
 {
     const PackJob *j = arg;
-    const int64_t n_rt = (j->n_out + GEMM_ROWS - 1) / GEMM_ROWS;
-    for (int64_t rt = ith; rt < n_rt; rt += nth) {
-        const int64_t r0 = rt * GEMM_ROWS;
-        const int nr = (int)(j->n_out - r0 < GEMM_ROWS ? j->n_out - r0 : GEMM_ROWS);
-        j->isa->pack_rows(j->type, j->w + (size_t)r0 * j->row_bytes, j->row_bytes, nr, j->nb,
-                          j->dst + (size_t)rt * j->tile_bytes);
-    }
+    for (int64_t rt = ith; rt < row_tiles(j->n_out); rt += nth)
+        j->isa->pack_rows(j->type, j->w + (size_t)(rt * GEMM_ROWS) * j->row_bytes, j->row_bytes, tile_rows(j->n_out, rt),
+                          j->nb, j->dst + (size_t)rt * j->tile_bytes);
 }
 
 void gemm_pack_matrix(const GemmIsa *isa, Pool *pool, int type, const uint8_t *w, size_t row_bytes, int64_t n_in,

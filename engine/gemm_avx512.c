@@ -482,31 +482,6 @@ static inline __attribute__((always_inline)) void tile_q4_0_q8_0_nt(bool q4, con
     tile_store(acc, y, ldy, live0, live1, NT);
 }
 
-/* Q4_0 / Q8_0 tiles of 1 to 4 tokens, each its own specialised loop. */
-static void tile_q4_0_q8_0(int type, const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy,
-                           __mmask16 live0, __mmask16 live1, int nt, bool add)
-{
-    const bool q4 = type == KB_TYPE_Q4_0;
-    switch (nt) {
-    case 1:
-        if (q4) tile_q4_0_q8_0_nt(true, 1, wp, ap, nb, y, ldy, live0, live1, add);
-        else tile_q4_0_q8_0_nt(false, 1, wp, ap, nb, y, ldy, live0, live1, add);
-        break;
-    case 2:
-        if (q4) tile_q4_0_q8_0_nt(true, 2, wp, ap, nb, y, ldy, live0, live1, add);
-        else tile_q4_0_q8_0_nt(false, 2, wp, ap, nb, y, ldy, live0, live1, add);
-        break;
-    case 3:
-        if (q4) tile_q4_0_q8_0_nt(true, 3, wp, ap, nb, y, ldy, live0, live1, add);
-        else tile_q4_0_q8_0_nt(false, 3, wp, ap, nb, y, ldy, live0, live1, add);
-        break;
-    default:
-        if (q4) tile_q4_0_q8_0_nt(true, 4, wp, ap, nb, y, ldy, live0, live1, add);
-        else tile_q4_0_q8_0_nt(false, 4, wp, ap, nb, y, ldy, live0, live1, add);
-        break;
-    }
-}
-
 /* isum[t][h] += s[t][h] x the rows' sub-block scales: 32 bytes at sc
 ** (rows 0..31), unsigned or (sgn) signed. */
 static inline __attribute__((always_inline)) void add_scaled(const int NT, __m512i isum[4][2], __m512i s[4][2],
@@ -661,35 +636,32 @@ static inline __attribute__((always_inline)) void tile_q6_K_nt(const int NT, con
     tile_store(acc, y, ldy, live0, live1, NT);
 }
 
-/* The K types' tiles of 1 to 4 tokens, each its own specialised loop. */
-static void tile_k(int type, const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy,
-                   __mmask16 live0, __mmask16 live1, int nt, bool add)
+/* A tile of NT tokens (a constant once inlined) of weights of `type`. */
+static inline __attribute__((always_inline)) void tile_nt(int type, const int NT, const uint8_t *wp,
+                                                           const uint8_t *ap, int64_t nb, float *y, int64_t ldy,
+                                                           __mmask16 live0, __mmask16 live1, bool add)
 {
-#define TILE_K_NT(NT)                                                                                             \
-    do {                                                                                                         \
-        if (type == KB_TYPE_Q6_K) tile_q6_K_nt(NT, wp, ap, nb, y, ldy, live0, live1, add);                       \
-        else if (type == KB_TYPE_Q5_K) tile_k4_nt(true, NT, wp, ap, nb, y, ldy, live0, live1, add);              \
-        else tile_k4_nt(false, NT, wp, ap, nb, y, ldy, live0, live1, add);                                       \
-    } while (0)
-    switch (nt) {
-    case 1: TILE_K_NT(1); break;
-    case 2: TILE_K_NT(2); break;
-    case 3: TILE_K_NT(3); break;
-    default: TILE_K_NT(4); break;
+    switch (type) {
+    case KB_TYPE_Q4_0: tile_q4_0_q8_0_nt(true, NT, wp, ap, nb, y, ldy, live0, live1, add); break;
+    case KB_TYPE_Q8_0: tile_q4_0_q8_0_nt(false, NT, wp, ap, nb, y, ldy, live0, live1, add); break;
+    case KB_TYPE_Q4_K: tile_k4_nt(false, NT, wp, ap, nb, y, ldy, live0, live1, add); break;
+    case KB_TYPE_Q5_K: tile_k4_nt(true, NT, wp, ap, nb, y, ldy, live0, live1, add); break;
+    default: tile_q6_K_nt(NT, wp, ap, nb, y, ldy, live0, live1, add); break;
     }
-#undef TILE_K_NT
 }
 
-/* One 32 x 4 tile over nb blocks; stores rows < nr of tokens < nt. */
+/* One 32 x nt tile over nb blocks; stores rows < nr of tokens < nt. Each
+** token count 1..4 runs its own specialised loop. */
 static void gemm512_tile(int type, const uint8_t *wp, const uint8_t *ap, int64_t nb, float *y, int64_t ldy, int nr,
                          int nt, bool add)
 {
     const __mmask16 live0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
     const __mmask16 live1 = (__mmask16)(nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
-    switch (type) {
-    case KB_TYPE_Q4_0:
-    case KB_TYPE_Q8_0: tile_q4_0_q8_0(type, wp, ap, nb, y, ldy, live0, live1, nt, add); break;
-    default: tile_k(type, wp, ap, nb, y, ldy, live0, live1, nt, add); break;
+    switch (nt) {
+    case 1: tile_nt(type, 1, wp, ap, nb, y, ldy, live0, live1, add); break;
+    case 2: tile_nt(type, 2, wp, ap, nb, y, ldy, live0, live1, add); break;
+    case 3: tile_nt(type, 3, wp, ap, nb, y, ldy, live0, live1, add); break;
+    default: tile_nt(type, 4, wp, ap, nb, y, ldy, live0, live1, add); break;
     }
 }
 
