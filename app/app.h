@@ -99,6 +99,9 @@ void chat_sync_stop(ChatApp *app);
 /* path with a leading "~" or "~/" replaced by $HOME (malloc'd, caller
 ** frees; NULL when out of memory). */
 char *path_expand_home(const char *path);
+/* The file name part of path (after its last '/'; path itself when it has
+** none), pointing into path. */
+const char *path_base_name(const char *path);
 /* Completes the last name of typed, a path relative to the current
 ** directory (a leading ~ is $HOME), as a shell's Tab does: *out (malloc'd,
 ** caller frees) is typed extended by the longest common prefix of the

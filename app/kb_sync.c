@@ -41,13 +41,6 @@ struct KbSyncJob {
     char warning[512];        /* the last warning (a missing folder, no vectors made) */
 };
 
-/* The file name part of path. */
-static const char *sync_base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
 /* rag_sync's progress callback, on the sync thread: copies what the front
 ** end shows into the record. */
 static void sync_on_progress(const RagProgress *p, void *user)
@@ -62,10 +55,10 @@ static void sync_on_progress(const RagProgress *p, void *user)
     st->chunks = p->chunks_done;
     st->embedding = p->event == RAG_EV_EMBED;
     if (p->event == RAG_EV_EMBED) st->vectors_done = p->vectors_done, st->vectors_total = p->vectors_total;
-    if (p->event == RAG_EV_DOC_START) snprintf(st->current, sizeof st->current, "%s", sync_base_name(p->path));
+    if (p->event == RAG_EV_DOC_START) snprintf(st->current, sizeof st->current, "%s", path_base_name(p->path));
     if (p->event == RAG_EV_DOC_DONE && p->action == RAG_ACT_FAILED) st->failed++;
     if ((p->event == RAG_EV_DOC_DONE && p->action == RAG_ACT_FAILED) || p->event == RAG_EV_WARNING)
-        snprintf(st->last_problem, sizeof st->last_problem, "%s%s%s", p->path ? sync_base_name(p->path) : "",
+        snprintf(st->last_problem, sizeof st->last_problem, "%s%s%s", p->path ? path_base_name(p->path) : "",
                  p->path ? ": " : "", p->message ? p->message : "");
     if (p->event == RAG_EV_WARNING) snprintf(j->warning, sizeof j->warning, "%s", st->last_problem);
     st->percent = st->files_total > 0 ? (int)(st->files_done * 100 / st->files_total) : 0;

@@ -23,6 +23,13 @@ char *path_expand_home(const char *path)
     return out;
 }
 
+/* The file name part of path (app.h). */
+const char *path_base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
 /* One name that fits. */
 typedef struct PathCand {
     char *name;

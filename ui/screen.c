@@ -36,13 +36,6 @@
 
 /* --- the worker --- */
 
-/* The file name part of path. */
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
 
 typedef struct Worker {
     pthread_t thread;
@@ -93,7 +86,7 @@ static void worker_start_chat(Worker *w, FILE *out, FILE *err)
         ChatStatus st;
         chat_status(w->app, &st);
         fprintf(out, "Ready: %s (%s, template %s, context %lld). Type a question; /help lists the commands.\n",
-                base_name(st.model), st.arch, st.template_name, st.n_ctx);
+                path_base_name(st.model), st.arch, st.template_name, st.n_ctx);
     }
     int rc = chat_resume_last(w->app);
     if (rc == KB_OK) w->resumed = 1;
@@ -196,7 +189,7 @@ static void screen_snapshot(Screen *s)
     ChatStatus st;
     chat_status(s->app, &st);
     int n = 0;
-    if (st.model[0]) n = snprintf(s->left, sizeof s->left, "%s (%s, %s)", base_name(st.model), st.arch, st.template_name);
+    if (st.model[0]) n = snprintf(s->left, sizeof s->left, "%s (%s, %s)", path_base_name(st.model), st.arch, st.template_name);
     else n = snprintf(s->left, sizeof s->left, "no model");
     if (n < 0 || (size_t)n >= sizeof s->left) return;
     n += snprintf(s->left + n, sizeof s->left - (size_t)n, " │ kb: %s", st.kb[0] ? st.kb : "none");

@@ -94,13 +94,12 @@ static int sources_fill(SourcesView *v, const RagTurn *t)
     for (int i = 0; i < t->n_sources; i++, v->n++) {
         const RagHit *h = &t->sources[i];
         SourceItem *it = &v->items[i];
-        const char *base = strrchr(h->file, '/');
         char label[1024], page[32] = "", found[64] = "";
         if (h->page > 0) snprintf(page, sizeof page, ", page %d", h->page);
         if (h->bm25_rank && h->vector_rank) snprintf(found, sizeof found, "keyword #%d, vector #%d", h->bm25_rank, h->vector_rank);
         else if (h->vector_rank) snprintf(found, sizeof found, "vector #%d", h->vector_rank);
         else snprintf(found, sizeof found, "keyword #%d", h->bm25_rank ? h->bm25_rank : h->rank);
-        snprintf(label, sizeof label, "[%d] %s%s%s%s · score %.4f · %s", i + 1, base ? base + 1 : h->file, page,
+        snprintf(label, sizeof label, "[%d] %s%s%s%s · score %.4f · %s", i + 1, path_base_name(h->file), page,
                  h->section && h->section[0] ? ", " : "", h->section ? h->section : "", h->score, found);
         it->label = strdup(label);
         it->text = ui_decode(h->text, strlen(h->text), &it->len);
