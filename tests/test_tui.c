@@ -182,33 +182,32 @@ static void resize(Tui *t, int cols, int rows)
     free(out), free(err);
 }
 
-/* Waits up to timeout_ms for text on the screen; fails showing the screen. */
-static char *wait_for(Tui *t, const char *text, long timeout_ms)
+/* Polls the screen until text is on it (present) or off it (!present),
+** for up to timeout_ms; returns that screen (malloc'd), or fails showing
+** the last one. */
+static char *wait_screen(Tui *t, const char *text, int present, long timeout_ms)
 {
     for (long waited = 0;; waited += 50) {
         char *s = screen(t);
-        if (s && strstr(s, text)) return s;
-        if (waited >= timeout_ms) fail_msg("\"%s\" did not appear within %ld ms; the screen:\n%s", text, timeout_ms, s ? s : "");
+        if (s && (strstr(s, text) != NULL) == present) return s;
+        if (waited >= timeout_ms)
+            fail_msg("\"%s\" %s within %ld ms; the screen:\n%s", text, present ? "did not appear" : "did not go away",
+                     timeout_ms, s ? s : "");
         free(s);
         nap_ms(50);
     }
 }
 
-/* Waits for text to leave the screen (up to timeout_ms); fails showing the
-** screen when it stays. */
+/* Waits up to timeout_ms for text on the screen; fails showing the screen. */
+static char *wait_for(Tui *t, const char *text, long timeout_ms)
+{
+    return wait_screen(t, text, 1, timeout_ms);
+}
+
+/* Waits up to timeout_ms for text to leave the screen. */
 static void wait_gone(Tui *t, const char *text, long timeout_ms)
 {
-    for (long waited = 0;; waited += 50) {
-        char *s = screen(t);
-        const int there = s == NULL || strstr(s, text) != NULL;
-        if (!there) {
-            free(s);
-            return;
-        }
-        if (waited >= timeout_ms) fail_msg("\"%s\" stayed on the screen for %ld ms:\n%s", text, timeout_ms, s ? s : "");
-        free(s);
-        nap_ms(50);
-    }
+    free(wait_screen(t, text, 0, timeout_ms));
 }
 
 /* Waits for the answer in progress to end (the idle hint is back). */
