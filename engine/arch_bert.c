@@ -6,10 +6,10 @@
 **   x = LN(token + token_type[0] + position)
 **   per layer: x = LN(x + W_o Attention(W_q x + b_q, W_k x + b_k, W_v x + b_v) + b_o)
 **              x = LN(x + W_down GELU(W_up x + b_up) + b_down)
-** Attention sees the whole sequence (no mask, no cache). The final hidden
+** Attention sees the whole sequence (no mask, no cache: the tiled attention
+** over the float keys and values of the batch). The final hidden
 ** states stay in s.x; model_embed pools them (mean or CLS).
 */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -65,40 +65,6 @@ static int bert_load(KbModel *m, char *err, size_t errlen)
     return rc;
 }
 
-typedef struct BertAttn {
-    KbModel *m;
-    int64_t n;
-} BertAttn;
-
-/* One head over the whole sequence, as two matrix products:
-** S = Q K^T / sqrt(hd) (n x n), softmax of each row, then out = S V.
-** A head is computed by one worker from start to end, so the result does
-** not depend on the number of threads. */
-static void bert_attend_head(KbModel *m, int64_t n, int64_t h, int ith)
-{
-    const ModelConfig *c = &m->cfg;
-    int64_t hd = c->head_dim, d = c->n_embd;
-    float *S = m->s.scores + (size_t)ith * (size_t)(m->n_ctx * m->n_ctx);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)hd, 1.0f / sqrtf((float)hd),
-                m->s.q + h * hd, (int)d, m->s.k + h * hd, (int)d, 0.0f, S, (int)n);
-    for (int64_t i = 0; i < n; i++) {
-        float *row = S + i * n, max = -INFINITY;
-        for (int64_t j = 0; j < n; j++) max = row[j] > max ? row[j] : max;
-        double sum = 0;
-        for (int64_t j = 0; j < n; j++) sum += row[j] = expf(row[j] - max);
-        float inv = (float)(1.0 / sum);
-        for (int64_t j = 0; j < n; j++) row[j] *= inv;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hd, (int)n, 1.0f, S, (int)n, m->s.v + h * hd,
-                (int)d, 0.0f, m->s.att + h * hd, (int)d);
-}
-
-static void bert_attention_worker(void *arg, int ith, int nth)
-{
-    BertAttn *a = arg;
-    for (int64_t h = ith; h < a->m->cfg.n_head; h += nth) bert_attend_head(a->m, a->n, h, ith);
-}
-
 /* x = LN(x + y) row by row. */
 static void add_and_norm(float *x, const float *y, const float *w, const float *b, int64_t n, int64_t d, float eps)
 {
@@ -120,8 +86,10 @@ static void bert_layer(KbModel *m, int64_t l, int64_t n)
     model_add_bias(s->q, L->bq, n, d);
     model_add_bias(s->k, L->bk, n, d);
     model_add_bias(s->v, L->bv, n, d);
-    BertAttn a = {m, n};
-    pool_run(m->pool, bert_attention_worker, &a);
+    /* bidirectional over the sequence's own float keys and values (an encoder keeps no cache) */
+    AttnArgs a = {.q = s->q, .q_stride = d, .out = s->att, .out_stride = d, .n_tok = n, .n_keys = n,
+                  .k_rows = s->k, .v_rows = s->v, .kv_stride = d};
+    model_attend(m, &a);
     model_matmul(m, &L->wo, s->att, n, s->xb2);
     model_add_bias(s->xb2, L->bo, n, d);
     add_and_norm(s->x, s->xb2, L->attn_out_norm, L->attn_out_norm_b, n, d, c->norm_eps);

@@ -198,51 +198,6 @@ static void glm1_finish(KbModel *m, int64_t l, float *x, int64_t n)
     for (int64_t i = 0; i < n * d; i++) x[i] = s->xb[i] * GLM1_ALPHA + s->xb2[i];
 }
 
-/* --- attention of the context --- */
-
-typedef struct Glm1AttnJob {
-    KbModel *m;
-    int64_t layer, n, ctx_end;
-    const float *q; /* n rows of queries */
-} Glm1AttnJob;
-
-/* One (row, head): softmax(q.K / sqrt(hd)) V over the context's positions
-** [0, ctx_end), both ways, with model_attention's numerics (fp16 cache, the
-** query in fp16, probabilities rounded to fp16). */
-static void glm1_attend_head(const Glm1AttnJob *j, int64_t t, int64_t h, int ith)
-{
-    KbModel *m = j->m;
-    const ModelConfig *c = &m->cfg;
-    int64_t hd = c->head_dim, kv_dim = c->n_head_kv * hd;
-    const kb_half *kc = m->s.key_cache + (size_t)j->layer * m->n_ctx * kv_dim + h * hd;
-    const kb_half *vc = m->s.value_cache + (size_t)j->layer * m->n_ctx * kv_dim + h * hd;
-    float *scores = m->s.scores + (size_t)ith * m->n_ctx, max = -INFINITY, scale = 1.0f / sqrtf((float)hd);
-    kb_half *q16 = m->s.q16 + (size_t)ith * hd;
-    const KbTypeKernels *f16 = &m->kern->type[KB_TYPE_F16];
-    f16->from_float(j->q + t * c->n_head * hd + h * hd, q16, hd);
-    for (int64_t p = 0; p < j->ctx_end; p++) {
-        f16->vec_dot(hd, &scores[p], kc + p * kv_dim, q16);
-        scores[p] *= scale;
-        if (scores[p] > max) max = scores[p];
-    }
-    double sum = 0;
-    for (int64_t p = 0; p < j->ctx_end; p++) sum += scores[p] = expf(scores[p] - max);
-    float inv = (float)(1.0 / sum), *out = m->s.att + t * c->n_head * hd + h * hd;
-    memset(out, 0, (size_t)hd * sizeof *out);
-    for (int64_t p = 0; p < j->ctx_end; p++) {
-        float w = kb_half_to_float(kb_float_to_half(scores[p] * inv));
-        for (int64_t i = 0; i < hd; i++) out[i] += w * kb_half_to_float(vc[p * kv_dim + i]);
-    }
-}
-
-/* Worker ith of the pool: every nth (row, head) pair of the job. */
-static void glm1_attention_worker(void *arg, int ith, int nth)
-{
-    const Glm1AttnJob *j = arg;
-    int64_t n_head = j->m->cfg.n_head;
-    for (int64_t task = ith; task < j->n * n_head; task += nth) glm1_attend_head(j, task / n_head, task % n_head, ith);
-}
-
 /* Evaluates the whole context [0, ctx_end) layer by layer: every batch's
 ** keys and values first, then every batch's attention and MLP. */
 static void glm1_eval_context(KbModel *m, const int32_t *tokens, int64_t pos0, const Glm1Seq *sq)
@@ -258,10 +213,11 @@ static void glm1_eval_context(KbModel *m, const int32_t *tokens, int64_t pos0, c
             int64_t k = n - a < nb ? n - a : nb;
             glm1_qkv(m, l, s->ctx_x + a * d, k, a, sq, s->ctx_q + a * q_dim);
         }
-        for (int64_t a = 0; a < n; a += nb) {
-            Glm1AttnJob j = {m, l, n - a < nb ? n - a : nb, n, s->ctx_q + a * q_dim};
-            pool_run(m->pool, glm1_attention_worker, &j);
-            glm1_finish(m, l, s->ctx_x + a * d, j.n);
+        for (int64_t a = 0; a < n; a += nb) { /* the context attends both ways: every row sees [0, n) */
+            AttnArgs at = {.layer = l, .q = s->ctx_q + a * q_dim, .q_stride = q_dim, .out = s->att, .out_stride = q_dim,
+                           .n_tok = n - a < nb ? n - a : nb, .pos0 = a, .n_keys = n};
+            model_attend(m, &at);
+            glm1_finish(m, l, s->ctx_x + a * d, at.n_tok);
         }
     }
     s->ctx_done = n;

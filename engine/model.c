@@ -19,6 +19,7 @@
 
 #include <cblas.h>
 
+#include "engine/attention.h"
 #include "engine/model_impl.h"
 
 #define BLAS_TILE 64       /* weight rows converted to float per sgemm */
@@ -238,17 +239,6 @@ void model_split_qkv(KbModel *m, const float *qkv, int64_t n_tok)
     }
 }
 
-void model_store_kv(KbModel *m, int64_t l, int64_t pos0, int64_t n)
-{
-    int64_t kv_dim = m->cfg.n_head_kv * m->cfg.head_dim;
-    const KbTypeKernels *f16 = &m->kern->type[KB_TYPE_F16];
-    for (int64_t t = 0; t < n; t++) {
-        size_t off = ((size_t)l * m->n_ctx + pos0 + t) * kv_dim;
-        f16->from_float(m->s.k + t * kv_dim, m->s.key_cache + off, kv_dim);
-        f16->from_float(m->s.v + t * kv_dim, m->s.value_cache + off, kv_dim);
-    }
-}
-
 /* The angles are built by repeated multiplication in float, as ggml's rope
 ** cache does, so positions far into the context round the same way. */
 void model_rope(const ModelConfig *c, float *vec, int64_t n_heads, int64_t pos)
@@ -271,59 +261,6 @@ void model_rope(const ModelConfig *c, float *vec, int64_t n_heads, int64_t pos)
             v[b] = x0 * cs[i0 + 1] + x1 * cs[i0];
         }
     }
-}
-
-/* --- attention --- */
-
-typedef struct AttnJob {
-    KbModel *m;
-    int64_t layer, pos0, n_tok;
-} AttnJob;
-
-/* One (token, head) pair: softmax(q.K / sqrt(hd)) V over positions 0..pos. */
-static void attend_head(KbModel *m, const AttnJob *j, int64_t t, int64_t h, int ith)
-{
-    const ModelConfig *c = &m->cfg;
-    int64_t hd = c->head_dim, kv_dim = c->n_head_kv * hd, pos = j->pos0 + t;
-    int64_t kvh = h / (c->n_head / c->n_head_kv);
-    const kb_half *kc = m->s.key_cache + (size_t)j->layer * m->n_ctx * kv_dim + kvh * hd;
-    const kb_half *vc = m->s.value_cache + (size_t)j->layer * m->n_ctx * kv_dim + kvh * hd;
-    float *scores = m->s.scores + (size_t)ith * m->n_ctx;
-    kb_half *q16 = m->s.q16 + (size_t)ith * hd;
-    const KbTypeKernels *f16 = &m->kern->type[KB_TYPE_F16];
-    f16->from_float(m->s.q + t * c->n_head * hd + h * hd, q16, hd);
-    float scale = 1.0f / sqrtf((float)hd), max = -INFINITY;
-    float slope = m->w.alibi_slopes ? m->w.alibi_slopes[h] : 0.0f;
-    for (int64_t p = 0; p <= pos; p++) {
-        f16->vec_dot(hd, &scores[p], kc + p * kv_dim, q16);
-        scores[p] = scores[p] * scale + slope * (float)(p - pos); /* ALiBi: farther keys score lower */
-        if (scores[p] > max) max = scores[p];
-    }
-    double sum = 0;
-    for (int64_t p = 0; p <= pos; p++) {
-        scores[p] = expf(scores[p] - max);
-        sum += scores[p];
-    }
-    float inv = (float)(1.0 / sum);
-    float *out = m->s.att + t * c->n_head * hd + h * hd;
-    memset(out, 0, (size_t)hd * sizeof *out);
-    for (int64_t p = 0; p <= pos; p++) {
-        float w = kb_half_to_float(kb_float_to_half(scores[p] * inv)); /* ggml rounds these to fp16 */
-        m->kern->axpy_f16(hd, w, vc + p * kv_dim, out);
-    }
-}
-
-static void attention_worker(void *arg, int ith, int nth)
-{
-    AttnJob *j = arg;
-    int64_t n_head = j->m->cfg.n_head;
-    for (int64_t task = ith; task < j->n_tok * n_head; task += nth) attend_head(j->m, j, task / n_head, task % n_head, ith);
-}
-
-void model_attention(KbModel *m, int64_t layer, int64_t pos0, int64_t n_tok)
-{
-    AttnJob j = {m, layer, pos0, n_tok};
-    pool_run(m->pool, attention_worker, &j);
 }
 
 /* --- loading helpers --- */
@@ -452,7 +389,7 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
     ModelState *s = &m->s;
     /* an encoder sees a whole sequence at once; a decoder takes the prompt in batches */
     int64_t nb = c->encoder ? m->n_ctx : MODEL_MAX_BATCH < m->n_ctx ? MODEL_MAX_BATCH : m->n_ctx;
-    int64_t cache_ctx = c->encoder ? 1 : m->n_ctx;
+    int64_t cache_pos = c->encoder ? 0 : model_cache_positions(m->n_ctx);
     int64_t q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim, nt = pool_size(m->pool);
     int64_t widest = c->n_embd > c->n_ff ? c->n_embd : c->n_ff;
     if (q_dim > widest) widest = q_dim;
@@ -468,11 +405,12 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
     s->hb = malloc((size_t)(nb * 2 * c->n_ff) * sizeof(float)); /* chatglm's gate|up rows are 2 n_ff wide */
     s->hb2 = malloc((size_t)(nb * c->n_ff) * sizeof(float));
     s->act_q = malloc((size_t)(nb * widest) * sizeof(float) + 1024);
-    /* per worker: a row of scores (decoders) or a head's whole n x n score matrix (encoders) */
-    s->scores = malloc((size_t)(nt * m->n_ctx * (c->encoder ? m->n_ctx : 1)) * sizeof(float));
-    s->q16 = malloc((size_t)(nt * c->head_dim) * sizeof(kb_half));
-    s->key_cache = malloc((size_t)(c->n_layer * cache_ctx * kv_dim) * sizeof(kb_half));
-    s->value_cache = malloc((size_t)(c->n_layer * cache_ctx * kv_dim) * sizeof(kb_half));
+    s->attn_scratch_floats = attn_scratch_floats(c->head_dim, c->n_head / c->n_head_kv);
+    s->attn_scratch = aligned_alloc(64, (size_t)(nt * s->attn_scratch_floats) * sizeof(float));
+    s->q16 = malloc((size_t)c->head_dim * sizeof(kb_half));
+    /* zeroed: a key block's lanes past the sequence are read (and masked), never garbage */
+    s->key_cache = calloc((size_t)(c->n_layer * cache_pos * kv_dim) + 1, sizeof(kb_half));
+    s->value_cache = calloc((size_t)(c->n_layer * cache_pos * kv_dim) + 1, sizeof(kb_half));
     m->cache_tokens = malloc((size_t)m->n_ctx * sizeof *m->cache_tokens);
     if (c->prefix_lm) { /* chatglm1: the whole prompt prefix, evaluated layer by layer (arch_glm1.c) */
         s->ctx_x = malloc((size_t)(m->n_ctx * c->n_embd) * sizeof(float));
@@ -484,7 +422,7 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
     if (gemm_buffers_alloc(&s->gemm, m->kern, nb, widest, (int)nt) != KB_OK)
         return model_fail(err, errlen, KB_ENOMEM, "out of memory for the prompt batch buffers");
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att || !s->qkv || !s->hb || !s->hb2 ||
-        !s->act_q || !s->scores || !s->q16 || !s->key_cache || !s->value_cache || !m->cache_tokens)
+        !s->act_q || !s->attn_scratch || !s->q16 || !s->key_cache || !s->value_cache || !m->cache_tokens)
         return model_fail(err, errlen, KB_ENOMEM, "out of memory for a context of %lld tokens", (long long)m->n_ctx);
     return KB_OK;
 }
@@ -492,7 +430,7 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
 static void free_state(ModelState *s)
 {
     free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->k), free(s->v), free(s->att), free(s->qkv);
-    free(s->hb), free(s->hb2), free(s->act_q), free(s->scores), free(s->q16);
+    free(s->hb), free(s->hb2), free(s->act_q), free(s->attn_scratch), free(s->q16);
     free(s->key_cache), free(s->value_cache), free(s->blas_tile);
     free(s->ctx_x), free(s->ctx_q);
     gemm_buffers_free(&s->gemm);

@@ -79,10 +79,11 @@ typedef struct ModelState {
     float *hb, *hb2;           /* (n_batch, 2 n_ff), (n_batch, n_ff) */
     uint8_t *act_q;            /* activations converted for vec_dot: n_batch rows of the widest */
     GemmBuffers gemm;          /* scratch of the tiled products of prompt batches (gemm.h) */
-    float *scores;             /* (n_threads, n_ctx) attention scores */
-    kb_half *q16;              /* (n_threads, head_dim) a query row in fp16 */
-    kb_half *key_cache;        /* (n_layer, n_ctx, kv_dim) */
-    kb_half *value_cache;      /* (n_layer, n_ctx, kv_dim) */
+    float *attn_scratch;       /* (n_threads, attn_scratch_floats) tiled attention's blocks (attention.h) */
+    int64_t attn_scratch_floats;
+    kb_half *q16;              /* (head_dim) a key row in fp16 on its way into the cache */
+    kb_half *key_cache;        /* (n_layer, n_head_kv, cache positions / ATT_KEYS, head_dim, ATT_KEYS) */
+    kb_half *value_cache;      /* (n_layer, n_head_kv, cache positions, head_dim) */
     float *ctx_x, *ctx_q;      /* prefix_lm: (n_ctx, n_embd) residual stream and (n_ctx, q_dim) queries of the prompt before <sop> */
     int64_t ctx_done;          /* prefix_lm: tokens of that prefix whose keys and values are in the cache */
 } ModelState;
@@ -127,8 +128,26 @@ void model_rmsnorm(float *out, const float *x, const float *weight, int64_t n, f
 /* Rotates the n_heads heads of one token's q or k at position pos. */
 void model_rope(const ModelConfig *c, float *vec, int64_t n_heads, int64_t pos);
 /* Causal attention of tokens [pos0, pos0 + n_tok) over layer l's cache
-** (with ALiBi when the weights have slopes). */
+** (with ALiBi when the weights have slopes): s.q -> s.att. */
 void model_attention(KbModel *m, int64_t layer, int64_t pos0, int64_t n_tok);
+
+/* One call of the tiled attention (attention.c). */
+typedef struct AttnArgs {
+    int64_t layer;                /* whose cache holds the keys and values */
+    const float *q;               /* n_tok rows q_stride apart, head h at h * head_dim */
+    int64_t q_stride;
+    float *out;                   /* the same shape, out_stride apart */
+    int64_t out_stride;
+    int64_t n_tok, pos0;          /* rows and the position of the first */
+    int64_t n_keys;               /* 0: causal (row t sees keys [0, pos0 + t]); else every row sees [0, n_keys) */
+    const float *k_rows, *v_rows; /* non-NULL: float keys and values (kv_stride apart) instead of the cache */
+    int64_t kv_stride;
+} AttnArgs;
+/* softmax(Q K^T / sqrt(head_dim) [+ ALiBi]) V for every head of every row,
+** on the pool (attention.h). */
+void model_attend(KbModel *m, const AttnArgs *a);
+/* Positions the cache holds for a context of n_ctx: whole key blocks. */
+int64_t model_cache_positions(int64_t n_ctx);
 /* out = (x - mean) / sqrt(var + eps) * w + b over n values (b may be NULL). */
 void model_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n, float eps);
 /* GELU (tanh form) in place, rounded through fp16 as ggml's table does

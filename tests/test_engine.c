@@ -377,6 +377,36 @@ static void test_batch_size_does_not_change_logits(void **state)
     }
 }
 
+/* The same over a prompt of 230 tokens, whose attention crosses several key
+** blocks (attention.h), cut where neither the batches (128) nor the key
+** blocks (64) end, for each architecture of a decoder: GQA llama, ALiBi
+** bloom, chatglm. */
+static void test_long_prompt_cut_anywhere_gives_the_same_logits(void **state)
+{
+    (void)state;
+    static const char *const models[] = {"models/tiny-llama-Q4_0.gguf", "models/tiny-bloom-Q8_0.gguf",
+                                         "models/tiny-chatglm-Q4_0.gguf"};
+    static const size_t cuts[] = {70, 1, 64, 30, 65};
+    int32_t prompt[230];
+    for (int i = 0; i < 230; i++) prompt[i] = (int32_t)(3 + (i * 37) % 500);
+    for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
+        KbModel *m = open_shared(models[k], 2);
+        int32_t nv = model_n_vocab(m);
+        float *cold = malloc((size_t)nv * sizeof(float)), *warm = malloc((size_t)nv * sizeof(float));
+        assert_int_equal(model_decode(m, prompt, 230, cold, false), KB_OK);
+        model_reset(m);
+        size_t at = 0;
+        for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+            assert_int_equal(model_decode(m, prompt + at, cuts[c], warm, false), KB_OK);
+            at += cuts[c];
+        }
+        assert_int_equal(at, 230);
+        if (memcmp(cold, warm, (size_t)nv * sizeof(float)) != 0) fail_msg("%s: batch split changed the logits", models[k]);
+        free(cold), free(warm);
+        model_close(m);
+    }
+}
+
 /* Work is split by index, never by timing: 1, 2 and 3 threads give the
 ** same logits bit for bit. */
 static void test_thread_count_does_not_change_logits(void **state)
@@ -598,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_prefix_reuse_gives_cold_logits),
         cmocka_unit_test(test_thread_count_does_not_change_logits),
         cmocka_unit_test(test_batch_size_does_not_change_logits),
+        cmocka_unit_test(test_long_prompt_cut_anywhere_gives_the_same_logits),
         cmocka_unit_test(test_generate_streams_text_and_cancels_within_one_token),
         cmocka_unit_test(test_sampler_greedy_seeded_and_penalised),
         cmocka_unit_test(test_bad_models_and_requests_give_clear_errors),
