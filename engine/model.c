@@ -1,13 +1,13 @@
 /*
 ** model.c: opening a model, its buffers and KV cache, the operations every
 ** architecture shares (matrix products on the thread pool, RMSNorm, RoPE,
-** attention), and the sequence bookkeeping (decode, prefix reuse).
+** attention's cache and kernels are in attention.c), and the sequence
+** bookkeeping (decode, prefix reuse).
 **
 ** Numerics follow llama.cpp's CPU backend so logits agree closely:
 ** activations are converted to each weight's vec_dot_type (8-bit blocks for
 ** quantized weights, fp16 for F16) once per matrix product; the KV cache is
-** fp16; attention probabilities are rounded to fp16 before weighting the
-** values, as ggml's mul_mat of the fp16 V cache does.
+** fp16, and the query is rounded to fp16 before its product with the keys.
 */
 #include <math.h>
 #include <stdarg.h>
