@@ -309,5 +309,5 @@ void gemm_x86_pack_rows(int type, const uint8_t *w, size_t row_bytes, int nr, in
 #include "engine/gemm_ymm.h"
 
 const GemmIsa gemm_isa_avx2 = {
-    "AVX2", gemm_x86_layout, gemm_x86_pack_acts, gemm_x86_pack_rows, ymm_tile,
+    "AVX2", ymm_layout, gemm_x86_pack_acts, gemm_x86_pack_rows, ymm_tile,
 };

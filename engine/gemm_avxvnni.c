@@ -17,5 +17,5 @@
 #include "engine/gemm_ymm.h"
 
 const GemmIsa gemm_isa_avxvnni = {
-    "AVX-VNNI", gemm_x86_layout, gemm_x86_pack_acts, gemm_x86_pack_rows, ymm_tile,
+    "AVX-VNNI", ymm_layout, gemm_x86_pack_acts, gemm_x86_pack_rows, ymm_tile,
 };
