@@ -68,6 +68,8 @@ static inline __m256i blk_total(bool q8, __m256i s, int32_t corr)
     return s;
 }
 #else
+/* The block sum's start: 0 (Q4_0's correction is added by blk_total, once
+** the int16 pairs are widened; Q8_0 needs none). */
 static inline __m256i blk_start(bool q8, int32_t corr)
 {
     (void)q8, (void)corr;
