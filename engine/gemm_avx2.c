@@ -23,6 +23,8 @@
 #define Q8_0_SZ sizeof(BlockQ8_0)
 #define Q8_K_SZ sizeof(BlockQ8_K)
 
+/* The packed sizes of each type the packers handle (layouts in
+** gemm_layout.h). */
 bool gemm_x86_layout(int type, GemmLayout *out)
 {
     switch (type) {
