@@ -28,6 +28,7 @@ ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/file_map.o engi
              engine/pool.o engine/model.o engine/arch_llama.o engine/arch_glm.o engine/arch_bloom.o \
              engine/arch_bert.o engine/sampler.o engine/generate.o engine/gemm.o engine/gemm_avx512.o \
              engine/attention.o engine/attn_avx2.o engine/attn_avx512.o \
+             engine/gemm_avx2.o engine/gemm_avxvnni.o \
              engine/template.o engine/ggml_file.o engine/model_ggml.o engine/arch_glm1.o engine/tok_glm.o
 RAG_OBJ    = rag/version.o rag/doc.o rag/clean.o rag/load_pdf.o rag/load_text.o rag/chunker.o \
              rag/fts_cjk.o rag/store.o rag/kb.o rag/sync.o rag/search.o rag/query.o rag/passage.o \

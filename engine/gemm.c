@@ -22,22 +22,31 @@
 #include "engine/gemm.h"
 
 #if defined(__x86_64__) || defined(__i386__)
-extern const GemmIsa gemm_isa_avx512; /* gemm_avx512.c */
+extern const GemmIsa gemm_isa_avx2;     /* gemm_avx2.c */
+extern const GemmIsa gemm_isa_avxvnni;  /* gemm_avxvnni.c */
+extern const GemmIsa gemm_isa_avx512;   /* gemm_avx512.c */
 #endif
 
 #define GEMM_PAGE 4096
 
+/* The kernel levels imply the CPU runs what each set needs (kernels.c
+** checks AVX-VNNI for its level); only AVX512-VNNI is asked here, as the
+** AVX-512 kernel level does not require it. */
 const GemmIsa *gemm_select(const KbKernels *kern)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    if (kern && kern->isa == KB_ISA_AVX512) {
+    switch (kern ? kern->isa : KB_ISA_SCALAR) {
+    case KB_ISA_AVX2: return &gemm_isa_avx2;
+    case KB_ISA_AVXVNNI: return &gemm_isa_avxvnni;
+    case KB_ISA_AVX512:
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512vnni")) return &gemm_isa_avx512;
+        return __builtin_cpu_supports("avx512vnni") ? &gemm_isa_avx512 : &gemm_isa_avx2;
+    default: return NULL;
     }
 #else
     (void)kern;
-#endif
     return NULL;
+#endif
 }
 
 /* Rounds n up to a multiple of a. */

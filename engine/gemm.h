@@ -40,7 +40,7 @@
 #include "engine/kernels.h"
 #include "engine/pool.h"
 
-#define GEMM_ROWS 32       /* weight rows per tile (two 512-bit registers of int32 sums) */
+#define GEMM_ROWS 32       /* weight rows per tile (two 512-bit or four 256-bit registers of int32 sums) */
 #define GEMM_TOKS 4        /* tokens per tile */
 #define GEMM_KC 1024       /* weights of a row multiplied against every token tile at a time */
 
@@ -52,7 +52,8 @@ typedef struct GemmLayout {
     size_t row_bytes;       /* packed weights per (row tile, block) */
 } GemmLayout;
 
-/* One instruction set's packings and micro-kernels (gemm_avx512.c). */
+/* One instruction set's packings and micro-kernels (gemm_avx512.c,
+** gemm_avxvnni.c, gemm_avx2.c). */
 typedef struct GemmIsa {
     const char *name;
     /* Fills *out and returns true when the set handles weights of ggml
@@ -95,9 +96,11 @@ typedef struct GemmProduct {
     float *y;              /* (n_tok, n_out) */
 } GemmProduct;
 
-/* Returns the tiled kernels that go with `kern` on this CPU, or NULL: they
-** exist for the AVX-512 kernels when the CPU has AVX512-VNNI; the portable
-** and AVX2 sets keep the vec_dot path. */
+/* Returns the tiled kernels that go with `kern` on this CPU, or NULL: the
+** AVX-512 ones when the AVX-512 kernels run on a CPU with AVX512-VNNI, the
+** AVX-VNNI ones with the AVX-VNNI kernels, the AVX2 ones with the AVX2
+** kernels (and the AVX-512 kernels without AVX512-VNNI); the portable set
+** keeps the vec_dot path. */
 const GemmIsa *gemm_select(const KbKernels *kern);
 
 /* Bytes of an n_out x n_in matrix of `type` packed whole for isa (row

@@ -15,6 +15,8 @@
 **
 ** Three implementations exist: portable C (kernels_scalar.c, the reference,
 ** always correct), AVX2 (kernels_avx2.c) and AVX-512 (kernels_avx512.c).
+** A fourth level, AVX-VNNI, runs the AVX2 functions: it exists so that the
+** tiled matrix products (gemm.h) can use 256-bit vpdpbusd.
 ** kb_kernels() picks the best one this CPU runs, once; the SIMD versions
 ** compute the same values as the portable one up to float summation order.
 */
@@ -37,7 +39,9 @@ typedef struct KbTypeKernels {
     int vec_dot_type;       /* the type the activations must be in for vec_dot */
 } KbTypeKernels;
 
-typedef enum KbIsa { KB_ISA_SCALAR = 0, KB_ISA_AVX2 = 1, KB_ISA_AVX512 = 2, KB_ISA_COUNT } KbIsa;
+/* In order of preference; a CPU may run a level without the one below it
+** (AVX-512 without AVX-VNNI), so kb_kernels_for asks about each. */
+typedef enum KbIsa { KB_ISA_SCALAR = 0, KB_ISA_AVX2 = 1, KB_ISA_AVXVNNI = 2, KB_ISA_AVX512 = 3, KB_ISA_COUNT } KbIsa;
 
 /* y[i] += a * x[i] for fp16 x, i < n: the product and the sum rounded
 ** separately on every path, so all paths give the same bits (attention's
@@ -46,13 +50,13 @@ typedef void (*KbAxpyF16)(int64_t n, float a, const void *x, float *y);
 
 typedef struct KbKernels {
     KbIsa isa;
-    const char *name;                    /* "scalar", "AVX2", "AVX-512" */
+    const char *name;                    /* "scalar", "AVX2", "AVX-VNNI", "AVX-512" */
     KbTypeKernels type[KB_TYPE_COUNT];
     KbAxpyF16 axpy_f16;
 } KbKernels;
 
 /* Returns the best kernels this CPU can run. Detected once (thread-safe);
-** the environment variable KBCHAT_ISA=scalar|avx2|avx512 can lower the
+** the environment variable KBCHAT_ISA=scalar|avx2|avxvnni|avx512 can lower the
 ** choice, for tests and for comparing speeds. Never NULL. */
 const KbKernels *kb_kernels(void);
 
@@ -64,6 +68,7 @@ const KbKernels *kb_kernels_for(KbIsa isa);
 ** functions for anything they do not implement. */
 extern const KbKernels kb_kernels_scalar;
 extern const KbKernels kb_kernels_avx2;
+extern const KbKernels kb_kernels_avxvnni;
 extern const KbKernels kb_kernels_avx512;
 
 #endif /* KB_KERNELS_H */

@@ -1009,25 +1009,36 @@ static void axpy_f16(int64_t n, float a, const void *vx, float *y)
 /* --- the table --- */
 
 #define ROW(id, tf, ff, vd, vt) [id] = { tf, ff, vd, vt }
+/* The rows of both tables below. */
+#define AVX2_ROWS                                                                                                         \
+        ROW(KB_TYPE_F32, kb_scalar_to_float_f32, kb_scalar_from_float_f32, kb_avx2_vec_dot_f32, KB_TYPE_F32),         \
+        ROW(KB_TYPE_F16, kb_avx2_to_float_f16, kb_avx2_from_float_f16, kb_avx2_vec_dot_f16, KB_TYPE_F16),             \
+        ROW(KB_TYPE_BF16, kb_avx2_to_float_bf16, kb_avx2_from_float_bf16, kb_avx2_vec_dot_bf16, KB_TYPE_BF16),        \
+        ROW(KB_TYPE_Q4_0, kb_avx2_to_float_q4_0, NULL, kb_avx2_vec_dot_q4_0, KB_TYPE_Q8_0),                           \
+        ROW(KB_TYPE_Q4_1, kb_avx2_to_float_q4_1, NULL, kb_avx2_vec_dot_q4_1, KB_TYPE_Q8_1),                           \
+        ROW(KB_TYPE_Q5_0, kb_avx2_to_float_q5_0, NULL, kb_avx2_vec_dot_q5_0, KB_TYPE_Q8_0),                           \
+        ROW(KB_TYPE_Q5_1, kb_avx2_to_float_q5_1, NULL, kb_avx2_vec_dot_q5_1, KB_TYPE_Q8_1),                           \
+        ROW(KB_TYPE_Q8_0, kb_avx2_to_float_q8_0, kb_avx2_from_float_q8_0, kb_avx2_vec_dot_q8_0, KB_TYPE_Q8_0),        \
+        ROW(KB_TYPE_Q8_1, kb_scalar_to_float_q8_1, kb_avx2_from_float_q8_1, NULL, KB_TYPE_Q8_1),                      \
+        ROW(KB_TYPE_Q2_K, kb_avx2_to_float_q2_K, NULL, kb_avx2_vec_dot_q2_K, KB_TYPE_Q8_K),                           \
+        ROW(KB_TYPE_Q3_K, kb_avx2_to_float_q3_K, NULL, kb_avx2_vec_dot_q3_K, KB_TYPE_Q8_K),                           \
+        ROW(KB_TYPE_Q4_K, kb_avx2_to_float_q4_K, NULL, kb_avx2_vec_dot_q4_K, KB_TYPE_Q8_K),                           \
+        ROW(KB_TYPE_Q5_K, kb_avx2_to_float_q5_K, NULL, kb_avx2_vec_dot_q5_K, KB_TYPE_Q8_K),                           \
+        ROW(KB_TYPE_Q6_K, kb_avx2_to_float_q6_K, NULL, kb_avx2_vec_dot_q6_K, KB_TYPE_Q8_K),                           \
+        ROW(KB_TYPE_Q8_K, kb_scalar_to_float_q8_K, kb_avx2_from_float_q8_K, NULL, KB_TYPE_Q8_K),
+
 const KbKernels kb_kernels_avx2 = {
     KB_ISA_AVX2,
     "AVX2",
-    {
-        ROW(KB_TYPE_F32, kb_scalar_to_float_f32, kb_scalar_from_float_f32, kb_avx2_vec_dot_f32, KB_TYPE_F32),
-        ROW(KB_TYPE_F16, kb_avx2_to_float_f16, kb_avx2_from_float_f16, kb_avx2_vec_dot_f16, KB_TYPE_F16),
-        ROW(KB_TYPE_BF16, kb_avx2_to_float_bf16, kb_avx2_from_float_bf16, kb_avx2_vec_dot_bf16, KB_TYPE_BF16),
-        ROW(KB_TYPE_Q4_0, kb_avx2_to_float_q4_0, NULL, kb_avx2_vec_dot_q4_0, KB_TYPE_Q8_0),
-        ROW(KB_TYPE_Q4_1, kb_avx2_to_float_q4_1, NULL, kb_avx2_vec_dot_q4_1, KB_TYPE_Q8_1),
-        ROW(KB_TYPE_Q5_0, kb_avx2_to_float_q5_0, NULL, kb_avx2_vec_dot_q5_0, KB_TYPE_Q8_0),
-        ROW(KB_TYPE_Q5_1, kb_avx2_to_float_q5_1, NULL, kb_avx2_vec_dot_q5_1, KB_TYPE_Q8_1),
-        ROW(KB_TYPE_Q8_0, kb_avx2_to_float_q8_0, kb_avx2_from_float_q8_0, kb_avx2_vec_dot_q8_0, KB_TYPE_Q8_0),
-        ROW(KB_TYPE_Q8_1, kb_scalar_to_float_q8_1, kb_avx2_from_float_q8_1, NULL, KB_TYPE_Q8_1),
-        ROW(KB_TYPE_Q2_K, kb_avx2_to_float_q2_K, NULL, kb_avx2_vec_dot_q2_K, KB_TYPE_Q8_K),
-        ROW(KB_TYPE_Q3_K, kb_avx2_to_float_q3_K, NULL, kb_avx2_vec_dot_q3_K, KB_TYPE_Q8_K),
-        ROW(KB_TYPE_Q4_K, kb_avx2_to_float_q4_K, NULL, kb_avx2_vec_dot_q4_K, KB_TYPE_Q8_K),
-        ROW(KB_TYPE_Q5_K, kb_avx2_to_float_q5_K, NULL, kb_avx2_vec_dot_q5_K, KB_TYPE_Q8_K),
-        ROW(KB_TYPE_Q6_K, kb_avx2_to_float_q6_K, NULL, kb_avx2_vec_dot_q6_K, KB_TYPE_Q8_K),
-        ROW(KB_TYPE_Q8_K, kb_scalar_to_float_q8_K, kb_avx2_from_float_q8_K, NULL, KB_TYPE_Q8_K),
-    },
+    {AVX2_ROWS},
+    axpy_f16,
+};
+
+/* CPUs with AVX-VNNI run the same functions; only the tiled matrix
+** products (gemm_select) differ, and those are chosen by the table's isa. */
+const KbKernels kb_kernels_avxvnni = {
+    KB_ISA_AVXVNNI,
+    "AVX-VNNI",
+    {AVX2_ROWS},
     axpy_f16,
 };

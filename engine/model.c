@@ -492,7 +492,7 @@ static uint64_t memory_available(void)
 /* Packs every weight matrix of a type the tiled kernels handle (gemm.h:
 ** Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) on this CPU into one allocation, matrix by matrix,
 ** releasing each one's file pages after it. Nothing to do without the tiled
-** kernels (other CPUs, KBCHAT_ISA=scalar|avx2). */
+** kernels (the portable kernel set: other CPUs, KBCHAT_ISA=scalar). */
 static int pack_weights(KbModel *m, char *err, size_t errlen)
 {
     const GemmIsa *isa = m->s.gemm.isa;

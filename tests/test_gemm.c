@@ -2,6 +2,9 @@
 ** test_gemm.c: the tiled matrix products over weights packed once
 ** (engine/gemm.h), for batches of any size.
 **
+** Every test runs on each kernel set with tiles the CPU can run (AVX2,
+** AVX-VNNI, AVX-512 with VNNI), for every type its tiles compute (all five
+** for AVX-512; Q4_0, Q8_0, Q4_K for the 256-bit sets: set_tiles).
 ** Expected values do not come from the code under test: each output is
 ** checked against a sum computed here in double precision from the same
 ** quantized rows (activations quantized by the engine's from_float, as both
@@ -198,22 +201,42 @@ static void check_shape(const KbKernels *k, Rng *r, int type, int64_t n_in, int6
     free(y), free(x), free(xq), free(m.alloc);
 }
 
-/* The AVX-512 kernels when this CPU has the tiled path, else NULL. */
-static const KbKernels *tiled_kernels(void)
+/* The kernel sets with tiled products, in order: AVX2, AVX-VNNI, AVX-512.
+** Fills out with those this CPU runs and returns how many; a set is left
+** out only when the CPU cannot run it, and every set it runs has tiles. */
+static int tiled_sets(const KbKernels *out[3] /* OUT */)
 {
-    const KbKernels *k = kb_kernels_for(KB_ISA_AVX512);
-    if (k == NULL || gemm_select(k) == NULL) {
-        print_message("(this CPU has no AVX512-VNNI: the tiled path is not tested)\n");
-        return NULL;
+    static const KbIsa isas[] = {KB_ISA_AVX2, KB_ISA_AVXVNNI, KB_ISA_AVX512};
+    int n = 0;
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        const KbKernels *k = kb_kernels_for(isas[i]);
+        if (k == NULL) {
+            print_message("(this CPU cannot run kernel set %d: its tiles are not tested)\n", (int)isas[i]);
+            continue;
+        }
+        assert_non_null(gemm_select(k));
+        out[n++] = k;
     }
-    return k;
+    return n;
+}
+
+/* The types some set's tiles compute. */
+static const int tiled_types[] = {KB_TYPE_Q4_0, KB_TYPE_Q8_0, KB_TYPE_Q4_K, KB_TYPE_Q5_K, KB_TYPE_Q6_K};
+#define N_TILED_TYPES (sizeof tiled_types / sizeof tiled_types[0])
+
+/* Whether the tiles of set k compute `type`: the AVX-512 tiles all five
+** types, the 256-bit ones (AVX2, AVX-VNNI) Q4_0, Q8_0 and Q4_K. */
+static bool set_tiles(const KbKernels *k, int type)
+{
+    return type == KB_TYPE_Q4_0 || type == KB_TYPE_Q8_0 || type == KB_TYPE_Q4_K ||
+           strcmp(gemm_select(k)->name, "AVX512-VNNI") == 0;
 }
 
 static void test_tiled_product_equals_exact_block_sums(void **state)
 {
     (void)state;
-    const KbKernels *k = tiled_kernels();
-    if (k == NULL) return;
+    const KbKernels *sets[3];
+    const int n_sets = tiled_sets(sets);
     static const int64_t shapes[][3] = {
         /* n_in, n_out, n_tok */
         {96, 37, 21}, {256, 48, 16}, {32, 1, 17}, {2048, 20, 40}, {64, 16, 128}, {160, 33, 25},
@@ -221,18 +244,19 @@ static void test_tiled_product_equals_exact_block_sums(void **state)
         {64, 40, 1}, {2080, 33, 2}, {96, 70, 3}, {128, 32, 5}, /* batches of any size once packed */
     };
     Rng r = {42};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        check_shape(k, &r, KB_TYPE_Q4_0, shapes[i][0], shapes[i][1], shapes[i][2]);
-        check_shape(k, &r, KB_TYPE_Q8_0, shapes[i][0], shapes[i][1], shapes[i][2]);
-    }
+    for (int k = 0; k < n_sets; k++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            check_shape(sets[k], &r, KB_TYPE_Q4_0, shapes[i][0], shapes[i][1], shapes[i][2]);
+            check_shape(sets[k], &r, KB_TYPE_Q8_0, shapes[i][0], shapes[i][1], shapes[i][2]);
+        }
 }
 
 /* The K types with their 256-weight super-blocks. */
 static void test_tiled_k_products_equal_dequantized_sums(void **state)
 {
     (void)state;
-    const KbKernels *k = tiled_kernels();
-    if (k == NULL) return;
+    const KbKernels *sets[3];
+    const int n_sets = tiled_sets(sets);
     static const int64_t shapes[][3] = {
         /* n_in, n_out, n_tok */
         {256, 37, 21}, {512, 64, 16}, {256, 1, 17}, {1280, 33, 19}, /* 5 super-blocks: runs of 4 and 1 */
@@ -240,32 +264,48 @@ static void test_tiled_k_products_equal_dequantized_sums(void **state)
     };
     static const int types[] = {KB_TYPE_Q4_K, KB_TYPE_Q5_K, KB_TYPE_Q6_K};
     Rng r = {43};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        for (size_t j = 0; j < sizeof types / sizeof types[0]; j++)
-            check_shape(k, &r, types[j], shapes[i][0], shapes[i][1], shapes[i][2]);
+    for (int k = 0; k < n_sets; k++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (size_t j = 0; j < sizeof types / sizeof types[0]; j++)
+                if (set_tiles(sets[k], types[j])) check_shape(sets[k], &r, types[j], shapes[i][0], shapes[i][1], shapes[i][2]);
 }
 
-/* Work is split by index: 1, 2 and 3 workers give the same bits. */
+/* n_tok tokens of n_in activations in [-1, 1), malloc'd. */
+static float *random_tokens(Rng *r, int64_t n_tok, int64_t n_in)
+{
+    float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
+    assert_non_null(x);
+    for (int64_t j = 0; j < n_tok * n_in; j++) x[j] = rng_float(r, -1.0f, 1.0f);
+    return x;
+}
+
+/* Work is split by index: 1, 2 and 3 workers give the same bits. And as
+** every set makes the same exact integer sums and the same float steps,
+** the sets give the same bits as each other. */
 static void test_tiled_product_does_not_depend_on_thread_count(void **state)
 {
     (void)state;
-    const KbKernels *k = tiled_kernels();
-    if (k == NULL) return;
+    const KbKernels *sets[3];
+    const int n_sets = tiled_sets(sets);
     Rng r = {7};
-    const int types[] = {KB_TYPE_Q4_0, KB_TYPE_Q8_0, KB_TYPE_Q4_K, KB_TYPE_Q5_K, KB_TYPE_Q6_K};
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-        const int64_t n_in = types[i] == KB_TYPE_Q4_0 || types[i] == KB_TYPE_Q8_0 ? 2400 : 1536, n_out = 83, n_tok = 29;
-        TestMat m = mat_random(&r, types[i], n_in, n_out);
-        float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
-        assert_non_null(x);
-        for (int64_t j = 0; j < n_tok * n_in; j++) x[j] = rng_float(&r, -1.0f, 1.0f);
-        float *y1 = run_gemm(k, &m, x, n_tok, 1);
-        for (int threads = 2; threads <= 3; threads++) {
-            float *y = run_gemm(k, &m, x, n_tok, threads);
-            assert_memory_equal(y1, y, (size_t)(n_tok * n_out) * sizeof(float));
-            free(y);
+    for (size_t i = 0; i < N_TILED_TYPES; i++) {
+        const int type = tiled_types[i];
+        const int64_t n_in = type == KB_TYPE_Q4_0 || type == KB_TYPE_Q8_0 ? 2400 : 1536, n_out = 83, n_tok = 29;
+        TestMat m = mat_random(&r, type, n_in, n_out);
+        float *x = random_tokens(&r, n_tok, n_in);
+        float *first = NULL;
+        for (int k = 0; k < n_sets; k++) {
+            if (!set_tiles(sets[k], type)) continue;
+            float *y1 = run_gemm(sets[k], &m, x, n_tok, 1);
+            for (int threads = 2; threads <= 3; threads++) {
+                float *y = run_gemm(sets[k], &m, x, n_tok, threads);
+                assert_memory_equal(y1, y, (size_t)(n_tok * n_out) * sizeof(float));
+                free(y);
+            }
+            if (first) assert_memory_equal(first, y1, (size_t)(n_tok * n_out) * sizeof(float)), free(y1);
+            else first = y1;
         }
-        free(y1), free(x), free(m.alloc);
+        free(first), free(x), free(m.alloc);
     }
 }
 
@@ -275,38 +315,32 @@ static void test_tiled_product_does_not_depend_on_thread_count(void **state)
 static void test_packed_product_does_not_depend_on_batch(void **state)
 {
     (void)state;
-    const KbKernels *k = tiled_kernels();
-    if (k == NULL) return;
+    const KbKernels *sets[3];
+    const int n_sets = tiled_sets(sets);
     Rng r = {11};
-    const int types[] = {KB_TYPE_Q4_0, KB_TYPE_Q8_0, KB_TYPE_Q4_K, KB_TYPE_Q5_K, KB_TYPE_Q6_K};
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-        const int64_t n_in = types[i] == KB_TYPE_Q4_0 || types[i] == KB_TYPE_Q8_0 ? 2112 : 1280, n_out = 70, n_tok = 23;
-        TestMat m = mat_random(&r, types[i], n_in, n_out);
-        float *x = malloc((size_t)(n_tok * n_in) * sizeof(float));
-        assert_non_null(x);
-        for (int64_t j = 0; j < n_tok * n_in; j++) x[j] = rng_float(&r, -1.0f, 1.0f);
-        float *all = run_gemm(k, &m, x, n_tok, 2);
-        /* the batch cut as 1 + 2 + 3 + 17 tokens */
-        static const int64_t cuts[] = {0, 1, 3, 6, 23};
-        for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++) {
-            const int64_t t0 = cuts[c], nt = cuts[c + 1] - cuts[c];
-            float *part = run_gemm(k, &m, x + t0 * n_in, nt, 2);
-            assert_memory_equal(part, all + t0 * n_out, (size_t)(nt * n_out) * sizeof(float));
-            free(part);
+    for (int k = 0; k < n_sets; k++)
+        for (size_t i = 0; i < N_TILED_TYPES; i++) {
+            const int type = tiled_types[i];
+            if (!set_tiles(sets[k], type)) continue;
+            const int64_t n_in = type == KB_TYPE_Q4_0 || type == KB_TYPE_Q8_0 ? 2112 : 1280, n_out = 70, n_tok = 23;
+            TestMat m = mat_random(&r, type, n_in, n_out);
+            float *x = random_tokens(&r, n_tok, n_in);
+            float *all = run_gemm(sets[k], &m, x, n_tok, 2);
+            /* the batch cut as 1 + 2 + 3 + 17 tokens */
+            static const int64_t cuts[] = {0, 1, 3, 6, 23};
+            for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++) {
+                const int64_t t0 = cuts[c], nt = cuts[c + 1] - cuts[c];
+                float *part = run_gemm(sets[k], &m, x + t0 * n_in, nt, 2);
+                assert_memory_equal(part, all + t0 * n_out, (size_t)(nt * n_out) * sizeof(float));
+                free(part);
+            }
+            free(all), free(x), free(m.alloc);
         }
-        free(all), free(x), free(m.alloc);
-    }
 }
 
-/* Other types, other kernel sets, weights not packed and oversized
-** products stay on the vec_dot path; packed sizes are the stored ones (a
-** few percent more for Q4_K/Q5_K). */
-static void test_tiled_path_takes_only_what_it_handles(void **state)
+/* Products set k's tiles take, and packed sizes. */
+static void check_what_tiles_take(const KbKernels *k)
 {
-    (void)state;
-    assert_null(gemm_select(kb_kernels_for(KB_ISA_SCALAR)));
-    const KbKernels *k = tiled_kernels();
-    if (k == NULL) return;
     GemmBuffers b;
     assert_int_equal(gemm_buffers_alloc(&b, k, 64, 256, 2), KB_OK);
     float x[1], y[1];
@@ -333,17 +367,49 @@ static void test_tiled_path_takes_only_what_it_handles(void **state)
     assert_false(gemm_applies(&b, &p));
     assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_0, 256, 33), 2 * 8 * 32 * sizeof(BlockQ4_0));
     assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q8_0, 64, 32), 2 * 32 * sizeof(BlockQ8_0));
-    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q6_K, 512, 32), 2 * 32 * sizeof(BlockQ6_K));
     assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_K, 256, 32), 32 * (sizeof(BlockQ4_K) + 4));
-    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q5_K, 256, 64), 2 * 32 * (sizeof(BlockQ5_K) + 4));
+    const bool k56 = set_tiles(k, KB_TYPE_Q5_K);
+    assert_int_equal(set_tiles(k, KB_TYPE_Q6_K), k56);
+    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q6_K, 512, 32), k56 ? 2 * 32 * sizeof(BlockQ6_K) : 0);
+    assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q5_K, 256, 64), k56 ? 2 * 32 * (sizeof(BlockQ5_K) + 4) : 0);
+    p.type = KB_TYPE_Q6_K;
+    p.n_in = 256;
+    assert_int_equal(gemm_applies(&b, &p), k56);
     assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_1, 256, 32), 0);
     assert_int_equal(gemm_packed_size(b.isa, KB_TYPE_Q4_0, 48, 32), 0);
     assert_int_equal(gemm_packed_size(NULL, KB_TYPE_Q4_0, 256, 32), 0);
     gemm_buffers_free(&b);
+}
+
+/* Other types, other kernel sets, weights not packed and oversized
+** products stay on the vec_dot path; packed sizes are the stored ones (a
+** few percent more for Q4_K/Q5_K). */
+static void test_tiled_path_takes_only_what_it_handles(void **state)
+{
+    (void)state;
+    assert_null(gemm_select(kb_kernels_for(KB_ISA_SCALAR)));
+    const KbKernels *sets[3];
+    const int n_sets = tiled_sets(sets);
+    for (int k = 0; k < n_sets; k++) check_what_tiles_take(sets[k]);
+    GemmBuffers b;
+    float x[1], y[1];
+    GemmProduct p = {(const uint8_t *)x, KB_TYPE_Q4_0, 256, 16, x, 1, y};
     assert_int_equal(gemm_buffers_alloc(&b, kb_kernels_for(KB_ISA_SCALAR), 64, 256, 2), KB_OK);
-    p.type = KB_TYPE_Q4_0;
     assert_false(gemm_applies(&b, &p));
     gemm_buffers_free(&b);
+}
+
+/* Each kernel level gets the tiles of its own instruction set. */
+static void test_each_kernel_level_gets_its_own_tiles(void **state)
+{
+    (void)state;
+    const KbKernels *k = kb_kernels_for(KB_ISA_AVX2);
+    if (k != NULL) assert_string_equal(gemm_select(k)->name, "AVX2");
+    k = kb_kernels_for(KB_ISA_AVXVNNI);
+    if (k != NULL) assert_string_equal(gemm_select(k)->name, "AVX-VNNI");
+    k = kb_kernels_for(KB_ISA_AVX512);
+    __builtin_cpu_init();
+    if (k != NULL) assert_string_equal(gemm_select(k)->name, __builtin_cpu_supports("avx512vnni") ? "AVX512-VNNI" : "AVX2");
 }
 
 int main(void)
@@ -354,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_tiled_product_does_not_depend_on_thread_count),
         cmocka_unit_test(test_packed_product_does_not_depend_on_batch),
         cmocka_unit_test(test_tiled_path_takes_only_what_it_handles),
+        cmocka_unit_test(test_each_kernel_level_gets_its_own_tiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,9 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include "engine/engine.h"
 #include "engine/kernels.h"
@@ -694,11 +697,11 @@ static void test_tables_are_complete_and_pair_types_as_llama_cpp(void **state)
     }
 }
 
-/* Returns the best set kb_kernels_for offers. */
-static KbIsa best_available_isa(void)
+/* Returns the best set kb_kernels_for offers at or below `ceiling`. */
+static KbIsa best_available_isa(KbIsa ceiling)
 {
     KbIsa best = KB_ISA_SCALAR;
-    for (int isa = 0; isa < KB_ISA_COUNT; isa++)
+    for (int isa = 0; isa <= (int)ceiling && isa < KB_ISA_COUNT; isa++)
         if (kb_kernels_for((KbIsa)isa) != NULL) best = (KbIsa)isa;
     return best;
 }
@@ -710,8 +713,14 @@ static void test_kernels_for_offers_scalar_and_rejects_bad_ids(void **state)
     assert_string_equal(kb_kernels_scalar.name, "scalar");
     assert_null(kb_kernels_for(KB_ISA_COUNT));
     assert_null(kb_kernels_for((KbIsa)-1));
-    /* the SIMD sets are offered only in order: AVX-512 implies AVX2 */
+    /* AVX-512 and AVX-VNNI each imply AVX2 (but not each other) */
     if (kb_kernels_for(KB_ISA_AVX512) != NULL) assert_non_null(kb_kernels_for(KB_ISA_AVX2));
+    if (kb_kernels_for(KB_ISA_AVXVNNI) != NULL) assert_non_null(kb_kernels_for(KB_ISA_AVX2));
+#if defined(__x86_64__)
+    unsigned a, b, c, d; /* AVX-VNNI: CPUID leaf 7 subleaf 1, EAX bit 4 */
+    if (kb_kernels_for(KB_ISA_AVX2) != NULL && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & 16))
+        assert_ptr_equal(kb_kernels_for(KB_ISA_AVXVNNI), &kb_kernels_avxvnni);
+#endif
 }
 
 /* Runs this test program as `--print-isa` with KBCHAT_ISA set to `value`
@@ -739,11 +748,12 @@ static int child_isa(const char *value)
 static void test_kbchat_isa_lowers_the_choice_but_never_raises_it(void **state)
 {
     (void)state;
-    const int best = best_available_isa();
+    const int best = best_available_isa(KB_ISA_AVX512);
     if (getenv("KBCHAT_ISA") == NULL) assert_int_equal(kb_kernels()->isa, best);
     assert_int_equal(child_isa(NULL), best);
     assert_int_equal(child_isa("scalar"), KB_ISA_SCALAR);
-    assert_int_equal(child_isa("avx2"), best < KB_ISA_AVX2 ? best : KB_ISA_AVX2);
+    assert_int_equal(child_isa("avx2"), best_available_isa(KB_ISA_AVX2));
+    assert_int_equal(child_isa("avxvnni"), best_available_isa(KB_ISA_AVXVNNI));
     assert_int_equal(child_isa("avx512"), best);
     assert_int_equal(child_isa("neon"), best);
 }

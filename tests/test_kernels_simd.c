@@ -37,7 +37,7 @@
 #define MAX_ROWS_SINGLE 3   /* rows checked one by one */
 #define MAX_ELEMS_LONG 8192 /* consecutive rows checked as one long row */
 
-static const KbIsa simd_isas[] = { KB_ISA_AVX2, KB_ISA_AVX512 };
+static const KbIsa simd_isas[] = { KB_ISA_AVX2, KB_ISA_AVXVNNI, KB_ISA_AVX512 };
 #define N_SIMD ((int)(sizeof simd_isas / sizeof simd_isas[0]))
 
 /* --- helpers --- */
@@ -213,8 +213,9 @@ static void test_simd_tables_are_complete(void **state)
     const int nt = available_tables(tabs);
     const KbKernels *ref = &kb_kernels_scalar;
     for (int t = 0; t < nt; t++) {
-        assert_true(tabs[t]->isa == KB_ISA_AVX2 || tabs[t]->isa == KB_ISA_AVX512);
-        assert_string_equal(tabs[t]->name, tabs[t]->isa == KB_ISA_AVX2 ? "AVX2" : "AVX-512");
+        static const char *const names[KB_ISA_COUNT] = {"scalar", "AVX2", "AVX-VNNI", "AVX-512"};
+        assert_true(tabs[t]->isa == KB_ISA_AVX2 || tabs[t]->isa == KB_ISA_AVXVNNI || tabs[t]->isa == KB_ISA_AVX512);
+        assert_string_equal(tabs[t]->name, names[tabs[t]->isa]);
         for (int ty = 0; ty < KB_TYPE_COUNT; ty++) {
             assert_int_equal(tabs[t]->type[ty].to_float != NULL, ref->type[ty].to_float != NULL);
             assert_int_equal(tabs[t]->type[ty].from_float != NULL, ref->type[ty].from_float != NULL);
