@@ -255,6 +255,10 @@ static void answer(ChatApp *app, const char *question, const ChatIO *io)
     Conversation *c = app->conv;
     if (app->rag == NULL && chat_rag(app) != KB_OK) report(io, "sessions are not saved", app->errmsg);
     int rc = question ? conv_ask(c, question, io->on_piece, io->user, &st) : conv_retry(c, io->on_piece, io->user, &st);
+    if (rc == KB_ECANCELLED) { /* stopped before the answer began (the chat model embedding the question) */
+        fputs(" [stopped]\n", io->out);
+        return;
+    }
     if (rc != KB_OK) {
         report(io, NULL, conv_errmsg(c));
         return;
