@@ -20,6 +20,7 @@
 
 #include "app/app.h"
 #include "app/chat_app.h"
+#include "app/stop.h"
 
 /* --- state --- */
 
@@ -146,8 +147,15 @@ int chat_load_model(ChatApp *app, const char *path)
     free(app->model_path);
     app->model = m;
     app->model_path = copy;
+    stop_watch(m, app->cancel);
     chat_refresh_embedder(app);
     return KB_OK;
+}
+
+void chat_set_cancel(ChatApp *app, atomic_int *flag)
+{
+    app->cancel = flag;
+    stop_watch(app->model, flag);
 }
 
 int chat_list_kbs(ChatApp *app, RagKbInfo **list, int *n)
@@ -247,6 +255,10 @@ static void answer(ChatApp *app, const char *question, const ChatIO *io)
     Conversation *c = app->conv;
     if (app->rag == NULL && chat_rag(app) != KB_OK) report(io, "sessions are not saved", app->errmsg);
     int rc = question ? conv_ask(c, question, io->on_piece, io->user, &st) : conv_retry(c, io->on_piece, io->user, &st);
+    if (rc == KB_ECANCELLED) { /* stopped before the answer began (the chat model embedding the question) */
+        fputs(" [stopped]\n", io->out);
+        return;
+    }
     if (rc != KB_OK) {
         report(io, NULL, conv_errmsg(c));
         return;

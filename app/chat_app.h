@@ -17,6 +17,7 @@ struct ChatApp {
     Rag *rag;               /* NULL until needed */
     Conversation *conv;
     RagEmbedder *emb;       /* for the knowledge base in use when it has vectors */
+    atomic_int *cancel;     /* chat_set_cancel's flag, given to every model, or NULL */
     RagSession *listed;     /* the last /sessions list: /open N and /delete N index it */
     int n_listed;
     KbSyncJob *sync;        /* the background sync, NULL when none; only the

@@ -109,6 +109,7 @@ static const CliCommand commands[] = {
      "Tokenizes PROMPT (with the model's BOS; control-token text such as\n"
      "<|im_start|> becomes its token) and prints the continuation as it is\n"
      "generated, then on stderr the prompt and generation speeds in tokens/s.\n"
+     "Ctrl-C stops it at once, also while the prompt is evaluated (exit status 130).\n"
      "Sampling settings default to the configuration's sampling.* values.\n"
      "  -n, --n-predict N  tokens to generate at most (default sampling.max_tokens)\n"
      "  --temp T           temperature, 0 = greedy\n"
@@ -149,9 +150,10 @@ static const CliCommand commands[] = {
      "conversations and /open N resumes one. Commands: /kb NAME|off, /new,\n"
      "/sessions, /open N, /rename TITLE, /delete N, /export FILE, /set KEY VALUE,\n"
      "/model FILE, /sources, /retry, /help, /quit. The end of input ends the\n"
-     "session (exit status 0); Ctrl-C stops an answer. The \"> \" prompt appears only\n"
-     "on a terminal and notices go to standard error, so piped output holds only the\n"
-     "answers, their sources and the commands' results.\n"
+     "session (exit status 0). Ctrl-C stops an answer at once, also while its prompt\n"
+     "is evaluated; a second one, or one while kbchat waits for a line, ends it. The\n"
+     "\"> \" prompt appears only on a terminal and notices go to standard error, so\n"
+     "piped output holds only the answers, their sources and the commands' results.\n"
      "  --kb NAME   search knowledge base NAME (see 'kbchat kb list')\n",
      cmd_chat},
     {"kb", "create", 1, 1, CLI_BIT(CLI_OPT_FOLDER), "kb create NAME [--folder DIR]...",
@@ -241,7 +243,8 @@ static const CliCommand commands[] = {
      "'Sources:' with '[n] file, page N' and the first line of each passage.\n"
      "When no passage passes retrieval.score_threshold, kbchat says the knowledge\n"
      "base has nothing on it and loads no model (--fallback model lets the model\n"
-     "answer instead, labelled as not from the documents).\n"
+     "answer instead, labelled as not from the documents). Ctrl-C stops the answer\n"
+     "at once, also while the prompt is evaluated (exit status 130, no sources).\n"
      "  --kb NAME         the knowledge base (default: the only one there is)\n"
      "  --top-k K         passages to retrieve (default retrieval.top_k)\n"
      "  --retrieve-only   print the ranked passages and stop: no chat model is loaded\n"

@@ -9,6 +9,7 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1  /* the command ran and failed (bad file, bad config) */
 #define CLI_EXIT_USAGE 2 /* the command line itself is wrong */
+#define CLI_EXIT_STOPPED 130 /* Ctrl-C stopped the answer (128 + SIGINT, as a shell reports it) */
 
 #include "app/app.h"
 #include "engine/engine.h"

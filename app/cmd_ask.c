@@ -20,7 +20,6 @@
 */
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +29,12 @@
 #include <glib.h>
 
 #include "app/cli.h"
+#include "app/stop.h"
 #include "engine/engine.h"
 #include "rag/rag.h"
 
 #define FIRST_LINE_MAX 100 /* characters of a passage shown under Sources: */
 
-static volatile sig_atomic_t interrupted; /* Ctrl-C during the answer */
 
 /* Everything one `ask` holds. */
 typedef struct Ask {
@@ -173,12 +172,6 @@ static int open_embedder(Ask *k)
 
 /* --- output --- */
 
-static void on_sigint(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 /* Streams a piece of the answer (or collects it for --json). */
 static int on_piece(void *user, const char *piece, size_t len)
 {
@@ -189,7 +182,7 @@ static int on_piece(void *user, const char *piece, size_t len)
         fwrite(piece, 1, len, stdout);
         fflush(stdout);
     }
-    return interrupted;
+    return atomic_load(stop_sigint_flag());
 }
 
 /* Prints "[n] file, page N" and the passage's first line (at most
@@ -286,12 +279,17 @@ static int generate(Ask *k, const char *prompt, long long n_predict, const KbSam
         code = CLI_EXIT_FAIL;
     }
     if (code == CLI_EXIT_OK) {
-        signal(SIGINT, on_sigint);
+        stop_watch(k->model, stop_sigint_flag());
+        if (stop_catch_sigint() != 0) perror("kbchat: Ctrl-C will not stop the answer: sigaction");
         if (model_generate(k->model, smp, ids.ids, ids.n, &gp, on_piece, k, &st) != KB_OK) {
             fprintf(stderr, "\nkbchat: %s\n", model_errmsg(k->model));
             code = CLI_EXIT_FAIL;
         }
-        signal(SIGINT, SIG_DFL);
+        stop_release_sigint();
+    }
+    if (code == CLI_EXIT_OK && st.stop_reason == KB_STOP_CANCEL) {
+        fputs("\nkbchat: ask: stopped by Ctrl-C\n", stderr);
+        code = CLI_EXIT_STOPPED;
     }
     sampler_free(smp);
     kb_tokens_free(&ids);

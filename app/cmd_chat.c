@@ -4,23 +4,16 @@
 ** with their sources after them. It suits pipes, scripts and screen readers:
 ** nothing is drawn, prompts ("> ") appear only on a terminal, notices go to
 ** standard error, and the end of input ends the session with status 0.
-** Ctrl-C stops an answer; at the prompt it leaves.
+** Ctrl-C stops an answer, also while its prompt is evaluated; a second
+** Ctrl-C, or one at the prompt, leaves (app/stop.h).
 */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "app/cli.h"
-
-static volatile sig_atomic_t chat_interrupted; /* Ctrl-C during an answer */
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    chat_interrupted = 1;
-}
+#include "app/stop.h"
 
 /* Streams a piece of the answer; stops it after Ctrl-C. */
 static int print_piece(void *user, const char *piece, size_t len)
@@ -28,7 +21,7 @@ static int print_piece(void *user, const char *piece, size_t len)
     (void)user;
     fwrite(piece, 1, len, stdout);
     fflush(stdout);
-    return chat_interrupted;
+    return atomic_load(stop_sigint_flag());
 }
 
 /* Loads the configured model and the --kb knowledge base, saying what was
@@ -64,13 +57,12 @@ static void chat_loop(ChatApp *app, int interactive)
     if (interactive) fputs("Type a question, or /help.\n", stderr);
     for (int go = CHAT_CONTINUE; go == CHAT_CONTINUE;) {
         if (interactive) fputs("> ", stdout), fflush(stdout);
-        signal(SIGINT, SIG_DFL);
+        stop_release_sigint();
         if (getline(&line, &cap, stdin) < 0) break;
-        chat_interrupted = 0;
-        signal(SIGINT, on_sigint);
+        if (stop_catch_sigint() != 0) perror("kbchat: Ctrl-C will not stop the answer: sigaction");
         go = chat_line(app, line, &io);
     }
-    signal(SIGINT, SIG_DFL);
+    stop_release_sigint();
     free(line);
 }
 
@@ -84,6 +76,7 @@ int cmd_chat(const CliArgs *a, const char *const *args, int n_args)
         fputs("kbchat: out of memory\n", stderr);
         code = CLI_EXIT_FAIL;
     }
+    if (app) chat_set_cancel(app, stop_sigint_flag());
     if (code == 0) code = chat_start(a, app, &cfg);
     if (code == 0) chat_loop(app, isatty(0) && isatty(1));
     if (app && isatty(0) && isatty(1)) fputc('\n', stdout);

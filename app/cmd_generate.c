@@ -4,7 +4,6 @@
 */
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +11,8 @@
 #include <unistd.h>
 
 #include "app/cli.h"
+#include "app/stop.h"
 #include "engine/engine.h"
-
-static volatile sig_atomic_t interrupted; /* set by SIGINT during generate */
 
 /* --- option values --- */
 
@@ -184,19 +182,13 @@ int cmd_logits(const CliArgs *a, const char *const *args, int n_args)
 
 /* --- generate --- */
 
-static void on_sigint(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 /* Streams a piece to stdout; stops when Ctrl-C was pressed. */
 static int print_piece(void *user, const char *piece, size_t len)
 {
     (void)user;
     fwrite(piece, 1, len, stdout);
     fflush(stdout);
-    return interrupted;
+    return atomic_load(stop_sigint_flag());
 }
 
 /* Sampler settings: the configuration, overridden by the options. */
@@ -241,12 +233,17 @@ int cmd_generate(const CliArgs *a, const char *const *args, int n_args)
     KbGenerateStats st;
     if (code == 0) {
         KbGenerateParams gp = {n_predict, NULL, cli_has(a, CLI_OPT_SPECIAL)};
-        signal(SIGINT, on_sigint);
+        stop_watch(m, stop_sigint_flag());
+        if (stop_catch_sigint() != 0) perror("kbchat: Ctrl-C will not stop the text: sigaction");
         if (model_generate(m, smp, prompt.ids, prompt.n, &gp, print_piece, NULL, &st) != KB_OK) {
             fprintf(stderr, "\nkbchat: %s\n", model_errmsg(m));
             code = CLI_EXIT_FAIL;
         }
-        signal(SIGINT, SIG_DFL);
+        stop_release_sigint();
+    }
+    if (code == 0 && st.stop_reason == KB_STOP_CANCEL) {
+        fputs("\nkbchat: generate: stopped by Ctrl-C\n", stderr);
+        code = CLI_EXIT_STOPPED;
     }
     if (code == 0) {
         putchar('\n');

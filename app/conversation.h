@@ -27,6 +27,7 @@
 #ifndef KB_CONVERSATION_H
 #define KB_CONVERSATION_H
 
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "app/config.h"
@@ -166,6 +167,11 @@ void chat_close(ChatApp *app);
 /* Opens the model at path (replacing any) with the configuration's threads
 ** and context. Returns KB_OK or model_open's code, message in chat_errmsg. */
 int chat_load_model(ChatApp *app, const char *path);
+/* Stops the answer (also its prompt's evaluation, within a fraction of a
+** second) whenever *flag is set, for this model and those loaded later
+** (app/stop.h). flag is borrowed (NULL: none); the front end clears it
+** before each line. */
+void chat_set_cancel(ChatApp *app, atomic_int *flag);
 /* Lists the knowledge bases, sorted by name, into *list (OUT, free with
 ** chat_free_kbs). Returns KB_OK, or the database's code (message in
 ** chat_errmsg). */

@@ -115,7 +115,10 @@ static void bert_forward(KbModel *m, const int32_t *tokens, int64_t n, int64_t p
         for (int64_t i = 0; i < d; i++) x[i] += m->w.token_types[i] + m->w.position_embd[t * d + i];
         model_layernorm(s->x + t * d, x, m->w.embd_norm, m->w.embd_norm_b, d, c->norm_eps);
     }
-    for (int64_t l = 0; l < c->n_layer; l++) bert_layer(m, l, n);
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        if (model_should_stop(m, false)) return;
+        bert_layer(m, l, n);
+    }
 }
 
 const ArchOps arch_bert = {"bert", ARCH_BERT, bert_load, bert_forward};

@@ -110,7 +110,10 @@ static void bloom_forward(KbModel *m, const int32_t *tokens, int64_t n, int64_t 
         m->kern->type[e->type].to_float(e->data + (size_t)tokens[t] * e->row_bytes, s->xb, d);
         model_layernorm(s->x + t * d, s->xb, m->w.embd_norm, m->w.embd_norm_b, d, c->norm_eps);
     }
-    for (int64_t l = 0; l < c->n_layer; l++) bloom_layer(m, l, n, pos0);
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        if (model_should_stop(m, false)) return;
+        bloom_layer(m, l, n, pos0);
+    }
     if (logits == NULL) return;
     int64_t first = all_logits ? 0 : n - 1;
     for (int64_t t = first; t < n; t++)

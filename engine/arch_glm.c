@@ -94,6 +94,7 @@ static void glm_forward(KbModel *m, const int32_t *tokens, int64_t n, int64_t po
 {
     model_lookup_tokens(m, tokens, n);
     for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        if (model_should_stop(m, false)) return;
         glm_attention(m, l, n, pos0);
         glm_ffn(m, l, n);
     }

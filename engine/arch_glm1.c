@@ -208,7 +208,9 @@ static void glm1_eval_context(KbModel *m, const int32_t *tokens, int64_t pos0, c
     int64_t d = c->n_embd, q_dim = c->n_head * c->head_dim, nb = s->n_batch, n = sq->ctx_end;
     for (int64_t i = 0; i < n; i++)
         m->kern->type[e->type].to_float(e->data + (size_t)glm1_token(m, tokens, pos0, i) * e->row_bytes, s->ctx_x + i * d, d);
+    s->ctx_done = 0; /* until every layer is done: a cancel leaves it to be recomputed */
     for (int64_t l = 0; l < c->n_layer; l++) {
+        if (model_should_stop(m, false)) return;
         for (int64_t a = 0; a < n; a += nb) {
             int64_t k = n - a < nb ? n - a : nb;
             glm1_qkv(m, l, s->ctx_x + a * d, k, a, sq, s->ctx_q + a * q_dim);
@@ -236,6 +238,7 @@ static void glm1_eval_rest(KbModel *m, const int32_t *tokens, int64_t pos0, int6
     for (int64_t t = 0; t < n; t++)
         m->kern->type[e->type].to_float(e->data + (size_t)tokens[r0 - pos0 + t] * e->row_bytes, s->x + t * d, d);
     for (int64_t l = 0; l < c->n_layer; l++) {
+        if (model_should_stop(m, false)) return;
         glm1_qkv(m, l, s->x, n, r0, sq, s->q);
         model_attention(m, l, r0, n);
         glm1_finish(m, l, s->x, n);
@@ -257,9 +260,10 @@ static void glm1_forward(KbModel *m, const int32_t *tokens, int64_t n, int64_t p
     if (s->ctx_done != sq.ctx_end) {
         if (r0 == pos0 + n && logits == NULL) return; /* context only: wait for the rest of it */
         glm1_eval_context(m, tokens, pos0, &sq);
+        if (m->cancelled) return;
     }
     if (pos0 + n > r0) glm1_eval_rest(m, tokens, pos0, r0, pos0 + n - r0, &sq);
-    if (logits == NULL) return;
+    if (logits == NULL || m->cancelled) return;
     int64_t first = all_logits ? pos0 : pos0 + n - 1;
     for (int64_t p = first; p < pos0 + n; p++) {
         const float *h = p < sq.ctx_end ? s->ctx_x + p * d : s->x + (p - r0) * d;

@@ -129,6 +129,7 @@ static void llama_forward(KbModel *m, const int32_t *tokens, int64_t n, int64_t 
 {
     model_lookup_tokens(m, tokens, n);
     for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        if (model_should_stop(m, false)) return;
         attention_block(m, l, n, pos0);
         ffn_block(m, l, n);
     }

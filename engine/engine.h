@@ -35,6 +35,7 @@ enum {
     KB_ETYPE,       /* a value exists but has another type than asked for */
     KB_ERANGE,      /* a number or index is outside the allowed range */
     KB_EINVAL,      /* the caller passed an invalid argument */
+    KB_ECANCELLED,  /* stopped on request (a cancel flag) before finishing */
     KB_STATUS_COUNT
 };
 

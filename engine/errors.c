@@ -17,6 +17,7 @@ const char *kb_strerror(int rc)
         [KB_ETYPE] = "wrong type",
         [KB_ERANGE] = "out of range",
         [KB_EINVAL] = "invalid argument",
+        [KB_ECANCELLED] = "cancelled",
     };
     if (rc < 0 || rc >= KB_STATUS_COUNT) return "unknown error";
     return names[rc];

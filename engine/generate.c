@@ -126,6 +126,7 @@ static int generate_tokens(KbModel *m, KbSampler *smp, const KbGenerateParams *g
         else if ((int64_t)st->n_generated >= gp->max_tokens) st->stop_reason = KB_STOP_LENGTH;
         else if (m->n_past >= m->n_ctx) st->stop_reason = KB_STOP_CONTEXT;
         else if (rc == KB_OK) rc = model_decode(m, &id, 1, logits, false);
+        if (rc == KB_ECANCELLED) rc = KB_OK, st->stop_reason = KB_STOP_CANCEL; /* the cancel flag */
     }
     if (rc == KB_OK && st->stop_reason != KB_STOP_STRING && st->stop_reason != KB_STOP_CANCEL) {
         size_t n = tokstream_finish(&ts, piece, sizeof piece);
@@ -148,7 +149,8 @@ int model_generate(KbModel *m, KbSampler *smp, const int32_t *prompt, size_t n, 
     int rc = model_eval_prompt(m, prompt, n, logits, &st->n_reused);
     double t1 = seconds_now();
     st->prompt_seconds = t1 - t0;
-    if (rc == KB_OK) {
+    if (rc == KB_ECANCELLED) rc = KB_OK, st->stop_reason = KB_STOP_CANCEL; /* stopped during the prompt */
+    if (rc == KB_OK && !st->stop_reason) {
         if (gp->max_tokens <= 0) st->stop_reason = KB_STOP_LENGTH;
         else rc = generate_tokens(m, smp, gp, fn, user, st, logits, &pend);
     }

@@ -664,6 +664,30 @@ uint64_t model_weight_bytes_per_token(const KbModel *m)
 const char *model_errmsg(const KbModel *m) { return m->errmsg; }
 void model_reset(KbModel *m) { m->n_past = 0; }
 
+/* --- cancellation --- */
+
+void model_set_cancel(KbModel *m, const atomic_int *flag) { m->cancel = flag; }
+
+void model_set_check_hook(KbModel *m, KbCheckFn fn, void *user)
+{
+    m->check_fn = fn;
+    m->check_user = user;
+}
+
+bool model_should_stop(KbModel *m, bool batch_done)
+{
+    if (m->check_fn) m->check_fn(m->check_user, batch_done);
+    if (m->cancel && atomic_load(m->cancel)) m->cancelled = true;
+    return m->cancelled;
+}
+
+/* Records the message of a cancelled evaluation and returns KB_ECANCELLED. */
+static int fail_cancelled(KbModel *m)
+{
+    return model_fail(m->errmsg, sizeof m->errmsg, KB_ECANCELLED, "cancelled with %lld tokens in the cache",
+                      (long long)m->n_past);
+}
+
 /* --- evaluation --- */
 
 int model_decode(KbModel *m, const int32_t *tokens, size_t n, float *logits, bool all_logits)
@@ -683,14 +707,17 @@ int model_decode(KbModel *m, const int32_t *tokens, size_t n, float *logits, boo
             return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "token id %d is out of range (0..%lld)",
                               tokens[i], (long long)(n_vocab - 1));
     }
+    m->cancelled = false;
     for (size_t done = 0; done < n;) {
         int64_t nb = (int64_t)(n - done) < m->s.n_batch ? (int64_t)(n - done) : m->s.n_batch;
         bool last_batch = done + (size_t)nb == n;
         float *out = logits == NULL ? NULL : all_logits ? logits + done * n_vocab : last_batch ? logits : NULL;
         m->ops->forward(m, tokens + done, nb, m->n_past, out, all_logits);
+        if (m->cancelled) return fail_cancelled(m); /* cut between layers: the batch is not kept */
         memcpy(m->cache_tokens + m->n_past, tokens + done, (size_t)nb * sizeof *tokens);
         m->n_past += nb;
         done += (size_t)nb;
+        if (model_should_stop(m, true)) return fail_cancelled(m);
     }
     return KB_OK;
 }
@@ -717,7 +744,8 @@ static void pool_hidden(const KbModel *m, int64_t n, bool normalize, float *out)
 /* Decoders ("chat" embeddings): runs seq from position 0 in batches, the
 ** cache holding the earlier batches, and writes the mean of the final hidden
 ** states after the output norm (what the output layer would read) to out.
-** The cached sequence is forgotten afterwards: it is not a conversation. */
+** The cached sequence is forgotten afterwards: it is not a conversation.
+** A cancel (m->cancelled) ends it early, out then incomplete. */
 static void embed_decoder(KbModel *m, const int32_t *seq, int64_t n, float *out)
 {
     int64_t d = m->cfg.n_embd;
@@ -726,6 +754,7 @@ static void embed_decoder(KbModel *m, const int32_t *seq, int64_t n, float *out)
     for (int64_t done = 0; done < n;) {
         int64_t nb = n - done < m->s.n_batch ? n - done : m->s.n_batch;
         m->ops->forward(m, seq + done, nb, done, NULL, false);
+        if (m->cancelled) break;
         for (int64_t t = 0; t < nb; t++) {
             if (m->w.output_norm_b) model_layernorm(h, m->s.x + t * d, m->w.output_norm, m->w.output_norm_b, d, m->cfg.norm_eps);
             else model_rmsnorm(h, m->s.x + t * d, m->w.output_norm, d, m->cfg.norm_eps);
@@ -761,14 +790,17 @@ int model_embed(KbModel *m, const int32_t *const *seqs, const size_t *lens, size
             if (seqs[i][j] < 0 || seqs[i][j] >= m->cfg.n_vocab)
                 return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "token id %d is out of range", seqs[i][j]);
     }
+    m->cancelled = false;
     for (size_t i = 0; i < n_seqs; i++) {
         float *v = out + i * m->cfg.n_embd;
         if (!m->cfg.encoder) {
             embed_decoder(m, seqs[i], (int64_t)lens[i], v);
+            if (m->cancelled) return fail_cancelled(m);
             if (normalize) normalize_vec(v, m->cfg.n_embd);
             continue;
         }
         m->ops->forward(m, seqs[i], (int64_t)lens[i], 0, NULL, false);
+        if (m->cancelled) return fail_cancelled(m);
         pool_hidden(m, (int64_t)lens[i], normalize, v);
     }
     return KB_OK;
@@ -783,7 +815,7 @@ int model_eval_prompt(KbModel *m, const int32_t *tokens, size_t n, float *last_l
     int64_t old_past = m->n_past;
     m->n_past = (int64_t)keep;
     int rc = model_decode(m, tokens + keep, n - keep, last_logits, false);
-    if (rc != KB_OK) m->n_past = old_past < (int64_t)keep ? old_past : (int64_t)keep;
-    else if (n_reused) *n_reused = keep;
+    if (rc != KB_OK && rc != KB_ECANCELLED) m->n_past = old_past < (int64_t)keep ? old_past : (int64_t)keep;
+    else if (n_reused) *n_reused = keep; /* cancelled: the prefix and the completed batches stay */
     return rc;
 }

@@ -11,10 +11,16 @@
 ** cache. model_decode appends tokens to it; model_eval_prompt replaces it by
 ** a new token list, reusing the longest common prefix so a chat follow-up
 ** only computes its new tokens.
+**
+** An evaluation can be stopped from another thread or a signal handler
+** through a cancel flag (model_set_cancel), read between the layers of every
+** forward pass and between batches: it then returns KB_ECANCELLED within one
+** layer's time, and the cache keeps exactly the batches that were complete.
 */
 #ifndef KB_MODEL_H
 #define KB_MODEL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,18 +70,38 @@ int64_t model_n_past(const KbModel *m);
 /* The message of the last failed call. */
 const char *model_errmsg(const KbModel *m);
 
+/* Makes evaluations stop when *flag becomes nonzero (NULL: never). The flag
+** is borrowed (it must outlive its use) and only read: the caller clears it.
+** It is read between two layers of a forward pass and after each batch of
+** MODEL_MAX_BATCH tokens, so an evaluation stops within one layer's time of
+** a batch. Setting it is async-signal-safe (atomic_int is lock-free). */
+void model_set_cancel(KbModel *m, const atomic_int *flag);
+
+/* Called at every point where an evaluation reads the cancel flag, just
+** before it does: between two layers of a forward pass (batch_done false),
+** and after model_decode has completed a batch (batch_done true; its tokens
+** are then counted in model_n_past). It may set the flag or wait. */
+typedef void (*KbCheckFn)(void *user, bool batch_done);
+/* Installs fn (NULL: none) as that hook. For tests and test hooks only: it
+** makes a stop land at a chosen layer or batch without a timing window. */
+void model_set_check_hook(KbModel *m, KbCheckFn fn, void *user);
+
 /* Evaluates tokens[0..n) after the cached sequence and appends them to it.
 ** logits receives n_vocab floats per token when all_logits, else the last
 ** token's n_vocab floats (logits may be NULL when not needed).
 ** Returns KB_OK; KB_ERANGE (a token id out of range, or the context would
-** overflow: nothing is evaluated then); KB_EINVAL (n == 0). */
+** overflow: nothing is evaluated then); KB_EINVAL (n == 0); KB_ECANCELLED
+** (the cancel flag was set: the batches completed before it stay appended,
+** a batch cut between its layers is dropped, logits are undefined). */
 int model_decode(KbModel *m, const int32_t *tokens, size_t n, float *logits, bool all_logits);
 
 /* Makes the cached sequence exactly tokens[0..n), n >= 1: keeps the longest
 ** prefix shared with the cache (at most n - 1 tokens, so the last token is
 ** always evaluated) and evaluates the rest. Writes the last token's logits.
 ** *n_reused (may be NULL) tells how many tokens were not recomputed.
-** Returns as model_decode. */
+** Returns as model_decode; when cancelled the cache holds the reused prefix
+** and the batches completed after it, so evaluating the same tokens again
+** computes only the rest. */
 int model_eval_prompt(KbModel *m, const int32_t *tokens, size_t n, float *last_logits, size_t *n_reused);
 
 /* Forgets the cached sequence. */
@@ -91,7 +117,8 @@ void model_reset(KbModel *m);
 ** so the cached sequence is forgotten (as model_reset).
 ** Returns KB_OK; KB_ERANGE (a sequence empty or longer than the model's
 ** context, or an id out of range: model_errmsg says which); KB_EUNSUPPORTED
-** for ChatGLM-6B, whose prefix is evaluated as a whole. */
+** for ChatGLM-6B, whose prefix is evaluated as a whole; KB_ECANCELLED (the
+** cancel flag was set: out is incomplete). */
 int model_embed(KbModel *m, const int32_t *const *seqs, const size_t *lens, size_t n_seqs, bool normalize,
                 float *out /* OUT: n_seqs * n_embd */);
 
@@ -123,7 +150,8 @@ enum { KB_STOP_EOS = 1, KB_STOP_STRING, KB_STOP_LENGTH, KB_STOP_CONTEXT, KB_STOP
 /* Evaluates prompt[0..n) (reusing the cached prefix), then samples tokens
 ** one at a time with sampler, streaming their text to on_piece, until an
 ** end-of-sequence token, a stop string, max_tokens, a full context, or
-** cancellation. The prompt tokens are recorded in the sampler's penalty
+** cancellation (on_piece returning nonzero, or the cancel flag, also while
+** the prompt is evaluated: KB_STOP_CANCEL). The prompt tokens are recorded in the sampler's penalty
 ** history first. Returns KB_OK (stats->stop_reason says why it ended),
 ** or the code of a failed evaluation (message in model_errmsg). */
 int model_generate(KbModel *m, struct KbSampler *sampler, const int32_t *prompt, size_t n,

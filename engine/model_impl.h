@@ -108,6 +108,10 @@ struct KbModel {
     float *vec_next, *vec_end; /* the unused part of it, while loading */
     char arch_name[32];
     const struct ArchOps *ops; /* the architecture's loader and forward pass */
+    const atomic_int *cancel;  /* model_set_cancel's flag, or NULL */
+    KbCheckFn check_fn;        /* model_set_check_hook's hook, or NULL */
+    void *check_user;
+    bool cancelled;            /* the flag was seen set during this evaluation */
     char errmsg[512];
 };
 
@@ -120,6 +124,12 @@ typedef struct ArchOps {
 } ArchOps;
 
 /* --- shared operations (model.c) --- */
+
+/* True when the evaluation must stop: calls the check hook, then reads the
+** cancel flag; once set, m->cancelled stays true until the next evaluation
+** starts. Forward passes call it before each layer (batch_done false) and
+** return at once when it is true: model_decode then drops the batch. */
+bool model_should_stop(KbModel *m, bool batch_done);
 
 /* y[t * n_out + r] = W row r . x[t * n_in] for t < n_tok, on the pool. */
 void model_matmul(KbModel *m, const Mat *w, const float *x, int64_t n_tok, float *y);
@@ -212,7 +222,9 @@ const GgufTensor *model_find_tensor(const KbModel *m, const char **name, char *b
 ** leaves the final hidden states in s.x instead (logits unused). chatglm's
 ** and chatglm1's forward leave the final hidden states (after the output
 ** norm) of the rows they compute logits for in s.xb, in the order of the
-** logits: tests compare them with the models' reference implementations. */
+** logits: tests compare them with the models' reference implementations.
+** Each forward asks model_should_stop before every layer and returns when
+** it says so, leaving the batch incomplete (m->cancelled tells). */
 extern const ArchOps arch_llama, arch_qwen2, arch_chatglm, arch_bloom, arch_bert, arch_chatglm1;
 
 #endif /* KB_MODEL_IMPL_H */

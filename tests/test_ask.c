@@ -13,6 +13,7 @@
 **     kb rebuild, and embedding.model "chat".
 */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -113,6 +114,28 @@ static void test_ask_answers_with_numbered_passages_and_sources(void **state)
     /* a Chinese passage is some 300 tokens in this model's 512-token vocabulary: no room */
     r = KB(sb, "ask", "离线使用时需要联网吗？");
     testutil_expect(&r, 1, NULL, "cannot hold the prompt with even one passage");
+}
+
+/* Ctrl-C (SIGINT) while the grounded prompt is evaluated: KBCHAT_TEST_HOLD_PROMPT
+** holds the evaluation after its batch (writing go.held) and SIGINT is sent
+** then. ask stops at once: exit 130 with a message (death by the signal
+** would also be 130, without it), no sources. */
+static void test_ask_ctrl_c_during_the_prompt_stops_it(void **state)
+{
+    Sandbox *sb = *state;
+    write_config(sb, "none");
+    make_kb(sb, "qa");
+    char env_home[700], hold[700];
+    snprintf(env_home, sizeof env_home, "HOME=%s", sb->home);
+    snprintf(hold, sizeof hold, "KBCHAT_TEST_HOLD_PROMPT=%s/go", sb->dir);
+    char *held = testutil_join(sb->dir, "go.held");
+    const char *argv[] = {sb->bin, "ask", "How often should the strainer be cleaned?", NULL};
+    const char *env[] = {env_home, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "KBCHAT_CONFIG=", hold, NULL};
+    TestRun r;
+    assert_int_equal(testutil_run_signal(argv, env, sb->dir, 60, held, SIGINT, &r.out, &r.err, &r.status), 0);
+    free(held);
+    assert_null(strstr(r.out, "Sources:"));
+    testutil_expect(&r, 130, NULL, "kbchat: ask: stopped by Ctrl-C\n");
 }
 
 static void test_ask_strict_mode_and_fallback(void **state)
@@ -235,6 +258,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         SANDBOX(test_ask_answers_with_numbered_passages_and_sources),
+        SANDBOX(test_ask_ctrl_c_during_the_prompt_stops_it),
         SANDBOX(test_ask_strict_mode_and_fallback),
         SANDBOX(test_ask_retrieve_only_json_loads_no_chat_model),
         SANDBOX(test_ask_usage_errors_and_small_context),

@@ -9,6 +9,7 @@
 ** there, and the aidreams model from ../shared/testdata.
 */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -132,6 +133,31 @@ static void test_chat_two_turns_a_command_and_quit(void **state)
     run_free(&r);
 }
 
+/* Ctrl-C while a question's prompt is evaluated stops that answer and the
+** chat goes on: KBCHAT_TEST_HOLD_PROMPT holds the evaluation after its
+** batch (writing go.held), SIGINT is sent then; the turn ends "[stopped]",
+** is kept, and the next lines are read (exit 0 at /quit). */
+static void test_chat_ctrl_c_during_the_prompt_stops_the_answer(void **state)
+{
+    Sandbox *sb = *state;
+    char args[1024], hold[700], cmd[2048];
+    snprintf(args, sizeof args, "chat --model '%s'", sb->model);
+    snprintf(hold, sizeof hold, "KBCHAT_TEST_HOLD_PROMPT=%s/go", sb->dir);
+    char *in = testutil_join(sb->dir, "input.txt"), *held = testutil_join(sb->dir, "go.held");
+    static const char input[] = "Once upon a time there was a little dog\n/sessions\n/quit\n";
+    assert_int_equal(testutil_write_file(in, input, strlen(input)), 0);
+    snprintf(cmd, sizeof cmd, "exec \"$KB\" --config chat.yaml %s < input.txt", args);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    const char *env[] = {sb->env_home, sb->env_bin, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "KBCHAT_CONFIG=", hold, NULL};
+    Run r;
+    assert_int_equal(testutil_run_signal(argv, env, sb->dir, 60, held, SIGINT, &r.out, &r.err, &r.status), 0);
+    if (r.status != 0) fail_msg("exit %d\n%s", r.status, r.err);
+    assert_true(strncmp(r.out, " [stopped]\n", 11) == 0); /* stopped before any text */
+    expect(&r, "out", "Once upon a time there was a little dog  (1 turn, ");
+    run_free(&r);
+    free(in), free(held);
+}
+
 /* With a knowledge base, each answer is followed by its sources. */
 static void test_chat_shows_sources_of_the_knowledge_base(void **state)
 {
@@ -187,6 +213,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_chat_two_turns_a_command_and_quit, sandbox_setup, sandbox_teardown),
+        cmocka_unit_test_setup_teardown(test_chat_ctrl_c_during_the_prompt_stops_the_answer, sandbox_setup, sandbox_teardown),
         cmocka_unit_test_setup_teardown(test_chat_shows_sources_of_the_knowledge_base, sandbox_setup, sandbox_teardown),
         cmocka_unit_test_setup_teardown(test_chat_commands_help_set_and_suggestions, sandbox_setup, sandbox_teardown),
     };

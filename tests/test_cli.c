@@ -9,6 +9,7 @@
 */
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -438,6 +439,30 @@ static void test_cli_generate_prints_aidreams_text_and_speed(void **state)
     free(o), free(e), free(model);
 }
 
+/* Ctrl-C (SIGINT) while the prompt is evaluated stops generate at once:
+** KBCHAT_TEST_HOLD_PROMPT holds the evaluation after its first batch of
+** 128 tokens (writing go.held), and SIGINT is sent then; the hold reads
+** the flag, the engine stops before its next layer. Exit 130 with a
+** message, not death by the signal (also 130), and no text. */
+static void test_cli_generate_ctrl_c_during_the_prompt_stops_it(void **state)
+{
+    Sandbox *sb = *state;
+    char *model = testutil_data_path("models/tiny-llama-Q4_0.gguf"), prompt[400] = "", hold[700];
+    for (int i = 0; i < 6; i++) strcat(prompt, "the little dog ran to the big red house and ");
+    char *held = testutil_join(sb->dir, "go.held");
+    snprintf(hold, sizeof hold, "KBCHAT_TEST_HOLD_PROMPT=%s/go", sb->dir);
+    const char *argv[] = {sb->cwd_bin, "generate", "-m", model, "-p", prompt, "-n", "20", NULL};
+    const char *env[] = {sb->env_home, sb->env_xdg_data, sb->env_xdg_cfg, sb->env_kbcfg, hold, NULL};
+    Run r;
+    assert_int_equal(testutil_run_signal(argv, env, sb->dir, 60, held, SIGINT, &r.out, &r.err, &r.status), 0);
+    if (r.status != 130 || !strstr(r.err, "kbchat: generate: stopped by Ctrl-C\n"))
+        fail_msg("exit %d; stdout: %s; stderr: %s", r.status, r.out, r.err);
+    assert_null(strstr(r.err, "generated:"));
+    assert_string_equal(r.out, "");
+    run_free(&r);
+    free(model), free(held);
+}
+
 /* The logits command prints the reference format: comment, prompt, one
 ** logits line per position, greedy, one step line per fed token. */
 static void test_cli_logits_prints_the_reference_format(void **state)
@@ -725,6 +750,7 @@ int main(void)
         SANDBOXED(test_cli_tokenize_file_matches_reference_outputs),
         SANDBOXED(test_cli_tokenize_and_detokenize_round_trip),
         SANDBOXED(test_cli_generate_prints_aidreams_text_and_speed),
+        SANDBOXED(test_cli_generate_ctrl_c_during_the_prompt_stops_it),
         SANDBOXED(test_cli_logits_prints_the_reference_format),
         SANDBOXED(test_cli_embed_prints_reference_format),
         SANDBOXED(test_cli_config_error_names_file_line_key_and_writes_nothing),

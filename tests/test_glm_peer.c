@@ -36,6 +36,7 @@
 */
 #include <math.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -402,6 +403,54 @@ static void test_glm1_prefix_reuse_recomputes_the_context(void **state)
     free(dir);
 }
 
+/* The check hook's state: the flag, set at check number stop_at. */
+typedef struct StopAt {
+    atomic_int flag;
+    int checks, stop_at;
+} StopAt;
+
+/* The check hook: counts the checks and sets the flag at stop_at. */
+static void stop_at_check(void *user, bool batch_done)
+{
+    StopAt *s = user;
+    (void)batch_done;
+    if (++s->checks == s->stop_at) atomic_store(&s->flag, 1);
+}
+
+/* A stop in the context's evaluation (check 1: before its one layer) or in
+** the rows after it (check 2) drops the batch; once the flag is cleared the
+** prompt gives the hidden states of an uninterrupted evaluation. */
+static void test_glm1_stop_in_the_context_or_after_it(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp();
+    Peer p;
+    peer_load("glm_model.data", 12928, &p);
+    char *path = write_case(dir, &cases[0], &p, KB_TYPE_F32);
+    KbModel *m = open_model(path, 0, 1);
+    const int32_t prompt[] = {0, 1, 2, 3, 4};
+    float logits[5], cold[HIDDEN];
+    assert_int_equal(model_eval_prompt(m, prompt, 5, logits, NULL), KB_OK);
+    memcpy(cold, m->s.xb, sizeof cold);
+    for (int k = 1; k <= 2; k++) {
+        StopAt s = {.stop_at = k};
+        model_reset(m);
+        model_set_cancel(m, &s.flag);
+        model_set_check_hook(m, stop_at_check, &s);
+        assert_int_equal(model_eval_prompt(m, prompt, 5, logits, NULL), KB_ECANCELLED);
+        assert_int_equal(model_n_past(m), 0);
+        atomic_store(&s.flag, 0);
+        s.stop_at = 0;
+        assert_int_equal(model_eval_prompt(m, prompt, 5, logits, NULL), KB_OK);
+        assert_memory_equal(m->s.xb, cold, sizeof cold);
+    }
+    model_close(m);
+    free(path);
+    free(p.raw);
+    testutil_rmtree(dir);
+    free(dir);
+}
+
 /* Writes the glm2 peer weights as a GGUF "chatglm" file, in GGUF's names
 ** and with the same bytes as the F32 GGML file. */
 static void write_glm2_gguf(const Peer *p, const char *path)
@@ -492,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_q4_0_files_match_within_tolerance),
         cmocka_unit_test(test_glm1_context_across_calls_matches),
         cmocka_unit_test(test_glm1_prefix_reuse_recomputes_the_context),
+        cmocka_unit_test(test_glm1_stop_in_the_context_or_after_it),
         cmocka_unit_test(test_ggml_and_gguf_chatglm_files_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -529,6 +529,59 @@ static void test_tui_cancel_answer(void **state)
     quit_and_check_terminal(t);
 }
 
+/* Whether the sandbox file name exists, waiting up to timeout_ms for it. */
+static int file_appears(Tui *t, const char *name, long timeout_ms)
+{
+    char *path = testutil_join(t->dir, name);
+    int found = 0;
+    for (long waited = 0; !found && waited <= timeout_ms; waited += 20) {
+        found = access(path, F_OK) == 0;
+        if (!found) nap_ms(20);
+    }
+    free(path);
+    return found;
+}
+
+/* Esc while a long prompt (2 batches of the tiny llama, context 256) is
+** evaluated: KBCHAT_TEST_HOLD_PROMPT=go holds the evaluation after its first
+** batch (it writes go.held) until the file go exists, reading the cancel
+** flag, so the Esc certainly lands in the prompt's evaluation. The turn is
+** shown stopped at once, the completed batch stays in the cache, and the
+** next question is answered. */
+static void test_tui_esc_stops_prompt_evaluation(void **state)
+{
+    Tui *t = *state;
+    char args[1024], *model = testutil_data_path("models/tiny-llama-Q4_0.gguf"), question[400] = "";
+    snprintf(args, sizeof args, "--model '%s'", model);
+    free(model);
+    for (int i = 0; i < 6; i++) strcat(question, "the little dog ran to the big red house and ");
+    tui_start(t, 100, 30, "KBCHAT_TEST_HOLD_PROMPT=go", args);
+    free(wait_for(t, "Ready:", 10000));
+    keys(t, question);
+    key(t, "Enter");
+    if (!file_appears(t, "go.held", 10000)) fail_msg("the prompt's evaluation was not held");
+    free(wait_for(t, "thinking…", 5000));
+    key(t, "Escape");
+    char *s = wait_for(t, "[stopped]", 5000); /* held evaluations read the flag every 10 ms */
+    free(s);
+    s = wait_idle(t);
+    assert_non_null(strstr(s, "red house and\n\n[stopped]"));
+    assert_non_null(strstr(s, "ctx 128/256")); /* the completed batch stays cached */
+    free(s);
+    char *go = testutil_join(t->dir, "go");
+    assert_int_equal(testutil_write_file(go, "", 0), 0);
+    free(go);
+    keys(t, "Once upon a time");
+    key(t, "Enter");
+    s = wait_idle(t);
+    const char *after_q = strstr(s, "> Once upon a time\n\n");
+    assert_non_null(after_q);
+    after_q += strlen("> Once upon a time\n\n");
+    assert_true(after_q[0] != '\n' && strncmp(after_q, "[stopped]", 9) != 0); /* answered */
+    free(s);
+    quit_and_check_terminal(t);
+}
+
 /* Resizing mid-answer relayouts at once; below 60x15 a message says so; the
 ** answer completes. */
 static void test_tui_resize_mid_answer(void **state)
@@ -966,6 +1019,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tui_english_question_streams_answer, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_chinese_question_wraps_by_width, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_cancel_answer, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_esc_stops_prompt_evaluation, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_resize_mid_answer, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_welcome_without_model, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_signals_restore_terminal, tui_setup, tui_teardown),

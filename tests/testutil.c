@@ -210,6 +210,12 @@ static void child_exec(const char *const argv[], const char *const env[], const 
 int testutil_run(const char *const argv[], const char *const env[], const char *cwd,
                  int timeout_s, char **out, char **err, int *status)
 {
+    return testutil_run_signal(argv, env, cwd, timeout_s, NULL, 0, out, err, status);
+}
+
+int testutil_run_signal(const char *const argv[], const char *const env[], const char *cwd, int timeout_s,
+                        const char *when_exists, int sig, char **out, char **err, int *status)
+{
     int po[2], pe[2];
     *out = *err = NULL;
     *status = -1;
@@ -231,13 +237,14 @@ int testutil_run(const char *const argv[], const char *const env[], const char *
     size_t olen = 0, ocap = 1, elen = 0, ecap = 1;
     *out = __real_calloc(1, 1);
     *err = __real_calloc(1, 1);
-    int open_o = 1, open_e = 1, killed = 0;
+    int open_o = 1, open_e = 1, killed = 0, signalled = when_exists == NULL;
     time_t deadline = time(NULL) + timeout_s;
     while (open_o || open_e) {
         struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
         if (!open_o) fds[0].fd = -1;
         if (!open_e) fds[1].fd = -1;
-        int r = poll(fds, 2, 200);
+        int r = poll(fds, 2, signalled ? 200 : 10);
+        if (!signalled && access(when_exists, F_OK) == 0) signalled = kill(pid, sig) == 0;
         if (r > 0) {
             if (open_o && (fds[0].revents & (POLLIN | POLLHUP))) open_o = drain(po[0], out, &olen, &ocap);
             if (open_e && (fds[1].revents & (POLLIN | POLLHUP))) open_e = drain(pe[0], err, &elen, &ecap);

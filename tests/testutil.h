@@ -51,6 +51,12 @@ char *testutil_join(const char *dir, const char *name);
 int testutil_run(const char *const argv[], const char *const env[], const char *cwd,
                  int timeout_s, char **out, char **err, int *status);
 
+/* As testutil_run, and once the file when_exists (NULL: never) exists,
+** sends signal sig to the child (once): for a test that interrupts kbchat
+** at a point it marks with a file (KBCHAT_TEST_HOLD_PROMPT, app/stop.h). */
+int testutil_run_signal(const char *const argv[], const char *const env[], const char *cwd, int timeout_s,
+                        const char *when_exists, int sig, char **out, char **err, int *status);
+
 /* A finished run of kbchat: its output (malloc'd) and exit status. */
 typedef struct TestRun {
     char *out, *err;

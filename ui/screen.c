@@ -13,7 +13,8 @@
 ** worker thread through chat_line (app/chat.c), so the UI never waits for
 ** retrieval or generation. The worker's on_piece callback appends each
 ** piece to a queue under a mutex and returns the cancel flag the UI sets on
-** Esc or Ctrl-C; the command output and errors chat_line writes go to
+** Esc or Ctrl-C (the model reads the same flag between its layers, so the
+** prompt's evaluation stops too: chat_set_cancel); the command output and errors chat_line writes go to
 ** memory streams shown when the job ends. Only one job runs at a time, and
 ** the UI touches the ChatApp (chat_status) only while no job runs.
 **
@@ -47,7 +48,7 @@ typedef struct Worker {
     int done;                /* the job has finished */
     char *out, *err;         /* what chat_line wrote (malloc'd) */
     int result;              /* chat_line's CHAT_* */
-    atomic_int cancel;       /* set by the UI, read by on_piece */
+    atomic_int cancel;       /* set by the UI, read by on_piece and the model */
     ChatApp *app;
     char *line;              /* the job: a line for chat_line, or the start: */
     int start;               /* load load_path (NULL: none), resume the last session, use kb */
@@ -269,8 +270,9 @@ static int screen_finish_job(Screen *s)
     Worker *w = &s->wk;
     const char *out = w->out ? w->out : "";
     int quit = w->result == CHAT_QUIT;
-    if (s->answer_started && strncmp(out, " [stopped]", 10) == 0) {
-        chatpane_append(s->chat, " [stopped]", 10);
+    if (s->answering && strncmp(out, " [stopped]", 10) == 0) { /* stopped while thinking: an empty answer */
+        if (s->answer_started) chatpane_append(s->chat, " [stopped]", 10);
+        else chatpane_add(s->chat, UI_C_ANSWER, "[stopped]");
         out += 10;
     }
     if (s->clear_on_done) chatpane_clear(s->chat);
@@ -715,6 +717,7 @@ int ui_run(ChatApp *app, const char *model_path, const char *kb, const char *cfg
     const char *delay = getenv("KBCHAT_TUI_PIECE_DELAY_MS");
     s.wk.delay_ms = delay ? atol(delay) : 0;
     pthread_mutex_init(&s.wk.mu, NULL);
+    chat_set_cancel(app, &s.wk.cancel); /* Esc stops the prompt's evaluation too */
     s.chat = chatpane_new(), s.input = input_new(), s.status = status_new(), s.help = help_new();
     s.sources = sources_new(), s.sessions = sessions_new(), s.kbs = kbview_new();
     int rc = s.chat && s.input && s.status && s.help && s.sources && s.sessions && s.kbs ? KB_OK : KB_ENOMEM;
@@ -738,6 +741,7 @@ int ui_run(ChatApp *app, const char *model_path, const char *kb, const char *cfg
     }
     chatpane_free(s.chat), input_free(s.input), status_free(s.status), help_free(s.help), sources_free(s.sources), sessions_free(s.sessions), kbview_free(s.kbs);
     free(s.wk.queue);
+    chat_set_cancel(app, NULL); /* the flag lives in this frame */
     pthread_mutex_destroy(&s.wk.mu);
     return rc;
 }
