@@ -309,28 +309,62 @@ typedef struct FileData {
     char hash[65];
 } FileData;
 
-/* Reads path whole and hashes it (SHA-256, GLib's GChecksum). Returns
-** KB_OK; KB_EIO with the reason in msg; KB_ENOMEM. */
+/* The kind of a file that is not a regular file, for the failure reason. */
+static const char *file_type_name(mode_t mode)
+{
+    if (S_ISFIFO(mode)) return "a named pipe (FIFO)";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISDIR(mode)) return "a folder";
+    return "not a regular file";
+}
+
+/* Opens path for reading and checks, on the open descriptor, that it is
+** still a regular file of at most FILE_MAX_BYTES: the walk saw a regular
+** file, but it may have been replaced since (a FIFO would block a plain
+** open() and read() forever, a device would never end). O_NONBLOCK makes
+** the open of a FIFO return at once; it changes nothing for a regular file.
+** Symlinks are followed (the walk follows them too), so no O_NOFOLLOW; the
+** fstat of what was opened is what counts. Returns the descriptor, or -1
+** with the reason in msg. */
+static int open_regular(const char *path, struct stat *sb /* OUT */, char *msg, size_t msglen)
+{
+    int f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (f < 0 || fstat(f, sb) != 0) {
+        snprintf(msg, msglen, "cannot read: %s", strerror(errno));
+        if (f >= 0) close(f);
+        return -1;
+    }
+    if (!S_ISREG(sb->st_mode)) {
+        snprintf(msg, msglen, "skipped: %s, not a regular file (it changed after the folder was listed?)",
+                 file_type_name(sb->st_mode));
+        close(f);
+        return -1;
+    }
+    if ((int64_t)sb->st_size > FILE_MAX_BYTES) {
+        snprintf(msg, msglen, "too large: %lld bytes (kbchat indexes files up to %lld)", (long long)sb->st_size,
+                 (long long)FILE_MAX_BYTES);
+        close(f);
+        return -1;
+    }
+    return f;
+}
+
+/* Reads path whole and hashes it (SHA-256, GLib's GChecksum); the file
+** must be a regular file when opened (open_regular). A file that grows
+** meanwhile is read up to its size at open. Returns KB_OK; KB_EIO with the
+** reason in msg; KB_ENOMEM. */
 static int read_file(const char *path, FileData *fd, char *msg, size_t msglen)
 {
     memset(fd, 0, sizeof *fd);
-    int f = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
-    if (f < 0 || fstat(f, &sb) != 0) {
-        snprintf(msg, msglen, "cannot read: %s", strerror(errno));
-        if (f >= 0) close(f);
-        return KB_EIO;
-    }
-    if ((int64_t)sb.st_size > FILE_MAX_BYTES) {
-        snprintf(msg, msglen, "too large: %lld bytes (kbchat indexes files up to %lld)", (long long)sb.st_size,
-                 (long long)FILE_MAX_BYTES);
-        close(f);
-        return KB_EIO;
-    }
+    int f = open_regular(path, &sb, msg, msglen);
+    if (f < 0) return KB_EIO;
     fd->mtime_ns = mtime_ns(&sb);
     fd->data = malloc((size_t)sb.st_size + 1);
     int rc = fd->data ? KB_OK : KB_ENOMEM;
-    while (rc == KB_OK) {
+    while (rc == KB_OK && fd->len < (size_t)sb.st_size) {
         ssize_t k = read(f, fd->data + fd->len, (size_t)sb.st_size - fd->len);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) {
@@ -339,7 +373,6 @@ static int read_file(const char *path, FileData *fd, char *msg, size_t msglen)
         }
         if (k <= 0) break;
         fd->len += (size_t)k;
-        if (fd->len == (size_t)sb.st_size) break;
     }
     close(f);
     if (rc == KB_OK) {
@@ -368,13 +401,16 @@ static void on_page(int pages, int n_pages, void *user)
     report(s, RAG_EV_PAGE);
 }
 
-/* Loads and chunks fd's content. Returns KB_OK; KB_EFORMAT/KB_EUNSUPPORTED
+/* Loads and chunks fd's content. The file's bytes are freed once loaded
+** (the hash is taken): the chunks are made with only the document's text in
+** memory, not the file as well. Returns KB_OK; KB_EFORMAT/KB_EUNSUPPORTED
 ** with the reason in doc->errmsg; KB_ENOMEM. */
-static int extract(Sync *s, const char *path, const FileData *fd, RagDoc *doc, Chunk **chunks, int *n_chunks)
+static int extract(Sync *s, const char *path, FileData *fd, RagDoc *doc, Chunk **chunks, int *n_chunks)
 {
     RagKind kind = doc_kind_of(path);
     int rc = kind == RAG_KIND_PDF ? load_pdf(doc, fd->data, fd->len, on_page, s)
                                   : load_text(doc, fd->data, fd->len, kind);
+    file_free(fd);
     if (rc == KB_OK) rc = chunker_split(doc, &s->chunk, chunks, n_chunks);
     return rc;
 }
@@ -455,6 +491,7 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
         info.author = doc.author;
         rc = store_put_document(s->rag, s->kb, &info, failed ? NULL : chunks, failed ? 0 : n_chunks);
         if (rc == KB_OK && !failed && n_chunks > 0) rc = embed_document(s, f->path);
+        if (rc == KB_OK && !failed && doc.note[0]) warn(s, f->path, doc.note); /* indexed, but repaired */
         if (rc == KB_OK) {
             RagAction act = failed ? RAG_ACT_FAILED : old ? RAG_ACT_UPDATED : RAG_ACT_INDEXED;
             if (failed) s->stats->failed++;
