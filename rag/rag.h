@@ -326,7 +326,8 @@ int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyn
 /* One passage found by rag_search or rag_retrieve. */
 typedef struct RagHit {
     int rank;         /* 1 = best */
-    double score;     /* higher = better: negated FTS5 bm25 (keyword, words),
+    double score;     /* higher = better: BM25 with the knowledge base's own
+                         counts (keyword), negated FTS5 bm25 (words),
                          cosine (vector), reciprocal-rank fusion (hybrid) */
     int64_t chunk_id; /* the chunk (of a merged passage: the best ranked) */
     char *file;       /* the document's path */

@@ -251,21 +251,23 @@ static int take_keyword_rows(Retrieval *r, sqlite3_stmt *fts, sqlite3_stmt *row,
     return rc;
 }
 
-/* The keyword retriever: the question's terms OR-ed, best BM25 first. The
+/* The keyword retriever: the question's terms OR-ed, best BM25 first,
+** scored by kb_bm25 with the knowledge base's own figures (query_weigh). The
 ** FTS5 query runs on the index alone: joining every matching row to its
 ** document to test the knowledge base costs more than ranking it. When
 ** other knowledge bases take places in the output, it runs again asking for
 ** four times as many rows (the rows already taken keep their ranks). */
 static int keyword_candidates(Retrieval *r)
 {
-    int rc = query_terms(r->q->text, &r->terms);
-    if (rc == KB_OK) rc = query_weigh(r->rag, &r->terms);
+    int rc = query_terms(r->q->text, &r->terms), n_weights = 0;
+    if (rc == KB_OK) rc = query_weigh(r->rag, r->kb.id, &r->terms);
     char *match = rc == KB_OK ? query_match(&r->terms) : NULL;
-    if (rc == KB_OK && match == NULL) rc = store_fail(r->rag, KB_ENOMEM, "out of memory");
+    double *weights = rc == KB_OK ? query_rank_weights(&r->terms, &n_weights) : NULL;
+    if (rc == KB_OK && (match == NULL || n_weights < 0)) rc = store_fail(r->rag, KB_ENOMEM, "out of memory");
     sqlite3_stmt *fts = NULL, *row = NULL;
     if (rc == KB_OK && match[0])
-        rc = store_prepare(r->rag, "SELECT rowid, bm25(chunks_fts) AS b FROM chunks_fts WHERE chunks_fts MATCH ?1 "
-                                   "ORDER BY b LIMIT ?2", &fts);
+        rc = store_prepare(r->rag, "SELECT rowid, kb_bm25(chunks_fts, ?3, ?4) AS b FROM chunks_fts "
+                                   "WHERE chunks_fts MATCH ?1 ORDER BY b LIMIT ?2", &fts);
     if (fts)
         rc = store_prepare(r->rag, "SELECT " CAND_COLUMNS " FROM chunks c JOIN documents d ON d.id = c.doc_id "
                                    "WHERE c.id = ?1 AND d.kb_id = ?2", &row);
@@ -275,6 +277,8 @@ static int keyword_candidates(Retrieval *r)
         sqlite3_reset(fts);
         sqlite3_bind_text(fts, 1, match, -1, SQLITE_STATIC);
         sqlite3_bind_int64(fts, 2, limit);
+        sqlite3_bind_double(fts, 3, r->terms.avgdl);
+        sqlite3_bind_blob(fts, 4, weights, n_weights * (int)sizeof *weights, SQLITE_STATIC);
         sqlite3_bind_int64(row, 2, r->kb.id);
         rank = 0;
         for (int i = 0; i < r->n; i++) rank += r->c[i].bm25_rank > 0;
@@ -285,6 +289,7 @@ static int keyword_candidates(Retrieval *r)
     sqlite3_finalize(fts);
     sqlite3_finalize(row);
     free(match);
+    free(weights);
     return rc;
 }
 

@@ -64,7 +64,8 @@ typedef struct StoreKb {
 /* Reads knowledge base `name`. Returns KB_OK; KB_ENOTFOUND; KB_EIO. */
 int store_load_kb(Rag *rag, const char *name, StoreKb *out /* OUT */);
 
-/* Registers the "kbcjk" FTS5 tokenizer on db. Returns a SQLite code. */
+/* Registers the "kbcjk" FTS5 tokenizer and the auxiliary functions kb_bm25
+** and kb_tokens (fts_cjk.c) on db. Returns a SQLite code. */
 int fts_cjk_register(sqlite3 *db);
 
 /* Runs the kbcjk tokenizer over text[0..n) outside SQLite, calling
