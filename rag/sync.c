@@ -31,6 +31,10 @@
 ** next one, which reaches the same database a clean sync would. The same
 ** holds for a sync stopped through RagSyncOptions.cancel, which is read
 ** before each removal, each document and each batch of vectors.
+**
+** One sync of a knowledge base runs at a time (sync_lock: an flock beside
+** the database, which the system releases if the holder dies); another
+** waits for it, after a warning.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +56,7 @@
 #include "rag/store.h"
 
 #define FILE_MAX_BYTES ((int64_t)1 << 30) /* larger files are recorded as failed */
+#define LOCK_POLL_MS 50                    /* how often a waiting sync tries the lock again */
 
 /* --- the walk --- */
 
@@ -91,6 +97,13 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Sleeps ms milliseconds (whole, despite signals). */
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
 /* Sends the progress report with the timing fields brought up to date. */
@@ -437,8 +450,7 @@ static void done(Sync *s, RagAction act, const char *path, const char *old_path,
 static void pause_for_tests(const Sync *s)
 {
     if (s->opt == NULL || s->opt->delay_ms <= 0) return;
-    struct timespec ts = {s->opt->delay_ms / 1000, (long)(s->opt->delay_ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    sleep_ms(s->opt->delay_ms);
 }
 
 /* Embeds the chunks of the document just written at path (nothing when
@@ -660,6 +672,44 @@ static int load_kb(Sync *s)
     return KB_OK;
 }
 
+/* --- one sync of a knowledge base at a time --- */
+
+/* Takes the sync lock of the knowledge base: flock(LOCK_EX) on the file
+** <database>-sync-<kb id>.lock beside the database. Two syncs of one
+** knowledge base would both read and index every new file; the second one
+** waits instead, after a warning saying so, and then finds the work done.
+** flock belongs to the open file, so two syncs in one process exclude each
+** other too, and the system drops it when its process dies: a crashed sync
+** never blocks the next. While waiting, opt->cancel is read every
+** LOCK_POLL_MS; a cancelled wait returns KB_OK with *fd = -1.
+** Returns KB_OK with the lock's descriptor in *fd (close it to unlock);
+** KB_EIO (the lock file cannot be opened or locked); KB_ENOMEM. */
+static int sync_lock(Sync *s, int *fd /* OUT */)
+{
+    *fd = -1;
+    char *path = g_strdup_printf("%s-sync-%lld.lock", s->rag->path, (long long)s->kb);
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int rc = f < 0 ? store_fail(s->rag, KB_EIO, "%s: cannot open the sync lock: %s", path, strerror(errno)) : KB_OK;
+    int waited = 0;
+    while (rc == KB_OK && flock(f, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            rc = store_fail(s->rag, KB_EIO, "%s: cannot lock: %s", path, strerror(errno));
+            break;
+        }
+        if (!waited++) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "another sync of '%s' is running: waiting for it to finish", s->kb_name);
+            warn(s, NULL, msg);
+        }
+        if (embed_cancelled(s->opt)) break;
+        sleep_ms(LOCK_POLL_MS);
+    }
+    if (rc == KB_OK && !embed_cancelled(s->opt)) *fd = f;
+    else if (f >= 0) close(f);
+    g_free(path);
+    return rc;
+}
+
 /* Step 6: the chunks that still have no vector. */
 static int fill_vectors(Sync *s)
 {
@@ -667,6 +717,22 @@ static int fill_vectors(Sync *s)
     if (s->emb == NULL) return KB_OK;
     int rc = embed_fill_missing(s->rag, &s->row, 0, s->emb, s->opt, &s->p, s->t0, &n);
     s->stats->vectors += n;
+    return rc;
+}
+
+/* Steps 1 to 6, with the sync lock held. w, docs and pl are the caller's
+** to free. */
+static int sync_run(Sync *s, Walk *w, StoreDoc **docs, int *n_docs, Plan *pl)
+{
+    w->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    int rc = walk_sources(s, w);
+    if (rc == KB_OK && w->n > 1) qsort(w->f, (size_t)w->n, sizeof *w->f, cmp_found);
+    s->stats->found = w->n;
+    if (rc == KB_OK) rc = store_load_docs(s->rag, s->kb, docs, n_docs);
+    if (rc == KB_OK) rc = make_plan(s, w, *docs, *n_docs, pl);
+    if (rc == KB_OK) rc = find_moves(s, pl);
+    if (rc == KB_OK) rc = apply_plan(s, pl);
+    if (rc == KB_OK) rc = fill_vectors(s);
     return rc;
 }
 
@@ -679,23 +745,15 @@ int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats
     rag->errmsg[0] = '\0';
     Walk w = {0};
     StoreDoc *docs = NULL;
-    int n_docs = 0;
+    int n_docs = 0, lock = -1;
     Plan pl = {0};
     int rc = load_kb(&s);
-    if (rc == KB_OK) {
-        w.seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        rc = walk_sources(&s, &w);
-    }
-    if (rc == KB_OK && w.n > 1) qsort(w.f, (size_t)w.n, sizeof *w.f, cmp_found);
-    s.stats->found = w.n;
-    if (rc == KB_OK) rc = store_load_docs(rag, s.kb, &docs, &n_docs);
-    if (rc == KB_OK) rc = make_plan(&s, &w, docs, n_docs, &pl);
-    if (rc == KB_OK) rc = find_moves(&s, &pl);
-    if (rc == KB_OK) rc = apply_plan(&s, &pl);
-    if (rc == KB_OK) rc = fill_vectors(&s);
+    if (rc == KB_OK) rc = sync_lock(&s, &lock); /* lock < 0: cancelled while waiting */
+    if (rc == KB_OK && lock >= 0) rc = sync_run(&s, &w, &docs, &n_docs, &pl);
     s.stats->cancelled = embed_cancelled(opt); /* then the sync is not finished: last_sync stays */
     if (rc == KB_OK && !s.stats->cancelled) rc = store_mark_synced(rag, s.kb);
     if (rc == KB_ENOMEM && rag->errmsg[0] == '\0') store_fail(rag, KB_ENOMEM, "out of memory");
+    if (lock >= 0) close(lock);
     plan_free(&pl);
     store_docs_free(docs, n_docs);
     walk_free(&w);

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -481,6 +483,111 @@ static void test_sync_indexes_a_line_without_separators_in_bounded_memory(void *
     assert_true(hits(f, "abcdefghij") >= 0);
 }
 
+/* --- two syncs of one knowledge base --- */
+
+/* The lock test's pipes: `held` says the child holds the sync lock,
+** `release` lets it go on. */
+typedef struct LockPipes {
+    int held[2], release[2];
+    int die;         /* the child kills itself while holding the lock */
+    int waits;       /* the parent's "another sync" warnings */
+} LockPipes;
+
+/* Child's progress callback: at the plan (the lock is held, nothing
+** indexed yet) it says so, then waits for the parent's word (60 s at most,
+** only so that a broken lock cannot hang the test) or dies. */
+static void hold_lock(const RagProgress *p, void *user)
+{
+    LockPipes *lp = user;
+    if (p->event != RAG_EV_PLAN) return;
+    char c = 'h';
+    assert_int_equal(write(lp->held[1], &c, 1), 1);
+    if (lp->die) raise(SIGKILL);
+    struct pollfd pfd = {lp->release[0], POLLIN, 0};
+    if (poll(&pfd, 1, 60000) == 1) assert_int_equal(read(lp->release[0], &c, 1), 1);
+}
+
+/* Parent's progress callback: the warning that another sync runs is the
+** moment to let the child finish. */
+static void release_holder(const RagProgress *p, void *user)
+{
+    LockPipes *lp = user;
+    if (p->event != RAG_EV_WARNING || strstr(p->message, "another sync of 'kb' is running") == NULL) return;
+    lp->waits++;
+    char c = 'r';
+    assert_int_equal(write(lp->release[1], &c, 1), 1);
+}
+
+/* Writes two files and starts a child that syncs them through its own
+** handle and holds the sync lock at its plan (hold_lock), dying there when
+** `die`; returns once it holds the lock. */
+static pid_t start_holder(Fix *f, LockPipes *lp, int die)
+{
+    put(f, "a.txt", "first file");
+    put(f, "b.txt", "second file");
+    *lp = (LockPipes){{-1, -1}, {-1, -1}, die, 0};
+    assert_int_equal(pipe(lp->held), 0);
+    assert_int_equal(pipe(lp->release), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *data = testutil_join(f->dir, "data");
+        Rag *rag = NULL;
+        RagSyncOptions opt = {hold_lock, lp, 0, NULL, NULL, 0, NULL, NULL};
+        RagSyncStats st;
+        int rc = rag_open(&rag, data);
+        if (rc == KB_OK) rc = rag_sync(rag, "kb", &opt, &st);
+        if (rc == KB_OK && st.indexed != 2) rc = KB_EFORMAT;
+        rag_close(rag);
+        _exit(rc);
+    }
+    char c;
+    assert_int_equal(read(lp->held[0], &c, 1), 1);
+    return pid;
+}
+
+static void close_pipes(LockPipes *lp)
+{
+    close(lp->held[0]), close(lp->held[1]), close(lp->release[0]), close(lp->release[1]);
+}
+
+/* A second sync while one runs waits for it (after a warning) instead of
+** indexing the same files again: it then finds them unchanged. */
+static void test_sync_waits_for_a_running_sync_of_the_same_kb(void **state)
+{
+    Fix *f = *state;
+    LockPipes lp;
+    pid_t pid = start_holder(f, &lp, 0);
+    RagSyncOptions opt = {release_holder, &lp, 0, NULL, NULL, 0, NULL, NULL};
+    RagSyncStats st;
+    assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), KB_OK); /* the child indexed both */
+    assert_int_equal(lp.waits, 1);
+    assert_int_equal(st.indexed, 0);
+    assert_int_equal(st.unchanged, 2);
+    close_pipes(&lp);
+}
+
+/* A sync that dies holding the lock does not block the next one. */
+static void test_sync_lock_of_a_killed_sync_is_released(void **state)
+{
+    Fix *f = *state;
+    LockPipes lp;
+    pid_t pid = start_holder(f, &lp, 1);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    RagSyncOptions opt = {release_holder, &lp, 0, NULL, NULL, 0, NULL, NULL};
+    RagSyncStats st;
+    assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
+    assert_int_equal(lp.waits, 0);
+    assert_int_equal(st.indexed, 2);
+    close_pipes(&lp);
+}
+
 /* --- stopping a sync --- */
 
 /* Sets the cancel flag once two documents are done. */
@@ -574,6 +681,8 @@ int main(void)
         FIX(test_sync_indexes_text_with_a_stray_byte_and_says_so),
         FIX(test_sync_long_heading_keeps_the_database_linear),
         FIX(test_sync_indexes_a_line_without_separators_in_bounded_memory),
+        FIX(test_sync_waits_for_a_running_sync_of_the_same_kb),
+        FIX(test_sync_lock_of_a_killed_sync_is_released),
     };
     return cmocka_run_group_tests(tests, NULL, ragfix_cleanup);
 }
