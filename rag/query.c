@@ -197,6 +197,28 @@ static int kb_size(Rag *rag, int64_t kb, int64_t *n_chunks /* OUT */, double *to
     "SELECT count(*) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id " \
     "WHERE chunks_fts MATCH ?1 AND d.kb_id = ?2"
 
+/* BM25's weight as FTS5 computes it, ln((N - df + 0.5) / (df + 0.5)),
+** kept positive (at least 1e-6) for terms in more than half the chunks. */
+static double rank_idf(double n, double df)
+{
+    double w = log((n - df + 0.5) / (df + 0.5));
+    return w < 1e-6 ? 1e-6 : w;
+}
+
+int query_phrase_weights(Rag *rag, int64_t kb, const char *const *phrases, int n, double *weights, double *avgdl)
+{
+    int64_t n_docs = 0;
+    double tokens = 0;
+    int rc = kb_size(rag, kb, &n_docs, &tokens);
+    *avgdl = n_docs > 0 ? tokens / (double)n_docs : 0;
+    for (int i = 0; i < n && rc == KB_OK; i++) {
+        int64_t df = 0;
+        rc = count_query(rag, KB_DF_SQL, phrases[i], kb, &df);
+        weights[i] = rank_idf((double)(n_docs > df ? n_docs : df), (double)df);
+    }
+    return rc;
+}
+
 int query_weigh(Rag *rag, int64_t kb, QTerms *t)
 {
     double tokens = 0;
@@ -210,8 +232,7 @@ int query_weigh(Rag *rag, int64_t kb, QTerms *t)
         if (rc != KB_OK || t->t[i].df == 0) continue;
         double n = (double)(t->n_docs > t->t[i].df ? t->n_docs : t->t[i].df), df = (double)t->t[i].df;
         t->t[i].idf = log(1.0 + (n - df + 0.5) / (df + 0.5));
-        t->t[i].rank_idf = log((n - df + 0.5) / (df + 0.5));
-        if (t->t[i].rank_idf < 1e-6) t->t[i].rank_idf = 1e-6;
+        t->t[i].rank_idf = rank_idf(n, df);
         t->t[keep++] = t->t[i];
     }
     if (rc == KB_OK) t->n = keep;

@@ -47,6 +47,14 @@ void query_free(QTerms *t);
 ** Returns KB_OK; KB_EIO; KB_ENOMEM. */
 int query_weigh(Rag *rag, int64_t kb, QTerms *t);
 
+/* The kb_bm25 figures of knowledge base kb for n FTS5 phrases (each a
+** valid phrase, as a MATCH expression of its own): the average chunk length
+** in *avgdl and each phrase's idf, computed from the knowledge base's chunk
+** count and the number of its chunks matching the phrase, in weights[0..n).
+** Returns KB_OK; KB_EIO. */
+int query_phrase_weights(Rag *rag, int64_t kb, const char *const *phrases, int n, double *weights /* OUT */,
+                         double *avgdl /* OUT */);
+
 /* The kb_bm25 weights of the terms query_match puts in its expression, in
 ** its order: a malloc'd array of *n doubles (NULL when n is 0), or NULL
 ** with *n = -1 when out of memory. */

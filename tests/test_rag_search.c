@@ -524,18 +524,22 @@ static char *make_fixture_kb(Fix *f, const char *name)
     return docs;
 }
 
-#define HISTORY_QUESTIONS 3
+#define HISTORY_QUESTIONS 4
 
-/* Asks knowledge base kb the history test's questions, keyword mode. */
+/* Asks knowledge base kb the history test's questions: keyword mode, and
+** words mode (rag_search) for the last. */
 static void ask_history_questions(Fix *f, const char *kb, RagHit **hits /* OUT */, int *n /* OUT */)
 {
     static const char *const questions[HISTORY_QUESTIONS] = {"What should I do if the impeller jams?",
-                                                             "pump casing strainer", "忘记密码怎么办？"};
-    for (int i = 0; i < HISTORY_QUESTIONS; i++) {
+                                                             "pump casing strainer", "忘记密码怎么办？", "pump 密码"};
+    for (int i = 0; i < HISTORY_QUESTIONS - 1; i++) {
         RagQuery q = {questions[i], RAG_MODE_KEYWORD, 10, 0.0, 0, NULL};
         assert_int_equal(rag_retrieve(f->rag, kb, &q, &hits[i], &n[i], NULL), KB_OK);
         assert_true(n[i] > 0);
     }
+    int last = HISTORY_QUESTIONS - 1;
+    assert_int_equal(rag_search(f->rag, kb, questions[last], 10, &hits[last], &n[last]), KB_OK);
+    assert_true(n[last] > 0);
 }
 
 /* Keyword scores and relevance are a knowledge base's own: the same files
