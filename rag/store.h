@@ -46,10 +46,21 @@
 
 struct VecIndex;
 
+/* The size of the knowledge base searched last, for BM25 (query.c): valid
+** while the database is as it was (PRAGMA data_version for other
+** connections' commits, sqlite3_total_changes64 for this one's). */
+typedef struct StoreKbSize {
+    int valid;
+    int64_t kb, data_version, changes;
+    int64_t n_chunks;
+    double tokens;
+} StoreKbSize;
+
 struct Rag {
     sqlite3 *db;
     char *path;          /* the database file */
     struct VecIndex *vec; /* the vectors of the knowledge base searched last (vectors.c) */
+    StoreKbSize kb_size; /* query.c */
     char errmsg[1024];
 };
 

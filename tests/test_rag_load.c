@@ -4,7 +4,9 @@
 ** English and Chinese PDFs with running headers and footers, a two-column
 ** page and an outline; GBK, UTF-16 and Markdown text; and the bad files a
 ** knowledge base meets: encrypted, truncated, empty, a JPEG named .pdf,
-** a scan without text, binary data named .txt.
+** a scan without text, binary data named .txt; and hostile ones: a 300 KB
+** heading, a 20000-character outline title, stray invalid UTF-8 bytes,
+** 3 KB of garbage after %%EOF.
 */
 #include <setjmp.h>
 #include <stdarg.h>

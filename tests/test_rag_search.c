@@ -5,7 +5,8 @@
 ** keyword with the random-weight tiny-bert, the fusion arithmetic, the
 ** threshold, neighbouring chunks merged, sentences completed, question
 ** terms, and exact nearest-neighbour search on hand-built vectors (top-k
-** order and ties, sgemm equal to sgemv, identical text at cosine 1).
+** order and ties, sgemm equal to sgemv, identical text at cosine 1), and
+** scores that are a knowledge base's own (other knowledge bases, re-indexing).
 **
 ** What the shared models cannot show: tiny-bert's weights are random, so
 ** its vectors carry no meaning and no test here can show that vector search
@@ -584,6 +585,48 @@ static void test_search_keyword_scores_do_not_depend_on_history(void **state)
     g_free(path), g_free(old), g_free(other);
 }
 
+/* The top keyword score of `question` in knowledge base kb through rag. */
+static double top_score(Rag *rag, const char *kb, const char *question)
+{
+    RagQuery q = {question, RAG_MODE_KEYWORD, 3, 0.0, 0, NULL};
+    RagHit *h;
+    int n;
+    assert_int_equal(rag_retrieve(rag, kb, &q, &h, &n, NULL), KB_OK);
+    assert_true(n > 0);
+    double score = h[0].score;
+    rag_hits_free(h, n);
+    return score;
+}
+
+/* The knowledge base's size, kept between questions, is counted again once
+** the database changed, through this handle or another one. */
+static void test_search_kb_size_is_recounted_after_a_change(void **state)
+{
+    Fix *f = *state;
+    char *dir = g_build_filename(f->dir, "grow", NULL), *data = g_build_filename(f->dir, "data", NULL);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(ragqa_write(dir, "a.txt", "The pump needs a new strainer every spring."), 0);
+    assert_int_equal(ragqa_write(dir, "b.txt", "Summer: check the float switch."), 0);
+    assert_int_equal(ragqa_write(dir, "c.txt", "Autumn: clear the leaves from the intake."), 0);
+    RagKbSettings s = {100, 20, "", NULL};
+    assert_int_equal(rag_kb_create(f->rag, "grow", &s), KB_OK);
+    assert_int_equal(rag_kb_add(f->rag, "grow", dir), KB_OK);
+    assert_int_equal(rag_sync(f->rag, "grow", NULL, NULL), KB_OK);
+    Rag *other;
+    assert_int_equal(rag_open(&other, data), KB_OK);
+    double before = top_score(other, "grow", "strainer"), mine = top_score(f->rag, "grow", "strainer");
+    assert_true(fabs(before - mine) < 1e-9);
+    assert_int_equal(ragqa_write(dir, "d.txt", "Winter storage: drain the tank and keep it dry in a shed."), 0);
+    assert_int_equal(ragqa_write(dir, "e.txt", "Spare parts come from the dealer."), 0);
+    assert_int_equal(rag_sync(f->rag, "grow", NULL, NULL), KB_OK);
+    double after = top_score(other, "grow", "strainer");
+    assert_true(fabs(after - before) > 1e-3); /* five chunks now, not three: another idf */
+    assert_true(fabs(after - top_score(f->rag, "grow", "strainer")) < 1e-9);
+    rag_close(other);
+    assert_int_equal(rag_kb_delete(f->rag, "grow"), KB_OK);
+    g_free(dir), g_free(data);
+}
+
 /* Another knowledge base whose chunks outrank this one's in the shared FTS5
 ** index: rag_retrieve asks for more rows until it has this one's. */
 static void test_search_other_knowledge_bases_do_not_crowd_out_hits(void **state)
@@ -641,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_search_rejects_bad_queries),
         cmocka_unit_test(test_search_other_knowledge_bases_do_not_crowd_out_hits),
         cmocka_unit_test(test_search_keyword_scores_do_not_depend_on_history),
+        cmocka_unit_test(test_search_kb_size_is_recounted_after_a_change),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

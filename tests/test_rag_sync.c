@@ -4,7 +4,10 @@
 ** and deleted files, bad files recorded with reasons and not retried,
 ** symlink loops, hidden files, a missing source folder, exclusions, the
 ** progress reports, stopping through the cancel flag, and allocation failures in the middle of a sync that
-** the next sync recovers from.
+** the next sync recovers from. Hostile input: a file that becomes a FIFO
+** after the walk, a stray invalid byte, a 256 KB heading (database size), a
+** 32 MB line without separators (peak RSS in a child); and two syncs of
+** one knowledge base in two processes (the sync lock, a killed holder).
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -546,6 +549,7 @@ static pid_t start_holder(Fix *f, LockPipes *lp, int die)
     return pid;
 }
 
+/* Closes both pipes of the lock test. */
 static void close_pipes(LockPipes *lp)
 {
     close(lp->held[0]), close(lp->held[1]), close(lp->release[0]), close(lp->release[1]);
