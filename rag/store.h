@@ -115,6 +115,27 @@ int store_kb_id(Rag *rag, const char *name, int64_t *id /* OUT */);
 ** problem in rag_errmsg; KB_EIO when they cannot run. */
 int store_integrity_check(Rag *rag);
 
+/* --- one writer of a knowledge base's documents at a time --- */
+
+/* Called once when store_kb_lock has to wait for another holder. */
+typedef void (*StoreWaitFn)(void *user);
+
+/* Takes the exclusive lock of knowledge base kb that sync and rebuild hold
+** while they run: flock(LOCK_EX) on <database>-sync-<kb id>.lock. Two
+** syncs would both read and index every new file; the second one waits
+** instead (waiting(user) is called once, to say so) and then finds the
+** work done. flock belongs to the open file, so two holders in one process
+** exclude each other too, and the system drops it when its process dies: a
+** killed sync never blocks the next. While waiting, opt->cancel (opt may be
+** NULL) is read every 50 ms; a cancelled wait returns KB_OK with *fd = -1.
+** Returns KB_OK with the lock's descriptor in *fd (store_kb_unlock it);
+** KB_EIO (the lock file cannot be opened or locked). */
+int store_kb_lock(Rag *rag, int64_t kb, const RagSyncOptions *opt, StoreWaitFn waiting, void *user,
+                  int *fd /* OUT */);
+
+/* Releases a lock store_kb_lock took; fd < 0 does nothing. */
+void store_kb_unlock(int fd);
+
 /* --- documents, for sync --- */
 
 /* A document row as sync sees it. */

@@ -32,9 +32,9 @@
 ** holds for a sync stopped through RagSyncOptions.cancel, which is read
 ** before each removal, each document and each batch of vectors.
 **
-** One sync of a knowledge base runs at a time (sync_lock: an flock beside
-** the database, which the system releases if the holder dies); another
-** waits for it, after a warning.
+** One sync or rebuild of a knowledge base runs at a time (store_kb_lock:
+** an flock beside the database, which the system releases if the holder
+** dies); another waits for it, after a warning.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -42,7 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,7 +55,6 @@
 #include "rag/store.h"
 
 #define FILE_MAX_BYTES ((int64_t)1 << 30) /* larger files are recorded as failed */
-#define LOCK_POLL_MS 50                    /* how often a waiting sync tries the lock again */
 
 /* --- the walk --- */
 
@@ -674,40 +672,13 @@ static int load_kb(Sync *s)
 
 /* --- one sync of a knowledge base at a time --- */
 
-/* Takes the sync lock of the knowledge base: flock(LOCK_EX) on the file
-** <database>-sync-<kb id>.lock beside the database. Two syncs of one
-** knowledge base would both read and index every new file; the second one
-** waits instead, after a warning saying so, and then finds the work done.
-** flock belongs to the open file, so two syncs in one process exclude each
-** other too, and the system drops it when its process dies: a crashed sync
-** never blocks the next. While waiting, opt->cancel is read every
-** LOCK_POLL_MS; a cancelled wait returns KB_OK with *fd = -1.
-** Returns KB_OK with the lock's descriptor in *fd (close it to unlock);
-** KB_EIO (the lock file cannot be opened or locked); KB_ENOMEM. */
-static int sync_lock(Sync *s, int *fd /* OUT */)
+/* store_kb_lock's wait callback: the warning that another sync runs. */
+static void on_lock_wait(void *user)
 {
-    *fd = -1;
-    char *path = g_strdup_printf("%s-sync-%lld.lock", s->rag->path, (long long)s->kb);
-    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    int rc = f < 0 ? store_fail(s->rag, KB_EIO, "%s: cannot open the sync lock: %s", path, strerror(errno)) : KB_OK;
-    int waited = 0;
-    while (rc == KB_OK && flock(f, LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            rc = store_fail(s->rag, KB_EIO, "%s: cannot lock: %s", path, strerror(errno));
-            break;
-        }
-        if (!waited++) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "another sync of '%s' is running: waiting for it to finish", s->kb_name);
-            warn(s, NULL, msg);
-        }
-        if (embed_cancelled(s->opt)) break;
-        sleep_ms(LOCK_POLL_MS);
-    }
-    if (rc == KB_OK && !embed_cancelled(s->opt)) *fd = f;
-    else if (f >= 0) close(f);
-    g_free(path);
-    return rc;
+    Sync *s = user;
+    char msg[300];
+    snprintf(msg, sizeof msg, "another sync or rebuild of '%s' is running: waiting for it to finish", s->kb_name);
+    warn(s, NULL, msg);
 }
 
 /* Step 6: the chunks that still have no vector. */
@@ -748,12 +719,12 @@ int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats
     int n_docs = 0, lock = -1;
     Plan pl = {0};
     int rc = load_kb(&s);
-    if (rc == KB_OK) rc = sync_lock(&s, &lock); /* lock < 0: cancelled while waiting */
+    if (rc == KB_OK) rc = store_kb_lock(rag, s.kb, opt, on_lock_wait, &s, &lock); /* < 0: cancelled waiting */
     if (rc == KB_OK && lock >= 0) rc = sync_run(&s, &w, &docs, &n_docs, &pl);
     s.stats->cancelled = embed_cancelled(opt); /* then the sync is not finished: last_sync stays */
     if (rc == KB_OK && !s.stats->cancelled) rc = store_mark_synced(rag, s.kb);
     if (rc == KB_ENOMEM && rag->errmsg[0] == '\0') store_fail(rag, KB_ENOMEM, "out of memory");
-    if (lock >= 0) close(lock);
+    store_kb_unlock(lock);
     plan_free(&pl);
     store_docs_free(docs, n_docs);
     walk_free(&w);

@@ -515,7 +515,7 @@ static void hold_lock(const RagProgress *p, void *user)
 static void release_holder(const RagProgress *p, void *user)
 {
     LockPipes *lp = user;
-    if (p->event != RAG_EV_WARNING || strstr(p->message, "another sync of 'kb' is running") == NULL) return;
+    if (p->event != RAG_EV_WARNING || strstr(p->message, "another sync or rebuild of 'kb' is running") == NULL) return;
     lp->waits++;
     char c = 'r';
     assert_int_equal(write(lp->release[1], &c, 1), 1);
@@ -555,24 +555,40 @@ static void close_pipes(LockPipes *lp)
     close(lp->held[0]), close(lp->held[1]), close(lp->release[0]), close(lp->release[1]);
 }
 
-/* A second sync while one runs waits for it (after a warning) instead of
-** indexing the same files again: it then finds them unchanged. */
-static void test_sync_waits_for_a_running_sync_of_the_same_kb(void **state)
+/* Runs a sync (rebuild = 0) or a rebuild of the knowledge base while a
+** child holds its lock: the run must wait for the child, which is let go
+** by the run's warning and indexes both files. Returns the run's stats. */
+static RagSyncStats run_while_held(Fix *f, int rebuild)
 {
-    Fix *f = *state;
     LockPipes lp;
     pid_t pid = start_holder(f, &lp, 0);
     RagSyncOptions opt = {release_holder, &lp, 0, NULL, NULL, 0, NULL, NULL};
     RagSyncStats st;
-    assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
+    assert_int_equal(rebuild ? rag_kb_rebuild(f->rag, "kb", &opt, &st) : rag_sync(f->rag, "kb", &opt, &st), KB_OK);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), KB_OK); /* the child indexed both */
     assert_int_equal(lp.waits, 1);
+    close_pipes(&lp);
+    return st;
+}
+
+/* A second sync while one runs waits for it (after a warning) instead of
+** indexing the same files again: it then finds them unchanged. */
+static void test_sync_waits_for_a_running_sync_of_the_same_kb(void **state)
+{
+    RagSyncStats st = run_while_held(*state, 0);
+    assert_int_equal(st.warnings, 1);
     assert_int_equal(st.indexed, 0);
     assert_int_equal(st.unchanged, 2);
-    close_pipes(&lp);
+}
+
+/* A rebuild waits for a running sync of its knowledge base in the same way. */
+static void test_rebuild_waits_for_a_running_sync(void **state)
+{
+    RagSyncStats st = run_while_held(*state, 1);
+    assert_int_equal(st.warnings, 1);
 }
 
 /* A sync that dies holding the lock does not block the next one. */
@@ -687,6 +703,7 @@ int main(void)
         FIX(test_sync_indexes_a_line_without_separators_in_bounded_memory),
         FIX(test_sync_waits_for_a_running_sync_of_the_same_kb),
         FIX(test_sync_lock_of_a_killed_sync_is_released),
+        FIX(test_rebuild_waits_for_a_running_sync),
     };
     return cmocka_run_group_tests(tests, NULL, ragfix_cleanup);
 }
