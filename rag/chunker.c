@@ -5,7 +5,11 @@
 ** a piece is [s, e) plus its length in characters, and a chunk is the range
 ** from its first piece's start to its last piece's end (pieces are
 ** contiguous because separators stay attached). Only the final chunk text
-** is copied, once. The text is valid UTF-8 (cleanup makes it so, doc.h),
+** is copied, once, and pieces are never collected: each goes through a
+** merging window of at most `size` pieces as it is cut (split_range), so
+** splitting takes memory for the chunks made, not for the pieces (a line of
+** 50 MB without a separator is 50 million one-character pieces). The text
+** is valid UTF-8 (cleanup makes it so, doc.h),
 ** and characters are counted with g_utf8_pointer_to_offset.
 */
 #include <stdlib.h>
@@ -100,31 +104,6 @@ static int sep_occurs(int level, const char *t, size_t s, size_t e)
     return 0;
 }
 
-/* Cuts t[s..e) after each separator of the level into *pieces (malloc'd).
-** Returns the number of pieces, or -1 when out of memory. */
-static int cut_pieces(const char *t, size_t s, size_t e, int level, Piece **pieces)
-{
-    int n = 0, cap = 64;
-    Piece *p = malloc((size_t)cap * sizeof *p);
-    size_t last = s;
-    for (size_t i = s; p && i < e;) {
-        size_t m = sep_at(level, t, i, e);
-        i += m ? m : 1;
-        if ((m || i >= e) && i > last) {
-            if (n == cap) {
-                Piece *q = realloc(p, (size_t)(cap *= 2) * sizeof *p);
-                if (q == NULL) free(p);
-                p = q;
-                if (p == NULL) break;
-            }
-            p[n++] = (Piece){last, i, (size_t)g_utf8_pointer_to_offset(t + last, t + i)};
-            last = i;
-        }
-    }
-    *pieces = p;
-    return p ? n : -1;
-}
-
 /* --- merging --- */
 
 static int add_range(RangeList *l, size_t s, size_t e)
@@ -140,40 +119,87 @@ static int add_range(RangeList *l, size_t s, size_t e)
     return KB_OK;
 }
 
-/* Merges consecutive small pieces into chunks of at most `size` characters,
-** carrying whole trailing pieces of up to `overlap` characters into the next
-** chunk (LangChain's _merge_splits with an empty joiner). */
-static int merge_pieces(Splitter *sp, const Piece *p, int n)
+/* The run of small pieces being merged: p[first..n) are the pieces of the
+** chunk being filled, `total` their characters. Pieces before `first` are
+** dropped (compacted away once they are half the array), so the window
+** never holds more than `size` + 1 pieces whatever the range's length: a
+** 50 MB line cut into single characters costs `size` pieces, not 50
+** million. */
+typedef struct Window {
+    Piece *p;
+    size_t first, n, cap;
+    size_t total;
+} Window;
+
+/* Appends piece pc (fewer than sp->size characters) to the run, first
+** closing the chunk being filled when pc does not fit in it: the chunk is
+** emitted and its leading pieces dropped until what is left fits in
+** `overlap` and leaves room for pc (LangChain's _merge_splits with an empty
+** joiner). Returns KB_OK or KB_ENOMEM. */
+static int window_push(Splitter *sp, Window *w, Piece pc)
 {
-    int first = 0, rc = KB_OK;
-    size_t total = 0;
-    for (int i = 0; i < n && rc == KB_OK; i++) {
-        if (total + p[i].chars > sp->size && i > first) {
-            rc = add_range(&sp->out, p[first].s, p[i - 1].e);
-            while (first < i && (total > sp->overlap || total + p[i].chars > sp->size)) total -= p[first++].chars;
-        }
-        total += p[i].chars;
+    int rc = KB_OK;
+    if (w->total + pc.chars > sp->size && w->n > w->first) {
+        rc = add_range(&sp->out, w->p[w->first].s, w->p[w->n - 1].e);
+        while (w->first < w->n && (w->total > sp->overlap || w->total + pc.chars > sp->size))
+            w->total -= w->p[w->first++].chars;
     }
-    if (rc == KB_OK && first < n) rc = add_range(&sp->out, p[first].s, p[n - 1].e);
+    if (w->first > 0 && w->first >= w->n / 2) {
+        memmove(w->p, w->p + w->first, (w->n - w->first) * sizeof *w->p);
+        w->n -= w->first;
+        w->first = 0;
+    }
+    if (rc == KB_OK && w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        Piece *p = realloc(w->p, cap * sizeof *p);
+        if (p == NULL) return KB_ENOMEM;
+        w->p = p;
+        w->cap = cap;
+    }
+    if (rc == KB_OK) {
+        w->p[w->n++] = pc;
+        w->total += pc.chars;
+    }
     return rc;
 }
 
-/* Splits t[s..e) from separator level `level` on (chunker.h). */
+/* Emits the chunk being filled (if any) and empties the run. */
+static int window_flush(Splitter *sp, Window *w)
+{
+    int rc = w->n > w->first ? add_range(&sp->out, w->p[w->first].s, w->p[w->n - 1].e) : KB_OK;
+    w->first = w->n = 0;
+    w->total = 0;
+    return rc;
+}
+
+/* Splits t[s..e) from separator level `level` on (chunker.h). The range is
+** cut after each separator of the first level that occurs in it, one piece
+** at a time: small pieces go through the merging window, a piece of `size`
+** characters or more ends the run and is split from the next level on (at
+** the last level, single characters, no piece is that large unless size is
+** 1). Memory is the window, whatever the range's length. */
 static int split_range(Splitter *sp, size_t s, size_t e, int level)
 {
     while (level < LEVEL_CHAR && !sep_occurs(level, sp->t, s, e)) level++;
-    Piece *p;
-    int n = cut_pieces(sp->t, s, e, level, &p), rc = n < 0 ? KB_ENOMEM : KB_OK;
-    int good = 0; /* start of the run of small pieces */
-    for (int i = 0; i < n && rc == KB_OK; i++) {
-        if (p[i].chars < sp->size) continue;
-        if (i > good) rc = merge_pieces(sp, p + good, i - good);
-        if (rc == KB_OK) rc = level + 1 < LEVEL_COUNT ? split_range(sp, p[i].s, p[i].e, level + 1)
-                                                      : add_range(&sp->out, p[i].s, p[i].e);
-        good = i + 1;
+    Window w = {0};
+    int rc = KB_OK;
+    size_t last = s;
+    for (size_t i = s; i < e && rc == KB_OK;) {
+        size_t m = sep_at(level, sp->t, i, e);
+        i += m ? m : 1;
+        if ((m == 0 && i < e) || i <= last) continue;
+        Piece pc = {last, i, (size_t)g_utf8_pointer_to_offset(sp->t + last, sp->t + i)};
+        last = i;
+        if (pc.chars < sp->size) {
+            rc = window_push(sp, &w, pc);
+            continue;
+        }
+        rc = window_flush(sp, &w);
+        if (rc == KB_OK) rc = level + 1 < LEVEL_COUNT ? split_range(sp, pc.s, pc.e, level + 1)
+                                                      : add_range(&sp->out, pc.s, pc.e);
     }
-    if (rc == KB_OK && n > good) rc = merge_pieces(sp, p + good, n - good);
-    free(p);
+    if (rc == KB_OK) rc = window_flush(sp, &w);
+    free(w.p);
     return rc;
 }
 

@@ -53,6 +53,8 @@ typedef struct RagDoc {
     int n_sections, cap_sections;
     char *title, *author;  /* malloc'd, or NULL */
     char errmsg[512];      /* why loading failed */
+    char note[256];        /* what was repaired in a document that loaded
+                              ("3 invalid UTF-8 bytes skipped ..."); "" = nothing */
 } RagDoc;
 
 /* The kind of file path names, from its extension (case ignored):
@@ -62,11 +64,25 @@ RagKind doc_kind_of(const char *path);
 /* Frees everything doc holds and zeroes it; safe on a zeroed doc. */
 void doc_clear(RagDoc *doc);
 
+/* Makes room for a text of `len` bytes (and its NUL) at once, so a loader
+** that knows the size of its output does not leave up to half of a doubled
+** buffer unused. Returns KB_OK or KB_ENOMEM. */
+int doc_reserve(RagDoc *doc, size_t len);
+
 /* Appends len bytes to doc->text. Returns KB_OK or KB_ENOMEM. */
 int doc_append(RagDoc *doc, const char *s, size_t len);
 
-/* Records a section title (title[0..len)) starting at byte `offset` of the
-** text; callers add sections in ascending offset order.
+/* The longest section title kept, in characters. Every chunk stores the
+** title of its section, so an unbounded heading (a 2 MB Markdown line, a
+** 200 KB outline entry) would be copied into each chunk of the document and
+** the database would grow with the square of its length; capped, a chunk
+** row holds at most DOC_TITLE_MAX_CHARS * 4 + 3 bytes of title. */
+#define DOC_TITLE_MAX_CHARS 200
+
+/* Records a section title (title[0..len), any bytes) starting at byte
+** `offset` of the text; callers add sections in ascending offset order. A
+** title longer than DOC_TITLE_MAX_CHARS characters is cut after that many
+** (at a character boundary) and ends with "…".
 ** Returns KB_OK or KB_ENOMEM. */
 int doc_add_section(RagDoc *doc, size_t offset, const char *title, size_t len);
 
@@ -78,7 +94,9 @@ int load_pdf(RagDoc *doc /* OUT */, const unsigned char *data, size_t len, RagPa
 
 /* Loads a text file (markdown when kind is RAG_KIND_MARKDOWN: headings become
 ** section titles) from data[0..len), detecting UTF-8, UTF-16 (BOM or NUL
-** pattern) and GB18030/GBK. Returns KB_OK; KB_EFORMAT (empty, binary or in
+** pattern) and GB18030/GBK. A UTF-8 text with a few invalid bytes (under
+** 1% of the file) has each decoded as U+FFFD (which rule 1 drops), said in
+** doc->note. Returns KB_OK; KB_EFORMAT (empty, binary or in
 ** no known encoding, reason in doc->errmsg); KB_ENOMEM. */
 int load_text(RagDoc *doc /* OUT */, const unsigned char *data, size_t len, RagKind kind);
 

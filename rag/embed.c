@@ -354,6 +354,30 @@ double embed_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* What rebuild_on_wait needs to report. */
+typedef struct RebuildWait {
+    const RagSyncOptions *opt;
+    const char *name;
+    RagSyncStats *stats;
+} RebuildWait;
+
+/* store_kb_lock's wait callback for a rebuild: a RAG_EV_WARNING. */
+static void rebuild_on_wait(void *user)
+{
+    RebuildWait *w = user;
+    char msg[300];
+    snprintf(msg, sizeof msg, "another sync or rebuild of '%s' is running: waiting for it to finish", w->name);
+    w->stats->warnings++;
+    if (w->opt == NULL || w->opt->progress == NULL) return;
+    RagProgress p;
+    memset(&p, 0, sizeof p);
+    p.event = RAG_EV_WARNING;
+    p.kb = w->name;
+    p.message = msg;
+    p.eta = -1;
+    w->opt->progress(&p, w->opt->user);
+}
+
 int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats *stats)
 {
     RagSyncStats local;
@@ -364,11 +388,14 @@ int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyn
     const RagEmbedId none = {{0}, 0, {0}, 0};
     StoreKb kb;
     rag->errmsg[0] = '\0';
+    int lock = -1;
     int rc = store_load_kb(rag, name, &kb);
+    RebuildWait wait = {opt, name, stats};
+    if (rc == KB_OK) rc = store_kb_lock(rag, kb.id, opt, rebuild_on_wait, &wait, &lock);
     /* the same model resumes; another one (or none) starts over */
-    if (rc == KB_OK && (e == NULL || !rag_embed_id_equal(&kb.embed, &e->id)))
+    if (rc == KB_OK && lock >= 0 && (e == NULL || !rag_embed_id_equal(&kb.embed, &e->id)))
         rc = store_repin(rag, kb.id, e ? e->path : "", e ? &e->id : &none);
-    if (rc == KB_OK && e) {
+    if (rc == KB_OK && lock >= 0 && e) {
         RagProgress p;
         memset(&p, 0, sizeof p);
         p.kb = name;
@@ -376,6 +403,7 @@ int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyn
         kb.embed = e->id;
         rc = embed_fill_missing(rag, &kb, 0, e, opt, &p, t0, &stats->vectors);
     }
+    store_kb_unlock(lock);
     stats->cancelled = embed_cancelled(opt);
     stats->seconds = embed_now() - t0;
     return rc;

@@ -19,6 +19,16 @@
 **     case), full-width ASCII (ＡＢＣ１２３) folded to ASCII; no stemming.
 **   - everything else (spaces, punctuation, symbols) separates tokens.
 **
+** Two auxiliary functions rank within one knowledge base (all share the
+** one FTS5 table, and FTS5's own bm25() takes its row count, document
+** frequencies and average length from the whole table, so scores drifted
+** with other knowledge bases and with deleted history):
+**   kb_bm25(chunks_fts, avgdl, idf)  BM25 (k1 = 1.2, b = 0.75, as FTS5's)
+**       with the caller's average row length in tokens and per-phrase idf
+**       (a blob of doubles, native order, one per phrase of the MATCH);
+**       negated like bm25(), so ORDER BY ascending puts the best first;
+**   kb_tokens(chunks_fts)  the row's length in tokens, to compute avgdl.
+**
 ** Registered per connection by fts_cjk_register(); a database using it
 ** cannot be searched by a SQLite shell that lacks it (reading the ordinary
 ** tables still works).
@@ -122,6 +132,56 @@ int fts_cjk_tokenize(const char *text, int n, int query, void *ctx, int (*token)
     return cjk_tokenize(NULL, ctx, query ? FTS5_TOKENIZE_QUERY : FTS5_TOKENIZE_DOCUMENT, text, n, token);
 }
 
+/* --- ranking within a knowledge base --- */
+
+#define BM25_K1 1.2
+#define BM25_B 0.75
+
+/* kb_tokens(chunks_fts): the current row's token count. */
+static void aux_tokens(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int n_val,
+                       sqlite3_value **val)
+{
+    (void)val;
+    int n = 0;
+    int rc = n_val == 0 ? api->xColumnSize(fts, 0, &n) : SQLITE_ERROR;
+    if (rc == SQLITE_OK) sqlite3_result_int(ctx, n);
+    else sqlite3_result_error(ctx, "kb_tokens(chunks_fts) takes no other argument", -1);
+}
+
+/* kb_bm25(chunks_fts, avgdl, idf): the current row's BM25 score, negated.
+** A phrase without an idf in the blob weighs 0. Assumes one column. */
+static void aux_bm25(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int n_val,
+                     sqlite3_value **val)
+{
+    if (n_val != 2) {
+        sqlite3_result_error(ctx, "kb_bm25(chunks_fts, avgdl, idf) takes two arguments", -1);
+        return;
+    }
+    double avgdl = sqlite3_value_double(val[0]);
+    const unsigned char *idf = sqlite3_value_blob(val[1]);
+    int n_idf = sqlite3_value_bytes(val[1]) / (int)sizeof(double);
+    int n_phrase = api->xPhraseCount(fts), n_inst = 0, dl = 0;
+    int rc = api->xInstCount(fts, &n_inst);
+    if (rc == SQLITE_OK) rc = api->xColumnSize(fts, 0, &dl);
+    int *tf = rc == SQLITE_OK ? sqlite3_malloc64((sqlite3_uint64)(n_phrase + 1) * sizeof *tf) : NULL;
+    if (rc == SQLITE_OK && tf == NULL) rc = SQLITE_NOMEM;
+    if (tf) memset(tf, 0, (size_t)(n_phrase + 1) * sizeof *tf);
+    for (int i = 0; i < n_inst && rc == SQLITE_OK; i++) {
+        int phrase, col, off;
+        rc = api->xInst(fts, i, &phrase, &col, &off);
+        if (rc == SQLITE_OK && phrase >= 0 && phrase < n_phrase) tf[phrase]++;
+    }
+    double score = 0, norm = BM25_K1 * (1 - BM25_B + BM25_B * (avgdl > 0 ? dl / avgdl : 1));
+    for (int p = 0; p < n_phrase && p < n_idf && rc == SQLITE_OK; p++) {
+        double w;
+        memcpy(&w, idf + (size_t)p * sizeof w, sizeof w); /* the blob need not be aligned */
+        score += w * tf[p] * (BM25_K1 + 1) / (tf[p] + norm);
+    }
+    sqlite3_free(tf);
+    if (rc == SQLITE_OK) sqlite3_result_double(ctx, -score);
+    else sqlite3_result_error_code(ctx, rc);
+}
+
 int fts_cjk_register(sqlite3 *db)
 {
     fts5_api *api = NULL;
@@ -134,5 +194,8 @@ int fts_cjk_register(sqlite3 *db)
     sqlite3_finalize(st);
     if (api == NULL) return SQLITE_ERROR;
     fts5_tokenizer t = {cjk_create, cjk_delete, cjk_tokenize};
-    return api->xCreateTokenizer(api, FTS_CJK_NAME, NULL, &t, NULL);
+    rc = api->xCreateTokenizer(api, FTS_CJK_NAME, NULL, &t, NULL);
+    if (rc == SQLITE_OK) rc = api->xCreateFunction(api, "kb_bm25", NULL, aux_bm25, NULL);
+    if (rc == SQLITE_OK) rc = api->xCreateFunction(api, "kb_tokens", NULL, aux_tokens, NULL);
+    return rc;
 }

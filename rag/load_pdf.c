@@ -5,9 +5,9 @@
 ** the file). Before poppler sees them, two cheap checks turn the commonest
 ** bad files into reasons a user understands: a file that does not start
 ** like a PDF is named by what it really is (a JPEG renamed .pdf), and a file
-** without the closing "%%EOF" is called truncated (an interrupted download),
-** because poppler would otherwise rebuild whatever it can and index half a
-** document without a word. Section titles come from the PDF's outline.
+** without the closing "%%EOF" in its last megabyte is called truncated (an
+** interrupted download), because poppler would otherwise rebuild whatever
+** it can and index half a document without a word. Section titles come from the PDF's outline.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +19,11 @@
 #include "rag/doc.h"
 
 #define OUTLINE_DEPTH 3 /* outline levels used as section titles */
+/* Where "%%EOF" is looked for: the last megabyte. Writers put a few bytes
+** after it, but mail gateways, download managers and signing tools append
+** kilobytes (3 KB of garbage made a valid PDF "truncated" when only the last
+** 2 KB were searched); a real truncation cuts the file far before its end. */
+#define PDF_EOF_SEARCH_BYTES ((size_t)1 << 20)
 
 /* --- what a file that is not a PDF is --- */
 
@@ -36,12 +41,17 @@ static const char *describe_magic(const unsigned char *d, size_t n)
     return "no %PDF header";
 }
 
-/* Finds needle in the byte range d[0..n). */
+/* Finds needle in the byte range d[0..n) (memchr for its first byte, so
+** a megabyte is scanned at memory speed). */
 static int has_bytes(const unsigned char *d, size_t n, const char *needle)
 {
     size_t k = strlen(needle);
-    for (size_t i = 0; i + k <= n; i++)
-        if (d[i] == (unsigned char)needle[0] && memcmp(d + i, needle, k) == 0) return 1;
+    for (const unsigned char *p = d; n >= k && (size_t)(p - d) <= n - k;) {
+        p = memchr(p, needle[0], n - k + 1 - (size_t)(p - d));
+        if (p == NULL) return 0;
+        if (memcmp(p, needle, k) == 0) return 1;
+        p++;
+    }
     return 0;
 }
 
@@ -58,7 +68,7 @@ static int check_envelope(RagDoc *doc, const unsigned char *data, size_t len)
         snprintf(doc->errmsg, sizeof doc->errmsg, "not a PDF: %s", describe_magic(data, len));
         return KB_EFORMAT;
     }
-    size_t tail = len < 2048 ? len : 2048;
+    size_t tail = len < PDF_EOF_SEARCH_BYTES ? len : PDF_EOF_SEARCH_BYTES;
     if (!has_bytes(data + len - tail, tail, "%%EOF")) {
         snprintf(doc->errmsg, sizeof doc->errmsg, "truncated PDF: the file ends before its end-of-file marker "
                                                   "(an interrupted download or copy?)");

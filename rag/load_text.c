@@ -21,8 +21,10 @@
 
 #include "engine/engine.h"
 #include "rag/doc.h"
+#include "rag/utf8.h"
 
 #define TEXT_MAX_BYTES ((size_t)512 << 20) /* a larger "text file" is refused */
+#define TEXT_MAX_INVALID_PERCENT_DIV 100  /* UTF-8 with up to 1/100 bad bytes is repaired */
 
 /* --- encoding --- */
 
@@ -55,6 +57,62 @@ static char *convert(const unsigned char *data, size_t len, const char *from, si
     return s;
 }
 
+/* Counts the bytes of d[0..n) that start no valid UTF-8 character and the
+** valid characters of more than one byte. */
+static void utf8_census(const unsigned char *d, size_t n, size_t *invalid /* OUT */, size_t *multi /* OUT */)
+{
+    *invalid = *multi = 0;
+    for (size_t i = 0, adv; i < n; i += adv) {
+        utf8_decode((const char *)d + i, n - i, &adv);
+        if (adv > 1) (*multi)++;
+        else if (d[i] >= 0x80) (*invalid)++;
+    }
+}
+
+/* Copies d[0..n) (no NUL) to a g_malloc'd string with every byte that
+** starts no valid UTF-8 character replaced by U+FFFD. Returns NULL when the
+** result is still not valid UTF-8 (a form GLib rejects as a whole). */
+static char *utf8_repair(const unsigned char *d, size_t n, size_t *out_len)
+{
+    GString *s = g_string_sized_new(n + 16);
+    for (size_t i = 0, adv; i < n; i += adv) {
+        utf8_decode((const char *)d + i, n - i, &adv);
+        if (adv == 1 && d[i] >= 0x80) g_string_append(s, "\xEF\xBF\xBD");
+        else g_string_append_len(s, (const char *)d + i, (gssize)adv);
+    }
+    *out_len = s->len;
+    if (!g_utf8_validate(s->str, (gssize)s->len, NULL)) {
+        g_string_free(s, TRUE);
+        return NULL;
+    }
+    return g_string_free(s, FALSE);
+}
+
+/* Decodes d[0..n), which is not valid UTF-8 and has no byte-order mark:
+** as UTF-8 with U+FFFD for the bad bytes when they are under 1% and the
+** text has multi-byte UTF-8 characters (a damaged UTF-8 file); else as
+** GB18030, and failing that as repaired UTF-8 when the bad bytes are few
+** (an ASCII file with a stray byte). GB18030 accepts most byte pairs, so a
+** damaged UTF-8 Chinese text must not reach it first. Returns a
+** g_malloc'd string or NULL with the reason in doc->errmsg. */
+static char *decode_unmarked(RagDoc *doc, const unsigned char *d, size_t n, size_t *out_len)
+{
+    size_t invalid, multi;
+    utf8_census(d, n, &invalid, &multi);
+    int few = invalid <= n / TEXT_MAX_INVALID_PERCENT_DIV; /* at most 1% */
+    int repaired = few && multi > invalid;
+    char *s = repaired ? utf8_repair(d, n, out_len) : NULL;
+    if (s == NULL) repaired = 0, s = convert(d, n, "GB18030", out_len);
+    if (s == NULL && few) repaired = 1, s = utf8_repair(d, n, out_len);
+    if (s && repaired)
+        snprintf(doc->note, sizeof doc->note, "%zu invalid UTF-8 byte%s skipped (decoded as U+FFFD, which cleanup drops)",
+                 invalid, invalid == 1 ? "" : "s");
+    if (s == NULL)
+        snprintf(doc->errmsg, sizeof doc->errmsg, "not text in UTF-8, UTF-16 or GB18030/GBK (%zu of %zu bytes are "
+                 "not UTF-8; up to 1%% can be repaired)", invalid, n);
+    return s;
+}
+
 /* Produces the file's text as UTF-8 (g_malloc'd) or NULL with the reason
 ** in doc->errmsg. */
 static char *decode(RagDoc *doc, const unsigned char *d, size_t n, size_t *out_len)
@@ -73,10 +131,10 @@ static char *decode(RagDoc *doc, const unsigned char *d, size_t n, size_t *out_l
         *out_len = n - skip;
         return g_strndup((const gchar *)d + skip, n - skip);
     }
-    char *s = convert(d + skip, n - skip, enc ? enc : "GB18030", out_len);
-    if (s == NULL)
-        snprintf(doc->errmsg, sizeof doc->errmsg, "%s%s", enc ? "invalid " : "not text in UTF-8, UTF-16 or GB18030/GBK",
-                 enc ? enc : "");
+    if (enc == NULL) return decode_unmarked(doc, d, n, out_len);
+    char *s = strcmp(enc, "UTF-8") == 0 ? decode_unmarked(doc, d + skip, n - skip, out_len)
+                                        : convert(d + skip, n - skip, enc, out_len);
+    if (s == NULL && strcmp(enc, "UTF-8") != 0) snprintf(doc->errmsg, sizeof doc->errmsg, "invalid %s", enc);
     return s;
 }
 
@@ -180,7 +238,10 @@ int load_text(RagDoc *doc, const unsigned char *data, size_t len, RagKind kind)
     size_t n = 0;
     char *text = decode(doc, data, len, &n);
     if (text == NULL) return KB_EFORMAT;
-    int rc = put_text(doc, text, n, kind);
+    /* cleaned lines are never longer and separators never more than the
+    ** file's ("# T" + "\n" gives "T" + "\n\n"), so n + 2 bytes hold the text */
+    int rc = doc_reserve(doc, n + 2);
+    if (rc == KB_OK) rc = put_text(doc, text, n, kind);
     g_free(text);
     if (rc == KB_OK && doc->len == 0) {
         snprintf(doc->errmsg, sizeof doc->errmsg, "no text: the file holds only white space");

@@ -304,7 +304,8 @@ typedef struct RagSyncStats {
 /* Brings knowledge base `name` in line with its sources (algorithm in
 ** docs/knowledge-bases.md). A bad file is recorded as failed with its reason
 ** and never stops the sync. opt may be NULL; opt->cancel stops it between
-** documents (stats->cancelled).
+** documents (stats->cancelled). While another sync or rebuild of the same
+** knowledge base runs (in any process) it waits, after a RAG_EV_WARNING.
 ** Returns KB_OK (also when some files failed or it was cancelled: see
 ** *stats); KB_ENOTFOUND (no
 ** such knowledge base); KB_EIO (the database failed: the documents
@@ -317,7 +318,8 @@ int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats
 ** chunks without a vector are embedded, so a rebuild that was interrupted
 ** goes on where it stopped. Vectors are committed a batch at a time;
 ** keyword search works throughout. Progress: RAG_EV_EMBED. opt->cancel
-** stops it between batches (stats->cancelled).
+** stops it between batches (stats->cancelled). It waits for a running sync
+** or rebuild of the same knowledge base, after a RAG_EV_WARNING.
 ** Returns KB_OK; KB_ENOTFOUND; KB_EIO; KB_ENOMEM; the model's code. */
 int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats *stats /* OUT, may be NULL */);
 
@@ -326,7 +328,8 @@ int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyn
 /* One passage found by rag_search or rag_retrieve. */
 typedef struct RagHit {
     int rank;         /* 1 = best */
-    double score;     /* higher = better: negated FTS5 bm25 (keyword, words),
+    double score;     /* higher = better: BM25 with the knowledge base's own
+                         counts (keyword), negated FTS5 bm25 (words),
                          cosine (vector), reciprocal-rank fusion (hybrid) */
     int64_t chunk_id; /* the chunk (of a merged passage: the best ranked) */
     char *file;       /* the document's path */

@@ -11,8 +11,9 @@
 ** tokenizer turns into its tokens, so a Chinese word is the phrase of its
 ** bigrams. A word of one CJK character becomes a prefix query, which finds
 ** the character anywhere (fts_cjk.c explains why). All words must match;
-** when that finds nothing, any word may. Ranking is FTS5's bm25, negated so
-** that a higher score is better everywhere in kbchat.
+** when that finds nothing, any word may. Ranking is BM25 with the knowledge
+** base's own figures (kb_bm25, query_phrase_weights), negated so that a
+** higher score is better everywhere in kbchat.
 */
 #include <math.h>
 #include <stdio.h>
@@ -42,17 +43,20 @@ static void count_word(const char *w, size_t n, int *cjk, int *other)
     }
 }
 
-/* Appends word w[0..n) to q as an FTS5 phrase ('"' doubled). */
-static void add_phrase(GString *q, const char *w, size_t n, const char *joiner, int prefix)
+/* Appends word w[0..n) to q as an FTS5 phrase ('"' doubled), and a copy
+** of the phrase alone to `phrases`. */
+static void add_phrase(GString *q, GPtrArray *phrases, const char *w, size_t n, const char *joiner, int prefix)
 {
-    if (q->len) g_string_append(q, joiner);
-    g_string_append_c(q, '"');
+    GString *one = g_string_new("\"");
     for (size_t i = 0; i < n; i++) {
-        if (w[i] == '"') g_string_append_c(q, '"');
-        g_string_append_c(q, w[i]);
+        if (w[i] == '"') g_string_append_c(one, '"');
+        g_string_append_c(one, w[i]);
     }
-    g_string_append_c(q, '"');
-    if (prefix) g_string_append_c(q, '*');
+    g_string_append_c(one, '"');
+    if (prefix) g_string_append_c(one, '*');
+    if (q->len) g_string_append(q, joiner);
+    g_string_append_len(q, one->str, (gssize)one->len);
+    g_ptr_array_add(phrases, g_string_free(one, FALSE));
 }
 
 /* Length of the white space at q[i] (ASCII or the full-width space), or 0.
@@ -66,8 +70,9 @@ static size_t space_at(const char *q, size_t i)
 }
 
 /* Builds the FTS5 expression for query: its words joined by AND (all) or
-** OR. Returns a g_malloc'd string, "" when the query has no word. */
-static char *build_match(const char *q, int all)
+** OR; `phrases` receives each word's phrase, in order. Returns a g_malloc'd
+** string, "" when the query has no word. */
+static char *build_match(const char *q, int all, GPtrArray *phrases)
 {
     size_t len = strlen(q);
     GString *m = g_string_new(NULL);
@@ -78,7 +83,7 @@ static char *build_match(const char *q, int all)
         while (j < len && space_at(q, j) == 0) j++;
         int cjk, other;
         count_word(q + i, j - i, &cjk, &other);
-        if (cjk + other > 0) add_phrase(m, q + i, j - i, all ? " AND " : " OR ", cjk == 1 && other == 0);
+        if (cjk + other > 0) add_phrase(m, phrases, q + i, j - i, all ? " AND " : " OR ", cjk == 1 && other == 0);
         i = j;
     }
     return g_string_free(m, FALSE);
@@ -94,20 +99,30 @@ void rag_hits_free(RagHit *hits, int n)
     free(hits);
 }
 
-/* Runs one MATCH expression; appends up to top_k hits to *hits. */
-static int run_match(Rag *rag, int64_t kb, const char *match, int top_k, RagHit *hits, int *n)
+/* Runs one MATCH expression made of `phrases`; appends up to top_k hits
+** to *hits, ranked by kb_bm25 with the knowledge base's own figures. */
+static int run_match(Rag *rag, int64_t kb, const char *match, GPtrArray *phrases, int top_k, RagHit *hits, int *n)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(rag,
-                           "SELECT c.id, d.path, c.page, c.section, c.text, bm25(chunks_fts) AS r "
+    double avgdl = 0, *w = malloc((phrases->len + 1) * sizeof *w);
+    if (w == NULL) return store_fail(rag, KB_ENOMEM, "out of memory");
+    int rc = query_phrase_weights(rag, kb, (const char *const *)phrases->pdata, (int)phrases->len, w, &avgdl);
+    if (rc == KB_OK)
+        rc = store_prepare(rag,
+                           "SELECT c.id, d.path, c.page, c.section, c.text, kb_bm25(chunks_fts, ?4, ?5) AS r "
                            "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
                            "JOIN documents d ON d.id = c.doc_id "
                            "WHERE chunks_fts MATCH ?1 AND d.kb_id = ?2 ORDER BY r LIMIT ?3",
                            &st);
-    if (rc != KB_OK) return rc;
+    if (rc != KB_OK) {
+        free(w);
+        return rc;
+    }
     sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, kb);
     sqlite3_bind_int(st, 3, top_k);
+    sqlite3_bind_double(st, 4, avgdl);
+    sqlite3_bind_blob(st, 5, w, (int)(phrases->len * sizeof *w), SQLITE_STATIC);
     int s = SQLITE_DONE;
     while (rc == KB_OK && *n < top_k && (s = sqlite3_step(st)) == SQLITE_ROW) {
         RagHit *h = &hits[*n];
@@ -124,6 +139,7 @@ static int run_match(Rag *rag, int64_t kb, const char *match, int top_k, RagHit 
     }
     if (rc == KB_OK && *n < top_k && s != SQLITE_DONE) rc = store_sql_fail(rag, "search failed");
     sqlite3_finalize(st);
+    free(w);
     return rc;
 }
 
@@ -139,11 +155,13 @@ int rag_search(Rag *rag, const char *name, const char *query, int top_k, RagHit 
     if (hits == NULL) return store_fail(rag, KB_ENOMEM, "out of memory");
     int n = 0;
     for (int all = 1; all >= 0 && rc == KB_OK && n == 0; all--) {
-        char *match = build_match(query, all);
+        GPtrArray *phrases = g_ptr_array_new_with_free_func(g_free);
+        char *match = build_match(query, all, phrases);
         if (match[0] == '\0') all = 0; /* no word to look for */
-        else rc = run_match(rag, kb, match, top_k, hits, &n);
+        else rc = run_match(rag, kb, match, phrases, top_k, hits, &n);
         if (all && strstr(match, " AND ") == NULL) all = 0; /* one word: OR would be the same */
         g_free(match);
+        g_ptr_array_free(phrases, TRUE);
     }
     if (rc != KB_OK || n == 0) {
         rag_hits_free(hits, n);
@@ -251,21 +269,23 @@ static int take_keyword_rows(Retrieval *r, sqlite3_stmt *fts, sqlite3_stmt *row,
     return rc;
 }
 
-/* The keyword retriever: the question's terms OR-ed, best BM25 first. The
+/* The keyword retriever: the question's terms OR-ed, best BM25 first,
+** scored by kb_bm25 with the knowledge base's own figures (query_weigh). The
 ** FTS5 query runs on the index alone: joining every matching row to its
 ** document to test the knowledge base costs more than ranking it. When
 ** other knowledge bases take places in the output, it runs again asking for
 ** four times as many rows (the rows already taken keep their ranks). */
 static int keyword_candidates(Retrieval *r)
 {
-    int rc = query_terms(r->q->text, &r->terms);
-    if (rc == KB_OK) rc = query_weigh(r->rag, &r->terms);
+    int rc = query_terms(r->q->text, &r->terms), n_weights = 0;
+    if (rc == KB_OK) rc = query_weigh(r->rag, r->kb.id, &r->terms);
     char *match = rc == KB_OK ? query_match(&r->terms) : NULL;
-    if (rc == KB_OK && match == NULL) rc = store_fail(r->rag, KB_ENOMEM, "out of memory");
+    double *weights = rc == KB_OK ? query_rank_weights(&r->terms, &n_weights) : NULL;
+    if (rc == KB_OK && (match == NULL || n_weights < 0)) rc = store_fail(r->rag, KB_ENOMEM, "out of memory");
     sqlite3_stmt *fts = NULL, *row = NULL;
     if (rc == KB_OK && match[0])
-        rc = store_prepare(r->rag, "SELECT rowid, bm25(chunks_fts) AS b FROM chunks_fts WHERE chunks_fts MATCH ?1 "
-                                   "ORDER BY b LIMIT ?2", &fts);
+        rc = store_prepare(r->rag, "SELECT rowid, kb_bm25(chunks_fts, ?3, ?4) AS b FROM chunks_fts "
+                                   "WHERE chunks_fts MATCH ?1 ORDER BY b LIMIT ?2", &fts);
     if (fts)
         rc = store_prepare(r->rag, "SELECT " CAND_COLUMNS " FROM chunks c JOIN documents d ON d.id = c.doc_id "
                                    "WHERE c.id = ?1 AND d.kb_id = ?2", &row);
@@ -275,6 +295,8 @@ static int keyword_candidates(Retrieval *r)
         sqlite3_reset(fts);
         sqlite3_bind_text(fts, 1, match, -1, SQLITE_STATIC);
         sqlite3_bind_int64(fts, 2, limit);
+        sqlite3_bind_double(fts, 3, r->terms.avgdl);
+        sqlite3_bind_blob(fts, 4, weights, n_weights * (int)sizeof *weights, SQLITE_STATIC);
         sqlite3_bind_int64(row, 2, r->kb.id);
         rank = 0;
         for (int i = 0; i < r->n; i++) rank += r->c[i].bm25_rank > 0;
@@ -285,6 +307,7 @@ static int keyword_candidates(Retrieval *r)
     sqlite3_finalize(fts);
     sqlite3_finalize(row);
     free(match);
+    free(weights);
     return rc;
 }
 

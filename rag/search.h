@@ -19,14 +19,17 @@
 typedef struct QTerm {
     char text[QTERM_MAX + 8];
     int prefix;       /* match tokens that start with text */
-    int64_t df;       /* chunks containing it (every knowledge base) */
+    int64_t df;       /* chunks of the knowledge base containing it */
     double idf;       /* BM25's ln(1 + (N - df + 0.5) / (df + 0.5)) */
+    double rank_idf;  /* FTS5's ln((N - df + 0.5) / (df + 0.5)), at least 1e-6:
+                         the weight kb_bm25 ranks with */
 } QTerm;
 
 typedef struct QTerms {
     QTerm *t;
     int n, cap;
-    int64_t n_docs;   /* N: chunks in the database */
+    int64_t n_docs;   /* N: chunks of the knowledge base */
+    double avgdl;     /* their average length in tokens */
 } QTerms;
 
 /* Extracts the terms of question q: the kbcjk tokenizer's tokens, without
@@ -36,10 +39,26 @@ typedef struct QTerms {
 int query_terms(const char *q, QTerms *out /* OUT */);
 void query_free(QTerms *t);
 
-/* Counts each term's chunks and drops the terms no chunk has (cross-word
-** bigrams such as 库问, words the documents lack), then sets the idf.
+/* Counts the chunks of knowledge base kb, their average length, and each
+** term's chunks in it, drops the terms none has (cross-word bigrams such as
+** 库问, words the documents lack), then sets the idf. Every figure is the
+** knowledge base's own, so its scores do not depend on other knowledge
+** bases or on how often it was re-indexed.
 ** Returns KB_OK; KB_EIO; KB_ENOMEM. */
-int query_weigh(Rag *rag, QTerms *t);
+int query_weigh(Rag *rag, int64_t kb, QTerms *t);
+
+/* The kb_bm25 figures of knowledge base kb for n FTS5 phrases (each a
+** valid phrase, as a MATCH expression of its own): the average chunk length
+** in *avgdl and each phrase's idf, computed from the knowledge base's chunk
+** count and the number of its chunks matching the phrase, in weights[0..n).
+** Returns KB_OK; KB_EIO. */
+int query_phrase_weights(Rag *rag, int64_t kb, const char *const *phrases, int n, double *weights /* OUT */,
+                         double *avgdl /* OUT */);
+
+/* The kb_bm25 weights of the terms query_match puts in its expression, in
+** its order: a malloc'd array of *n doubles (NULL when n is 0), or NULL
+** with *n = -1 when out of memory. */
+double *query_rank_weights(const QTerms *t, int *n /* OUT */);
 
 /* The FTS5 expression OR-ing the terms, every term quoted; a common term
 ** (in more than a tenth of the chunks and more than 1000 of them) is left

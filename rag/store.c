@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "engine/engine.h"
@@ -749,4 +752,37 @@ int store_doc_id(Rag *rag, int64_t kb, const char *path, int64_t *id)
     else rc = store_sql_fail(rag, "cannot read documents");
     sqlite3_finalize(st);
     return rc;
+}
+
+/* --- one writer of a knowledge base's documents at a time --- */
+
+#define LOCK_POLL_MS 50 /* how often a waiting sync tries the lock again */
+
+int store_kb_lock(Rag *rag, int64_t kb, const RagSyncOptions *opt, StoreWaitFn waiting, void *user, int *fd)
+{
+    *fd = -1;
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s-sync-%lld.lock", rag->path, (long long)kb);
+    if (n < 0 || (size_t)n >= sizeof path) return store_fail(rag, KB_EIO, "%s: path too long for the sync lock", rag->path);
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int rc = f < 0 ? store_fail(rag, KB_EIO, "%s: cannot open the sync lock: %s", path, strerror(errno)) : KB_OK;
+    int waited = 0, cancelled = 0;
+    while (rc == KB_OK && flock(f, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            rc = store_fail(rag, KB_EIO, "%s: cannot lock: %s", path, strerror(errno));
+            break;
+        }
+        if (!waited++ && waiting) waiting(user);
+        if ((cancelled = opt && opt->cancel && atomic_load(opt->cancel) != 0)) break;
+        struct timespec ts = {0, LOCK_POLL_MS * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    }
+    if (rc == KB_OK && !cancelled) *fd = f;
+    else if (f >= 0) close(f);
+    return rc;
+}
+
+void store_kb_unlock(int fd)
+{
+    if (fd >= 0) close(fd); /* closing the only descriptor drops the flock */
 }

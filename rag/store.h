@@ -46,10 +46,21 @@
 
 struct VecIndex;
 
+/* The size of the knowledge base searched last, for BM25 (query.c): valid
+** while the database is as it was (PRAGMA data_version for other
+** connections' commits, sqlite3_total_changes64 for this one's). */
+typedef struct StoreKbSize {
+    int valid;
+    int64_t kb, data_version, changes;
+    int64_t n_chunks;
+    double tokens;
+} StoreKbSize;
+
 struct Rag {
     sqlite3 *db;
     char *path;          /* the database file */
     struct VecIndex *vec; /* the vectors of the knowledge base searched last (vectors.c) */
+    StoreKbSize kb_size; /* query.c */
     char errmsg[1024];
 };
 
@@ -64,7 +75,8 @@ typedef struct StoreKb {
 /* Reads knowledge base `name`. Returns KB_OK; KB_ENOTFOUND; KB_EIO. */
 int store_load_kb(Rag *rag, const char *name, StoreKb *out /* OUT */);
 
-/* Registers the "kbcjk" FTS5 tokenizer on db. Returns a SQLite code. */
+/* Registers the "kbcjk" FTS5 tokenizer and the auxiliary functions kb_bm25
+** and kb_tokens (fts_cjk.c) on db. Returns a SQLite code. */
 int fts_cjk_register(sqlite3 *db);
 
 /* Runs the kbcjk tokenizer over text[0..n) outside SQLite, calling
@@ -102,6 +114,27 @@ int store_kb_id(Rag *rag, const char *name, int64_t *id /* OUT */);
 ** index. Returns KB_OK when both say ok, else KB_EFORMAT with the first
 ** problem in rag_errmsg; KB_EIO when they cannot run. */
 int store_integrity_check(Rag *rag);
+
+/* --- one writer of a knowledge base's documents at a time --- */
+
+/* Called once when store_kb_lock has to wait for another holder. */
+typedef void (*StoreWaitFn)(void *user);
+
+/* Takes the exclusive lock of knowledge base kb that sync and rebuild hold
+** while they run: flock(LOCK_EX) on <database>-sync-<kb id>.lock. Two
+** syncs would both read and index every new file; the second one waits
+** instead (waiting(user) is called once, to say so) and then finds the
+** work done. flock belongs to the open file, so two holders in one process
+** exclude each other too, and the system drops it when its process dies: a
+** killed sync never blocks the next. While waiting, opt->cancel (opt may be
+** NULL) is read every 50 ms; a cancelled wait returns KB_OK with *fd = -1.
+** Returns KB_OK with the lock's descriptor in *fd (store_kb_unlock it);
+** KB_EIO (the lock file cannot be opened or locked). */
+int store_kb_lock(Rag *rag, int64_t kb, const RagSyncOptions *opt, StoreWaitFn waiting, void *user,
+                  int *fd /* OUT */);
+
+/* Releases a lock store_kb_lock took; fd < 0 does nothing. */
+void store_kb_unlock(int fd);
 
 /* --- documents, for sync --- */
 

@@ -31,6 +31,10 @@
 ** next one, which reaches the same database a clean sync would. The same
 ** holds for a sync stopped through RagSyncOptions.cancel, which is read
 ** before each removal, each document and each batch of vectors.
+**
+** One sync or rebuild of a knowledge base runs at a time (store_kb_lock:
+** an flock beside the database, which the system releases if the holder
+** dies); another waits for it, after a warning.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -91,6 +95,13 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Sleeps ms milliseconds (whole, despite signals). */
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
 /* Sends the progress report with the timing fields brought up to date. */
@@ -309,28 +320,62 @@ typedef struct FileData {
     char hash[65];
 } FileData;
 
-/* Reads path whole and hashes it (SHA-256, GLib's GChecksum). Returns
-** KB_OK; KB_EIO with the reason in msg; KB_ENOMEM. */
+/* The kind of a file that is not a regular file, for the failure reason. */
+static const char *file_type_name(mode_t mode)
+{
+    if (S_ISFIFO(mode)) return "a named pipe (FIFO)";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISDIR(mode)) return "a folder";
+    return "not a regular file";
+}
+
+/* Opens path for reading and checks, on the open descriptor, that it is
+** still a regular file of at most FILE_MAX_BYTES: the walk saw a regular
+** file, but it may have been replaced since (a FIFO would block a plain
+** open() and read() forever, a device would never end). O_NONBLOCK makes
+** the open of a FIFO return at once; it changes nothing for a regular file.
+** Symlinks are followed (the walk follows them too), so no O_NOFOLLOW; the
+** fstat of what was opened is what counts. Returns the descriptor, or -1
+** with the reason in msg. */
+static int open_regular(const char *path, struct stat *sb /* OUT */, char *msg, size_t msglen)
+{
+    int f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (f < 0 || fstat(f, sb) != 0) {
+        snprintf(msg, msglen, "cannot read: %s", strerror(errno));
+        if (f >= 0) close(f);
+        return -1;
+    }
+    if (!S_ISREG(sb->st_mode)) {
+        snprintf(msg, msglen, "skipped: %s, not a regular file (it changed after the folder was listed?)",
+                 file_type_name(sb->st_mode));
+        close(f);
+        return -1;
+    }
+    if ((int64_t)sb->st_size > FILE_MAX_BYTES) {
+        snprintf(msg, msglen, "too large: %lld bytes (kbchat indexes files up to %lld)", (long long)sb->st_size,
+                 (long long)FILE_MAX_BYTES);
+        close(f);
+        return -1;
+    }
+    return f;
+}
+
+/* Reads path whole and hashes it (SHA-256, GLib's GChecksum); the file
+** must be a regular file when opened (open_regular). A file that grows
+** meanwhile is read up to its size at open. Returns KB_OK; KB_EIO with the
+** reason in msg; KB_ENOMEM. */
 static int read_file(const char *path, FileData *fd, char *msg, size_t msglen)
 {
     memset(fd, 0, sizeof *fd);
-    int f = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
-    if (f < 0 || fstat(f, &sb) != 0) {
-        snprintf(msg, msglen, "cannot read: %s", strerror(errno));
-        if (f >= 0) close(f);
-        return KB_EIO;
-    }
-    if ((int64_t)sb.st_size > FILE_MAX_BYTES) {
-        snprintf(msg, msglen, "too large: %lld bytes (kbchat indexes files up to %lld)", (long long)sb.st_size,
-                 (long long)FILE_MAX_BYTES);
-        close(f);
-        return KB_EIO;
-    }
+    int f = open_regular(path, &sb, msg, msglen);
+    if (f < 0) return KB_EIO;
     fd->mtime_ns = mtime_ns(&sb);
     fd->data = malloc((size_t)sb.st_size + 1);
     int rc = fd->data ? KB_OK : KB_ENOMEM;
-    while (rc == KB_OK) {
+    while (rc == KB_OK && fd->len < (size_t)sb.st_size) {
         ssize_t k = read(f, fd->data + fd->len, (size_t)sb.st_size - fd->len);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) {
@@ -339,7 +384,6 @@ static int read_file(const char *path, FileData *fd, char *msg, size_t msglen)
         }
         if (k <= 0) break;
         fd->len += (size_t)k;
-        if (fd->len == (size_t)sb.st_size) break;
     }
     close(f);
     if (rc == KB_OK) {
@@ -368,13 +412,16 @@ static void on_page(int pages, int n_pages, void *user)
     report(s, RAG_EV_PAGE);
 }
 
-/* Loads and chunks fd's content. Returns KB_OK; KB_EFORMAT/KB_EUNSUPPORTED
+/* Loads and chunks fd's content. The file's bytes are freed once loaded
+** (the hash is taken): the chunks are made with only the document's text in
+** memory, not the file as well. Returns KB_OK; KB_EFORMAT/KB_EUNSUPPORTED
 ** with the reason in doc->errmsg; KB_ENOMEM. */
-static int extract(Sync *s, const char *path, const FileData *fd, RagDoc *doc, Chunk **chunks, int *n_chunks)
+static int extract(Sync *s, const char *path, FileData *fd, RagDoc *doc, Chunk **chunks, int *n_chunks)
 {
     RagKind kind = doc_kind_of(path);
     int rc = kind == RAG_KIND_PDF ? load_pdf(doc, fd->data, fd->len, on_page, s)
                                   : load_text(doc, fd->data, fd->len, kind);
+    file_free(fd);
     if (rc == KB_OK) rc = chunker_split(doc, &s->chunk, chunks, n_chunks);
     return rc;
 }
@@ -401,8 +448,7 @@ static void done(Sync *s, RagAction act, const char *path, const char *old_path,
 static void pause_for_tests(const Sync *s)
 {
     if (s->opt == NULL || s->opt->delay_ms <= 0) return;
-    struct timespec ts = {s->opt->delay_ms / 1000, (long)(s->opt->delay_ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    sleep_ms(s->opt->delay_ms);
 }
 
 /* Embeds the chunks of the document just written at path (nothing when
@@ -455,6 +501,7 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
         info.author = doc.author;
         rc = store_put_document(s->rag, s->kb, &info, failed ? NULL : chunks, failed ? 0 : n_chunks);
         if (rc == KB_OK && !failed && n_chunks > 0) rc = embed_document(s, f->path);
+        if (rc == KB_OK && !failed && doc.note[0]) warn(s, f->path, doc.note); /* indexed, but repaired */
         if (rc == KB_OK) {
             RagAction act = failed ? RAG_ACT_FAILED : old ? RAG_ACT_UPDATED : RAG_ACT_INDEXED;
             if (failed) s->stats->failed++;
@@ -623,6 +670,17 @@ static int load_kb(Sync *s)
     return KB_OK;
 }
 
+/* --- one sync of a knowledge base at a time --- */
+
+/* store_kb_lock's wait callback: the warning that another sync runs. */
+static void on_lock_wait(void *user)
+{
+    Sync *s = user;
+    char msg[300];
+    snprintf(msg, sizeof msg, "another sync or rebuild of '%s' is running: waiting for it to finish", s->kb_name);
+    warn(s, NULL, msg);
+}
+
 /* Step 6: the chunks that still have no vector. */
 static int fill_vectors(Sync *s)
 {
@@ -630,6 +688,22 @@ static int fill_vectors(Sync *s)
     if (s->emb == NULL) return KB_OK;
     int rc = embed_fill_missing(s->rag, &s->row, 0, s->emb, s->opt, &s->p, s->t0, &n);
     s->stats->vectors += n;
+    return rc;
+}
+
+/* Steps 1 to 6, with the sync lock held. w, docs and pl are the caller's
+** to free. */
+static int sync_run(Sync *s, Walk *w, StoreDoc **docs, int *n_docs, Plan *pl)
+{
+    w->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    int rc = walk_sources(s, w);
+    if (rc == KB_OK && w->n > 1) qsort(w->f, (size_t)w->n, sizeof *w->f, cmp_found);
+    s->stats->found = w->n;
+    if (rc == KB_OK) rc = store_load_docs(s->rag, s->kb, docs, n_docs);
+    if (rc == KB_OK) rc = make_plan(s, w, *docs, *n_docs, pl);
+    if (rc == KB_OK) rc = find_moves(s, pl);
+    if (rc == KB_OK) rc = apply_plan(s, pl);
+    if (rc == KB_OK) rc = fill_vectors(s);
     return rc;
 }
 
@@ -642,23 +716,15 @@ int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats
     rag->errmsg[0] = '\0';
     Walk w = {0};
     StoreDoc *docs = NULL;
-    int n_docs = 0;
+    int n_docs = 0, lock = -1;
     Plan pl = {0};
     int rc = load_kb(&s);
-    if (rc == KB_OK) {
-        w.seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        rc = walk_sources(&s, &w);
-    }
-    if (rc == KB_OK && w.n > 1) qsort(w.f, (size_t)w.n, sizeof *w.f, cmp_found);
-    s.stats->found = w.n;
-    if (rc == KB_OK) rc = store_load_docs(rag, s.kb, &docs, &n_docs);
-    if (rc == KB_OK) rc = make_plan(&s, &w, docs, n_docs, &pl);
-    if (rc == KB_OK) rc = find_moves(&s, &pl);
-    if (rc == KB_OK) rc = apply_plan(&s, &pl);
-    if (rc == KB_OK) rc = fill_vectors(&s);
+    if (rc == KB_OK) rc = store_kb_lock(rag, s.kb, opt, on_lock_wait, &s, &lock); /* < 0: cancelled waiting */
+    if (rc == KB_OK && lock >= 0) rc = sync_run(&s, &w, &docs, &n_docs, &pl);
     s.stats->cancelled = embed_cancelled(opt); /* then the sync is not finished: last_sync stays */
     if (rc == KB_OK && !s.stats->cancelled) rc = store_mark_synced(rag, s.kb);
     if (rc == KB_ENOMEM && rag->errmsg[0] == '\0') store_fail(rag, KB_ENOMEM, "out of memory");
+    store_kb_unlock(lock);
     plan_free(&pl);
     store_docs_free(docs, n_docs);
     walk_free(&w);

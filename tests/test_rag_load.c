@@ -4,7 +4,9 @@
 ** English and Chinese PDFs with running headers and footers, a two-column
 ** page and an outline; GBK, UTF-16 and Markdown text; and the bad files a
 ** knowledge base meets: encrypted, truncated, empty, a JPEG named .pdf,
-** a scan without text, binary data named .txt.
+** a scan without text, binary data named .txt; and hostile ones: a 300 KB
+** heading, a 20000-character outline title, stray invalid UTF-8 bytes,
+** 3 KB of garbage after %%EOF.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -293,6 +295,109 @@ static void test_load_bad_files_give_reasons(void **state)
     free(manual), free(enc), free(cut), free(empty), free(jpeg), free(scan), free(bin), free(empty_txt);
 }
 
+/* --- hostile input: long titles, stray bytes, trailing garbage --- */
+
+/* Checks that title is the first DOC_TITLE_MAX_CHARS characters of full
+** (valid UTF-8) followed by "…". */
+static void expect_capped_title(const char *title, const char *full)
+{
+    assert_true(g_utf8_validate(title, -1, NULL));
+    assert_int_equal(g_utf8_strlen(title, -1), DOC_TITLE_MAX_CHARS + 1);
+    const char *cut = g_utf8_offset_to_pointer(full, DOC_TITLE_MAX_CHARS);
+    assert_memory_equal(title, full, (size_t)(cut - full));
+    assert_string_equal(title + (cut - full), "\xE2\x80\xA6");
+}
+
+/* A 300 KB heading of 3-byte characters after one ASCII letter (so a byte
+** cut would split a character) is kept as 200 characters and an ellipsis;
+** a short heading is untouched. */
+static void test_load_markdown_caps_long_headings(void **state)
+{
+    Fix *f = *state;
+    char *path = testutil_join(f->dir, "long.md");
+    GString *md = g_string_new("# x");
+    for (int i = 0; i < 100000; i++) g_string_append(md, "标");
+    const char *full = md->str + 2;
+    char *title = g_strdup(full);
+    g_string_append(md, "\n\nBody text.\n\n# Short\n\nMore.\n");
+    assert_int_equal(testutil_write_file(path, md->str, md->len), 0);
+    RagDoc doc;
+    assert_int_equal(load_file(path, &doc), KB_OK);
+    assert_int_equal(doc.n_sections, 2);
+    expect_capped_title(doc.sections[0].title, title);
+    assert_string_equal(doc.sections[1].title, "Short");
+    doc_clear(&doc);
+    g_string_free(md, TRUE);
+    g_free(title);
+    free(path);
+}
+
+/* An outline entry of 20000 characters (a hostile PDF) is capped too. */
+static void test_load_pdf_caps_long_outline_titles(void **state)
+{
+    Fix *f = *state;
+    GString *t = g_string_new(NULL);
+    for (int i = 0; i < 20000; i++) g_string_append_c(t, (char)('a' + i % 26));
+    RagFixPage page = {"Some text on the page.", NULL, t->str};
+    RagFixPdf spec = {NULL, NULL, NULL, NULL, &page, 1};
+    char *path = testutil_join(f->dir, "outline.pdf");
+    assert_int_equal(ragfix_write_pdf(path, &spec), 0);
+    RagDoc doc;
+    assert_int_equal(load_file(path, &doc), KB_OK);
+    assert_int_equal(doc.n_sections, 1);
+    expect_capped_title(doc.sections[0].title, t->str);
+    doc_clear(&doc);
+    g_string_free(t, TRUE);
+    free(path);
+}
+
+/* A UTF-8 text with a few invalid bytes (well under 1%) is read with each
+** bad byte as U+FFFD, which cleanup drops, and a note saying so; one that is mostly invalid
+** bytes (and no GB18030 either) still fails with its reason. */
+static void test_load_text_replaces_a_few_invalid_bytes(void **state)
+{
+    Fix *f = *state;
+    char *good = testutil_join(f->dir, "almost.txt"), *bad = testutil_join(f->dir, "garbage.txt");
+    GString *s = g_string_new(NULL);
+    for (int i = 0; i < 200; i++) g_string_append(s, "Plain words and 中文 in a line.\n");
+    g_string_append(s, "Broken \xFF byte and a cut \xE4\xB8 sequence.\n");
+    assert_int_equal(testutil_write_file(good, s->str, s->len), 0);
+    unsigned char junk[4000];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(i % 2 ? 0xFF : 0x80 + i % 64);
+    assert_int_equal(testutil_write_file(bad, junk, sizeof junk), 0);
+    RagDoc doc;
+    assert_int_equal(load_file(good, &doc), KB_OK);
+    assert_non_null(strstr(doc.text, "Plain words and 中文 in a line.\nBroken byte and a cut sequence."));
+    assert_non_null(strstr(doc.note, "3 invalid UTF-8 bytes"));
+    assert_true(g_utf8_validate(doc.text, (gssize)doc.len, NULL));
+    doc_clear(&doc);
+    expect_failure(bad, KB_EFORMAT, "not text");
+    g_string_free(s, TRUE);
+    free(good), free(bad);
+}
+
+/* A valid PDF followed by 3 KB of garbage (a mail gateway's signature, a
+** download padded with zeros) is indexed: %%EOF is searched in the last
+** megabyte, not the last 2 KB. */
+static void test_load_pdf_accepts_trailing_garbage(void **state)
+{
+    Fix *f = *state;
+    char *path = write_manual(f);
+    size_t len;
+    char *data = testutil_read_file(path, &len);
+    assert_non_null(data);
+    char *padded = malloc(len + 3072);
+    memcpy(padded, data, len);
+    for (int i = 0; i < 3072; i++) padded[len + i] = (char)(i % 7 ? 'G' : '\n');
+    assert_int_equal(testutil_write_file(path, padded, len + 3072), 0);
+    RagDoc doc;
+    assert_int_equal(load_file(path, &doc), KB_OK);
+    assert_int_equal(doc.n_pages, 5);
+    assert_non_null(strstr(doc.text, "Warranty"));
+    doc_clear(&doc);
+    free(padded), free(data), free(path);
+}
+
 /* --- cleanup of one line --- */
 
 static void test_clean_line_normalises_spaces_controls_and_ligatures(void **state)
@@ -345,6 +450,10 @@ int main(void)
         FIX(test_load_text_detects_utf16_with_and_without_bom),
         FIX(test_load_markdown_headings_become_sections),
         FIX(test_load_bad_files_give_reasons),
+        FIX(test_load_markdown_caps_long_headings),
+        FIX(test_load_pdf_caps_long_outline_titles),
+        FIX(test_load_text_replaces_a_few_invalid_bytes),
+        FIX(test_load_pdf_accepts_trailing_garbage),
         cmocka_unit_test(test_clean_line_normalises_spaces_controls_and_ligatures),
         cmocka_unit_test(test_clean_line_drops_malformed_utf8),
     };

@@ -5,7 +5,8 @@
 ** keyword with the random-weight tiny-bert, the fusion arithmetic, the
 ** threshold, neighbouring chunks merged, sentences completed, question
 ** terms, and exact nearest-neighbour search on hand-built vectors (top-k
-** order and ties, sgemm equal to sgemv, identical text at cosine 1).
+** order and ties, sgemm equal to sgemv, identical text at cosine 1), and
+** scores that are a knowledge base's own (other knowledge bases, re-indexing).
 **
 ** What the shared models cannot show: tiny-bert's weights are random, so
 ** its vectors carry no meaning and no test here can show that vector search
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <cmocka.h>
 
@@ -425,8 +427,10 @@ static void test_query_coverage_weights_rare_terms(void **state)
 {
     Fix *f = *state;
     QTerms t;
+    int64_t kb;
+    assert_int_equal(store_kb_id(f->rag, "qa", &kb), KB_OK);
     assert_int_equal(query_terms("strainer pump zeppelin", &t), KB_OK);
-    assert_int_equal(query_weigh(f->rag, &t), KB_OK);
+    assert_int_equal(query_weigh(f->rag, kb, &t), KB_OK);
     assert_int_equal(t.n, 2); /* zeppelin: in no chunk */
     double rare = query_coverage(&t, "the strainer"), common = query_coverage(&t, "the pump");
     assert_true(rare > common);
@@ -493,6 +497,136 @@ static void test_search_rejects_bad_queries(void **state)
     assert_string_equal(rag_mode_name(RAG_MODE_VECTOR), "vector");
 }
 
+/* Checks that two hit lists have the same scores, files (by name: the
+** folders differ) and texts, in the same order. */
+static void expect_same_hits(const RagHit *a, int n_a, const RagHit *b, int n_b)
+{
+    assert_int_equal(n_a, n_b);
+    for (int i = 0; i < n_a; i++) {
+        if (fabs(a[i].score - b[i].score) > 1e-9) fail_msg("hit %d: score %.9f vs %.9f", i + 1, a[i].score, b[i].score);
+        if (fabs(a[i].relevance - b[i].relevance) > 1e-9)
+            fail_msg("hit %d: relevance %.9f vs %.9f", i + 1, a[i].relevance, b[i].relevance);
+        assert_string_equal(strrchr(a[i].file, '/'), strrchr(b[i].file, '/'));
+        assert_string_equal(a[i].text, b[i].text);
+    }
+}
+
+/* Makes knowledge base `name` (keyword only) over a new folder dir/<name>
+** holding the fixture documents, and syncs it. */
+static char *make_fixture_kb(Fix *f, const char *name)
+{
+    char *docs = g_build_filename(f->dir, name, NULL);
+    assert_int_equal(mkdir(docs, 0700), 0);
+    assert_int_equal(ragqa_write_documents(docs), 0);
+    RagKbSettings s = {100, 20, "", NULL};
+    assert_int_equal(rag_kb_create(f->rag, name, &s), KB_OK);
+    assert_int_equal(rag_kb_add(f->rag, name, docs), KB_OK);
+    assert_int_equal(rag_sync(f->rag, name, NULL, NULL), KB_OK);
+    return docs;
+}
+
+#define HISTORY_QUESTIONS 4
+
+/* Asks knowledge base kb the history test's questions: keyword mode, and
+** words mode (rag_search) for the last. */
+static void ask_history_questions(Fix *f, const char *kb, RagHit **hits /* OUT */, int *n /* OUT */)
+{
+    static const char *const questions[HISTORY_QUESTIONS] = {"What should I do if the impeller jams?",
+                                                             "pump casing strainer", "忘记密码怎么办？", "pump 密码"};
+    for (int i = 0; i < HISTORY_QUESTIONS - 1; i++) {
+        RagQuery q = {questions[i], RAG_MODE_KEYWORD, 10, 0.0, 0, NULL};
+        assert_int_equal(rag_retrieve(f->rag, kb, &q, &hits[i], &n[i], NULL), KB_OK);
+        assert_true(n[i] > 0);
+    }
+    int last = HISTORY_QUESTIONS - 1;
+    assert_int_equal(rag_search(f->rag, kb, questions[last], 10, &hits[last], &n[last]), KB_OK);
+    assert_true(n[last] > 0);
+}
+
+/* Keyword scores and relevance are a knowledge base's own: the same files
+** give the same figures in a knowledge base made before and one made after
+** the other was re-indexed three times (a file changed and changed back:
+** new chunk ids, deleted rows in the shared index), and the first gives
+** the same figures before and after. */
+static void test_search_keyword_scores_do_not_depend_on_history(void **state)
+{
+    Fix *f = *state;
+    RagHit *first[HISTORY_QUESTIONS], *again[HISTORY_QUESTIONS], *fresh[HISTORY_QUESTIONS];
+    int n_first[HISTORY_QUESTIONS], n_again[HISTORY_QUESTIONS], n_fresh[HISTORY_QUESTIONS];
+    char *old = make_fixture_kb(f, "old"), *path = g_build_filename(old, "readme.md", NULL);
+    ask_history_questions(f, "old", first, n_first);
+    size_t len;
+    char *text = testutil_read_file(path, &len);
+    assert_non_null(text);
+    for (int round = 0; round < 3; round++) {
+        GString *changed = g_string_new_len(text, (gssize)len);
+        g_string_append_printf(changed, "\n\nRevision %d of the pump notes.\n", round);
+        assert_int_equal(testutil_write_file(path, changed->str, changed->len), 0);
+        assert_int_equal(rag_sync(f->rag, "old", NULL, NULL), KB_OK);
+        assert_int_equal(testutil_write_file(path, text, len), 0);
+        struct timespec ts[2] = {{1000000000 + round, 0}, {1000000000 + round, 0}};
+        assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0); /* a new mtime: read again */
+        assert_int_equal(rag_sync(f->rag, "old", NULL, NULL), KB_OK);
+        g_string_free(changed, TRUE);
+    }
+    char *other = make_fixture_kb(f, "fresh");
+    ask_history_questions(f, "old", again, n_again);
+    ask_history_questions(f, "fresh", fresh, n_fresh);
+    for (int i = 0; i < HISTORY_QUESTIONS; i++) {
+        expect_same_hits(first[i], n_first[i], again[i], n_again[i]);
+        expect_same_hits(first[i], n_first[i], fresh[i], n_fresh[i]);
+        rag_hits_free(first[i], n_first[i]);
+        rag_hits_free(again[i], n_again[i]);
+        rag_hits_free(fresh[i], n_fresh[i]);
+    }
+    assert_int_equal(rag_kb_delete(f->rag, "old"), KB_OK);
+    assert_int_equal(rag_kb_delete(f->rag, "fresh"), KB_OK);
+    free(text);
+    g_free(path), g_free(old), g_free(other);
+}
+
+/* The top keyword score of `question` in knowledge base kb through rag. */
+static double top_score(Rag *rag, const char *kb, const char *question)
+{
+    RagQuery q = {question, RAG_MODE_KEYWORD, 3, 0.0, 0, NULL};
+    RagHit *h;
+    int n;
+    assert_int_equal(rag_retrieve(rag, kb, &q, &h, &n, NULL), KB_OK);
+    assert_true(n > 0);
+    double score = h[0].score;
+    rag_hits_free(h, n);
+    return score;
+}
+
+/* The knowledge base's size, kept between questions, is counted again once
+** the database changed, through this handle or another one. */
+static void test_search_kb_size_is_recounted_after_a_change(void **state)
+{
+    Fix *f = *state;
+    char *dir = g_build_filename(f->dir, "grow", NULL), *data = g_build_filename(f->dir, "data", NULL);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(ragqa_write(dir, "a.txt", "The pump needs a new strainer every spring."), 0);
+    assert_int_equal(ragqa_write(dir, "b.txt", "Summer: check the float switch."), 0);
+    assert_int_equal(ragqa_write(dir, "c.txt", "Autumn: clear the leaves from the intake."), 0);
+    RagKbSettings s = {100, 20, "", NULL};
+    assert_int_equal(rag_kb_create(f->rag, "grow", &s), KB_OK);
+    assert_int_equal(rag_kb_add(f->rag, "grow", dir), KB_OK);
+    assert_int_equal(rag_sync(f->rag, "grow", NULL, NULL), KB_OK);
+    Rag *other;
+    assert_int_equal(rag_open(&other, data), KB_OK);
+    double before = top_score(other, "grow", "strainer"), mine = top_score(f->rag, "grow", "strainer");
+    assert_true(fabs(before - mine) < 1e-9);
+    assert_int_equal(ragqa_write(dir, "d.txt", "Winter storage: drain the tank and keep it dry in a shed."), 0);
+    assert_int_equal(ragqa_write(dir, "e.txt", "Spare parts come from the dealer."), 0);
+    assert_int_equal(rag_sync(f->rag, "grow", NULL, NULL), KB_OK);
+    double after = top_score(other, "grow", "strainer");
+    assert_true(fabs(after - before) > 1e-3); /* five chunks now, not three: another idf */
+    assert_true(fabs(after - top_score(f->rag, "grow", "strainer")) < 1e-9);
+    rag_close(other);
+    assert_int_equal(rag_kb_delete(f->rag, "grow"), KB_OK);
+    g_free(dir), g_free(data);
+}
+
 /* Another knowledge base whose chunks outrank this one's in the shared FTS5
 ** index: rag_retrieve asks for more rows until it has this one's. */
 static void test_search_other_knowledge_bases_do_not_crowd_out_hits(void **state)
@@ -517,8 +651,10 @@ static void test_search_other_knowledge_bases_do_not_crowd_out_hits(void **state
     assert_int_equal(rag_kb_add(f->rag, "other", other), KB_OK);
     assert_int_equal(rag_sync(f->rag, "other", NULL, NULL), KB_OK);
     assert_int_equal(rag_retrieve(f->rag, "qa", &q, &after, &n_after, &info), KB_OK);
-    /* the same chunks (their order may change: the index's statistics are shared) */
+    /* the same chunks with the same scores: ranking uses this knowledge
+    ** base's own counts, not the shared index's */
     assert_int_equal(info.n_keyword, info_before.n_keyword);
+    expect_same_hits(before, n_before, after, n_after);
     for (int i = 0; i < n_after; i++) assert_null(strstr(after[i].file, "/other/"));
     rag_hits_free(before, n_before);
     rag_hits_free(after, n_after);
@@ -547,6 +683,8 @@ int main(void)
         cmocka_unit_test(test_passage_merge_and_expand),
         cmocka_unit_test(test_search_rejects_bad_queries),
         cmocka_unit_test(test_search_other_knowledge_bases_do_not_crowd_out_hits),
+        cmocka_unit_test(test_search_keyword_scores_do_not_depend_on_history),
+        cmocka_unit_test(test_search_kb_size_is_recounted_after_a_change),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
