@@ -438,6 +438,16 @@ static void free_state(ModelState *s)
 
 /* --- weights packed once --- */
 
+/* True for the types whose 1-token tile reads a matrix larger than the
+** caches at about half vec_dot's speed (Q5_K, Q6_K: measured on AVX-512 and
+** AVX2, docs/performance.md). The output matrix is multiplied by one row
+** per generated token (the logits of a prompt's last token, too), so such
+** an output matrix stays on vec_dot, which is as fast as the tiles there. */
+static bool one_token_prefers_vec_dot(int type)
+{
+    return type == KB_TYPE_Q5_K || type == KB_TYPE_Q6_K;
+}
+
 /* The weight matrices a forward pass multiplies by, into mats (room for
 ** 8 per layer + 1); returns how many. Not the token embedding: its rows
 ** are looked up, and a tied model's output matrix is the same data, so
@@ -451,7 +461,8 @@ static int weight_mats(KbModel *m, Mat **mats)
         for (size_t i = 0; i < sizeof each / sizeof each[0]; i++)
             if (each[i]->data) mats[n++] = each[i];
     }
-    if (m->w.output.data && m->w.output.data != m->w.token_embd.data) mats[n++] = &m->w.output;
+    const Mat *out = &m->w.output;
+    if (out->data && out->data != m->w.token_embd.data && !one_token_prefers_vec_dot(out->type)) mats[n++] = &m->w.output;
     return n;
 }
 
