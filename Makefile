@@ -143,9 +143,17 @@ build/bench/tinyllama-1.1b-%.gguf: | $(REL)/tests/tools/synth-model
 	$(REL)/tests/tools/synth-model tinyllama-1.1b $* $@
 
 # BENCH_ARGS passes options to kbchat bench (default: -p 128 -n 32 -r 5, all cores).
+# Per model: pp128/tg32, then a grounded-size prompt (pp1536 from an empty
+# cache, with its first-token time) and generation after it (tg128 @ d1536);
+# the long rows are repeated fewer times (BENCH_LONG_REPS) to keep the run short.
+BENCH_LONG_REPS ?= 1
 bench: kbchat $(addprefix $(REL)/tests/bench/,$(BENCHES)) $(BENCH_MODELS)
 	@for b in $(BENCHES); do $(REL)/tests/bench/$$b $${KBCHAT_TESTDATA:-../shared/testdata} || exit 1; done
-	@for m in $(BENCH_MODELS); do ./kbchat bench -m $$m $(BENCH_ARGS) || exit 1; done
+	@for m in $(BENCH_MODELS); do \
+	  ./kbchat bench -m $$m $(BENCH_ARGS) || exit 1; \
+	  ./kbchat bench -m $$m $(BENCH_ARGS) -p 1536 -n 0 -r $(BENCH_LONG_REPS) || exit 1; \
+	  ./kbchat bench -m $$m $(BENCH_ARGS) -d 1536 -p 0 -n 128 -r $(BENCH_LONG_REPS) || exit 1; \
+	done
 
 # The whole suite twice: the release build, then under ASan/UBSan.
 test: kbchat $(SANB)/kbchat $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(SANB)/tests/,$(TESTS))
