@@ -20,6 +20,7 @@
 //
 //   node anchor.mjs --model FILE [--cpu avx2|avxvnni|avx512|<lib suffix>]
 //        [--threads 2] [--reps 3] [--long-reps 1] [--tests pp128,tg32,...] [--json]
+//   node anchor.mjs --check [--cpu ...]   only load and verify the CPU backend
 //
 // Needs `make bench-anchor-deps` (installs into build/anchor/node_modules).
 
@@ -47,7 +48,7 @@ const ALL_TESTS = ["pp128", "tg32", "pp1536", "tg128@d1536"];
 
 // Parses argv into options; exits 2 with a message on a bad one.
 function parseArgs(argv) {
-    const opts = { model: null, cpu: "avx2", threads: 2, reps: 3, longReps: 1, tests: ALL_TESTS, json: false,
+    const opts = { model: null, check: false, cpu: "avx2", threads: 2, reps: 3, longReps: 1, tests: ALL_TESTS, json: false,
                    modules: process.env.ANCHOR_NODE_MODULES || DEFAULT_MODULES };
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i], next = () => {
@@ -61,9 +62,10 @@ function parseArgs(argv) {
         else if (a === "--long-reps") opts.longReps = positiveInt(a, next());
         else if (a === "--tests") opts.tests = next().split(",");
         else if (a === "--json") opts.json = true;
+        else if (a === "--check") opts.check = true;
         else usage(`unknown option ${a}`);
     }
-    if (!opts.model) usage("--model FILE is required");
+    if (!opts.model && !opts.check) usage("--model FILE is required");
     for (const t of opts.tests) if (!parseTest(t)) usage(`unknown test ${t} (expected ppN, tgN or tgN@dD)`);
     return opts;
 }
@@ -71,7 +73,8 @@ function parseArgs(argv) {
 // Prints the problem and the usage, exits 2.
 function usage(problem) {
     console.error(`anchor: ${problem}\nusage: node anchor.mjs --model FILE [--cpu avx2|avxvnni|avx512|LIB] ` +
-                  "[--threads N] [--reps N] [--long-reps N] [--tests pp128,tg32,pp1536,tg128@d1536] [--json]");
+                  "[--threads N] [--reps N] [--long-reps N] [--tests pp128,tg32,pp1536,tg128@d1536] [--json]\n" +
+                  "       node anchor.mjs --check [--cpu avx2|avxvnni|avx512|LIB]");
     process.exit(2);
 }
 
@@ -256,8 +259,20 @@ function printTable(r) {
     }
 }
 
+// Loads and verifies the CPU backend only; prints which library and features.
+async function checkBackend(opts) {
+    const lib = CPU_LIBS[opts.cpu] || opts.cpu;
+    const { llama, log } = await loadLlama(variantModules(path.resolve(opts.modules), lib), opts.threads);
+    const backend = await verifyCpuBackend(llama, log, lib);
+    console.log(`cpu ${opts.cpu}: ${backend.library}\n  ${backend.features}`);
+}
+
 const opts = parseArgs(process.argv.slice(2));
 try {
+    if (opts.check) {
+        await checkBackend(opts);
+        process.exit(0);
+    }
     const r = await measure(opts);
     if (opts.json) console.log(JSON.stringify(r));
     else printTable(r);
