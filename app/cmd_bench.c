@@ -24,6 +24,7 @@
 #include "app/cli.h"
 #include "engine/engine.h"
 
+/* The options: -p, -n, -d, -t, -r. */
 typedef struct BenchArgs {
     long long n_prompt, n_gen, n_depth, threads, reps;
 } BenchArgs;
@@ -38,6 +39,7 @@ typedef struct Stat {
     double mean, sd;
 } Stat;
 
+/* Monotonic wall-clock time in seconds. */
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -103,7 +105,7 @@ static double time_prompt(KbModel *m, const int32_t *depth, long long n_depth, c
     double t0 = now_seconds();
     if (model_decode(m, tokens, (size_t)n, logits, false) != KB_OK) return -1;
     double t_prompt = now_seconds() - t0;
-    volatile int32_t first = argmax_token(logits, model_n_vocab(m));
+    volatile int32_t first = argmax_token(logits, model_n_vocab(m)); /* volatile: kept, and timed */
     (void)first;
     *first_ms = (now_seconds() - t0) * 1000;
     return (double)n / t_prompt;
