@@ -621,7 +621,7 @@ static void test_cli_start_with_model_describes_it(void **state)
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "/no/such/model.gguf"));
     run_free(&r);
-    free(abs);
+    free(model), free(abs);
 }
 
 /* Runs kbchat bench on model with the options of argv-style list opts
