@@ -4,6 +4,7 @@
 #   make run      build and start kbchat with the default configuration (ARGS="..." passes arguments)
 #   make test     build and run every test, then again under AddressSanitizer + UBSan
 #   make bench    build and run the benchmarks (tokenizers, knowledge bases, search, engine speed)
+#   make bench-anchor  engine speed beside llama.cpp's (prebuilt from npm into build/anchor)
 #   make deps     install the Debian packages kbchat needs (apt-get, sudo when not root)
 #   make clean    remove build products
 #
@@ -46,7 +47,7 @@ TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 REL = build/release
 SANB = build/asan
 
-.PHONY: all run test bench deps clean help
+.PHONY: all run test bench bench-anchor bench-anchor-deps deps clean help
 all: kbchat
 
 # --- dependencies: build/deps.mk holds pkg-config's answers, made once ---
@@ -145,9 +146,38 @@ build/bench/tinyllama-1.1b-%.gguf: | $(REL)/tests/tools/synth-model
 	$(REL)/tests/tools/synth-model tinyllama-1.1b $* $@
 
 # BENCH_ARGS passes options to kbchat bench (default: -p 128 -n 32 -r 5, all cores).
+# Per model: pp128/tg32, then a grounded-size prompt (pp1536 from an empty
+# cache, with its first-token time) and generation after it (tg128 @ d1536);
+# the long rows are repeated fewer times (BENCH_LONG_REPS) to keep the run short.
+BENCH_LONG_REPS ?= 1
 bench: kbchat $(addprefix $(REL)/tests/bench/,$(BENCHES)) $(BENCH_MODELS)
 	@for b in $(BENCHES); do $(REL)/tests/bench/$$b $${KBCHAT_TESTDATA:-../shared/testdata} || exit 1; done
-	@for m in $(BENCH_MODELS); do ./kbchat bench -m $$m $(BENCH_ARGS) || exit 1; done
+	@for m in $(BENCH_MODELS); do \
+	  ./kbchat bench -m $$m $(BENCH_ARGS) || exit 1; \
+	  ./kbchat bench -m $$m $(BENCH_ARGS) -p 1536 -n 0 -r $(BENCH_LONG_REPS) || exit 1; \
+	  ./kbchat bench -m $$m $(BENCH_ARGS) -d 1536 -p 0 -n 128 -r $(BENCH_LONG_REPS) || exit 1; \
+	done
+
+# The llama.cpp anchor (tests/bench/anchor/): node-llama-cpp's prebuilt CPU
+# backends from npm, exact versions from the lock file, in build/anchor (no
+# build from source, no model download). Only these targets need Node.js/npm.
+# npm install, not npm ci: the lock leaves out other platforms' optional
+# packages (CUDA, Windows, macOS builds), which npm ci takes for a stale lock.
+ANCHOR_DIR = build/anchor
+$(ANCHOR_DIR)/node_modules/.installed: tests/bench/anchor/package.json tests/bench/anchor/package-lock.json
+	@mkdir -p $(ANCHOR_DIR)
+	rm -rf $(ANCHOR_DIR)/node_modules $(ANCHOR_DIR)/cpu-*
+	cp tests/bench/anchor/package.json tests/bench/anchor/package-lock.json $(ANCHOR_DIR)/
+	cd $(ANCHOR_DIR) && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional --ignore-scripts --no-audit --no-fund --no-save
+	@touch $@
+
+bench-anchor-deps: $(ANCHOR_DIR)/node_modules/.installed
+
+# kbchat and llama.cpp side by side on the synthetic models, 2 threads,
+# KBCHAT_ISA=avx2 vs llama.cpp's haswell build, avxvnni vs alderlake.
+# ANCHOR_ARGS adds options (e.g. --isa avx2,avxvnni,avx512 --reps 5).
+bench-anchor: kbchat $(BENCH_MODELS) bench-anchor-deps
+	@node tests/bench/anchor/compare.mjs --kbchat ./kbchat $(addprefix --model ,$(BENCH_MODELS)) $(ANCHOR_ARGS)
 
 # The whole suite twice: the release build, then under ASan/UBSan.
 test: kbchat $(SANB)/kbchat $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(SANB)/tests/,$(TESTS))
@@ -160,6 +190,6 @@ clean:
 	rm -rf build kbchat
 
 help:
-	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find build -name '*.d' 2>/dev/null)

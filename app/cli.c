@@ -126,18 +126,25 @@ static const CliCommand commands[] = {
      "               ../shared/testdata/refs/tiny-bert-*.ref\n",
      cmd_embed},
     {"bench", NULL, 0, 0,
-     CLI_BIT(CLI_OPT_PROMPT) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_REPS) |
-         CLI_BIT(CLI_OPT_JSON),
-     "bench [-p 128] [-n 32] [-t THREADS] [-r REPS] [--json]",
+     CLI_BIT(CLI_OPT_PROMPT) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_DEPTH) | CLI_BIT(CLI_OPT_THREADS) |
+         CLI_BIT(CLI_OPT_REPS) | CLI_BIT(CLI_OPT_JSON),
+     "bench [-p 128] [-n 32] [-d 0] [-t THREADS] [-r REPS] [--json]",
      "measure prompt and generation speed of a model",
      "Measures, with the model given by --model (or model.path), prompt processing\n"
      "(-p tokens evaluated as one prompt, default 128) and generation (-n tokens\n"
-     "decoded one at a time, default 32), each repeated -r times (default 5) after\n"
-     "a warm-up, and prints tokens/s (mean and standard deviation), the memory\n"
-     "bandwidth generation achieves (weight bytes read per token x tokens/s), the\n"
-     "load time and time to the first token, peak resident memory and the kernels\n"
-     "in use. The tokens are random ids, so any model can be measured.\n"
-     "  --json  one JSON object instead of the table\n",
+     "decoded one at a time, default 32), each after -d tokens already in the\n"
+     "cache (default 0: an empty cache), as llama-bench does; each test is repeated\n"
+     "-r times (default 5) after a warm-up. It prints tokens/s (mean and standard\n"
+     "deviation; \"pp512 @ d1536\" names a test at depth 1536), the time from the\n"
+     "start of the -p prompt to its first answer token (the wait for an answer to a\n"
+     "prompt of that size: -p 1536 for a grounded one), the memory bandwidth\n"
+     "generation achieves (weight bytes read per token x tokens/s), the load time\n"
+     "and time to the first token after start, peak resident memory and the kernels\n"
+     "in use. The tokens are random ids, so any model can be measured. The depth\n"
+     "tokens are computed untimed, once: each test reuses them from the cache. The\n"
+     "context is -d plus the longer of -p and -n; more than the model's is an error.\n"
+     "  -d, --n-depth N  tokens in the cache before each test (default 0)\n"
+     "  --json           one JSON object instead of the table (\"depth\": -d)\n",
      cmd_bench},
     {"chat", NULL, 0, 0, CLI_BIT(CLI_OPT_KB), "chat [--model FILE] [--kb NAME]",
      "a line-mode conversation on standard input and output",
@@ -292,6 +299,7 @@ static const struct CliOptionSpec {
     [CLI_OPT_RETRIEVE_ONLY] = {"--retrieve-only", 0, 0, 0},
     [CLI_OPT_SHOW_PROMPT] = {"--show-prompt", 0, 0, 0},
     [CLI_OPT_FALLBACK] = {"--fallback", 0, 1, 0},
+    [CLI_OPT_DEPTH] = {"--n-depth", 'd', 1, 0},
 };
 
 const char *cli_option_name(CliOpt o)

@@ -46,6 +46,7 @@ typedef enum CliOpt {
     CLI_OPT_RETRIEVE_ONLY, /* --retrieve-only */
     CLI_OPT_SHOW_PROMPT, /* --show-prompt */
     CLI_OPT_FALLBACK,    /* --fallback strict|model */
+    CLI_OPT_DEPTH,       /* -d, --n-depth N */
     CLI_OPT_COUNT
 } CliOpt;
 #define CLI_BIT(o) (1u << (o))

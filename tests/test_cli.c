@@ -676,6 +676,17 @@ static double json_number(const char *s, const char *key)
     return v;
 }
 
+/* The absolute path of the model the bench tests measure (tiny llama Q4_0,
+** context 256); the caller frees it. */
+static char *bench_model_path(void)
+{
+    char *model = testutil_data_path("models/tiny-llama-Q4_0.gguf");
+    char *abs = realpath(model, NULL);
+    free(model);
+    assert_non_null(abs);
+    return abs;
+}
+
 /* kbchat bench: the JSON object has the fields issue 5 names with values
 ** that fit the run (token counts as asked, positive speeds and memory, the
 ** kernel set in use; weights packed for the tiles with every SIMD kernel
@@ -684,8 +695,7 @@ static double json_number(const char *s, const char *key)
 static void test_cli_bench_reports_speed_memory_and_kernels(void **state)
 {
     Sandbox *sb = *state;
-    char *model = testutil_data_path("models/tiny-llama-Q4_0.gguf");
-    char *abs = realpath(model, NULL);
+    char *abs = bench_model_path();
     static const char *const json[] = {"-p", "8", "-n", "4", "-r", "2", "-t", "2", "--json", NULL};
     Run r = run_bench(sb, abs, json, NULL);
     assert_int_equal(r.status, 0);
@@ -725,7 +735,58 @@ static void test_cli_bench_reports_speed_memory_and_kernels(void **state)
     r = run_bench(sb, abs, bad, NULL);
     assert_int_equal(r.status, 2);
     run_free(&r);
-    free(model), free(abs);
+    free(abs);
+}
+
+/* Runs kbchat bench on the tiny llama (context 256) with opts; returns the
+** exit status and checks that stderr holds `err_part` (NULL: nothing to check). */
+static int bench_status(Sandbox *sb, const char *model, const char *const *opts, const char *err_part)
+{
+    Run r = run_bench(sb, model, opts, NULL);
+    if (err_part && strstr(r.err, err_part) == NULL) fail_msg("\"%s\" is not in stderr: %s", err_part, r.err);
+    int status = r.status;
+    run_free(&r);
+    return status;
+}
+
+/* kbchat bench -d: the JSON says the depth and the time to the first token
+** of the -p prompt; the table names the tests as llama-bench does ("pp8 @
+** d16"); the context is the depth plus the longer of -p and -n, so a run
+** that fills the tiny llama's 256 tokens exactly works (it would overflow
+** if a test did not start again from the depth) and one token more is a
+** usage error; -p 0 -n 0 and a bad -d are usage errors; --help tells. */
+static void test_cli_bench_at_depth(void **state)
+{
+    Sandbox *sb = *state;
+    char *abs = bench_model_path();
+    static const char *const json[] = {"-p", "8", "-n", "4", "-d", "16", "-r", "2", "--json", NULL};
+    Run r = run_bench(sb, abs, json, NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal((int)json_number(r.out, "depth"), 16);
+    assert_int_equal((int)json_number(r.out, "pp_tokens"), 8);
+    assert_true(json_number(r.out, "pp_first_token_ms") > 0 && json_number(r.out, "tg_tok_s") > 0);
+    run_free(&r);
+    static const char *const table[] = {"-p", "8", "-n", "4", "-d", "16", "-r", "1", NULL};
+    r = run_bench(sb, abs, table, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "  pp8 @ d16 "));
+    assert_non_null(strstr(r.out, "  tg4 @ d16 "));
+    assert_non_null(strstr(r.out, "after the start of a 8-token prompt (depth 16)"));
+    run_free(&r);
+    static const char *const full[] = {"-p", "16", "-n", "8", "-d", "240", "-r", "2", NULL};
+    assert_int_equal(bench_status(sb, abs, full, NULL), 0);
+    static const char *const over[] = {"-p", "16", "-n", "8", "-d", "241", NULL};
+    assert_int_equal(bench_status(sb, abs, over, "needs a context of 257 tokens; the model's is 256"), 2);
+    static const char *const none[] = {"-p", "0", "-n", "0", NULL};
+    assert_int_equal(bench_status(sb, abs, none, "nothing to measure"), 2);
+    static const char *const bad[] = {"-d", "x", NULL};
+    assert_int_equal(bench_status(sb, abs, bad, "--n-depth: expected an integer"), 2);
+    r = run_kbchat(sb, "bench", "--help", NULL, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "[-d 0]"));
+    assert_non_null(strstr(r.out, "-d, --n-depth N"));
+    run_free(&r);
+    free(abs);
 }
 
 #define SANDBOXED(t) cmocka_unit_test_setup_teardown(t, sandbox_setup, sandbox_teardown)
@@ -760,6 +821,7 @@ int main(void)
         SANDBOXED(test_cli_start_without_model_explains_and_writes_nothing),
         SANDBOXED(test_cli_start_with_model_describes_it),
         SANDBOXED(test_cli_bench_reports_speed_memory_and_kernels),
+        SANDBOXED(test_cli_bench_at_depth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
