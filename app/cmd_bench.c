@@ -183,7 +183,7 @@ static void print_results(const CliArgs *a, const char *path, KbModel *m, const 
     char name[64];
     printf("model:    %s (%s), %d threads, kernels %s, %lld repetitions\n", path, model_arch_name(m),
            model_n_threads(m), model_kernels_name(m), b->reps);
-    if (tiled_mb > 0) printf("tiles:    %.1f MB of weights packed for the VNNI tiles (docs/performance.md)\n", tiled_mb);
+    if (tiled_mb > 0) printf("tiles:    %.1f MB of weights packed for the tiled kernels (docs/performance.md)\n", tiled_mb);
     printf("  %-16s %8s %20s\n", "test", "tokens", "tokens/s");
     if (b->n_prompt)
         printf("  %-16s %8lld %12.2f ± %-6.2f\n", test_name(name, sizeof name, "pp", b->n_prompt, b->n_depth),
