@@ -43,16 +43,10 @@ typedef struct KbTypeKernels {
 ** (AVX-512 without AVX-VNNI), so kb_kernels_for asks about each. */
 typedef enum KbIsa { KB_ISA_SCALAR = 0, KB_ISA_AVX2 = 1, KB_ISA_AVXVNNI = 2, KB_ISA_AVX512 = 3, KB_ISA_COUNT } KbIsa;
 
-/* y[i] += a * x[i] for fp16 x, i < n: the product and the sum rounded
-** separately on every path, so all paths give the same bits (attention's
-** sum of value rows). */
-typedef void (*KbAxpyF16)(int64_t n, float a, const void *x, float *y);
-
 typedef struct KbKernels {
     KbIsa isa;
     const char *name;                    /* "scalar", "AVX2", "AVX-VNNI", "AVX-512" */
     KbTypeKernels type[KB_TYPE_COUNT];
-    KbAxpyF16 axpy_f16;
 } KbKernels;
 
 /* Returns the best kernels this CPU can run. Detected once (thread-safe);

@@ -992,20 +992,6 @@ void kb_avx2_from_float_q8_K(const float *x, void *vy, int64_t n)
     }
 }
 
-/* y += a x for fp16 x: 8 at a time, the rest by the portable code (the
-** same two roundings per element). */
-static void axpy_f16(int64_t n, float a, const void *vx, float *y)
-{
-    const uint8_t *x = vx;
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + 2 * i)));
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, v)));
-    }
-    kb_scalar_axpy_f16(n - i, a, x + 2 * i, y + i);
-}
-
 /* --- the table --- */
 
 #define ROW(id, tf, ff, vd, vt) [id] = { tf, ff, vd, vt }
@@ -1031,7 +1017,6 @@ const KbKernels kb_kernels_avx2 = {
     KB_ISA_AVX2,
     "AVX2",
     {AVX2_ROWS},
-    axpy_f16,
 };
 
 /* CPUs with AVX-VNNI run the same functions; only the tiled matrix
@@ -1040,5 +1025,4 @@ const KbKernels kb_kernels_avxvnni = {
     KB_ISA_AVXVNNI,
     "AVX-VNNI",
     {AVX2_ROWS},
-    axpy_f16,
 };

@@ -610,21 +610,6 @@ static void to_float_q6_K(const void *vx, float *y, int64_t n)
     }
 }
 
-/* y += a x for fp16 x: 16 at a time, the tail masked. */
-static void axpy_f16(int64_t n, float a, const void *vx, float *y)
-{
-    const uint8_t *x = vx;
-    const __m512 va = _mm512_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, F16X16(x, i))));
-    if (i < n) {
-        const __mmask16 m = head16(n - i);
-        const __m512 v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + 2 * i));
-        _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), _mm512_mul_ps(va, v)));
-    }
-}
-
 /* --- the table --- */
 
 #define ROW(id, tf, ff, vd, vt) [id] = { tf, ff, vd, vt }
@@ -648,5 +633,4 @@ const KbKernels kb_kernels_avx512 = {
         ROW(KB_TYPE_Q6_K, to_float_q6_K, NULL, vec_dot_q6_K, KB_TYPE_Q8_K),
         ROW(KB_TYPE_Q8_K, kb_scalar_to_float_q8_K, kb_avx2_from_float_q8_K, NULL, KB_TYPE_Q8_K),
     },
-    axpy_f16,
 };

@@ -21,7 +21,6 @@
 /* --- to_float: dequantize n elements (n a multiple of the block size) --- */
 void kb_scalar_to_float_f32(const void *x, float *y, int64_t n);
 void kb_scalar_to_float_f16(const void *x, float *y, int64_t n);
-void kb_scalar_axpy_f16(int64_t n, float a, const void *x, float *y);
 void kb_scalar_to_float_bf16(const void *x, float *y, int64_t n);
 void kb_scalar_to_float_q4_0(const void *x, float *y, int64_t n);
 void kb_scalar_to_float_q4_1(const void *x, float *y, int64_t n);

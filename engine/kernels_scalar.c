@@ -85,15 +85,6 @@ void kb_scalar_to_float_f16(const void *x, float *y, int64_t n)
     }
 }
 
-void kb_scalar_axpy_f16(int64_t n, float a, const void *x, float *y)
-{
-    for (int64_t i = 0; i < n; i++) {
-        kb_half h;
-        memcpy(&h, (const uint8_t *)x + 2 * i, sizeof h);
-        y[i] += a * kb_half_to_float(h);
-    }
-}
-
 void kb_scalar_to_float_bf16(const void *x, float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
@@ -795,5 +786,4 @@ const KbKernels kb_kernels_scalar = {
         [KB_TYPE_Q6_K] = {kb_scalar_to_float_q6_K, NULL, kb_scalar_vec_dot_q6_K, KB_TYPE_Q8_K},
         [KB_TYPE_Q8_K] = {kb_scalar_to_float_q8_K, kb_scalar_from_float_q8_K, NULL, KB_TYPE_Q8_K},
     },
-    .axpy_f16 = kb_scalar_axpy_f16,
 };

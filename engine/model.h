@@ -59,7 +59,7 @@ int64_t model_n_ctx(const KbModel *m);            /* the context allocated */
 int64_t model_n_ctx_train(const KbModel *m);      /* the model's own limit */
 int model_n_threads(const KbModel *m);
 const char *model_kernels_name(const KbModel *m); /* "AVX-512", "AVX-VNNI", "AVX2", "scalar" */
-/* Bytes of weight matrices packed for the tiled VNNI kernels (0: none, all
+/* Bytes of weight matrices packed for the tiled kernels (0: none, all
 ** products on the vec_dot kernels). */
 uint64_t model_packed_bytes(const KbModel *m);
 /* Bytes of weights read to compute one token: every matrix of every layer

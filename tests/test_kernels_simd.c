@@ -222,7 +222,6 @@ static void test_simd_tables_are_complete(void **state)
             assert_int_equal(tabs[t]->type[ty].vec_dot != NULL, ref->type[ty].vec_dot != NULL);
             assert_int_equal(tabs[t]->type[ty].vec_dot_type, ref->type[ty].vec_dot_type);
         }
-        assert_non_null(tabs[t]->axpy_f16);
     }
 }
 
@@ -407,33 +406,6 @@ static void test_simd_float_kernels_handle_every_tail_length(void **state)
     free(x);
 }
 
-/* y += a x over fp16 rows (attention's value sums): every length and start
-** gives the portable code's bits, and nothing past n is written. */
-static void test_simd_axpy_f16_matches_reference(void **state)
-{
-    (void)state;
-    const KbKernels *tabs[N_SIMD];
-    const int nt = available_tables(tabs);
-    const int64_t nmax = 150;
-    float *x = xmalloc((size_t)nmax * sizeof(float));
-    float *want = xmalloc((size_t)(nmax + 1) * sizeof(float)), *got = xmalloc((size_t)(nmax + 1) * sizeof(float));
-    fill_activations(x, nmax, 5);
-    uint8_t *buf = xmalloc((size_t)nmax * 2 + 64);
-    for (int t = 0; t < nt; t++) {
-        for (size_t off = 0; off <= 6; off += 2) {
-            uint8_t *h = buf + off;
-            kb_kernels_scalar.type[KB_TYPE_F16].from_float(x, h, nmax);
-            for (int64_t n = 0; n <= nmax; n++) {
-                for (int64_t i = 0; i <= nmax; i++) want[i] = got[i] = x[(i * 7) % nmax] * 3.0f;
-                kb_kernels_scalar.axpy_f16(n, -0.3125f, h, want);
-                tabs[t]->axpy_f16(n, -0.3125f, h, got);
-                assert_memory_equal(want, got, (size_t)(nmax + 1) * sizeof(float));
-            }
-        }
-    }
-    free(buf), free(x), free(want), free(got);
-}
-
 /* A row that starts at an odd address gives the same results as an aligned
 ** copy (mmap'd rows carry no alignment guarantee). */
 static void test_simd_kernels_accept_unaligned_rows(void **state)
@@ -613,7 +585,6 @@ int main(void)
         cmocka_unit_test(test_simd_kernels_zero_blocks_give_zero),
         cmocka_unit_test(test_simd_float_kernels_handle_every_tail_length),
         cmocka_unit_test(test_simd_kernels_accept_unaligned_rows),
-        cmocka_unit_test(test_simd_axpy_f16_matches_reference),
         cmocka_unit_test(test_simd_from_float_exact_types_match_reference),
         cmocka_unit_test(test_simd_from_float_q8_0_q8_1_differ_only_at_ties),
         cmocka_unit_test(test_simd_q8_0_quantizer_rounds_ties_to_even),
