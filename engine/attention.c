@@ -45,7 +45,7 @@ void model_store_kv(KbModel *m, int64_t l, int64_t pos0, int64_t n)
     const ModelConfig *c = &m->cfg;
     int64_t hd = c->head_dim, kv_dim = c->n_head_kv * hd;
     const KbTypeKernels *f16 = &m->kern->type[KB_TYPE_F16];
-    kb_half *tmp = m->s.q16; /* head_dim halves; this runs on the calling thread only */
+    kb_half *tmp = m->s.key16; /* head_dim halves; this runs on the calling thread only */
     for (int64_t t = 0; t < n; t++) {
         int64_t p = pos0 + t;
         for (int64_t g = 0; g < c->n_head_kv; g++) {

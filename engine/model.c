@@ -407,7 +407,7 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
     s->act_q = malloc((size_t)(nb * widest) * sizeof(float) + 1024);
     s->attn_scratch_floats = attn_scratch_floats(c->head_dim, c->n_head / c->n_head_kv);
     s->attn_scratch = aligned_alloc(64, (size_t)(nt * s->attn_scratch_floats) * sizeof(float));
-    s->q16 = malloc((size_t)c->head_dim * sizeof(kb_half));
+    s->key16 = malloc((size_t)c->head_dim * sizeof(kb_half));
     /* zeroed: a key block's lanes past the sequence are read (and masked), never garbage */
     s->key_cache = calloc((size_t)(c->n_layer * cache_pos * kv_dim) + 1, sizeof(kb_half));
     s->value_cache = calloc((size_t)(c->n_layer * cache_pos * kv_dim) + 1, sizeof(kb_half));
@@ -422,7 +422,7 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
     if (gemm_buffers_alloc(&s->gemm, m->kern, nb, widest, (int)nt) != KB_OK)
         return model_fail(err, errlen, KB_ENOMEM, "out of memory for the prompt batch buffers");
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att || !s->qkv || !s->hb || !s->hb2 ||
-        !s->act_q || !s->attn_scratch || !s->q16 || !s->key_cache || !s->value_cache || !m->cache_tokens)
+        !s->act_q || !s->attn_scratch || !s->key16 || !s->key_cache || !s->value_cache || !m->cache_tokens)
         return model_fail(err, errlen, KB_ENOMEM, "out of memory for a context of %lld tokens", (long long)m->n_ctx);
     return KB_OK;
 }
@@ -430,7 +430,7 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
 static void free_state(ModelState *s)
 {
     free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->k), free(s->v), free(s->att), free(s->qkv);
-    free(s->hb), free(s->hb2), free(s->act_q), free(s->attn_scratch), free(s->q16);
+    free(s->hb), free(s->hb2), free(s->act_q), free(s->attn_scratch), free(s->key16);
     free(s->key_cache), free(s->value_cache), free(s->blas_tile);
     free(s->ctx_x), free(s->ctx_q);
     gemm_buffers_free(&s->gemm);

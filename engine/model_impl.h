@@ -81,7 +81,7 @@ typedef struct ModelState {
     GemmBuffers gemm;          /* scratch of the tiled products of prompt batches (gemm.h) */
     float *attn_scratch;       /* (n_threads, attn_scratch_floats) tiled attention's blocks (attention.h) */
     int64_t attn_scratch_floats;
-    kb_half *q16;              /* (head_dim) a key row in fp16 on its way into the cache */
+    kb_half *key16;            /* (head_dim) a key row in fp16 on its way into the cache */
     kb_half *key_cache;        /* (n_layer, n_head_kv, cache positions / ATT_KEYS, head_dim, ATT_KEYS) */
     kb_half *value_cache;      /* (n_layer, n_head_kv, cache positions, head_dim) */
     float *ctx_x, *ctx_q;      /* prefix_lm: (n_ctx, n_embd) residual stream and (n_ctx, q_dim) queries of the prompt before <sop> */
