@@ -10,7 +10,9 @@
 **                 allocate more than the file could describe)
 **   key/values    key length inside the file, non-empty, no NUL; value type
 **                 0..12; arrays of any non-array type with count * size
-**                 checked by division; every string length inside the file;
+**                 checked by division; every string length inside the file
+**                 and no NUL in any string (llama.cpp reads strings through
+**                 c_str(): a NUL would silently cut a token or a name);
 **                 no duplicate keys
 **   alignment     general.alignment, when present, a uint32 power of two
 **   tensor infos  name 1..63 bytes, unique; 1..4 dims each > 0; element count
@@ -94,6 +96,22 @@ static int read_string(Reader *r, uint64_t *off, uint64_t *len, const char *what
     }
     *off = r->c.pos;
     r->c.pos += *len;
+    return KB_OK;
+}
+
+/* Reads a string value (read_string) and refuses a NUL byte inside it;
+** `what` names the value in messages. */
+static int read_string_value(Reader *r, const char *what)
+{
+    uint64_t off, len;
+    int rc = read_string(r, &off, &len, what);
+    if (rc != KB_OK) return rc;
+    const uint8_t *nul = memchr(r->g->map + off, 0, (size_t)len);
+    if (nul != NULL) {
+        return fc_fail(&r->c, KB_EFORMAT,
+                    "%s contains a NUL byte at byte %llu of %llu (llama.cpp would cut the string there)", what,
+                    (unsigned long long)(nul - (r->g->map + off)), (unsigned long long)len);
+    }
     return KB_OK;
 }
 
@@ -182,9 +200,8 @@ static int parse_value(Reader *r, GgufKv *kv, const char *key_q)
     int rc = KB_OK;
     kv->val_off = r->c.pos;
     if (kv->type == GGUF_VT_STRING) {
-        uint64_t off, len;
         snprintf(what, sizeof what, "the string value of %s", key_q);
-        return read_string(r, &off, &len, what);
+        return read_string_value(r, what);
     }
     if (kv->type != GGUF_VT_ARRAY) {
         sz = gguf_value_type_size(kv->type);
@@ -229,10 +246,9 @@ static int parse_value(Reader *r, GgufKv *kv, const char *key_q)
         if (kv->str_off == NULL) return fc_fail(&r->c, KB_ENOMEM, "out of memory reading %s", key_q);
     }
     for (uint64_t j = 0; j < kv->n && rc == KB_OK; j++) {
-        uint64_t off, len;
         kv->str_off[j] = r->c.pos;
         snprintf(what, sizeof what, "string %llu of %s", (unsigned long long)j, key_q);
-        rc = read_string(r, &off, &len, what);
+        rc = read_string_value(r, what);
     }
     return rc;
 }
@@ -611,7 +627,10 @@ int64_t gguf_find_key(const GgufFile *g, const char *key)
     return hit ? *hit - g->kv : -1;
 }
 
-/* Reads a fixed-size value of type vt at byte off as int64 (bool included). */
+/* Reads a fixed-size integer value of type vt at byte off as int64. A bool
+** is KB_ETYPE: llama.cpp's get_key refuses a key whose type is not the one
+** it expects ("key ... has wrong type bool but expected type uint32"), and
+** a bool block_count read as 1 would load one layer of a deeper model. */
 static int read_int_at(const GgufFile *g, int vt, uint64_t off, int64_t *v)
 {
     const uint8_t *p = g->map + off;
@@ -619,7 +638,6 @@ static int read_int_at(const GgufFile *g, int vt, uint64_t off, int64_t *v)
     memcpy(&x, p, (size_t)gguf_value_type_size(vt));
     switch (vt) {
     case GGUF_VT_UINT8: *v = x.u8; return KB_OK;
-    case GGUF_VT_BOOL: *v = x.u8 != 0; return KB_OK;
     case GGUF_VT_INT8: *v = x.i8; return KB_OK;
     case GGUF_VT_UINT16: *v = x.u16; return KB_OK;
     case GGUF_VT_INT16: *v = x.i16; return KB_OK;

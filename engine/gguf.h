@@ -6,7 +6,9 @@
 ** file size before use (see gguf.c for the list), so after a successful open:
 **
 **   1. every key and tensor name is unique, non-empty and NUL-free, and is
-**      available as a NUL-terminated string owned by the handle;
+**      available as a NUL-terminated string owned by the handle; every
+**      string value and string array element is NUL-free too (llama.cpp
+**      reads them as C strings, so what follows a NUL would be lost);
 **   2. every metadata value, string and array lies inside the mapping;
 **   3. every tensor has 1..4 dims, positive sizes, a known type, ne[0] a
 **      multiple of the type's block size, an element count and byte size that
@@ -96,7 +98,8 @@ int64_t gguf_find_key(const GgufFile *g, const char *key);
 
 /* Scalar reads of entry i. Each returns KB_OK, or KB_ETYPE when the entry is
 ** of another kind (the output is then left zero):
-**   get_int   any integer type (and bool); UINT64 above INT64_MAX is KB_ERANGE
+**   get_int   any integer type, not bool (llama.cpp refuses a bool where it
+**             expects a number); UINT64 above INT64_MAX is KB_ERANGE
 **   get_float FLOAT32 or FLOAT64 (integers are not converted)
 **   get_bool  BOOL
 **   get_str   STRING: *s points into the mapping, *len bytes, no NUL */

@@ -297,6 +297,10 @@ int gguf_writer_kv_f64(GgufWriter *w, const char *key, double v)
 int gguf_writer_kv_str(GgufWriter *w, const char *key, const char *s, size_t len)
 {
     int rc = kv_begin(w, key, GGUF_VT_STRING);
+    /* gguf_open refuses a NUL inside a string (llama.cpp would cut it there);
+    ** the failed writer leaves no file */
+    if (rc == KB_OK && len > 0 && memchr(s, 0, len) != NULL)
+        return wfail(w, KB_EINVAL, "%s: the string holds a NUL byte", key);
     return rc == KB_OK ? meta_put_str(w, s, len) : rc;
 }
 

@@ -70,7 +70,8 @@ int gguf_writer_kv_i64(GgufWriter *w, const char *key, int64_t v);
 int gguf_writer_kv_f32(GgufWriter *w, const char *key, float v);
 int gguf_writer_kv_f64(GgufWriter *w, const char *key, double v);
 int gguf_writer_kv_bool(GgufWriter *w, const char *key, bool v);
-/* A string of len bytes (any bytes). */
+/* A string of len bytes (any bytes but NUL, which is KB_EINVAL: readers
+** take GGUF strings as C strings). */
 int gguf_writer_kv_str(GgufWriter *w, const char *key, const char *s, size_t len);
 /* An array of n fixed-size values of elem_type (uint8 .. float64, bool),
 ** given as n * gguf_value_type_size(elem_type) little-endian bytes. */

@@ -411,6 +411,32 @@ static uint64_t gen_align_up(uint64_t v, uint64_t a)
     return r ? v + (a - r) : v;
 }
 
+/* --- copies of real files --- */
+
+/* Starts a copy of g (see ggufgen.h): key/values byte for byte through
+** gguf_kv_get_raw, tensors with their shapes, types and data. */
+GgufGen *ggufgen_copy(const GgufFile *g, const char *skip_key, const char *skip_tensor)
+{
+    GgufGen *gg = ggufgen_new(gguf_version(g));
+    ggufgen_set_alignment(gg, gguf_alignment(g));
+    for (int64_t i = 0; i < gguf_n_kv(g); i++) {
+        const char *key = gguf_kv_key(g, i);
+        const void *raw;
+        uint64_t len;
+        if (skip_key && strcmp(key, skip_key) == 0) continue;
+        if (gguf_kv_get_raw(g, i, &raw, &len) != KB_OK) abort();
+        ggufgen_kv_begin(gg, key, (int32_t)gguf_kv_type(g, i));
+        ggufgen_put_bytes(gg, raw, (size_t)len);
+    }
+    for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const GgufTensor *t = gguf_tensor(g, i);
+        if (skip_tensor && strcmp(t->name, skip_tensor) == 0) continue;
+        int k = ggufgen_tensor(gg, t->name, t->n_dims, t->ne, t->type);
+        ggufgen_tensor_data(gg, k, t->data, (size_t)t->n_bytes);
+    }
+    return gg;
+}
+
 /* --- output --- */
 
 uint8_t *ggufgen_finish(GgufGen *gg, size_t *len)
@@ -540,6 +566,7 @@ static int check_string(CheckCtx *c, const char *s, size_t len, const char *key,
     CHECK(len <= c->size, "key '%s': string of %zu bytes in a file of %llu", key, len,
           (unsigned long long)c->size);
     CHECK(len == 0 || s != NULL, "key '%s': NULL string of %zu bytes", key, len);
+    CHECK(len == 0 || memchr(s, 0, len) == NULL, "key '%s': a NUL inside a string value", key);
     if (c->have_base && len > 0) {
         uintptr_t p = (uintptr_t)s;
         CHECK(p >= c->base && p - c->base <= c->size && len <= c->size - (p - c->base),
@@ -549,11 +576,12 @@ static int check_string(CheckCtx *c, const char *s, size_t len, const char *key,
     return 0;
 }
 
+/* The types get_int reads: integers, not bool (gguf.h). */
 static bool vt_is_int(int vt)
 {
     return vt == GGUF_VT_UINT8 || vt == GGUF_VT_INT8 || vt == GGUF_VT_UINT16 ||
            vt == GGUF_VT_INT16 || vt == GGUF_VT_UINT32 || vt == GGUF_VT_INT32 ||
-           vt == GGUF_VT_BOOL || vt == GGUF_VT_UINT64 || vt == GGUF_VT_INT64;
+           vt == GGUF_VT_UINT64 || vt == GGUF_VT_INT64;
 }
 
 static bool vt_is_float(int vt)

@@ -142,6 +142,16 @@ void ggufgen_tensor_data(GgufGen *gg, int i, const void *data, size_t n);
 /* The byte size the generator computed for tensor i (see the file comment). */
 uint64_t ggufgen_tensor_nbytes(const GgufGen *gg, int i);
 
+/* --- copies of real files --- */
+
+/* Starts a description of a copy of the opened file g: its version,
+** alignment, every key/value (byte for byte, in file order) but skip_key,
+** and every tensor (name, shape, type and data) but skip_tensor (either
+** NULL: none skipped). The test then adds what it changes: a key/value or
+** tensor of the same name as the one skipped, or a new one. The tensor data
+** points into g's mapping: keep g open until ggufgen_finish/write. */
+GgufGen *ggufgen_copy(const GgufFile *g, const char *skip_key, const char *skip_tensor);
+
 /* --- output --- */
 
 /* Lays the file out and returns its bytes (malloc'd, free() them) and length.
@@ -164,7 +174,7 @@ uint8_t ggufgen_pattern_byte(int i, uint64_t k);
 /* Walks everything an opened handle exposes and checks the invariants that
 ** engine/gguf.h promises after a successful open: every key non-empty, unique
 ** and found by gguf_find_key; every value readable with the getter of its
-** type (and refused by the others); strings and arrays no longer than the
+** type (and refused by the others); strings NUL-free; strings and arrays no longer than the
 ** file and, when the mapping's address can be derived from tensor 0, inside
 ** the mapping; every tensor with 1..4 positive dims, a known type, ne[0] a
 ** multiple of the block size, consistent element and byte counts, an aligned

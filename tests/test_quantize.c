@@ -1026,7 +1026,7 @@ static void test_writer_round_trips_every_value_type(void **state)
     assert_int_equal(gguf_writer_kv_f32(w, "f32", 0.1f), KB_OK);
     assert_int_equal(gguf_writer_kv_f64(w, "f64", -1e300), KB_OK);
     assert_int_equal(gguf_writer_kv_bool(w, "bool", true), KB_OK);
-    assert_int_equal(gguf_writer_kv_str(w, "str", "h\0llo", 5), KB_OK);
+    assert_int_equal(gguf_writer_kv_str(w, "str", "h\xffllo", 5), KB_OK); /* any bytes but NUL */
     assert_int_equal(gguf_writer_kv_str(w, "empty", "", 0), KB_OK);
     const int32_t ints[3] = {-1, 0, 7};
     assert_int_equal(gguf_writer_kv_arr(w, "arr.i32", GGUF_VT_INT32, ints, 3), KB_OK);
@@ -1072,7 +1072,7 @@ static void test_writer_round_trips_every_value_type(void **state)
     assert_int_equal(gguf_get_float(g, "f32", &d), KB_OK), assert_true(d == (double)0.1f);
     assert_int_equal(gguf_get_float(g, "f64", &d), KB_OK), assert_true(d == -1e300);
     assert_int_equal(gguf_get_bool(g, "bool", &b), KB_OK), assert_true(b);
-    assert_int_equal(gguf_get_str(g, "str", &s, &len), KB_OK), assert_int_equal(len, 5), assert_memory_equal(s, "h\0llo", 5);
+    assert_int_equal(gguf_get_str(g, "str", &s, &len), KB_OK), assert_int_equal(len, 5), assert_memory_equal(s, "h\xffllo", 5);
     int64_t i = gguf_find_key(g, "arr.i32");
     GgufValueType et;
     uint64_t n;
@@ -1121,7 +1121,7 @@ static void test_writer_rejects_misuse_and_cleans_up(void **state)
         {3, KB_EINVAL, "multiple of"},     {4, KB_EINVAL, "ne[1] = 0"},        {5, KB_EINVAL, "5 dims"},
         {6, KB_EINVAL, "unknown type"},    {7, KB_EINVAL, "after the header"}, {8, KB_EINVAL, "past the last"},
         {9, KB_EINVAL, "has 10 of its 36"}, {10, KB_EINVAL, "power of two"},    {11, KB_EINVAL, "before the header"},
-        {12, KB_EINVAL, "1..65535"},
+        {12, KB_EINVAL, "1..65535"},       {13, KB_EINVAL, "NUL byte"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         assert_int_equal(gguf_writer_open(path, &w, err, sizeof err), KB_OK);
@@ -1150,6 +1150,7 @@ static void test_writer_rejects_misuse_and_cleans_up(void **state)
         case 10: gguf_writer_kv_str(w, "general.alignment", "64", 2); rc = gguf_writer_write_header(w); break;
         case 11: rc = gguf_writer_write_data(w, data, 1); break;
         case 12: rc = gguf_writer_kv_u8(w, "", 1); break;
+        case 13: rc = gguf_writer_kv_str(w, "general.name", "a\0b", 3); break;
         }
         assert_int_equal(rc, cases[k].rc);
         if (!strstr(gguf_writer_errmsg(w), cases[k].msg))
