@@ -9,6 +9,7 @@
 #ifndef KB_APP_H
 #define KB_APP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,9 +22,15 @@
 /* Prints a summary of the GGUF model at path to out: architecture, name,
 ** context length, layer/head/embedding sizes, vocabulary and tokenizer, chat
 ** template (first line), parameter count, size on disk and a table of tensor
-** types. Reads only the file's header region.
-** Returns KB_OK, or the gguf_open code with the message in err. */
-int model_info_print(const char *path, FILE *out, char *err, size_t errlen);
+** types. Reads only the file's header region. Then checks that the model
+** loads, with the engine's own check (model_check): every tensor present
+** with its shape and a type the kernels run, consistent hyperparameters, a
+** tokenizer that loads. With vocab_only_ok, a file without any tensor (a
+** vocabulary for `kbchat tokenize`) passes when its tokenizer loads.
+** Returns KB_OK; the gguf_open code when nothing could be read; the
+** model_check code after the summary when the model cannot be loaded. The
+** message in err names the file and what is wrong. */
+int model_info_print(const char *path, bool vocab_only_ok, FILE *out, char *err, size_t errlen);
 
 /* --- knowledge bases from a front end (kb_jobs.c, kb_sync.c) ---
 **

@@ -47,9 +47,13 @@ static const CliCommand commands[] = {
      "describe a GGUF model file (default: the configured model.path)",
      "Prints a GGUF model's architecture, name, context length, layer, head and\n"
      "embedding sizes, vocabulary and tokenizer, chat template, parameter count,\n"
-     "size on disk and a table of tensor types. Only the file's header is read,\n"
-     "so this is instant even for very large models. A damaged or truncated file\n"
-     "is reported with what is wrong and where.\n",
+     "size on disk and a table of tensor types. Then it checks that kbchat can load\n"
+     "the model, with the same checks as before inference: every tensor the\n"
+     "architecture needs, with its shape and a type kbchat computes with, consistent\n"
+     "sizes, a tokenizer that loads. No tensor data is read, so this is instant even\n"
+     "for very large models. A damaged, truncated or unloadable file is reported\n"
+     "with what is wrong and where, and the exit status is 1. A vocabulary-only file\n"
+     "(no tensors) passes when its tokenizer loads.\n",
      cmd_model_info},
     {"model", "quantize", 3, 3, CLI_BIT(CLI_OPT_THREADS), "model quantize IN.gguf OUT.gguf TYPE [-t N]",
      "convert a GGUF model's weights to a quantized type, as llama-quantize does",
@@ -459,11 +463,13 @@ static int cmd_config(const CliArgs *a, const char *const *args, int n_args)
     return rc == KB_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
-/* Prints the model summary of `path` or the error. Returns the exit code. */
-static int print_model_info(const char *path)
+/* Prints the model summary of `path` and checks that it loads (a
+** vocabulary-only file passes when vocab_only_ok), or prints the error.
+** Returns the exit code. */
+static int print_model_info(const char *path, bool vocab_only_ok)
 {
     char err[1024];
-    int rc = model_info_print(path, stdout, err, sizeof err);
+    int rc = model_info_print(path, vocab_only_ok, stdout, err, sizeof err);
     if (rc != KB_OK) {
         fprintf(stderr, "kbchat: %s\n", err);
         return CLI_EXIT_FAIL;
@@ -473,13 +479,13 @@ static int print_model_info(const char *path)
 
 static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args)
 {
-    if (n_args == 1) return print_model_info(args[0]);
-    if (a->model_path) return print_model_info(a->model_path);
+    if (n_args == 1) return print_model_info(args[0], true);
+    if (a->model_path) return print_model_info(a->model_path, true);
     KbConfig cfg;
     int code = CLI_EXIT_FAIL;
     if (cli_load_config(a, &cfg) == KB_OK) {
         if (cfg.model_path[0]) {
-            code = print_model_info(cfg.model_path);
+            code = print_model_info(cfg.model_path, true);
         } else {
             fprintf(stderr, "kbchat: model info: no model given: pass FILE, --model FILE, or set model.path in %s\n",
                     cfg.file ? cfg.file : "a configuration file (see 'kbchat config --help')");
@@ -534,7 +540,7 @@ static int cmd_start(const CliArgs *a)
     }
     printf("model:\n");
     fflush(stdout);
-    code = print_model_info(cfg.model_path);
+    code = print_model_info(cfg.model_path, false); /* the chat model: a vocabulary alone cannot chat */
     if (code == CLI_EXIT_OK) printf("\n'kbchat --help' lists the commands.\n");
 done:
     config_free(&cfg);

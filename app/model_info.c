@@ -10,6 +10,7 @@
 ** UTF-8 so a crafted model cannot send escape sequences to the terminal.
 */
 #include <glib.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -262,10 +263,43 @@ static int print_ggml(const char *path, FILE *out, char *err, size_t errlen)
     return KB_OK;
 }
 
-/* Prints the summary of the GGUF (or chatglm.cpp GGML) file at path; see app.h. */
-int model_info_print(const char *path, FILE *out, char *err, size_t errlen)
+/* --- the load check --- */
+
+/* A vocabulary-only file (llama.cpp's vocab_only: no tensors at all) is
+** checked by loading its tokenizer, which is all `kbchat tokenize` uses. */
+static int check_vocab_only(const char *path, char *err, size_t errlen)
 {
-    if (ggml_file_probe(path)) return print_ggml(path, out, err, errlen); /* by magic, not name */
+    GgufFile *g = NULL;
+    Tokenizer *tok = NULL;
+    char why[768];
+    int rc = gguf_open(path, &g, err, errlen);
+    if (rc == KB_OK) rc = tokenizer_load(g, &tok, why, sizeof why);
+    if (rc != KB_OK && g) snprintf(err, errlen, "%s: cannot be loaded: %s", path, why);
+    tokenizer_free(tok);
+    gguf_close(g);
+    return rc;
+}
+
+/* Runs the engine's own load check (model_check: the same code as
+** model_open) on the file at path, after its summary was printed. */
+static int check_loads(const char *path, bool vocab_only_ok, int64_t n_tensors, char *err, size_t errlen)
+{
+    if (vocab_only_ok && n_tensors == 0) return check_vocab_only(path, err, errlen);
+    char why[768];
+    int rc = model_check(path, why, sizeof why);
+    if (rc != KB_OK) snprintf(err, errlen, "%s: cannot be loaded: %s", path, why);
+    return rc;
+}
+
+/* Prints the summary of the GGUF (or chatglm.cpp GGML) file at path, then
+** checks that it loads; see app.h. */
+int model_info_print(const char *path, bool vocab_only_ok, FILE *out, char *err, size_t errlen)
+{
+    if (ggml_file_probe(path)) { /* by magic, not name */
+        int rc = print_ggml(path, out, err, errlen);
+        fflush(out);
+        return rc == KB_OK ? check_loads(path, false, -1, err, errlen) : rc;
+    }
     GgufFile *g = NULL;
     int rc = gguf_open(path, &g, err, errlen);
     if (rc != KB_OK) return rc;
@@ -294,6 +328,8 @@ int model_info_print(const char *path, FILE *out, char *err, size_t errlen)
     if (arch[0]) print_shape(out, g, arch);
     print_tokenizer(out, g, arch);
     print_tensor_types(out, g);
+    int64_t n_tensors = gguf_n_tensors(g);
     gguf_close(g);
-    return KB_OK;
+    fflush(out); /* what could be read comes before the failure on stderr */
+    return check_loads(path, vocab_only_ok, n_tensors, err, errlen);
 }

@@ -274,8 +274,13 @@ int model_key_int(KbModel *m, const char *suffix, int64_t *v, bool required, cha
     int rc = m->ggml ? model_ggml_key(m, suffix, &d) : gguf_get_int(m->gguf, key, &x); /* zeroes x when absent: keep *v's default */
     if (m->ggml) x = (int64_t)d;
     if (rc == KB_ENOTFOUND && !required) return KB_OK;
-    if (rc != KB_OK)
-        return model_fail(err, errlen, KB_EFORMAT, "%s is %s", key, rc == KB_ENOTFOUND ? "missing" : "not an integer");
+    if (rc == KB_ENOTFOUND) return model_fail(err, errlen, KB_EFORMAT, "%s is missing", key);
+    if (rc == KB_ETYPE) {
+        /* a bool or float is refused, not converted, as llama.cpp's get_key does */
+        const char *type = gguf_value_type_name(gguf_kv_type(m->gguf, gguf_find_key(m->gguf, key)));
+        return model_fail(err, errlen, KB_EFORMAT, "%s has type %s, expected an integer (uint32)", key, type);
+    }
+    if (rc != KB_OK) return model_fail(err, errlen, KB_EFORMAT, "%s is above %lld", key, (long long)INT64_MAX);
     if (x <= 0 || x > (1 << 24))
         return model_fail(err, errlen, KB_EFORMAT, "%s is %lld, expected 1..%d", key, (long long)x, 1 << 24);
     *v = x;
@@ -294,6 +299,27 @@ int model_key_float(KbModel *m, const char *suffix, float *v, char *err, size_t 
     return KB_OK;
 }
 
+/* True when the kernel set multiplies by weights of type `type`. */
+static bool computable(const KbKernels *kern, int type)
+{
+    const KbTypeKernels *k = &kern->type[type];
+    return k->vec_dot != NULL && k->to_float != NULL;
+}
+
+/* Writes the names of the weight types kern computes with ("F32, F16, ...")
+** into buf and returns it. */
+static const char *computable_list(const KbKernels *kern, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int ty = 0; ty < KB_TYPE_COUNT && n < cap; ty++) {
+        if (kb_type_info(ty) == NULL || !computable(kern, ty)) continue;
+        int w = snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", kb_type_name(ty));
+        n += w > 0 ? (size_t)w : 0;
+    }
+    return buf;
+}
+
 int model_load_mat(KbModel *m, Mat *w, const char *name, int64_t n_in, int64_t n_out, char *err, size_t errlen)
 {
     char fname[MODEL_MAX_NAME];
@@ -304,10 +330,10 @@ int model_load_mat(KbModel *m, Mat *w, const char *name, int64_t n_in, int64_t n
                           name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
                           (long long)n_in, (long long)n_out);
     }
-    const KbTypeKernels *k = &m->kern->type[t->type];
-    if (k->vec_dot == NULL || k->to_float == NULL) {
-        return model_fail(err, errlen, KB_EUNSUPPORTED, "tensor '%s' has type %s, which kbchat cannot compute with",
-                          name, kb_type_name(t->type));
+    if (!computable(m->kern, t->type)) {
+        char list[256];
+        return model_fail(err, errlen, KB_EUNSUPPORTED, "type %s of tensor '%s' is not supported (supported: %s)",
+                          kb_type_name(t->type), name, computable_list(m->kern, list, sizeof list));
     }
     *w = (Mat){t->data, t->type, n_in, n_out, (size_t)t->n_bytes / (size_t)n_out, t->name, NULL};
     return KB_OK;
@@ -594,14 +620,47 @@ static int thread_count(int want)
     return n > 0 ? (int)n : 1;
 }
 
-int model_open(const char *path, const KbModelParams *params, KbModel **out, char *err, size_t errlen)
+/* The layer a tensor name "blk.N.<rest>" belongs to: N, or -1 for other
+** names (and for N too large to be a layer). */
+static int64_t tensor_layer(const char *name)
 {
-    *out = NULL;
-    KbModel *m = calloc(1, sizeof *m);
-    if (m == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
-    /* our own pool runs the sgemm calls in parallel: OpenBLAS must not
-    ** start threads of its own inside them */
-    openblas_set_num_threads(1);
+    if (strncmp(name, "blk.", 4) != 0) return -1;
+    int64_t n = 0;
+    const char *p = name + 4;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        n = n * 10 + (*p - '0');
+        if (n > (1 << 24)) return -1;
+    }
+    return *p == '.' ? n : -1;
+}
+
+/* Refuses a tensor of a layer past block_count. llama.cpp creates the
+** tensors of layers 0..block_count-1 and then fails with "wrong number of
+** tensors; expected X, got Y": a file whose block_count was cut (or whose
+** layers were not all written) is not the model it claims to be. */
+static int check_layer_tensors(const KbModel *m, char *err, size_t errlen)
+{
+    for (int64_t i = 0; m->gguf && i < gguf_n_tensors(m->gguf); i++) {
+        const char *name = gguf_tensor(m->gguf, i)->name;
+        int64_t l = tensor_layer(name);
+        if (l >= m->cfg.n_layer) {
+            return model_fail(err, errlen, KB_EFORMAT,
+                              "tensor '%s' belongs to layer %lld, but %s.block_count is %lld (layers 0..%lld): "
+                              "wrong number of tensors",
+                              name, (long long)l, m->arch_name, (long long)m->cfg.n_layer,
+                              (long long)m->cfg.n_layer - 1);
+        }
+    }
+    return KB_OK;
+}
+
+/* The steps of opening shared by model_open and model_check: the kernel set,
+** the file, the tokenizer, the architecture and its weights (pointers into
+** the mapping, norms and biases converted), and the layer count against the
+** tensors. Allocates nothing per context. */
+static int open_weights(KbModel *m, const char *path, const KbModelParams *params, char *err, size_t errlen)
+{
     m->kern = params && params->force_isa ? kb_kernels_for((KbIsa)(params->force_isa - 1)) : kb_kernels();
     m->eog_extra[0] = m->eog_extra[1] = -1;
     bool ggml = m->kern && ggml_file_probe(path); /* chatglm.cpp files, known by their magic */
@@ -614,6 +673,28 @@ int model_open(const char *path, const KbModelParams *params, KbModel **out, cha
     }
     if (rc == KB_OK && !ggml) rc = choose_arch(m, err, errlen);
     if (rc == KB_OK) rc = m->ops->load(m, err, errlen);
+    if (rc == KB_OK) rc = check_layer_tensors(m, err, errlen);
+    return rc;
+}
+
+int model_check(const char *path, char *err, size_t errlen)
+{
+    KbModel *m = calloc(1, sizeof *m);
+    if (m == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
+    int rc = open_weights(m, path, NULL, err, errlen);
+    model_close(m);
+    return rc;
+}
+
+int model_open(const char *path, const KbModelParams *params, KbModel **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    KbModel *m = calloc(1, sizeof *m);
+    if (m == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
+    /* our own pool runs the sgemm calls in parallel: OpenBLAS must not
+    ** start threads of its own inside them */
+    openblas_set_num_threads(1);
+    int rc = open_weights(m, path, params, err, errlen);
     if (rc == KB_OK) rc = choose_ctx(m, params ? params->n_ctx : 0, params ? params->n_ctx_cap : 0, err, errlen);
     if (rc == KB_OK && pool_new(thread_count(params ? params->n_threads : 0), &m->pool) != KB_OK)
         rc = model_fail(err, errlen, KB_ENOMEM, "cannot start the worker threads");

@@ -49,6 +49,18 @@ int model_open(const char *path, const KbModelParams *params, KbModel **out /* O
 /* Frees everything; model_close(NULL) is a no-op. */
 void model_close(KbModel *m);
 
+/* Runs every check model_open makes before it allocates anything for
+** inference, with the same code: the file parses, the tokenizer loads, the
+** architecture is known, its hyperparameters are consistent (head counts
+** divide, sizes match the tensors), every tensor it needs is present with
+** its shape and a type the kernels run, and no tensor belongs to a layer
+** past block_count. The weights stay untouched in the mapping (only norms
+** and biases are read); no KV cache, threads or packed copies are made, so
+** this costs milliseconds for any model size. Returns KB_OK or model_open's
+** code with err saying what is wrong, e.g. "tensor 'blk.3.attn_q.weight'
+** is missing". */
+int model_check(const char *path, char *err, size_t errlen);
+
 const Tokenizer *model_tokenizer(const KbModel *m);
 const char *model_arch_name(const KbModel *m);   /* "llama", "qwen2", ... */
 int64_t model_n_embd(const KbModel *m);

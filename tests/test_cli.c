@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -304,7 +306,8 @@ static void test_cli_model_info_escapes_hostile_strings(void **state)
     char *path = testutil_join(sb->dir, "evil.gguf");
     assert_int_equal(testutil_write_file(path, bytes, len), 0);
     Run r = run_kbchat(sb, "model", "info", path, NULL);
-    assert_int_equal(r.status, 0);
+    assert_int_equal(r.status, 1); /* printed, then refused: it has no tokenizer */
+    assert_non_null(strstr(r.err, "cannot be loaded"));
     assert_null(strchr(r.out, '\x1b'));
     assert_null(strchr(r.out, '\x07'));
     assert_non_null(strstr(r.out, "name:            evil\\x1b[2J\\x07\\xff name 模型\n"));
@@ -330,12 +333,194 @@ static void test_cli_model_info_describes_a_4_gib_model(void **state)
     assert_int_equal(testutil_write_file(path, bytes, len), 0);
     assert_int_equal(truncate(path, (off_t)len + ((off_t)1 << 32)), 0);
     Run r = run_kbchat(sb, "model", "info", path, NULL);
-    assert_int_equal(r.status, 0);
+    assert_int_equal(r.status, 1); /* described, then refused: it has no tokenizer */
+    assert_non_null(strstr(r.err, "cannot be loaded"));
     assert_non_null(strstr(r.out, "size on disk:    4.0 GiB"));
     assert_non_null(strstr(r.out, "(1073741824)"));
     run_free(&r);
     free(path), free(bytes);
     ggufgen_free(gg);
+}
+
+/* --- files that cannot load --- */
+
+/* One way to break tiny-llama-Q8_0 (2 layers, n_embd 256, 8 heads, 2 KV
+** heads of 32, n_ff 512, ../shared/testdata/README.md): the key and tensor
+** left out of the copy, what `edit` adds instead, the reason kbchat must
+** give, and whether the GGUF reader itself refuses the file (then `model
+** info` prints nothing before the reason). */
+typedef struct Breakage {
+    const char *file, *skip_key, *skip_tensor;
+    void (*edit)(GgufGen *gg, const GgufFile *src);
+    const char *reason;
+    bool reader_refuses;
+} Breakage;
+
+static void add_iq2_ffn_up(GgufGen *gg, const GgufFile *src)
+{
+    (void)src;
+    int64_t ne[2] = {256, 512};
+    ggufgen_tensor(gg, "blk.0.ffn_up.weight", 2, ne, KB_TYPE_IQ2_XS);
+}
+
+static void add_wide_attn_k(GgufGen *gg, const GgufFile *src)
+{
+    (void)src;
+    int64_t ne[2] = {256, 128}; /* 4 KV heads' rows where the model has 2 */
+    ggufgen_tensor(gg, "blk.0.attn_k.weight", 2, ne, KB_TYPE_Q8_0);
+}
+
+static void add_bool_block_count(GgufGen *gg, const GgufFile *src)
+{
+    (void)src;
+    ggufgen_kv_bool(gg, "llama.block_count", true); /* read as 1, layer 1 would be ignored */
+}
+
+static void add_head_count_7(GgufGen *gg, const GgufFile *src)
+{
+    (void)src;
+    ggufgen_kv_u32(gg, "llama.attention.head_count", 7); /* 256 / 7 heads */
+}
+
+static void add_nul_key(GgufGen *gg, const GgufFile *src)
+{
+    (void)src;
+    ggufgen_kv_raw(gg);
+    ggufgen_put_strn(gg, "general.na\0me", 13);
+    ggufgen_put_i32(gg, GGUF_VT_UINT32);
+    ggufgen_put_u32(gg, 1);
+}
+
+static void add_nul_architecture(GgufGen *gg, const GgufFile *src)
+{
+    (void)src;
+    ggufgen_kv_strn(gg, "general.architecture", "llama\0evil", 10); /* a C string reads "llama" */
+}
+
+/* The vocabulary of src with token 300 replaced by "a\0b". */
+static void add_nul_token(GgufGen *gg, const GgufFile *src)
+{
+    int64_t k = gguf_find_key(src, "tokenizer.ggml.tokens");
+    GgufValueType et;
+    uint64_t n;
+    assert_int_equal(gguf_kv_get_arr(src, k, &et, &n), KB_OK);
+    ggufgen_kv_begin(gg, "tokenizer.ggml.tokens", GGUF_VT_ARRAY);
+    ggufgen_put_u32(gg, GGUF_VT_STRING);
+    ggufgen_put_u64(gg, n);
+    for (uint64_t j = 0; j < n; j++) {
+        const char *tok;
+        size_t len;
+        assert_int_equal(gguf_arr_get_str(src, k, j, &tok, &len), KB_OK);
+        if (j == 300) ggufgen_put_strn(gg, "a\0b", 3);
+        else ggufgen_put_strn(gg, tok, len);
+    }
+}
+
+static void add_layer_2_norm(GgufGen *gg, const GgufFile *src)
+{
+    (void)src;
+    int64_t ne[1] = {256};
+    ggufgen_tensor(gg, "blk.2.attn_norm.weight", 1, ne, KB_TYPE_F32);
+}
+
+static const Breakage breakages[] = {
+    {"missing.gguf", NULL, "blk.1.attn_q.weight", NULL, "tensor 'blk.1.attn_q.weight' is missing", false},
+    {"iq2.gguf", NULL, "blk.0.ffn_up.weight", add_iq2_ffn_up,
+     "type IQ2_XS of tensor 'blk.0.ffn_up.weight' is not supported (supported: F32, F16, Q4_0", false},
+    {"shape.gguf", NULL, "blk.0.attn_k.weight", add_wide_attn_k,
+     "tensor 'blk.0.attn_k.weight' has shape {256, 128, 1, 1}, expected {256, 64}", false},
+    {"boolcount.gguf", "llama.block_count", NULL, add_bool_block_count,
+     "llama.block_count has type bool, expected an integer", false},
+    {"heads.gguf", "llama.attention.head_count", NULL, add_head_count_7, "do not divide evenly", false},
+    {"nulkey.gguf", NULL, NULL, add_nul_key, "contains a NUL byte", true},
+    {"nularch.gguf", "general.architecture", NULL, add_nul_architecture,
+     "the string value of 'general.architecture' contains a NUL byte", true},
+    {"nultoken.gguf", "tokenizer.ggml.tokens", NULL, add_nul_token,
+     "string 300 of 'tokenizer.ggml.tokens' contains a NUL byte", true},
+    {"layer2.gguf", NULL, NULL, add_layer_2_norm,
+     "tensor 'blk.2.attn_norm.weight' belongs to layer 2, but llama.block_count is 2", false},
+};
+
+/* Writes the copy of tiny-llama-Q8_0 that b describes into the sandbox;
+** returns its malloc'd path. */
+static char *write_broken_model(Sandbox *sb, const Breakage *b)
+{
+    char *src_path = testutil_data_path("models/tiny-llama-Q8_0.gguf");
+    GgufFile *src = NULL;
+    char err[512];
+    assert_int_equal(gguf_open(src_path, &src, err, sizeof err), KB_OK);
+    GgufGen *gg = ggufgen_copy(src, b->skip_key, b->skip_tensor);
+    if (b->edit) b->edit(gg, src);
+    char *path = testutil_join(sb->dir, b->file);
+    assert_int_equal(ggufgen_write(gg, path), 0);
+    ggufgen_free(gg);
+    gguf_close(src);
+    free(src_path);
+    return path;
+}
+
+/* Fails unless r exited 1 with one line on stderr naming path and reason. */
+static void expect_refusal(Run *r, const char *path, const char *reason)
+{
+    if (r->status != 1 || !strstr(r->err, reason) || !strstr(r->err, path))
+        fail_msg("status %d, stderr: %s(expected the path and \"%s\")", r->status, r->err, reason);
+    assert_int_equal(count_lines(r->err), 1);
+}
+
+/* Issue 16 item 14: a file that cannot load is refused by `model info`
+** (after what it could read), by `kbchat --model F` and by generate, with
+** the reason, exit 1. The intact copy loads: the breakage is the cause. */
+static void test_cli_refuses_models_that_cannot_load(void **state)
+{
+    Sandbox *sb = *state;
+    const Breakage intact = {"intact.gguf", NULL, NULL, NULL, NULL, false};
+    char *path = write_broken_model(sb, &intact);
+    Run r = run_kbchat(sb, "model", "info", path, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    run_free(&r);
+    free(path);
+    for (size_t i = 0; i < sizeof breakages / sizeof breakages[0]; i++) {
+        const Breakage *b = &breakages[i];
+        path = write_broken_model(sb, b);
+        r = run_kbchat(sb, "model", "info", path, NULL);
+        expect_refusal(&r, path, b->reason);
+        if (b->reader_refuses) assert_string_equal(r.out, "");
+        else assert_non_null(strstr(r.out, "architecture:    llama\n"));
+        run_free(&r);
+        r = run_kbchat(sb, "--model", path, NULL, NULL);
+        expect_refusal(&r, path, b->reason);
+        run_free(&r);
+        const char *argv[] = {sb->cwd_bin, "generate", "-m", path, "-p", "Once", "-n", "1", NULL};
+        const char *env[] = {sb->env_home, sb->env_xdg_data, sb->env_xdg_cfg, sb->env_kbcfg, NULL};
+        assert_int_equal(testutil_run(argv, env, sb->dir, 60, &r.out, &r.err, &r.status), 0);
+        expect_refusal(&r, path, b->reason);
+        run_free(&r);
+        free(path);
+    }
+}
+
+/* Every reference model passes the load check. */
+static void test_cli_model_info_passes_every_reference_model(void **state)
+{
+    Sandbox *sb = *state;
+    char *dir = testutil_data_path("models");
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.') continue;
+        char *path = testutil_join(dir, e->d_name);
+        Run r = run_kbchat(sb, "model", "info", path, NULL);
+        if (r.status != 0) fail_msg("%s: status %d: %s", path, r.status, r.err);
+        assert_string_equal(r.err, "");
+        run_free(&r);
+        free(path);
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 50); /* README.md lists 58 models */
+    free(dir);
 }
 
 /* --- tokenize / detokenize --- */
@@ -808,6 +993,8 @@ int main(void)
         SANDBOXED(test_cli_model_info_without_file_uses_config_or_says_how),
         SANDBOXED(test_cli_model_info_escapes_hostile_strings),
         SANDBOXED(test_cli_model_info_describes_a_4_gib_model),
+        SANDBOXED(test_cli_refuses_models_that_cannot_load),
+        SANDBOXED(test_cli_model_info_passes_every_reference_model),
         SANDBOXED(test_cli_tokenize_file_matches_reference_outputs),
         SANDBOXED(test_cli_tokenize_and_detokenize_round_trip),
         SANDBOXED(test_cli_generate_prints_aidreams_text_and_speed),

@@ -278,7 +278,7 @@ static void test_model_info_reports_ggml_files(void **state)
     FILE *out = fopen(out_path, "w");
     char err[256];
     assert_non_null(out);
-    assert_int_equal(model_info_print(path, out, err, sizeof err), KB_OK);
+    assert_int_equal(model_info_print(path, true, out, err, sizeof err), KB_OK);
     fclose(out);
     size_t len;
     char *text = testutil_read_file(out_path, &len);
