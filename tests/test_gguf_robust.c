@@ -18,6 +18,8 @@
 **       values that make the file invalid whatever the reader does (an
 **       offset onto another tensor, an unknown type, a zero dim ...) must be
 **       refused.
+**   (d) a NUL byte written into each key, string value and token of real
+**       models must be refused, with a message that says so.
 **
 ** The damaged copy is one temp file changed in place (ftruncate, pwrite and
 ** restore), so an iteration costs an open, not a file write. Seeds are fixed;
@@ -436,6 +438,91 @@ static void test_gguf_survives_corrupted_tensor_info_fields(void **state)
     check_info_fields("models/aidreams260K-F16.gguf");
 }
 
+/* --- (d) a NUL inside a string --- */
+
+/* Byte positions of the bytes of every string in the metadata of v (keys,
+** string values, elements of string arrays), walked as the format lays
+** them out from the header (24 bytes); returns how many, at most cap. */
+static int metadata_strings(const Victim *v, uint64_t *pos, uint64_t *len, int cap)
+{
+    uint64_t p = 16, n_kv;
+    memcpy(&n_kv, v->bytes + p, 8);
+    p = 24;
+    int n = 0;
+    for (uint64_t i = 0; i < n_kv; i++) {
+        uint64_t l;
+        uint32_t type, et = 0;
+        uint64_t count = 1;
+        memcpy(&l, v->bytes + p, 8);
+        if (n < cap) pos[n] = p + 8, len[n++] = l; /* the key */
+        p += 8 + l;
+        memcpy(&type, v->bytes + p, 4);
+        p += 4;
+        if (type == GGUF_VT_ARRAY) {
+            memcpy(&et, v->bytes + p, 4);
+            memcpy(&count, v->bytes + p + 4, 8);
+            p += 12;
+        } else {
+            et = type;
+        }
+        for (uint64_t j = 0; j < count; j++) {
+            if (et != GGUF_VT_STRING) {
+                p += gguf_value_type_size((int)et);
+                continue;
+            }
+            memcpy(&l, v->bytes + p, 8);
+            if (n < cap && l > 0) pos[n] = p + 8, len[n++] = l;
+            p += 8 + l;
+        }
+    }
+    assert_int_equal(p, v->kv_end); /* the walk agrees with the reader */
+    return n;
+}
+
+/* A NUL written into any key, string value or token of a real model (its
+** first, middle or last byte) is refused with a message that says so:
+** llama.cpp would read the string cut at the NUL. */
+static void check_nul_in_strings(const char *rel)
+{
+    arm_alarm();
+    Victim v;
+    victim_load(&v, rel);
+    enum { CAP = 4096 };
+    uint64_t *pos = calloc(CAP, sizeof *pos), *len = calloc(CAP, sizeof *len);
+    assert_non_null(pos);
+    assert_non_null(len);
+    int n = metadata_strings(&v, pos, len, CAP);
+    assert_true(n > 500); /* keys, values and a 512-token vocabulary */
+    const uint8_t zero = 0;
+    for (int i = 0; i < n; i++) {
+        const uint64_t at[] = {0, len[i] / 2, len[i] - 1};
+        for (size_t k = 0; k < 3; k++) {
+            pwrite_all(v.fd, &zero, 1, pos[i] + at[k]);
+            char err[512] = "";
+            GgufFile *g = NULL;
+            int rc = gguf_open(v.path, &g, err, sizeof err);
+            if (rc != KB_EFORMAT || strstr(err, "NUL") == NULL) {
+                print_error("%s: NUL at byte %llu (string %d): rc %d, message '%s'\n", rel,
+                            (unsigned long long)(pos[i] + at[k]), i, rc, err);
+                gguf_close(g);
+                fail();
+            }
+            pwrite_all(v.fd, v.bytes + pos[i] + at[k], 1, pos[i] + at[k]);
+        }
+    }
+    print_message("%s: a NUL in each of %d strings refused\n", rel, n);
+    free(pos);
+    free(len);
+    victim_free(&v);
+}
+
+static void test_gguf_refuses_nul_in_every_string_of_a_model(void **state)
+{
+    (void)state;
+    check_nul_in_strings("models/tiny-llama-Q4_K_M.gguf");
+    check_nul_in_strings("models/tiny-qwen2-Q8_0.gguf");
+}
+
 /* Corruption of a crafted file holding every value type (arrays of each
 ** numeric type, of strings, empty ones), where a mutation lands on the
 ** rarer value types far more often than in a real model. */
@@ -512,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_gguf_survives_corrupted_llama_q4_k_m),
         cmocka_unit_test(test_gguf_survives_corrupted_aidreams_f16),
         cmocka_unit_test(test_gguf_survives_corrupted_tensor_info_fields),
+        cmocka_unit_test(test_gguf_refuses_nul_in_every_string_of_a_model),
         cmocka_unit_test(test_gguf_survives_corrupted_crafted_file),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
