@@ -103,19 +103,22 @@ static const CliCommand commands[] = {
     {"generate", NULL, 0, 0,
      CLI_BIT(CLI_OPT_PROMPT) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_TEMP) | CLI_BIT(CLI_OPT_TOP_K) |
          CLI_BIT(CLI_OPT_TOP_P) | CLI_BIT(CLI_OPT_MIN_P) | CLI_BIT(CLI_OPT_REPEAT_PENALTY) | CLI_BIT(CLI_OPT_SEED) |
-         CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_CTX_SIZE) | CLI_BIT(CLI_OPT_SPECIAL),
-     "generate [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N]",
+         CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_CTX_SIZE) | CLI_BIT(CLI_OPT_SPECIAL) | CLI_BIT(CLI_OPT_RAW),
+     "generate [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N] [--raw]",
      "continue a prompt with the model, streaming the text",
      "Tokenizes PROMPT (with the model's BOS; control-token text such as\n"
      "<|im_start|> becomes its token) and prints the continuation as it is\n"
      "generated, then on stderr the prompt and generation speeds in tokens/s.\n"
      "Ctrl-C stops it at once, also while the prompt is evaluated (exit status 130).\n"
      "Sampling settings default to the configuration's sampling.* values.\n"
+     "Control characters and bytes that are not UTF-8 in the text are shown as\n"
+     "\\x1b, \\u009b, \\xff (docs/output.md): a model cannot drive the terminal.\n"
      "  -n, --n-predict N  tokens to generate at most (default sampling.max_tokens)\n"
      "  --temp T           temperature, 0 = greedy\n"
      "  --seed S           random seed (default sampling.seed; -1 = random)\n"
      "  --ctx-size N       context length (default: the model's, capped by model.context_size)\n"
-     "  --special          print control tokens as text\n",
+     "  --special          print control tokens as text\n"
+     "  --raw              write the model's bytes unchanged (for a pipe that wants them)\n",
      cmd_generate},
     {"embed", NULL, 0, 1, CLI_BIT(CLI_OPT_FILE) | CLI_BIT(CLI_OPT_THREADS), "embed [--file LINES.txt] [TEXT]",
      "print embedding vectors of text (BERT-family models)",
@@ -146,7 +149,7 @@ static const CliCommand commands[] = {
      "  -d, --n-depth N  tokens in the cache before each test (default 0)\n"
      "  --json           one JSON object instead of the table (\"depth\": -d)\n",
      cmd_bench},
-    {"chat", NULL, 0, 0, CLI_BIT(CLI_OPT_KB), "chat [--model FILE] [--kb NAME]",
+    {"chat", NULL, 0, 0, CLI_BIT(CLI_OPT_KB) | CLI_BIT(CLI_OPT_RAW), "chat [--model FILE] [--kb NAME] [--raw]",
      "a line-mode conversation on standard input and output",
      "Reads one question or command per line and streams each answer, followed by\n"
      "its sources when a knowledge base is in use. The prompt follows the model's\n"
@@ -161,7 +164,10 @@ static const CliCommand commands[] = {
      "is evaluated; a second one, or one while kbchat waits for a line, ends it. The\n"
      "\"> \" prompt appears only on a terminal and notices go to standard error, so\n"
      "piped output holds only the answers, their sources and the commands' results.\n"
-     "  --kb NAME   search knowledge base NAME (see 'kbchat kb list')\n",
+     "Control characters and bytes that are not UTF-8 in answers, file names and\n"
+     "passages are shown as \\x1b, \\u009b, \\xff (docs/output.md).\n"
+     "  --kb NAME   search knowledge base NAME (see 'kbchat kb list')\n"
+     "  --raw       write the answers' bytes unchanged (sources stay escaped)\n",
      cmd_chat},
     {"kb", "create", 1, 1, CLI_BIT(CLI_OPT_FOLDER), "kb create NAME [--folder DIR]...",
      "create a knowledge base over folders of PDF and text files",
@@ -226,7 +232,8 @@ static const CliCommand commands[] = {
      "  --json      a JSON array of objects with rank, score, file, page (null for\n"
      "              text files), chunk_id, section and text; other modes than words\n"
      "              add bm25_rank, vector_rank (null when not found by it) and\n"
-     "              relevance (0..1, what the threshold is compared with)\n"
+     "              relevance (0..1, what the threshold is compared with); a value\n"
+     "              that is not UTF-8 gets a KEY_hex member (docs/output.md)\n"
      "Put '--' before a query word that starts with '-'.\n",
      cmd_kb_search},
     {"kb", "rebuild", 1, 1, 0, "kb rebuild NAME", "re-embed a knowledge base with the configured embedding model",
@@ -240,8 +247,8 @@ static const CliCommand commands[] = {
     {"ask", NULL, 1, -1,
      CLI_BIT(CLI_OPT_KB) | CLI_BIT(CLI_OPT_TOP_K) | CLI_BIT(CLI_OPT_JSON) | CLI_BIT(CLI_OPT_RETRIEVE_ONLY) |
          CLI_BIT(CLI_OPT_SHOW_PROMPT) | CLI_BIT(CLI_OPT_FALLBACK) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_TEMP) |
-         CLI_BIT(CLI_OPT_SEED) | CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_CTX_SIZE),
-     "ask [--kb NAME] [--top-k K] [--json] [--retrieve-only] QUESTION",
+         CLI_BIT(CLI_OPT_SEED) | CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_CTX_SIZE) | CLI_BIT(CLI_OPT_RAW),
+     "ask [--kb NAME] [--top-k K] [--json] [--retrieve-only] [--raw] QUESTION",
      "answer a question from a knowledge base, citing the sources",
      "Searches the knowledge base (hybrid: keyword and vector, keyword only when it\n"
      "has no vectors), puts the best passages, numbered [1]..[k] with file and page,\n"
@@ -252,6 +259,9 @@ static const CliCommand commands[] = {
      "base has nothing on it and loads no model (--fallback model lets the model\n"
      "answer instead, labelled as not from the documents). Ctrl-C stops the answer\n"
      "at once, also while the prompt is evaluated (exit status 130, no sources).\n"
+     "Control characters and bytes that are not UTF-8 in the answer, file names and\n"
+     "passages are shown as \\x1b, \\u009b, \\xff (docs/output.md); --json output\n"
+     "is always valid JSON (a value that is not UTF-8 gets a KEY_hex member).\n"
      "  --kb NAME         the knowledge base (default: the only one there is)\n"
      "  --top-k K         passages to retrieve (default retrieval.top_k)\n"
      "  --retrieve-only   print the ranked passages and stop: no chat model is loaded\n"
@@ -260,6 +270,7 @@ static const CliCommand commands[] = {
      "                    and text; else one object with the answer and its sources\n"
      "  --show-prompt     print the prompt given to the model on standard error\n"
      "  --fallback MODE   strict (default) or model, when nothing is found\n"
+     "  --raw             write the answer's bytes unchanged (sources stay escaped)\n"
      "  -n, --temp, --seed, -t, --ctx-size   as for 'kbchat generate'\n",
      cmd_ask},
 };
@@ -300,6 +311,7 @@ static const struct CliOptionSpec {
     [CLI_OPT_SHOW_PROMPT] = {"--show-prompt", 0, 0, 0},
     [CLI_OPT_FALLBACK] = {"--fallback", 0, 1, 0},
     [CLI_OPT_DEPTH] = {"--n-depth", 'd', 1, 0},
+    [CLI_OPT_RAW] = {"--raw", 0, 0, 0},
 };
 
 const char *cli_option_name(CliOpt o)

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "app/cli.h"
+#include "app/term_text.h"
 #include "engine/engine.h"
 
 /* The options: -p, -n, -d, -t, -r. */
@@ -170,18 +171,22 @@ static void print_results(const CliArgs *a, const char *path, KbModel *m, const 
     double gbs = tg.mean * (double)model_weight_bytes_per_token(m) / 1e9;
     double tiled_mb = (double)model_packed_bytes(m) / 1e6;
     if (cli_has(a, CLI_OPT_JSON)) {
-        printf("{\"model\": \"%s\", \"arch\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", \"tiled_mb\": %.1f, "
+        fputc('{', stdout);
+        json_put_member(stdout, "model", path);
+        printf(", \"arch\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", \"tiled_mb\": %.1f, "
                "\"reps\": %lld, \"depth\": %lld, \"pp_tokens\": %lld, \"pp_tok_s\": %.2f, \"pp_tok_s_sd\": %.2f, "
                "\"pp_first_token_ms\": %.1f, \"pp_first_token_ms_sd\": %.1f, "
                "\"tg_tokens\": %lld, \"tg_tok_s\": %.2f, \"tg_tok_s_sd\": %.2f, \"tg_bandwidth_gb_s\": %.2f, "
                "\"load_ms\": %.1f, \"first_token_ms\": %.1f, \"peak_rss_mb\": %.1f}\n",
-               path, model_arch_name(m), model_n_threads(m), model_kernels_name(m), tiled_mb, b->reps, b->n_depth,
+               model_arch_name(m), model_n_threads(m), model_kernels_name(m), tiled_mb, b->reps, b->n_depth,
                b->n_prompt, pp.mean, pp.sd, first.mean, first.sd, b->n_gen, tg.mean, tg.sd, gbs, load_ms, start_ms,
                rss_mb);
         return;
     }
     char name[64];
-    printf("model:    %s (%s), %d threads, kernels %s, %lld repetitions\n", path, model_arch_name(m),
+    fputs("model:    ", stdout);
+    term_fputs(stdout, path, TERM_LINE);
+    printf(" (%s), %d threads, kernels %s, %lld repetitions\n", model_arch_name(m),
            model_n_threads(m), model_kernels_name(m), b->reps);
     if (tiled_mb > 0) printf("tiles:    %.1f MB of weights packed for the tiled kernels (docs/performance.md)\n", tiled_mb);
     printf("  %-16s %8s %20s\n", "test", "tokens", "tokens/s");

@@ -12,6 +12,7 @@
 
 #include "app/cli.h"
 #include "app/stop.h"
+#include "app/term_text.h"
 #include "engine/engine.h"
 
 /* --- option values --- */
@@ -182,11 +183,11 @@ int cmd_logits(const CliArgs *a, const char *const *args, int n_args)
 
 /* --- generate --- */
 
-/* Streams a piece to stdout; stops when Ctrl-C was pressed. */
+/* Streams a piece to stdout through the TermStream user (escaped unless
+** --raw); stops when Ctrl-C was pressed. */
 static int print_piece(void *user, const char *piece, size_t len)
 {
-    (void)user;
-    fwrite(piece, 1, len, stdout);
+    term_stream_write(user, stdout, piece, len, 0);
     fflush(stdout);
     return atomic_load(stop_sigint_flag());
 }
@@ -231,14 +232,16 @@ int cmd_generate(const CliArgs *a, const char *const *args, int n_args)
         code = CLI_EXIT_USAGE;
     }
     KbGenerateStats st;
+    TermStream out = {.raw = cli_has(a, CLI_OPT_RAW)};
     if (code == 0) {
         KbGenerateParams gp = {n_predict, NULL, cli_has(a, CLI_OPT_SPECIAL)};
         stop_watch(m, stop_sigint_flag());
         if (stop_catch_sigint() != 0) perror("kbchat: Ctrl-C will not stop the text: sigaction");
-        if (model_generate(m, smp, prompt.ids, prompt.n, &gp, print_piece, NULL, &st) != KB_OK) {
-            fprintf(stderr, "\nkbchat: %s\n", model_errmsg(m));
-            code = CLI_EXIT_FAIL;
+        if (model_generate(m, smp, prompt.ids, prompt.n, &gp, print_piece, &out, &st) != KB_OK) {
+            fputc('\n', stderr);
+            code = cli_print_error(model_errmsg(m));
         }
+        term_stream_write(&out, stdout, "", 0, 1);
         stop_release_sigint();
     }
     if (code == 0 && st.stop_reason == KB_STOP_CANCEL) {
