@@ -110,25 +110,6 @@ static void test_term_raw_stream_keeps_the_bytes(void **state)
     g_string_free(g, TRUE);
 }
 
-/* Parses json with python3's json module and returns what it prints for
-** the expression expr of the parsed value v (malloc'd). */
-static char *python_json(const char *dir, const char *json, const char *expr)
-{
-    char *path = testutil_join(dir, "x.json");
-    assert_int_equal(testutil_write_file(path, json, strlen(json)), 0);
-    char *prog = g_strdup_printf("import json,sys\nv=json.load(open(sys.argv[1],encoding='utf-8',errors='strict'))\n"
-                                 "sys.stdout.write(ascii(%s))\n", expr);
-    char *out = NULL, *err = NULL;
-    int status = -1;
-    assert_int_equal(testutil_run((const char *const[]){"python3", "-c", prog, path, NULL}, NULL, NULL, 60, &out, &err,
-                                  &status), 0);
-    if (status != 0) fail_msg("python3 rejected %s: %s", json, err);
-    free(err);
-    g_free(prog);
-    free(path);
-    return out;
-}
-
 static void test_json_strings_parse_and_keep_invalid_bytes_in_hex(void **state)
 {
     (void)state;
@@ -141,7 +122,7 @@ static void test_json_strings_parse_and_keep_invalid_bytes_in_hex(void **state)
     json_put_member(f, "name", "bad\xff.txt");
     fputc('}', f);
     fclose(f);
-    char *v = python_json(dir, buf, "[v['file'], v['name'], bytes.fromhex(v['name_hex']), 'file_hex' in v]");
+    char *v = testutil_python_json(dir, buf, "[v['file'], v['name'], bytes.fromhex(v['name_hex']), 'file_hex' in v]");
     assert_string_equal(v, "['e\\x1b]0;p\\x07\\n\"q\"\\\\\\x85\\x7f\\u77e5', 'bad\\ufffd.txt', b'bad\\xff.txt', False]");
     /* and the raw bytes hold no control or invalid UTF-8 */
     assert_true(g_utf8_validate(buf, (gssize)len, NULL));
