@@ -365,9 +365,11 @@ static void print_version(FILE *out)
 /* Reports a usage error: one line, then the usage. Returns the exit code. */
 static int usage_error(const char *fmt, const char *arg)
 {
+    TermStrs t = {0};
     fputs("kbchat: ", stderr);
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, fmt, term_line(&t, arg));
     fputc('\n', stderr);
+    term_strs_clear(&t);
     print_usage(stderr);
     fputs("Try 'kbchat --help' for more information.\n", stderr);
     return CLI_EXIT_USAGE;
@@ -453,9 +455,13 @@ static int parse_args(int argc, char **argv, CliArgs *a)
 int cli_load_config(const CliArgs *a, KbConfig *cfg)
 {
     int rc = config_load(cfg, a->config_path);
-    for (int i = 0; i < cfg->n_warnings; i++) fprintf(stderr, "kbchat: warning: %s\n", cfg->warnings[i]);
+    for (int i = 0; i < cfg->n_warnings; i++) {
+        fputs("kbchat: warning: ", stderr);
+        term_fputs(stderr, cfg->warnings[i], TERM_LINE);
+        fputc('\n', stderr);
+    }
     if (rc == KB_OK && a->model_path) rc = config_set(cfg, "model.path", a->model_path, "--model");
-    if (rc != KB_OK) fprintf(stderr, "kbchat: %s\n", cfg->errmsg);
+    if (rc != KB_OK) cli_print_error(cfg->errmsg);
     return rc;
 }
 
@@ -476,11 +482,7 @@ static int print_model_info(const char *path)
 {
     char err[1024];
     int rc = model_info_print(path, stdout, err, sizeof err);
-    if (rc != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", err);
-        return CLI_EXIT_FAIL;
-    }
-    return CLI_EXIT_OK;
+    return rc == KB_OK ? CLI_EXIT_OK : cli_print_error(err);
 }
 
 static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args)
@@ -515,7 +517,7 @@ static int cmd_start_ui(KbConfig *cfg, const char *kb)
     }
     int rc = ui_run(app, cfg->model_path, kb, cfg->file, cfg->theme, err, sizeof err);
     chat_close(app);
-    if (rc != KB_OK) fprintf(stderr, "kbchat: %s\n", err);
+    if (rc != KB_OK) cli_print_error(err);
     return rc == KB_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
