@@ -81,11 +81,13 @@ static const CliCommand commands[] = {
      "               format of llama.cpp's tokenizer tests\n"
      "Without TEXT or --file, the text is read from standard input.\n",
      cmd_tokenize},
-    {"detokenize", NULL, 1, -1, CLI_BIT(CLI_OPT_SPECIAL), "detokenize [--special] ID...",
+    {"detokenize", NULL, 1, -1, CLI_BIT(CLI_OPT_SPECIAL) | CLI_BIT(CLI_OPT_RAW), "detokenize [--special] [--raw] ID...",
      "print the text of token ids",
      "Decodes token ids with the vocabulary of the model given by --model (or\n"
      "model.path) and prints the text. Control tokens (BOS, EOS, ...) are left\n"
-     "out unless --special is given.\n",
+     "out unless --special is given. Control characters and bytes that are not\n"
+     "UTF-8 are shown as \\x1b, \\u009b, \\xff (docs/output.md); --raw writes the\n"
+     "bytes unchanged.\n",
      cmd_detokenize},
     {"logits", NULL, 0, 0,
      CLI_BIT(CLI_OPT_TOKENS) | CLI_BIT(CLI_OPT_GEN) | CLI_BIT(CLI_OPT_FOLLOW) | CLI_BIT(CLI_OPT_THREADS) |
@@ -527,6 +529,7 @@ static int cmd_start_ui(KbConfig *cfg, const char *kb)
 static int cmd_start(const CliArgs *a)
 {
     KbConfig cfg;
+    TermStrs t = {0};
     int code = CLI_EXIT_FAIL;
     if (cli_load_config(a, &cfg) != KB_OK) goto done;
     if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
@@ -534,15 +537,15 @@ static int cmd_start(const CliArgs *a)
         goto done;
     }
     printf("kbchat %s\n", KB_VERSION);
-    if (cfg.file) printf("configuration:   %s (found as %s)\n", cfg.file, cfg.file_origin);
+    if (cfg.file) printf("configuration:   %s (found as %s)\n", term_line(&t, cfg.file), cfg.file_origin);
     else printf("configuration:   built-in defaults (no configuration file found)\n");
-    printf("data directory:  %s\n", cfg.data_dir);
+    printf("data directory:  %s\n", term_line(&t, cfg.data_dir));
     if (cfg.model_path[0] == '\0') {
         printf("model:           none configured\n\n"
                "To chat, get a GGUF chat model (for example Qwen2.5-1.5B-Instruct Q4_K_M,\n"
                "ChatGLM3-6B Q4_0 or Llama-2-7B-chat Q4_0) and set model.path in %s\n"
                "or pass --model FILE. 'kbchat --help' lists the commands.\n",
-               cfg.file ? cfg.file : "~/.config/kbchat/config.yaml");
+               cfg.file ? term_line(&t, cfg.file) : "~/.config/kbchat/config.yaml");
         code = CLI_EXIT_OK;
         goto done;
     }
@@ -551,6 +554,7 @@ static int cmd_start(const CliArgs *a)
     code = print_model_info(cfg.model_path);
     if (code == CLI_EXIT_OK) printf("\n'kbchat --help' lists the commands.\n");
 done:
+    term_strs_clear(&t);
     config_free(&cfg);
     return code;
 }

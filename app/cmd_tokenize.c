@@ -170,8 +170,10 @@ int cmd_detokenize(const CliArgs *a, const char *const *args, int n_args)
     int32_t *ids = malloc((size_t)n_args * sizeof *ids);
     for (int i = 0; ids && i < n_args && code == CLI_EXIT_OK; i++) {
         if (parse_id(args[i], tokenizer_n_vocab(m.tok), &ids[i]) != 0) {
-            fprintf(stderr, "kbchat: detokenize: '%s' is not a token id (0..%d)\n", args[i],
+            TermStrs t = {0};
+            fprintf(stderr, "kbchat: detokenize: '%s' is not a token id (0..%d)\n", term_line(&t, args[i]),
                     tokenizer_n_vocab(m.tok) - 1);
+            term_strs_clear(&t);
             code = CLI_EXIT_USAGE;
         }
     }
@@ -184,7 +186,8 @@ int cmd_detokenize(const CliArgs *a, const char *const *args, int n_args)
         code = CLI_EXIT_FAIL;
     }
     if (code == CLI_EXIT_OK) {
-        fwrite(text, 1, len, stdout);
+        TermStream out = {.raw = cli_has(a, CLI_OPT_RAW)};
+        term_stream_write(&out, stdout, text, len, 1);
         putchar('\n');
     }
     free(text);

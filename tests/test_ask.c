@@ -278,7 +278,7 @@ static char *make_hostile_setup(Sandbox *sb)
 }
 
 /* The model's answer holds OSC title and clipboard sequences, raw controls
-** and a C1 CSI: generate and ask show them in the notation of
+** and a C1 CSI: generate, detokenize and ask show them in the notation of
 ** docs/output.md, as the Sources' file names; --raw writes the exact bytes;
 ** --json stays valid JSON with the exact answer. */
 static void test_ask_and_generate_escape_a_hostile_model(void **state)
@@ -292,6 +292,16 @@ static void test_ask_and_generate_escape_a_hostile_model(void **state)
     r = KB(sb, "generate", "-p", "hello", "-n", "30", "--raw");
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, GGUFGEN_HOSTILE_RAW "\n");
+    testutil_run_free(&r);
+
+    /* detokenize: the same tokens by id */
+    r = KB(sb, "detokenize", "3", "4", "5", "6", "7", "8", "9", "11");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "\\x1b]0;pwned\\x07\\x1b]52;c;aGk=\\x07\\x0b\\x19\xe4\xb8\xad\\u009b31m\n");
+    testutil_run_free(&r);
+    r = KB(sb, "detokenize", "--raw", "3", "4", "5", "6", "7", "8", "9", "11");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "\x1b]0;pwned\x07\x1b]52;c;aGk=\x07\x0b\x19\xe4\xb8\xad\xc2\x9b" "31m\n");
     testutil_run_free(&r);
 
     r = KB(sb, "ask", "--show-prompt", "wombat notes");
