@@ -497,7 +497,7 @@ static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args)
         if (cfg.model_path[0]) {
             code = print_model_info(cfg.model_path);
         } else {
-            fprintf(stderr, "kbchat: model info: no model given: pass FILE, --model FILE, or set model.path in %s\n",
+            cli_print_errorf("model info: no model given: pass FILE, --model FILE, or set model.path in %s",
                     cfg.file ? cfg.file : "a configuration file (see 'kbchat config --help')");
             code = CLI_EXIT_USAGE;
         }
@@ -589,7 +589,7 @@ static int check_options(const CliArgs *a, const CliCommand *c)
 {
     for (int o = 0; o < CLI_OPT_COUNT; o++) {
         if ((a->options & CLI_BIT(o)) && !(c->options & CLI_BIT(o))) {
-            fprintf(stderr, "kbchat: option '%s' does not apply to '%s'\n", cli_options[o].name, c->usage);
+            cli_print_errorf("option '%s' does not apply to '%s'", cli_options[o].name, c->usage);
             fprintf(stderr, "usage: kbchat [--config FILE] %s\n", c->usage);
             return CLI_EXIT_USAGE;
         }
@@ -624,8 +624,8 @@ static int run_parsed(const CliArgs *a)
     if ((code = check_options(a, c)) != 0) return code;
     int n_args = a->n_words - used;
     if (n_args < c->min_args || (c->max_args >= 0 && n_args > c->max_args)) {
-        if (c->max_args >= 0 && n_args > c->max_args) fprintf(stderr, "kbchat: unexpected argument '%s'\n", a->words[used + c->max_args]);
-        else fprintf(stderr, "kbchat: %s needs more arguments\n", c->usage);
+        if (c->max_args >= 0 && n_args > c->max_args) cli_print_errorf("unexpected argument '%s'", a->words[used + c->max_args]);
+        else cli_print_errorf("%s needs more arguments", c->usage);
         fprintf(stderr, "usage: kbchat [--config FILE] %s\n", c->usage);
         return CLI_EXIT_USAGE;
     }

@@ -105,8 +105,8 @@ int cmd_ask(const CliArgs *a, const char *const *args, int n_args);
 ** or retrieval.top_k, the words of a query joined, hits as JSON (with each
 ** retriever's rank when `ranks`), a passage indented by four spaces and
 ** escaped for the terminal (app/term_text.h), "kbchat: MSG" and "kbchat:
-** note: NOTE" on stderr with the message escaped (cli_print_error returns
-** CLI_EXIT_FAIL). The int functions return an exit code, printing any
+** note: NOTE" on stderr with the message escaped (cli_print_error and
+** cli_print_errorf, which formats it first, return CLI_EXIT_FAIL). The int functions return an exit code, printing any
 ** error. */
 int cli_open_embedder(const KbConfig *cfg, RagEmbedder **e);
 int cli_top_k(const CliArgs *a, const KbConfig *cfg, int *k);
@@ -114,6 +114,7 @@ char *cli_join_words(const char *const *w, int n);
 void cli_print_hits_json(FILE *out, const RagHit *h, int n, int ranks);
 void cli_print_passage(FILE *out, const char *text);
 int cli_print_error(const char *msg);
+int cli_print_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_print_note(const char *note);
 
 /* Loads the configuration and opens the model of --model / model.path with

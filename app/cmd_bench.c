@@ -67,7 +67,7 @@ static int bench_opt(const CliArgs *a, CliOpt o, long long min, long long max, l
     errno = 0;
     long long x = strtoll(a->value[o], &end, 10);
     if (errno || end == a->value[o] || *end || x < min || x > max) {
-        fprintf(stderr, "kbchat: bench: %s: expected an integer %lld..%lld, got \"%s\"\n", cli_option_name(o), min, max,
+        cli_print_errorf("bench: %s: expected an integer %lld..%lld, got \"%s\"", cli_option_name(o), min, max,
                 a->value[o]);
         return CLI_EXIT_USAGE;
     }
@@ -146,7 +146,7 @@ static int run_bench(KbModel *m, const BenchArgs *b, BenchRuns *runs)
         runs->tg[r] = b->n_gen ? time_generation(m, depth, b->n_depth, fresh, b->n_gen, logits) : 0;
         if (runs->pp[r] < 0 || runs->tg[r] < 0) rc = CLI_EXIT_FAIL;
     }
-    if (rc != 0) fprintf(stderr, "kbchat: bench: %s\n", model_errmsg(m));
+    if (rc != 0) cli_print_errorf("bench: %s", model_errmsg(m));
     free(tokens);
     free(logits);
     return rc;
@@ -240,7 +240,7 @@ static int open_bench_model(const char *path, const BenchArgs *b, KbModel **m)
     char err[1024];
     KbModelParams p = {0, context_needed(b), (int)b->threads, 0};
     if (model_open(path, &p, m, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: %s: %s\n", path, err);
+        cli_print_errorf("%s: %s", path, err);
         return CLI_EXIT_FAIL;
     }
     if (model_n_ctx(*m) < context_needed(b)) {
@@ -278,7 +278,7 @@ int cmd_bench(const CliArgs *a, const char *const *args, int n_args)
     if (code == 0) {
         load_ms = (now_seconds() - t0) * 1000;
         if (decode_first_token(m) != KB_OK) {
-            fprintf(stderr, "kbchat: bench: %s\n", model_errmsg(m));
+            cli_print_errorf("bench: %s", model_errmsg(m));
             code = CLI_EXIT_FAIL;
         }
         start_ms = (now_seconds() - t0) * 1000;

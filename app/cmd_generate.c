@@ -27,7 +27,7 @@ static int opt_int(const CliArgs *a, CliOpt o, long long min, long long max, lon
     errno = 0;
     long long x = strtoll(s, &end, 10);
     if (errno || end == s || *end || x < min || x > max) {
-        fprintf(stderr, "kbchat: %s: expected an integer %lld..%lld, got \"%s\"\n", cli_option_name(o), min, max, s);
+        cli_print_errorf("%s: expected an integer %lld..%lld, got \"%s\"", cli_option_name(o), min, max, s);
         return CLI_EXIT_USAGE;
     }
     *v = x;
@@ -43,7 +43,7 @@ static int opt_float(const CliArgs *a, CliOpt o, double min, double max, double 
     errno = 0;
     double x = strtod(s, &end);
     if (errno || end == s || *end || !isfinite(x) || x < min || x > max) {
-        fprintf(stderr, "kbchat: %s: expected a number %g..%g, got \"%s\"\n", cli_option_name(o), min, max, s);
+        cli_print_errorf("%s: expected a number %g..%g, got \"%s\"", cli_option_name(o), min, max, s);
         return CLI_EXIT_USAGE;
     }
     *v = x;
@@ -63,7 +63,7 @@ static int parse_ids(const char *s, const char *opt, int32_t **ids, size_t *n)
         errno = 0;
         long v = strtol(p, &end, 10);
         if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
-            fprintf(stderr, "kbchat: %s: expected comma-separated token ids, got \"%s\"\n", opt, s);
+            cli_print_errorf("%s: expected comma-separated token ids, got \"%s\"", opt, s);
             free(*ids);
             *ids = NULL;
             return CLI_EXIT_USAGE;
@@ -94,7 +94,7 @@ int cli_open_model(const CliArgs *a, KbConfig *cfg, KbModel **m)
     }
     KbModelParams p = {ctx, cfg->context_size, (int)threads, 0};
     if (model_open(cfg->model_path, &p, m, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: %s: %s\n", cfg->model_path, err);
+        cli_print_errorf("%s: %s", cfg->model_path, err);
         return CLI_EXIT_FAIL;
     }
     return 0;
@@ -125,7 +125,7 @@ static int run_steps(KbModel *m, const float *last, const int32_t *follow, size_
     for (size_t k = 0; k < n_steps; k++) {
         fed[k] = follow ? follow[k] : argmax(k ? steps + (k - 1) * nv : last, nv);
         if (model_decode(m, &fed[k], 1, steps + k * nv, false) != KB_OK) {
-            fprintf(stderr, "kbchat: %s\n", model_errmsg(m));
+            cli_print_error(model_errmsg(m));
             return CLI_EXIT_FAIL;
         }
     }
@@ -159,7 +159,7 @@ int cmd_logits(const CliArgs *a, const char *const *args, int n_args)
     int32_t *fed = m ? malloc((n_steps + 1) * sizeof *fed) : NULL;
     if (code == 0 && (!logits || !steps || !fed)) code = CLI_EXIT_FAIL;
     if (code == 0 && model_decode(m, prompt, n_prompt, logits, true) != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", model_errmsg(m));
+        cli_print_error(model_errmsg(m));
         code = CLI_EXIT_FAIL;
     }
     if (code == 0) code = run_steps(m, logits + (n_prompt - 1) * nv, follow, n_steps, fed, steps);

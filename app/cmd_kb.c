@@ -18,6 +18,7 @@
 ** knowledge bases never pay for loading a model.
 */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,18 @@ int cli_print_error(const char *msg)
     fputs("kbchat: ", stderr);
     term_fputs(stderr, msg, TERM_LINE);
     fputc('\n', stderr);
+    return CLI_EXIT_FAIL;
+}
+
+/* cli_print_error of the message fmt makes (printf-style). */
+int cli_print_errorf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    cli_print_error(msg);
+    g_free(msg);
     return CLI_EXIT_FAIL;
 }
 
