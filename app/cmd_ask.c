@@ -66,10 +66,7 @@ static int opt_int(const CliArgs *a, CliOpt o, long long min, long long max, lon
     errno = 0;
     long long x = strtoll(a->value[o], &end, 10);
     if (errno || end == a->value[o] || *end || x < min || x > max) {
-        TermStrs t = {0};
-        fprintf(stderr, "kbchat: %s: expected an integer %lld..%lld, got \"%s\"\n", cli_option_name(o), min, max,
-                term_line(&t, a->value[o]));
-        term_strs_clear(&t);
+        cli_print_errorf("%s: expected an integer %lld..%lld, got \"%s\"", cli_option_name(o), min, max, a->value[o]);
         return CLI_EXIT_USAGE;
     }
     *v = x;
@@ -84,10 +81,7 @@ static int opt_float(const CliArgs *a, CliOpt o, double min, double max, double 
     errno = 0;
     double x = strtod(a->value[o], &end);
     if (errno || end == a->value[o] || *end || !isfinite(x) || x < min || x > max) {
-        TermStrs t = {0};
-        fprintf(stderr, "kbchat: %s: expected a number %g..%g, got \"%s\"\n", cli_option_name(o), min, max,
-                term_line(&t, a->value[o]));
-        term_strs_clear(&t);
+        cli_print_errorf("%s: expected a number %g..%g, got \"%s\"", cli_option_name(o), min, max, a->value[o]);
         return CLI_EXIT_USAGE;
     }
     *v = x;
@@ -104,9 +98,7 @@ static int parse_fallback(Ask *k)
         k->fallback_model = 1;
         return 0;
     }
-    TermStrs t = {0};
-    fprintf(stderr, "kbchat: --fallback: expected strict or model, got '%s'\n", term_line(&t, f));
-    term_strs_clear(&t);
+    cli_print_errorf("--fallback: expected strict or model, got '%s'", f);
     return CLI_EXIT_USAGE;
 }
 
@@ -147,10 +139,7 @@ static int open_chat_model(Ask *k)
     }
     KbModelParams p = {ctx, k->cfg.context_size, (int)threads, 0};
     if (model_open(k->cfg.model_path, &p, &k->model, err, sizeof err) != KB_OK) {
-        TermStrs t = {0};
-        fprintf(stderr, "kbchat: %s: %s\n", term_line(&t, k->cfg.model_path), term_line(&t, err));
-        term_strs_clear(&t);
-        return CLI_EXIT_FAIL;
+        return cli_print_errorf("%s: %s", k->cfg.model_path, err);
     }
     return 0;
 }
@@ -169,9 +158,7 @@ static int open_embedder(Ask *k)
     char err[1024];
     code = open_chat_model(k);
     if (code == 0 && rag_embedder_wrap(k->model, k->cfg.model_path, &k->emb, err, sizeof err) != KB_OK) {
-        char *msg = g_strdup_printf("embedding model: %s", err);
-        code = cli_print_error(msg);
-        g_free(msg);
+        code = cli_print_errorf("embedding model: %s", err);
     }
     return code;
 }

@@ -210,9 +210,7 @@ int cmd_kb_delete(const CliArgs *a, const char *const *args, int n_args)
     (void)n_args;
     int yes = cli_has(a, CLI_OPT_YES);
     if (!yes && !isatty(STDIN_FILENO)) {
-        fputs("kbchat: kb delete: not asking without a terminal: pass --yes to delete '", stderr);
-        term_fputs(stderr, args[0], TERM_LINE);
-        fputs("'\n", stderr);
+        cli_print_errorf("kb delete: not asking without a terminal: pass --yes to delete '%s'", args[0]);
         return CLI_EXIT_USAGE;
     }
     KbConfig cfg;
@@ -598,9 +596,7 @@ int cli_top_k(const CliArgs *a, const KbConfig *cfg, int *k)
     errno = 0;
     long v = strtol(a->value[CLI_OPT_TOP_K], &end, 10);
     if (errno || *end || v < 1 || v > 1000) {
-        fputs("kbchat: --top-k: expected a number 1..1000, got '", stderr);
-        term_fputs(stderr, a->value[CLI_OPT_TOP_K], TERM_LINE);
-        fputs("'\n", stderr);
+        cli_print_errorf("--top-k: expected a number 1..1000, got '%s'", a->value[CLI_OPT_TOP_K]);
         return CLI_EXIT_USAGE;
     }
     *k = (int)v;
@@ -627,9 +623,7 @@ static int mode_of(const CliArgs *a, RagMode *mode)
 {
     *mode = RAG_MODE_WORDS;
     if (!cli_has(a, CLI_OPT_MODE) || rag_mode_parse(a->value[CLI_OPT_MODE], mode) == 0) return 0;
-    fputs("kbchat: --mode: expected words, keyword, vector or hybrid, got '", stderr);
-    term_fputs(stderr, a->value[CLI_OPT_MODE], TERM_LINE);
-    fputs("'\n", stderr);
+    cli_print_errorf("--mode: expected words, keyword, vector or hybrid, got '%s'", a->value[CLI_OPT_MODE]);
     return CLI_EXIT_USAGE;
 }
 

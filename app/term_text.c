@@ -74,6 +74,7 @@ void term_escape_append(GString *out, const char *s, size_t len, TermMode mode)
 
 void term_fputs(FILE *f, const char *s, TermMode mode)
 {
+    if (s == NULL) s = "";
     GString *g = g_string_new(NULL);
     term_escape_append(g, s, strlen(s), mode);
     fwrite(g->str, 1, g->len, f);
@@ -182,6 +183,7 @@ int term_stream_write(TermStream *s, FILE *f, const char *piece, size_t len, int
 
 int json_put_string(FILE *f, const char *s)
 {
+    if (s == NULL) s = "";
     const unsigned char *p = (const unsigned char *)s;
     size_t len = strlen(s);
     int lossy = 0;

@@ -45,7 +45,7 @@ typedef enum TermMode {
 ** incomplete UTF-8 sequence at the end is escaped byte by byte. */
 void term_escape_append(GString *out, const char *s, size_t len, TermMode mode);
 
-/* Writes NUL-terminated s to f escaped for mode. */
+/* Writes NUL-terminated s (NULL: nothing) to f escaped for mode. */
 void term_fputs(FILE *f, const char *s, TermMode mode);
 
 /* Escaped copies of strings for one printf: each is kept until
@@ -78,8 +78,8 @@ void term_stream_end(TermStream *s, GString *out);
 ** Returns 0, or EOF when writing failed. */
 int term_stream_write(TermStream *s, FILE *f, const char *piece, size_t len, int end);
 
-/* Writes s as a JSON string (see above). Returns 1 when s was not valid
-** UTF-8 (bytes replaced by U+FFFD), else 0. */
+/* Writes s (NULL: "") as a JSON string (see above). Returns 1 when s was
+** not valid UTF-8 (bytes replaced by U+FFFD), else 0. */
 int json_put_string(FILE *f, const char *s);
 /* Writes `"key": STRING` and, when s is not valid UTF-8, `, "key_hex":
 ** "HEX"` with its exact bytes. key is ours (plain ASCII). */
