@@ -16,6 +16,7 @@
 
 #include "app/config.h"
 #include "app/conversation.h"
+#include "app/term_text.h"
 
 #define KB_VERSION "0.1.0"
 

@@ -20,6 +20,7 @@
 
 #include "app/app.h"
 #include "app/chat_app.h"
+#include "app/term_text.h"
 #include "app/stop.h"
 
 /* --- state --- */
@@ -218,34 +219,66 @@ void chat_print_sources(const RagTurn *t, int with_text, FILE *out)
 {
     int searched = t->query && t->query[0];
     int rewritten = searched && strcmp(t->query, t->question) != 0;
+    TermStrs ts = {0};
     if (!searched && t->n_sources == 0) return;
     if (t->n_sources == 0) {
-        fprintf(out, "Sources: nothing found for \"%s\"\n", t->query);
+        fprintf(out, "Sources: nothing found for \"%s\"\n", term_line(&ts, t->query));
+        term_strs_clear(&ts);
         return;
     }
     fputs("Sources", out);
-    if (rewritten) fprintf(out, " (searched for \"%s\")", t->query);
+    if (rewritten) fprintf(out, " (searched for \"%s\")", term_line(&ts, t->query));
     fputs(":\n", out);
     for (int i = 0; i < t->n_sources; i++) {
         const RagHit *h = &t->sources[i];
         char *name = with_text ? g_strdup(h->file) : g_path_get_basename(h->file);
-        fprintf(out, "  [%d] %s", i + 1, name);
+        fprintf(out, "  [%d] %s", i + 1, term_line(&ts, name));
         if (h->page > 0) fprintf(out, ", page %d", h->page);
-        if (h->section && h->section[0]) fprintf(out, ", %s", h->section);
+        if (h->section && h->section[0]) fprintf(out, ", %s", term_line(&ts, h->section));
         fputc('\n', out);
-        for (const char *p = h->text; with_text && *p;) {
+        for (const char *p = with_text ? term_text(&ts, h->text) : ""; *p;) {
             size_t n = strcspn(p, "\n");
             fprintf(out, "      %.*s\n", (int)n, p);
             p += n + (p[n] == '\n');
         }
         g_free(name);
+        term_strs_clear(&ts);
     }
 }
 
 /* Reports conv's failure on io->err. */
 static void report(const ChatIO *io, const char *what, const char *msg)
 {
-    fprintf(io->err, "kbchat: %s%s%s\n", what ? what : "", what ? ": " : "", msg);
+    fprintf(io->err, "kbchat: %s%s", what ? what : "", what ? ": " : "");
+    term_fputs(io->err, msg, TERM_LINE);
+    fputc('\n', io->err);
+}
+
+/* The answer's pieces on their way to the front end: escaped (unless raw)
+** with a character cut between two pieces held for the next. */
+typedef struct AnswerStream {
+    const ChatIO *io;
+    TermStream term;
+    GString *buf;
+} AnswerStream;
+
+/* KbPieceFn: escapes piece and passes it on; returns the front end's answer
+** (nonzero: stop). */
+static int answer_piece(void *user, const char *piece, size_t len)
+{
+    AnswerStream *a = user;
+    g_string_truncate(a->buf, 0);
+    term_stream_put(&a->term, piece, len, a->buf);
+    return a->io->on_piece(a->io->user, a->buf->str, a->buf->len);
+}
+
+/* Passes on what the stream still holds (the answer has ended). */
+static void answer_stream_end(AnswerStream *a)
+{
+    g_string_truncate(a->buf, 0);
+    term_stream_end(&a->term, a->buf);
+    if (a->buf->len) a->io->on_piece(a->io->user, a->buf->str, a->buf->len);
+    g_string_free(a->buf, TRUE);
 }
 
 /* Answers question (NULL: the last one again), then prints the sources. */
@@ -254,7 +287,9 @@ static void answer(ChatApp *app, const char *question, const ChatIO *io)
     ConvStats st;
     Conversation *c = app->conv;
     if (app->rag == NULL && chat_rag(app) != KB_OK) report(io, "sessions are not saved", app->errmsg);
-    int rc = question ? conv_ask(c, question, io->on_piece, io->user, &st) : conv_retry(c, io->on_piece, io->user, &st);
+    AnswerStream as = {io, {.raw = io->raw}, g_string_new(NULL)};
+    int rc = question ? conv_ask(c, question, answer_piece, &as, &st) : conv_retry(c, answer_piece, &as, &st);
+    answer_stream_end(&as);
     if (rc == KB_ECANCELLED) { /* stopped before the answer began (the chat model embedding the question) */
         fputs(" [stopped]\n", io->out);
         return;
@@ -310,10 +345,12 @@ static void list_kbs(ChatApp *app, const ChatIO *io)
         return;
     }
     const char *cur = conv_kb(app->conv);
-    fprintf(io->out, "Knowledge base: %s\n", cur[0] ? cur : "none");
+    TermStrs t = {0};
+    fprintf(io->out, "Knowledge base: %s\n", cur[0] ? term_line(&t, cur) : "none");
     for (int i = 0; i < n; i++)
-        fprintf(io->out, "  %s %s (%lld documents)\n", strcmp(list[i].name, cur) ? " " : "*", list[i].name,
+        fprintf(io->out, "  %s %s (%lld documents)\n", strcmp(list[i].name, cur) ? " " : "*", term_line(&t, list[i].name),
                 (long long)list[i].n_documents);
+    term_strs_clear(&t);
     if (n == 0) fputs("  (none: create one with 'kbchat kb create NAME --folder DIR')\n", io->out);
     rag_kb_info_free_list(list, n);
 }
@@ -327,8 +364,8 @@ static int run_kb(ChatApp *app, const char *arg, const ChatIO *io)
     int off = strcmp(arg, "off") == 0;
     if (chat_use_kb(app, off ? NULL : arg) != KB_OK) report(io, NULL, app->errmsg);
     else if (off) fputs("Knowledge base off: questions go to the model alone.\n", io->out);
-    else fprintf(io->out, "Searching knowledge base %s.\n", arg);
-    if (app->note[0]) fprintf(io->err, "kbchat: note: %s\n", app->note);
+    else fputs("Searching knowledge base ", io->out), term_fputs(io->out, arg, TERM_LINE), fputs(".\n", io->out);
+    if (app->note[0]) report(io, "note", app->note);
     return CHAT_CONTINUE;
 }
 
@@ -355,9 +392,11 @@ static int run_sessions(ChatApp *app, const char *arg, const ChatIO *io)
         time_t t = (time_t)s->updated;
         struct tm tm;
         if (localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
+        TermStrs ts = {0};
         fprintf(io->out, "%c%3d. %s  (%d turn%s, %s%s%s)\n", s->id == conv_session(app->conv) ? '*' : ' ', i + 1,
-                s->title[0] ? s->title : "(untitled)", s->n_turns, s->n_turns == 1 ? "" : "s", when,
-                s->kb[0] ? ", kb " : "", s->kb);
+                s->title[0] ? term_line(&ts, s->title) : "(untitled)", s->n_turns, s->n_turns == 1 ? "" : "s", when,
+                s->kb[0] ? ", kb " : "", term_line(&ts, s->kb));
+        term_strs_clear(&ts);
     }
     return CHAT_CONTINUE;
 }
@@ -370,7 +409,10 @@ static const RagSession *pick_session(ChatApp *app, const char *arg, const ChatI
     long n = strtol(arg, &end, 10);
     if (app->listed == NULL && refresh_list(app, io) != KB_OK) return NULL;
     if (errno || end == arg || *end || n < 1 || n > app->n_listed) {
-        fprintf(io->err, "kbchat: expected a session number 1..%d (see /sessions), got \"%s\"\n", app->n_listed, arg);
+        TermStrs t = {0};
+        fprintf(io->err, "kbchat: expected a session number 1..%d (see /sessions), got \"%s\"\n", app->n_listed,
+                term_line(&t, arg));
+        term_strs_clear(&t);
         return NULL;
     }
     return &app->listed[n - 1];
@@ -386,14 +428,16 @@ static int run_open(ChatApp *app, const char *arg, const ChatIO *io)
         return CHAT_CONTINUE;
     }
     chat_refresh_embedder(app);
-    fprintf(io->out, "Opened \"%s\": %d turn%s", conv_title(app->conv), conv_n_turns(app->conv),
+    TermStrs t = {0};
+    fprintf(io->out, "Opened \"%s\": %d turn%s", term_line(&t, conv_title(app->conv)), conv_n_turns(app->conv),
             conv_n_turns(app->conv) == 1 ? "" : "s");
-    if (conv_kb(app->conv)[0]) fprintf(io->out, ", knowledge base %s", conv_kb(app->conv));
+    if (conv_kb(app->conv)[0]) fprintf(io->out, ", knowledge base %s", term_line(&t, conv_kb(app->conv)));
     fputs(".\n", io->out);
-    if (note) fprintf(io->out, "Note: %s.\n", note);
+    if (note) fprintf(io->out, "Note: %s.\n", term_line(&t, note));
     if (s->model[0] && (app->model_path == NULL || strcmp(s->model, app->model_path) != 0))
-        fprintf(io->out, "Note: it was made with %s (template %s); /model FILE switches.\n", s->model,
-                s->template_name);
+        fprintf(io->out, "Note: it was made with %s (template %s); /model FILE switches.\n", term_line(&t, s->model),
+                term_line(&t, s->template_name));
+    term_strs_clear(&t);
     return CHAT_CONTINUE;
 }
 
@@ -405,7 +449,9 @@ static int run_delete(ChatApp *app, const char *arg, const ChatIO *io)
         report(io, NULL, rag_errmsg(app->rag));
         return CHAT_CONTINUE;
     }
-    fprintf(io->out, "Deleted \"%s\".\n", s->title);
+    TermStrs t = {0};
+    fprintf(io->out, "Deleted \"%s\".\n", term_line(&t, s->title));
+    term_strs_clear(&t);
     if (s->id == conv_session(app->conv)) conv_reset(app->conv);
     refresh_list(app, io);
     return CHAT_CONTINUE;
@@ -414,7 +460,7 @@ static int run_delete(ChatApp *app, const char *arg, const ChatIO *io)
 static int run_rename(ChatApp *app, const char *arg, const ChatIO *io)
 {
     if (conv_rename(app->conv, arg) != KB_OK) report(io, NULL, conv_errmsg(app->conv));
-    else fprintf(io->out, "Renamed to \"%s\".\n", conv_title(app->conv));
+    else fputs("Renamed to \"", io->out), term_fputs(io->out, conv_title(app->conv), TERM_LINE), fputs("\".\n", io->out);
     return CHAT_CONTINUE;
 }
 
@@ -426,12 +472,17 @@ static int run_export(ChatApp *app, const char *arg, const ChatIO *io)
     }
     FILE *f = fopen(arg, "w");
     if (f == NULL) {
-        fprintf(io->err, "kbchat: cannot write %s: %s\n", arg, strerror(errno));
+        TermStrs t = {0};
+        fprintf(io->err, "kbchat: cannot write %s: %s\n", term_line(&t, arg), strerror(errno));
+        term_strs_clear(&t);
         return CHAT_CONTINUE;
     }
     int rc = conv_export_markdown(app->conv, f);
-    if (fclose(f) != 0 || rc != KB_OK) fprintf(io->err, "kbchat: writing %s failed\n", arg);
-    else fprintf(io->out, "Exported %d turn%s to %s.\n", conv_n_turns(app->conv), conv_n_turns(app->conv) == 1 ? "" : "s", arg);
+    TermStrs t = {0};
+    if (fclose(f) != 0 || rc != KB_OK) fprintf(io->err, "kbchat: writing %s failed\n", term_line(&t, arg));
+    else fprintf(io->out, "Exported %d turn%s to %s.\n", conv_n_turns(app->conv), conv_n_turns(app->conv) == 1 ? "" : "s",
+                 term_line(&t, arg));
+    term_strs_clear(&t);
     return CHAT_CONTINUE;
 }
 
@@ -459,6 +510,7 @@ static const char *set_key(const char *name)
 static void print_settings(ChatApp *app, const ChatIO *io)
 {
     const KbConfig *f = app->cfg;
+    TermStrs t = {0};
     fprintf(io->out,
             "temperature %g, top_k %lld, top_p %g, min_p %g, repeat_penalty %g, repeat_last_n %lld, seed %lld,\n"
             "max_tokens %lld, passages %lld, score_threshold %g, answer_reserve %lld, template %s (%s)\n"
@@ -466,7 +518,8 @@ static void print_settings(ChatApp *app, const ChatIO *io)
             f->temperature, (long long)f->top_k, f->top_p, f->min_p, f->repeat_penalty, (long long)f->repeat_last_n,
             (long long)f->seed, (long long)f->max_tokens, (long long)f->retrieval_top_k, f->score_threshold,
             (long long)f->answer_reserve, template_name(conv_template(app->conv)), conv_template_why(app->conv),
-            f->system_prompt[0] ? f->system_prompt : "(the template's own)");
+            f->system_prompt[0] ? term_line(&t, f->system_prompt) : "(the template's own)");
+    term_strs_clear(&t);
     fputs("Usage: /set KEY VALUE with KEY one of:", io->out);
     for (int i = 0; i < N_SET_KEYS; i++) fprintf(io->out, " %s", set_keys[i].alias);
     fputc('\n', io->out);
@@ -478,33 +531,38 @@ static int run_set(ChatApp *app, const char *arg, const ChatIO *io)
     char *name = g_strndup(arg, n);
     const char *value = arg + n + strspn(arg + n, " \t");
     const char *key = set_key(name);
+    TermStrs t = {0};
     if (arg[0] == '\0') {
         print_settings(app, io);
     } else if (key == NULL) {
-        fprintf(io->err, "kbchat: /set: '%s' cannot be changed in a chat (see /set; others: edit config.yaml%s)\n", name,
-                strcmp(name, "model.path") == 0 ? " or use /model FILE" : "");
+        fprintf(io->err, "kbchat: /set: '%s' cannot be changed in a chat (see /set; others: edit config.yaml%s)\n",
+                term_line(&t, name), strcmp(name, "model.path") == 0 ? " or use /model FILE" : "");
     } else if (config_set(app->cfg, key, value, "/set") != KB_OK) {
         report(io, "/set", app->cfg->errmsg);
     } else {
         if (strcmp(key, "model.template") == 0 && app->model &&
             conv_set_model(app->conv, app->model, app->model_path) != KB_OK)
             report(io, "/set", conv_errmsg(app->conv));
-        fprintf(io->out, "%s = %s\n", key, value);
+        fprintf(io->out, "%s = %s\n", key, term_line(&t, value));
     }
+    term_strs_clear(&t);
     g_free(name);
     return CHAT_CONTINUE;
 }
 
 static int run_model(ChatApp *app, const char *arg, const ChatIO *io)
 {
+    TermStrs t = {0};
     if (arg[0] == '\0') {
         if (app->model == NULL) fputs("No model loaded: /model FILE loads one.\n", io->out);
-        else fprintf(io->out, "Model: %s (%s, template %s: %s)\n", app->model_path, model_arch_name(app->model),
-                     template_name(conv_template(app->conv)), conv_template_why(app->conv));
-        return CHAT_CONTINUE;
+        else fprintf(io->out, "Model: %s (%s, template %s: %s)\n", term_line(&t, app->model_path),
+                     model_arch_name(app->model), template_name(conv_template(app->conv)), conv_template_why(app->conv));
+    } else if (chat_load_model(app, arg) != KB_OK) {
+        report(io, NULL, app->errmsg);
+    } else {
+        fprintf(io->out, "Model: %s (template %s)\n", term_line(&t, arg), template_name(conv_template(app->conv)));
     }
-    if (chat_load_model(app, arg) != KB_OK) report(io, NULL, app->errmsg);
-    else fprintf(io->out, "Model: %s (template %s)\n", arg, template_name(conv_template(app->conv)));
+    term_strs_clear(&t);
     return CHAT_CONTINUE;
 }
 
@@ -591,7 +649,10 @@ static void unknown_command(const char *name, size_t n, const ChatIO *io)
         if (n > 0 && strncmp(chat_commands[i].name, name, n) == 0) d = 1; /* a prefix */
         if (d < best_d) best_d = d, best = chat_commands[i].name;
     }
-    fprintf(io->err, "kbchat: unknown command /%.*s", (int)n, name);
+    GString *g = g_string_new("kbchat: unknown command /");
+    term_escape_append(g, name, n, TERM_LINE);
+    fputs(g->str, io->err);
+    g_string_free(g, TRUE);
     if (best) fprintf(io->err, "; did you mean /%s?", best);
     fputs(" (/help lists the commands)\n", io->err);
 }

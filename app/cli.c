@@ -85,11 +85,13 @@ static const CliCommand commands[] = {
      "               format of llama.cpp's tokenizer tests\n"
      "Without TEXT or --file, the text is read from standard input.\n",
      cmd_tokenize},
-    {"detokenize", NULL, 1, -1, CLI_BIT(CLI_OPT_SPECIAL), "detokenize [--special] ID...",
+    {"detokenize", NULL, 1, -1, CLI_BIT(CLI_OPT_SPECIAL) | CLI_BIT(CLI_OPT_RAW), "detokenize [--special] [--raw] ID...",
      "print the text of token ids",
      "Decodes token ids with the vocabulary of the model given by --model (or\n"
      "model.path) and prints the text. Control tokens (BOS, EOS, ...) are left\n"
-     "out unless --special is given.\n",
+     "out unless --special is given. Control characters and bytes that are not\n"
+     "UTF-8 are shown as \\x1b, \\u009b, \\xff (docs/output.md); --raw writes the\n"
+     "bytes unchanged.\n",
      cmd_detokenize},
     {"logits", NULL, 0, 0,
      CLI_BIT(CLI_OPT_TOKENS) | CLI_BIT(CLI_OPT_GEN) | CLI_BIT(CLI_OPT_FOLLOW) | CLI_BIT(CLI_OPT_THREADS) |
@@ -107,19 +109,22 @@ static const CliCommand commands[] = {
     {"generate", NULL, 0, 0,
      CLI_BIT(CLI_OPT_PROMPT) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_TEMP) | CLI_BIT(CLI_OPT_TOP_K) |
          CLI_BIT(CLI_OPT_TOP_P) | CLI_BIT(CLI_OPT_MIN_P) | CLI_BIT(CLI_OPT_REPEAT_PENALTY) | CLI_BIT(CLI_OPT_SEED) |
-         CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_CTX_SIZE) | CLI_BIT(CLI_OPT_SPECIAL),
-     "generate [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N]",
+         CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_CTX_SIZE) | CLI_BIT(CLI_OPT_SPECIAL) | CLI_BIT(CLI_OPT_RAW),
+     "generate [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N] [--raw]",
      "continue a prompt with the model, streaming the text",
      "Tokenizes PROMPT (with the model's BOS; control-token text such as\n"
      "<|im_start|> becomes its token) and prints the continuation as it is\n"
      "generated, then on stderr the prompt and generation speeds in tokens/s.\n"
      "Ctrl-C stops it at once, also while the prompt is evaluated (exit status 130).\n"
      "Sampling settings default to the configuration's sampling.* values.\n"
+     "Control characters and bytes that are not UTF-8 in the text are shown as\n"
+     "\\x1b, \\u009b, \\xff (docs/output.md): a model cannot drive the terminal.\n"
      "  -n, --n-predict N  tokens to generate at most (default sampling.max_tokens)\n"
      "  --temp T           temperature, 0 = greedy\n"
      "  --seed S           random seed (default sampling.seed; -1 = random)\n"
      "  --ctx-size N       context length (default: the model's, capped by model.context_size)\n"
-     "  --special          print control tokens as text\n",
+     "  --special          print control tokens as text\n"
+     "  --raw              write the model's bytes unchanged (for a pipe that wants them)\n",
      cmd_generate},
     {"embed", NULL, 0, 1, CLI_BIT(CLI_OPT_FILE) | CLI_BIT(CLI_OPT_THREADS), "embed [--file LINES.txt] [TEXT]",
      "print embedding vectors of text (BERT-family models)",
@@ -150,7 +155,7 @@ static const CliCommand commands[] = {
      "  -d, --n-depth N  tokens in the cache before each test (default 0)\n"
      "  --json           one JSON object instead of the table (\"depth\": -d)\n",
      cmd_bench},
-    {"chat", NULL, 0, 0, CLI_BIT(CLI_OPT_KB), "chat [--model FILE] [--kb NAME]",
+    {"chat", NULL, 0, 0, CLI_BIT(CLI_OPT_KB) | CLI_BIT(CLI_OPT_RAW), "chat [--model FILE] [--kb NAME] [--raw]",
      "a line-mode conversation on standard input and output",
      "Reads one question or command per line and streams each answer, followed by\n"
      "its sources when a knowledge base is in use. The prompt follows the model's\n"
@@ -165,7 +170,10 @@ static const CliCommand commands[] = {
      "is evaluated; a second one, or one while kbchat waits for a line, ends it. The\n"
      "\"> \" prompt appears only on a terminal and notices go to standard error, so\n"
      "piped output holds only the answers, their sources and the commands' results.\n"
-     "  --kb NAME   search knowledge base NAME (see 'kbchat kb list')\n",
+     "Control characters and bytes that are not UTF-8 in answers, file names and\n"
+     "passages are shown as \\x1b, \\u009b, \\xff (docs/output.md).\n"
+     "  --kb NAME   search knowledge base NAME (see 'kbchat kb list')\n"
+     "  --raw       write the answers' bytes unchanged (sources stay escaped)\n",
      cmd_chat},
     {"kb", "create", 1, 1, CLI_BIT(CLI_OPT_FOLDER), "kb create NAME [--folder DIR]...",
      "create a knowledge base over folders of PDF and text files",
@@ -230,7 +238,8 @@ static const CliCommand commands[] = {
      "  --json      a JSON array of objects with rank, score, file, page (null for\n"
      "              text files), chunk_id, section and text; other modes than words\n"
      "              add bm25_rank, vector_rank (null when not found by it) and\n"
-     "              relevance (0..1, what the threshold is compared with)\n"
+     "              relevance (0..1, what the threshold is compared with); a value\n"
+     "              that is not UTF-8 gets a KEY_hex member (docs/output.md)\n"
      "Put '--' before a query word that starts with '-'.\n",
      cmd_kb_search},
     {"kb", "rebuild", 1, 1, 0, "kb rebuild NAME", "re-embed a knowledge base with the configured embedding model",
@@ -244,8 +253,8 @@ static const CliCommand commands[] = {
     {"ask", NULL, 1, -1,
      CLI_BIT(CLI_OPT_KB) | CLI_BIT(CLI_OPT_TOP_K) | CLI_BIT(CLI_OPT_JSON) | CLI_BIT(CLI_OPT_RETRIEVE_ONLY) |
          CLI_BIT(CLI_OPT_SHOW_PROMPT) | CLI_BIT(CLI_OPT_FALLBACK) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_TEMP) |
-         CLI_BIT(CLI_OPT_SEED) | CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_CTX_SIZE),
-     "ask [--kb NAME] [--top-k K] [--json] [--retrieve-only] QUESTION",
+         CLI_BIT(CLI_OPT_SEED) | CLI_BIT(CLI_OPT_THREADS) | CLI_BIT(CLI_OPT_CTX_SIZE) | CLI_BIT(CLI_OPT_RAW),
+     "ask [--kb NAME] [--top-k K] [--json] [--retrieve-only] [--raw] QUESTION",
      "answer a question from a knowledge base, citing the sources",
      "Searches the knowledge base (hybrid: keyword and vector, keyword only when it\n"
      "has no vectors), puts the best passages, numbered [1]..[k] with file and page,\n"
@@ -256,6 +265,9 @@ static const CliCommand commands[] = {
      "base has nothing on it and loads no model (--fallback model lets the model\n"
      "answer instead, labelled as not from the documents). Ctrl-C stops the answer\n"
      "at once, also while the prompt is evaluated (exit status 130, no sources).\n"
+     "Control characters and bytes that are not UTF-8 in the answer, file names and\n"
+     "passages are shown as \\x1b, \\u009b, \\xff (docs/output.md); --json output\n"
+     "is always valid JSON (a value that is not UTF-8 gets a KEY_hex member).\n"
      "  --kb NAME         the knowledge base (default: the only one there is)\n"
      "  --top-k K         passages to retrieve (default retrieval.top_k)\n"
      "  --retrieve-only   print the ranked passages and stop: no chat model is loaded\n"
@@ -264,6 +276,7 @@ static const CliCommand commands[] = {
      "                    and text; else one object with the answer and its sources\n"
      "  --show-prompt     print the prompt given to the model on standard error\n"
      "  --fallback MODE   strict (default) or model, when nothing is found\n"
+     "  --raw             write the answer's bytes unchanged (sources stay escaped)\n"
      "  -n, --temp, --seed, -t, --ctx-size   as for 'kbchat generate'\n",
      cmd_ask},
 };
@@ -304,6 +317,7 @@ static const struct CliOptionSpec {
     [CLI_OPT_SHOW_PROMPT] = {"--show-prompt", 0, 0, 0},
     [CLI_OPT_FALLBACK] = {"--fallback", 0, 1, 0},
     [CLI_OPT_DEPTH] = {"--n-depth", 'd', 1, 0},
+    [CLI_OPT_RAW] = {"--raw", 0, 0, 0},
 };
 
 const char *cli_option_name(CliOpt o)
@@ -357,9 +371,11 @@ static void print_version(FILE *out)
 /* Reports a usage error: one line, then the usage. Returns the exit code. */
 static int usage_error(const char *fmt, const char *arg)
 {
+    TermStrs t = {0};
     fputs("kbchat: ", stderr);
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, fmt, term_line(&t, arg));
     fputc('\n', stderr);
+    term_strs_clear(&t);
     print_usage(stderr);
     fputs("Try 'kbchat --help' for more information.\n", stderr);
     return CLI_EXIT_USAGE;
@@ -445,9 +461,13 @@ static int parse_args(int argc, char **argv, CliArgs *a)
 int cli_load_config(const CliArgs *a, KbConfig *cfg)
 {
     int rc = config_load(cfg, a->config_path);
-    for (int i = 0; i < cfg->n_warnings; i++) fprintf(stderr, "kbchat: warning: %s\n", cfg->warnings[i]);
+    for (int i = 0; i < cfg->n_warnings; i++) {
+        fputs("kbchat: warning: ", stderr);
+        term_fputs(stderr, cfg->warnings[i], TERM_LINE);
+        fputc('\n', stderr);
+    }
     if (rc == KB_OK && a->model_path) rc = config_set(cfg, "model.path", a->model_path, "--model");
-    if (rc != KB_OK) fprintf(stderr, "kbchat: %s\n", cfg->errmsg);
+    if (rc != KB_OK) cli_print_error(cfg->errmsg);
     return rc;
 }
 
@@ -470,11 +490,7 @@ static int print_model_info(const char *path, bool vocab_only_ok)
 {
     char err[1024];
     int rc = model_info_print(path, vocab_only_ok, stdout, err, sizeof err);
-    if (rc != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", err);
-        return CLI_EXIT_FAIL;
-    }
-    return CLI_EXIT_OK;
+    return rc == KB_OK ? CLI_EXIT_OK : cli_print_error(err);
 }
 
 static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args)
@@ -487,7 +503,7 @@ static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args)
         if (cfg.model_path[0]) {
             code = print_model_info(cfg.model_path, true);
         } else {
-            fprintf(stderr, "kbchat: model info: no model given: pass FILE, --model FILE, or set model.path in %s\n",
+            cli_print_errorf("model info: no model given: pass FILE, --model FILE, or set model.path in %s",
                     cfg.file ? cfg.file : "a configuration file (see 'kbchat config --help')");
             code = CLI_EXIT_USAGE;
         }
@@ -509,7 +525,7 @@ static int cmd_start_ui(KbConfig *cfg, const char *kb)
     }
     int rc = ui_run(app, cfg->model_path, kb, cfg->file, cfg->theme, err, sizeof err);
     chat_close(app);
-    if (rc != KB_OK) fprintf(stderr, "kbchat: %s\n", err);
+    if (rc != KB_OK) cli_print_error(err);
     return rc == KB_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
@@ -519,6 +535,7 @@ static int cmd_start_ui(KbConfig *cfg, const char *kb)
 static int cmd_start(const CliArgs *a)
 {
     KbConfig cfg;
+    TermStrs t = {0};
     int code = CLI_EXIT_FAIL;
     if (cli_load_config(a, &cfg) != KB_OK) goto done;
     if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
@@ -526,15 +543,15 @@ static int cmd_start(const CliArgs *a)
         goto done;
     }
     printf("kbchat %s\n", KB_VERSION);
-    if (cfg.file) printf("configuration:   %s (found as %s)\n", cfg.file, cfg.file_origin);
+    if (cfg.file) printf("configuration:   %s (found as %s)\n", term_line(&t, cfg.file), cfg.file_origin);
     else printf("configuration:   built-in defaults (no configuration file found)\n");
-    printf("data directory:  %s\n", cfg.data_dir);
+    printf("data directory:  %s\n", term_line(&t, cfg.data_dir));
     if (cfg.model_path[0] == '\0') {
         printf("model:           none configured\n\n"
                "To chat, get a GGUF chat model (for example Qwen2.5-1.5B-Instruct Q4_K_M,\n"
                "ChatGLM3-6B Q4_0 or Llama-2-7B-chat Q4_0) and set model.path in %s\n"
                "or pass --model FILE. 'kbchat --help' lists the commands.\n",
-               cfg.file ? cfg.file : "~/.config/kbchat/config.yaml");
+               cfg.file ? term_line(&t, cfg.file) : "~/.config/kbchat/config.yaml");
         code = CLI_EXIT_OK;
         goto done;
     }
@@ -543,6 +560,7 @@ static int cmd_start(const CliArgs *a)
     code = print_model_info(cfg.model_path, false); /* the chat model: a vocabulary alone cannot chat */
     if (code == CLI_EXIT_OK) printf("\n'kbchat --help' lists the commands.\n");
 done:
+    term_strs_clear(&t);
     config_free(&cfg);
     return code;
 }
@@ -577,7 +595,7 @@ static int check_options(const CliArgs *a, const CliCommand *c)
 {
     for (int o = 0; o < CLI_OPT_COUNT; o++) {
         if ((a->options & CLI_BIT(o)) && !(c->options & CLI_BIT(o))) {
-            fprintf(stderr, "kbchat: option '%s' does not apply to '%s'\n", cli_options[o].name, c->usage);
+            cli_print_errorf("option '%s' does not apply to '%s'", cli_options[o].name, c->usage);
             fprintf(stderr, "usage: kbchat [--config FILE] %s\n", c->usage);
             return CLI_EXIT_USAGE;
         }
@@ -612,8 +630,8 @@ static int run_parsed(const CliArgs *a)
     if ((code = check_options(a, c)) != 0) return code;
     int n_args = a->n_words - used;
     if (n_args < c->min_args || (c->max_args >= 0 && n_args > c->max_args)) {
-        if (c->max_args >= 0 && n_args > c->max_args) fprintf(stderr, "kbchat: unexpected argument '%s'\n", a->words[used + c->max_args]);
-        else fprintf(stderr, "kbchat: %s needs more arguments\n", c->usage);
+        if (c->max_args >= 0 && n_args > c->max_args) cli_print_errorf("unexpected argument '%s'", a->words[used + c->max_args]);
+        else cli_print_errorf("%s needs more arguments", c->usage);
         fprintf(stderr, "usage: kbchat [--config FILE] %s\n", c->usage);
         return CLI_EXIT_USAGE;
     }

@@ -47,6 +47,7 @@ typedef enum CliOpt {
     CLI_OPT_SHOW_PROMPT, /* --show-prompt */
     CLI_OPT_FALLBACK,    /* --fallback strict|model */
     CLI_OPT_DEPTH,       /* -d, --n-depth N */
+    CLI_OPT_RAW,         /* --raw: model output unescaped */
     CLI_OPT_COUNT
 } CliOpt;
 #define CLI_BIT(o) (1u << (o))
@@ -102,13 +103,19 @@ int cmd_ask(const CliArgs *a, const char *const *args, int n_args);
 /* Shared by the knowledge-base commands (cmd_kb.c, cmd_ask.c): the
 ** configured embedding model (embedding.model; *e NULL when none), --top-k
 ** or retrieval.top_k, the words of a query joined, hits as JSON (with each
-** retriever's rank when `ranks`), a JSON string. The int functions return
-** an exit code, printing any error. */
+** retriever's rank when `ranks`), a passage indented by four spaces and
+** escaped for the terminal (app/term_text.h), "kbchat: MSG" and "kbchat:
+** note: NOTE" on stderr with the message escaped (cli_print_error and
+** cli_print_errorf, which formats it first, return CLI_EXIT_FAIL). The int functions return an exit code, printing any
+** error. */
 int cli_open_embedder(const KbConfig *cfg, RagEmbedder **e);
 int cli_top_k(const CliArgs *a, const KbConfig *cfg, int *k);
 char *cli_join_words(const char *const *w, int n);
 void cli_print_hits_json(FILE *out, const RagHit *h, int n, int ranks);
-void cli_json_string(FILE *out, const char *s);
+void cli_print_passage(FILE *out, const char *text);
+int cli_print_error(const char *msg);
+int cli_print_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_print_note(const char *note);
 
 /* Loads the configuration and opens the model of --model / model.path with
 ** -t and --ctx-size (or the configuration's values), printing any error.

@@ -30,6 +30,7 @@
 
 #include "app/cli.h"
 #include "app/stop.h"
+#include "app/term_text.h"
 #include "engine/engine.h"
 #include "rag/rag.h"
 
@@ -52,6 +53,7 @@ typedef struct Ask {
     int n_hits;
     RagPrompt prompt;
     GString *answer;       /* --json: the answer is collected, not streamed */
+    TermStream stream;     /* the streamed answer, escaped unless --raw */
 } Ask;
 
 /* --- options --- */
@@ -64,8 +66,7 @@ static int opt_int(const CliArgs *a, CliOpt o, long long min, long long max, lon
     errno = 0;
     long long x = strtoll(a->value[o], &end, 10);
     if (errno || end == a->value[o] || *end || x < min || x > max) {
-        fprintf(stderr, "kbchat: %s: expected an integer %lld..%lld, got \"%s\"\n", cli_option_name(o), min, max,
-                a->value[o]);
+        cli_print_errorf("%s: expected an integer %lld..%lld, got \"%s\"", cli_option_name(o), min, max, a->value[o]);
         return CLI_EXIT_USAGE;
     }
     *v = x;
@@ -80,7 +81,7 @@ static int opt_float(const CliArgs *a, CliOpt o, double min, double max, double 
     errno = 0;
     double x = strtod(a->value[o], &end);
     if (errno || end == a->value[o] || *end || !isfinite(x) || x < min || x > max) {
-        fprintf(stderr, "kbchat: %s: expected a number %g..%g, got \"%s\"\n", cli_option_name(o), min, max, a->value[o]);
+        cli_print_errorf("%s: expected a number %g..%g, got \"%s\"", cli_option_name(o), min, max, a->value[o]);
         return CLI_EXIT_USAGE;
     }
     *v = x;
@@ -97,7 +98,7 @@ static int parse_fallback(Ask *k)
         k->fallback_model = 1;
         return 0;
     }
-    fprintf(stderr, "kbchat: --fallback: expected strict or model, got '%s'\n", f);
+    cli_print_errorf("--fallback: expected strict or model, got '%s'", f);
     return CLI_EXIT_USAGE;
 }
 
@@ -112,15 +113,12 @@ static int choose_kb(Ask *k)
     }
     RagKbInfo *list = NULL;
     int n = 0, code = CLI_EXIT_OK;
-    if (rag_kb_list(k->rag, &list, &n) != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", rag_errmsg(k->rag));
-        return CLI_EXIT_FAIL;
-    }
+    if (rag_kb_list(k->rag, &list, &n) != KB_OK) return cli_print_error(rag_errmsg(k->rag));
     if (n == 1 && (k->kb = k->kb_owned = strdup(list[0].name)) == NULL) code = CLI_EXIT_FAIL;
     if (n == 0) fputs("kbchat: ask: no knowledge bases yet: 'kbchat kb create NAME --folder DIR' makes one\n", stderr);
     if (n > 1) {
         fputs("kbchat: ask: there are several knowledge bases: name one with --kb (", stderr);
-        for (int i = 0; i < n; i++) fprintf(stderr, "%s%s", i ? ", " : "", list[i].name);
+        for (int i = 0; i < n; i++) fputs(i ? ", " : "", stderr), term_fputs(stderr, list[i].name, TERM_LINE);
         fputs(")\n", stderr);
     }
     rag_kb_info_free_list(list, n);
@@ -141,8 +139,7 @@ static int open_chat_model(Ask *k)
     }
     KbModelParams p = {ctx, k->cfg.context_size, (int)threads, 0};
     if (model_open(k->cfg.model_path, &p, &k->model, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: %s: %s\n", k->cfg.model_path, err);
-        return CLI_EXIT_FAIL;
+        return cli_print_errorf("%s: %s", k->cfg.model_path, err);
     }
     return 0;
 }
@@ -152,10 +149,7 @@ static int open_chat_model(Ask *k)
 static int open_embedder(Ask *k)
 {
     RagKbInfo info;
-    if (rag_kb_info(k->rag, k->kb, &info) != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", rag_errmsg(k->rag));
-        return CLI_EXIT_FAIL;
-    }
+    if (rag_kb_info(k->rag, k->kb, &info) != KB_OK) return cli_print_error(rag_errmsg(k->rag));
     int pinned = info.embed_id.file[0] != '\0', code = CLI_EXIT_OK;
     rag_kb_info_clear(&info);
     if (!pinned) return CLI_EXIT_OK; /* keyword only: rag_retrieve says so */
@@ -164,36 +158,41 @@ static int open_embedder(Ask *k)
     char err[1024];
     code = open_chat_model(k);
     if (code == 0 && rag_embedder_wrap(k->model, k->cfg.model_path, &k->emb, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: embedding model: %s\n", err);
-        code = CLI_EXIT_FAIL;
+        code = cli_print_errorf("embedding model: %s", err);
     }
     return code;
 }
 
 /* --- output --- */
 
-/* Streams a piece of the answer (or collects it for --json). */
+/* Streams a piece of the answer, escaped unless --raw (or collects it for
+** --json). */
 static int on_piece(void *user, const char *piece, size_t len)
 {
     Ask *k = user;
     if (k->answer) {
         g_string_append_len(k->answer, piece, (gssize)len);
     } else {
-        fwrite(piece, 1, len, stdout);
+        term_stream_write(&k->stream, stdout, piece, len, 0);
         fflush(stdout);
     }
     return atomic_load(stop_sigint_flag());
 }
 
 /* Prints "[n] file, page N" and the passage's first line (at most
-** FIRST_LINE_MAX characters). */
+** FIRST_LINE_MAX characters), escaped for the terminal. */
 static void print_source(const RagHit *h, int n)
 {
-    printf("[%d] %s", n, h->file);
+    TermStrs t = {0};
+    printf("[%d] %s", n, term_line(&t, h->file));
     if (h->page > 0) printf(", page %d", h->page);
-    const char *t = h->text, *end = t;
-    for (int chars = 0; *end && *end != '\n' && chars < FIRST_LINE_MAX; chars++) end = g_utf8_next_char(end);
-    printf("\n    %.*s%s\n", (int)(end - t), t, *end && *end != '\n' ? " ..." : "");
+    term_strs_clear(&t);
+    const char *text = h->text, *end = text;
+    for (int chars = 0; *end && *end != '\n' && chars < FIRST_LINE_MAX; chars++) end = g_utf8_find_next_char(end, NULL);
+    GString *line = g_string_new("\n    ");
+    term_escape_append(line, text, (size_t)(end - text), TERM_LINE);
+    printf("%s%s\n", line->str, *end && *end != '\n' ? " ..." : "");
+    g_string_free(line, TRUE);
 }
 
 /* --retrieve-only: the ranked passages, as JSON or as text. */
@@ -206,26 +205,27 @@ static void print_retrieved(const Ask *k)
     if (k->n_hits == 0) printf("%s\n", rag_prompt_nothing_found(rag_text_lang(k->question)));
     for (int i = 0; i < k->n_hits; i++) {
         const RagHit *h = &k->hits[i];
-        printf("[%d] %s", h->rank, h->file);
+        TermStrs t = {0};
+        printf("[%d] %s", h->rank, term_line(&t, h->file));
+        term_strs_clear(&t);
         if (h->page > 0) printf(", page %d", h->page);
         printf("  (score %.4g", h->score);
         if (h->bm25_rank) printf(", keyword #%d", h->bm25_rank);
         if (h->vector_rank) printf(", vector #%d", h->vector_rank);
-        printf(", relevance %.2f)\n    ", h->relevance);
-        for (const char *t = h->text; *t; t++) fputs(*t == '\n' ? "\n    " : (char[2]){*t, 0}, stdout);
-        fputs("\n\n", stdout);
+        printf(", relevance %.2f)\n", h->relevance);
+        cli_print_passage(stdout, h->text);
     }
 }
 
 /* --json: one object with the answer and the sources that were in the prompt. */
 static void print_answer_json(const Ask *k, const char *answer, int grounded, int n_sources)
 {
-    fputs("{\"question\": ", stdout);
-    cli_json_string(stdout, k->question);
-    fputs(", \"knowledge_base\": ", stdout);
-    cli_json_string(stdout, k->kb);
-    printf(", \"grounded\": %s, \"answer\": ", grounded ? "true" : "false");
-    cli_json_string(stdout, answer);
+    fputc('{', stdout);
+    json_put_member(stdout, "question", k->question);
+    fputs(", ", stdout);
+    json_put_member(stdout, "knowledge_base", k->kb);
+    printf(", \"grounded\": %s, ", grounded ? "true" : "false");
+    json_put_member(stdout, "answer", answer);
     fputs(", \"sources\": ", stdout);
     cli_print_hits_json(stdout, k->hits, n_sources, 1);
     fputs("}\n", stdout);
@@ -282,9 +282,10 @@ static int generate(Ask *k, const char *prompt, long long n_predict, const KbSam
         stop_watch(k->model, stop_sigint_flag());
         if (stop_catch_sigint() != 0) perror("kbchat: Ctrl-C will not stop the answer: sigaction");
         if (model_generate(k->model, smp, ids.ids, ids.n, &gp, on_piece, k, &st) != KB_OK) {
-            fprintf(stderr, "\nkbchat: %s\n", model_errmsg(k->model));
-            code = CLI_EXIT_FAIL;
+            fputc('\n', stderr);
+            code = cli_print_error(model_errmsg(k->model));
         }
+        if (k->answer == NULL) term_stream_write(&k->stream, stdout, "", 0, 1);
         stop_release_sigint();
     }
     if (code == CLI_EXIT_OK && st.stop_reason == KB_STOP_CANCEL) {
@@ -323,9 +324,12 @@ static int answer_grounded(Ask *k)
     int code = sampler_params(k, &sp, &n_predict);
     if (code == 0) code = open_chat_model(k);
     if (code == 0) code = build_prompt(k, n_predict);
-    if (code == 0 && cli_has(k->a, CLI_OPT_SHOW_PROMPT))
+    if (code == 0 && cli_has(k->a, CLI_OPT_SHOW_PROMPT)) {
+        TermStrs t = {0};
         fprintf(stderr, "--- prompt (%lld tokens, passages: %d) ---\n%s\n--- end of prompt ---\n",
-                (long long)k->prompt.n_tokens, k->prompt.n_passages, k->prompt.text);
+                (long long)k->prompt.n_tokens, k->prompt.n_passages, term_text(&t, k->prompt.text));
+        term_strs_clear(&t);
+    }
     if (code == 0) code = generate(k, k->prompt.text, n_predict, &sp);
     if (code == 0 && k->answer) print_answer_json(k, k->answer->str, 1, k->prompt.n_passages);
     if (code == 0 && !k->answer) {
@@ -368,11 +372,8 @@ static int retrieve(Ask *k)
 {
     RagQuery q = {k->question, RAG_MODE_HYBRID, k->top_k, k->cfg.score_threshold, 1, k->emb};
     RagSearchInfo info;
-    if (rag_retrieve(k->rag, k->kb, &q, &k->hits, &k->n_hits, &info) != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", rag_errmsg(k->rag));
-        return CLI_EXIT_FAIL;
-    }
-    if (info.note[0]) fprintf(stderr, "kbchat: note: %s\n", info.note);
+    if (rag_retrieve(k->rag, k->kb, &q, &k->hits, &k->n_hits, &info) != KB_OK) return cli_print_error(rag_errmsg(k->rag));
+    if (info.note[0]) cli_print_note(info.note);
     return CLI_EXIT_OK;
 }
 
@@ -383,10 +384,7 @@ static int ask_open(Ask *k, const char *const *args, int n_args)
     if (code == 0) code = parse_fallback(k);
     if (code == 0) code = cli_top_k(k->a, &k->cfg, &k->top_k);
     if (code == 0 && (k->question = cli_join_words(args, n_args)) == NULL) code = CLI_EXIT_FAIL;
-    if (code == 0 && rag_open(&k->rag, k->cfg.data_dir) != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", rag_errmsg(k->rag));
-        code = CLI_EXIT_FAIL;
-    }
+    if (code == 0 && rag_open(&k->rag, k->cfg.data_dir) != KB_OK) code = cli_print_error(rag_errmsg(k->rag));
     if (code == 0) code = choose_kb(k);
     if (code == 0) code = open_embedder(k);
     return code;
@@ -412,6 +410,7 @@ int cmd_ask(const CliArgs *a, const char *const *args, int n_args)
     Ask k;
     memset(&k, 0, sizeof k);
     k.a = a;
+    k.stream.raw = cli_has(a, CLI_OPT_RAW);
     int retrieve_only = cli_has(a, CLI_OPT_RETRIEVE_ONLY);
     if (cli_has(a, CLI_OPT_JSON) && !retrieve_only) k.answer = g_string_new(NULL);
     int code = ask_open(&k, args, n_args);

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "app/cli.h"
+#include "app/term_text.h"
 #include "engine/engine.h"
 
 /* The options: -p, -n, -d, -t, -r. */
@@ -66,7 +67,7 @@ static int bench_opt(const CliArgs *a, CliOpt o, long long min, long long max, l
     errno = 0;
     long long x = strtoll(a->value[o], &end, 10);
     if (errno || end == a->value[o] || *end || x < min || x > max) {
-        fprintf(stderr, "kbchat: bench: %s: expected an integer %lld..%lld, got \"%s\"\n", cli_option_name(o), min, max,
+        cli_print_errorf("bench: %s: expected an integer %lld..%lld, got \"%s\"", cli_option_name(o), min, max,
                 a->value[o]);
         return CLI_EXIT_USAGE;
     }
@@ -145,7 +146,7 @@ static int run_bench(KbModel *m, const BenchArgs *b, BenchRuns *runs)
         runs->tg[r] = b->n_gen ? time_generation(m, depth, b->n_depth, fresh, b->n_gen, logits) : 0;
         if (runs->pp[r] < 0 || runs->tg[r] < 0) rc = CLI_EXIT_FAIL;
     }
-    if (rc != 0) fprintf(stderr, "kbchat: bench: %s\n", model_errmsg(m));
+    if (rc != 0) cli_print_errorf("bench: %s", model_errmsg(m));
     free(tokens);
     free(logits);
     return rc;
@@ -170,18 +171,22 @@ static void print_results(const CliArgs *a, const char *path, KbModel *m, const 
     double gbs = tg.mean * (double)model_weight_bytes_per_token(m) / 1e9;
     double tiled_mb = (double)model_packed_bytes(m) / 1e6;
     if (cli_has(a, CLI_OPT_JSON)) {
-        printf("{\"model\": \"%s\", \"arch\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", \"tiled_mb\": %.1f, "
+        fputc('{', stdout);
+        json_put_member(stdout, "model", path);
+        printf(", \"arch\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", \"tiled_mb\": %.1f, "
                "\"reps\": %lld, \"depth\": %lld, \"pp_tokens\": %lld, \"pp_tok_s\": %.2f, \"pp_tok_s_sd\": %.2f, "
                "\"pp_first_token_ms\": %.1f, \"pp_first_token_ms_sd\": %.1f, "
                "\"tg_tokens\": %lld, \"tg_tok_s\": %.2f, \"tg_tok_s_sd\": %.2f, \"tg_bandwidth_gb_s\": %.2f, "
                "\"load_ms\": %.1f, \"first_token_ms\": %.1f, \"peak_rss_mb\": %.1f}\n",
-               path, model_arch_name(m), model_n_threads(m), model_kernels_name(m), tiled_mb, b->reps, b->n_depth,
+               model_arch_name(m), model_n_threads(m), model_kernels_name(m), tiled_mb, b->reps, b->n_depth,
                b->n_prompt, pp.mean, pp.sd, first.mean, first.sd, b->n_gen, tg.mean, tg.sd, gbs, load_ms, start_ms,
                rss_mb);
         return;
     }
     char name[64];
-    printf("model:    %s (%s), %d threads, kernels %s, %lld repetitions\n", path, model_arch_name(m),
+    fputs("model:    ", stdout);
+    term_fputs(stdout, path, TERM_LINE);
+    printf(" (%s), %d threads, kernels %s, %lld repetitions\n", model_arch_name(m),
            model_n_threads(m), model_kernels_name(m), b->reps);
     if (tiled_mb > 0) printf("tiles:    %.1f MB of weights packed for the tiled kernels (docs/performance.md)\n", tiled_mb);
     printf("  %-16s %8s %20s\n", "test", "tokens", "tokens/s");
@@ -235,7 +240,7 @@ static int open_bench_model(const char *path, const BenchArgs *b, KbModel **m)
     char err[1024];
     KbModelParams p = {0, context_needed(b), (int)b->threads, 0};
     if (model_open(path, &p, m, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: %s: %s\n", path, err);
+        cli_print_errorf("%s: %s", path, err);
         return CLI_EXIT_FAIL;
     }
     if (model_n_ctx(*m) < context_needed(b)) {
@@ -273,7 +278,7 @@ int cmd_bench(const CliArgs *a, const char *const *args, int n_args)
     if (code == 0) {
         load_ms = (now_seconds() - t0) * 1000;
         if (decode_first_token(m) != KB_OK) {
-            fprintf(stderr, "kbchat: bench: %s\n", model_errmsg(m));
+            cli_print_errorf("bench: %s", model_errmsg(m));
             code = CLI_EXIT_FAIL;
         }
         start_ms = (now_seconds() - t0) * 1000;

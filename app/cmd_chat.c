@@ -14,8 +14,10 @@
 
 #include "app/cli.h"
 #include "app/stop.h"
+#include "app/term_text.h"
 
-/* Streams a piece of the answer; stops it after Ctrl-C. */
+/* Streams a piece of the answer (chat_line escaped it unless --raw);
+** stops it after Ctrl-C. */
 static int print_piece(void *user, const char *piece, size_t len)
 {
     (void)user;
@@ -32,26 +34,24 @@ static int chat_start(const CliArgs *a, ChatApp *app, const KbConfig *cfg)
     if (cfg->model_path[0] == '\0') {
         fputs("kbchat: no model: questions need one (--model FILE, model.path, or /model FILE)\n", stderr);
     } else if (chat_load_model(app, cfg->model_path) != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", chat_errmsg(app));
-        return CLI_EXIT_FAIL;
+        return cli_print_error(chat_errmsg(app));
     } else {
-        fprintf(stderr, "model: %s (template %s: %s)\n", cfg->model_path, template_name(conv_template(c)),
+        TermStrs t = {0};
+        fprintf(stderr, "model: %s (template %s: %s)\n", term_line(&t, cfg->model_path), template_name(conv_template(c)),
                 conv_template_why(c));
+        term_strs_clear(&t);
     }
     const char *kb = a->value[CLI_OPT_KB];
-    if (kb && chat_use_kb(app, kb) != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", chat_errmsg(app));
-        return CLI_EXIT_FAIL;
-    }
-    if (kb) fprintf(stderr, "knowledge base: %s\n", kb);
-    if (chat_note(app)[0]) fprintf(stderr, "kbchat: note: %s\n", chat_note(app));
+    if (kb && chat_use_kb(app, kb) != KB_OK) return cli_print_error(chat_errmsg(app));
+    if (kb) fputs("knowledge base: ", stderr), term_fputs(stderr, kb, TERM_LINE), fputc('\n', stderr);
+    if (chat_note(app)[0]) cli_print_note(chat_note(app));
     return 0;
 }
 
 /* Reads and handles lines until /quit or the end of input. */
-static void chat_loop(ChatApp *app, int interactive)
+static void chat_loop(ChatApp *app, int interactive, int raw)
 {
-    ChatIO io = {stdout, stderr, print_piece, NULL};
+    ChatIO io = {.out = stdout, .err = stderr, .on_piece = print_piece, .user = NULL, .raw = raw};
     char *line = NULL;
     size_t cap = 0;
     if (interactive) fputs("Type a question, or /help.\n", stderr);
@@ -78,7 +78,7 @@ int cmd_chat(const CliArgs *a, const char *const *args, int n_args)
     }
     if (app) chat_set_cancel(app, stop_sigint_flag());
     if (code == 0) code = chat_start(a, app, &cfg);
-    if (code == 0) chat_loop(app, isatty(0) && isatty(1));
+    if (code == 0) chat_loop(app, isatty(0) && isatty(1), cli_has(a, CLI_OPT_RAW));
     if (app && isatty(0) && isatty(1)) fputc('\n', stdout);
     chat_close(app);
     config_free(&cfg);

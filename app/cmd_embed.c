@@ -16,7 +16,7 @@ static int embed_text(KbModel *m, const char *text, size_t len, bool normalize, 
     if (tokenizer_encode(model_tokenizer(m), text, len, KB_TOK_ADD_SPECIAL, ids) != KB_OK) return CLI_EXIT_FAIL;
     const int32_t *seq = ids->ids;
     if (model_embed(m, &seq, &ids->n, 1, normalize, out) != KB_OK) {
-        fprintf(stderr, "kbchat: embed: %s\n", model_errmsg(m));
+        cli_print_errorf("embed: %s", model_errmsg(m));
         return CLI_EXIT_FAIL;
     }
     return 0;
@@ -59,7 +59,7 @@ int cmd_embed(const CliArgs *a, const char *const *args, int n_args)
     KbModel *m = NULL;
     int code = cli_open_model(a, &cfg, &m);
     if (code == 0 && !model_is_encoder(m)) {
-        fprintf(stderr, "kbchat: embed: %s is a %s model, not an embedding model\n", cfg.model_path, model_arch_name(m));
+        cli_print_errorf("embed: %s is a %s model, not an embedding model", cfg.model_path, model_arch_name(m));
         code = CLI_EXIT_FAIL;
     }
     float *vec = m ? malloc((size_t)model_n_embd(m) * sizeof *vec) : NULL;
@@ -70,7 +70,7 @@ int cmd_embed(const CliArgs *a, const char *const *args, int n_args)
         size_t len = 0;
         GError *gerr = NULL;
         if (!g_file_get_contents(file, &text, &len, &gerr)) {
-            fprintf(stderr, "kbchat: %s\n", gerr->message);
+            cli_print_error(gerr->message);
             g_error_free(gerr);
             code = CLI_EXIT_FAIL;
         } else {

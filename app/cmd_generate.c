@@ -12,6 +12,7 @@
 
 #include "app/cli.h"
 #include "app/stop.h"
+#include "app/term_text.h"
 #include "engine/engine.h"
 
 /* --- option values --- */
@@ -26,7 +27,7 @@ static int opt_int(const CliArgs *a, CliOpt o, long long min, long long max, lon
     errno = 0;
     long long x = strtoll(s, &end, 10);
     if (errno || end == s || *end || x < min || x > max) {
-        fprintf(stderr, "kbchat: %s: expected an integer %lld..%lld, got \"%s\"\n", cli_option_name(o), min, max, s);
+        cli_print_errorf("%s: expected an integer %lld..%lld, got \"%s\"", cli_option_name(o), min, max, s);
         return CLI_EXIT_USAGE;
     }
     *v = x;
@@ -42,7 +43,7 @@ static int opt_float(const CliArgs *a, CliOpt o, double min, double max, double 
     errno = 0;
     double x = strtod(s, &end);
     if (errno || end == s || *end || !isfinite(x) || x < min || x > max) {
-        fprintf(stderr, "kbchat: %s: expected a number %g..%g, got \"%s\"\n", cli_option_name(o), min, max, s);
+        cli_print_errorf("%s: expected a number %g..%g, got \"%s\"", cli_option_name(o), min, max, s);
         return CLI_EXIT_USAGE;
     }
     *v = x;
@@ -62,7 +63,7 @@ static int parse_ids(const char *s, const char *opt, int32_t **ids, size_t *n)
         errno = 0;
         long v = strtol(p, &end, 10);
         if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
-            fprintf(stderr, "kbchat: %s: expected comma-separated token ids, got \"%s\"\n", opt, s);
+            cli_print_errorf("%s: expected comma-separated token ids, got \"%s\"", opt, s);
             free(*ids);
             *ids = NULL;
             return CLI_EXIT_USAGE;
@@ -93,7 +94,7 @@ int cli_open_model(const CliArgs *a, KbConfig *cfg, KbModel **m)
     }
     KbModelParams p = {ctx, cfg->context_size, (int)threads, 0};
     if (model_open(cfg->model_path, &p, m, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: %s: %s\n", cfg->model_path, err);
+        cli_print_errorf("%s: %s", cfg->model_path, err);
         return CLI_EXIT_FAIL;
     }
     return 0;
@@ -124,7 +125,7 @@ static int run_steps(KbModel *m, const float *last, const int32_t *follow, size_
     for (size_t k = 0; k < n_steps; k++) {
         fed[k] = follow ? follow[k] : argmax(k ? steps + (k - 1) * nv : last, nv);
         if (model_decode(m, &fed[k], 1, steps + k * nv, false) != KB_OK) {
-            fprintf(stderr, "kbchat: %s\n", model_errmsg(m));
+            cli_print_error(model_errmsg(m));
             return CLI_EXIT_FAIL;
         }
     }
@@ -158,7 +159,7 @@ int cmd_logits(const CliArgs *a, const char *const *args, int n_args)
     int32_t *fed = m ? malloc((n_steps + 1) * sizeof *fed) : NULL;
     if (code == 0 && (!logits || !steps || !fed)) code = CLI_EXIT_FAIL;
     if (code == 0 && model_decode(m, prompt, n_prompt, logits, true) != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", model_errmsg(m));
+        cli_print_error(model_errmsg(m));
         code = CLI_EXIT_FAIL;
     }
     if (code == 0) code = run_steps(m, logits + (n_prompt - 1) * nv, follow, n_steps, fed, steps);
@@ -182,11 +183,11 @@ int cmd_logits(const CliArgs *a, const char *const *args, int n_args)
 
 /* --- generate --- */
 
-/* Streams a piece to stdout; stops when Ctrl-C was pressed. */
+/* Streams a piece to stdout through the TermStream user (escaped unless
+** --raw); stops when Ctrl-C was pressed. */
 static int print_piece(void *user, const char *piece, size_t len)
 {
-    (void)user;
-    fwrite(piece, 1, len, stdout);
+    term_stream_write(user, stdout, piece, len, 0);
     fflush(stdout);
     return atomic_load(stop_sigint_flag());
 }
@@ -231,14 +232,16 @@ int cmd_generate(const CliArgs *a, const char *const *args, int n_args)
         code = CLI_EXIT_USAGE;
     }
     KbGenerateStats st;
+    TermStream out = {.raw = cli_has(a, CLI_OPT_RAW)};
     if (code == 0) {
         KbGenerateParams gp = {n_predict, NULL, cli_has(a, CLI_OPT_SPECIAL)};
         stop_watch(m, stop_sigint_flag());
         if (stop_catch_sigint() != 0) perror("kbchat: Ctrl-C will not stop the text: sigaction");
-        if (model_generate(m, smp, prompt.ids, prompt.n, &gp, print_piece, NULL, &st) != KB_OK) {
-            fprintf(stderr, "\nkbchat: %s\n", model_errmsg(m));
-            code = CLI_EXIT_FAIL;
+        if (model_generate(m, smp, prompt.ids, prompt.n, &gp, print_piece, &out, &st) != KB_OK) {
+            fputc('\n', stderr);
+            code = cli_print_error(model_errmsg(m));
         }
+        term_stream_write(&out, stdout, "", 0, 1);
         stop_release_sigint();
     }
     if (code == 0 && st.stop_reason == KB_STOP_CANCEL) {

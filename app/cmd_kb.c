@@ -18,6 +18,7 @@
 ** knowledge bases never pay for loading a model.
 */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 
 #include "app/cli.h"
 #include "app/kb_ops.h"
+#include "app/term_text.h"
 #include "engine/engine.h"
 #include "rag/rag.h"
 
@@ -40,7 +42,7 @@ static int kb_open(const CliArgs *a, KbConfig *cfg, Rag **rag)
     if (cli_load_config(a, cfg) != KB_OK) return CLI_EXIT_FAIL;
     int rc = rag_open(rag, cfg->data_dir);
     if (rc != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", *rag ? rag_errmsg(*rag) : kb_strerror(rc));
+        cli_print_error(*rag ? rag_errmsg(*rag) : kb_strerror(rc));
         rag_close(*rag);
         *rag = NULL;
         return CLI_EXIT_FAIL;
@@ -54,11 +56,40 @@ static void kb_done(KbConfig *cfg, Rag *rag)
     config_free(cfg);
 }
 
+/* Prints "kbchat: MSG" with msg (which may quote names and input)
+** escaped for the terminal; returns CLI_EXIT_FAIL. */
+int cli_print_error(const char *msg)
+{
+    fputs("kbchat: ", stderr);
+    term_fputs(stderr, msg, TERM_LINE);
+    fputc('\n', stderr);
+    return CLI_EXIT_FAIL;
+}
+
+/* cli_print_error of the message fmt makes (printf-style). */
+int cli_print_errorf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    cli_print_error(msg);
+    g_free(msg);
+    return CLI_EXIT_FAIL;
+}
+
+/* Prints "kbchat: note: NOTE" escaped for the terminal. */
+void cli_print_note(const char *note)
+{
+    fputs("kbchat: note: ", stderr);
+    term_fputs(stderr, note, TERM_LINE);
+    fputc('\n', stderr);
+}
+
 /* Prints rag's message for a failed call and returns the exit code. */
 static int kb_fail(Rag *rag)
 {
-    fprintf(stderr, "kbchat: %s\n", rag_errmsg(rag));
-    return CLI_EXIT_FAIL;
+    return cli_print_error(rag_errmsg(rag));
 }
 
 static const char *embed_name(const char *model)
@@ -73,8 +104,7 @@ int cli_open_embedder(const KbConfig *cfg, RagEmbedder **out)
     char err[1200];
     if (kbops_open_embedder(cfg->embedding_model, cfg->model_path, (int)cfg->threads, out, err, sizeof err) == KB_OK)
         return CLI_EXIT_OK;
-    fprintf(stderr, "kbchat: %s\n", err);
-    return CLI_EXIT_FAIL;
+    return cli_print_error(err);
 }
 
 /* Formats a Unix time as local "YYYY-MM-DD HH:MM", or "never" for 0. */
@@ -103,10 +133,8 @@ int cmd_kb_create(const CliArgs *a, const char *const *args, int n_args)
     RagEmbedId id;
     int has_model = 0;
     char err[1200];
-    if (kbops_create(rag, &cfg, cfg.model_path, args[0], &id, &has_model, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", err);
-        code = CLI_EXIT_FAIL;
-    }
+    if (kbops_create(rag, &cfg, cfg.model_path, args[0], &id, &has_model, err, sizeof err) != KB_OK)
+        code = cli_print_error(err);
     for (int i = 0; code == CLI_EXIT_OK && i < a->n_repeated; i++) {
         if (rag_kb_add(rag, args[0], a->repeated[i]) == KB_OK) continue;
         code = kb_fail(rag);
@@ -114,12 +142,14 @@ int cmd_kb_create(const CliArgs *a, const char *const *args, int n_args)
     }
     if (code == CLI_EXIT_OK) {
         char desc[320];
-        printf("created knowledge base '%s': chunks of %d characters, overlap %d, embedding model %s\n", args[0],
-               (int)cfg.chunk_size, (int)cfg.chunk_overlap,
-               has_model ? rag_embed_id_describe(&id, desc, sizeof desc) : embed_name(""));
-        for (int i = 0; i < a->n_repeated; i++) printf("  folder: %s\n", a->repeated[i]);
+        TermStrs t = {0};
+        printf("created knowledge base '%s': chunks of %d characters, overlap %d, embedding model %s\n",
+               term_line(&t, args[0]), (int)cfg.chunk_size, (int)cfg.chunk_overlap,
+               term_line(&t, has_model ? rag_embed_id_describe(&id, desc, sizeof desc) : embed_name("")));
+        for (int i = 0; i < a->n_repeated; i++) printf("  folder: %s\n", term_line(&t, a->repeated[i]));
         printf("%s 'kbchat kb sync %s' to index it.\n", a->n_repeated ? "Run" : "Add folders with 'kbchat kb add', then run",
-               args[0]);
+               term_line(&t, args[0]));
+        term_strs_clear(&t);
     }
     kb_done(&cfg, rag);
     return code;
@@ -130,15 +160,17 @@ int cmd_kb_add(const CliArgs *a, const char *const *args, int n_args)
     KbConfig cfg;
     Rag *rag;
     int code = kb_open(a, &cfg, &rag), added = 0;
+    TermStrs t = {0};
     for (int i = 1; code != CLI_EXIT_USAGE && rag && i < n_args; i++) {
         if (rag_kb_add(rag, args[0], args[i]) == KB_OK) {
-            printf("added %s\n", args[i]);
+            printf("added %s\n", term_line(&t, args[i]));
             added++;
         } else {
             code = kb_fail(rag);
         }
     }
-    if (added) printf("Run 'kbchat kb sync %s' to index %s.\n", args[0], added == 1 ? "it" : "them");
+    if (added) printf("Run 'kbchat kb sync %s' to index %s.\n", term_line(&t, args[0]), added == 1 ? "it" : "them");
+    term_strs_clear(&t);
     kb_done(&cfg, rag);
     return code;
 }
@@ -151,8 +183,11 @@ int cmd_kb_remove(const CliArgs *a, const char *const *args, int n_args)
     int code = kb_open(a, &cfg, &rag);
     int64_t n = 0;
     if (code == CLI_EXIT_OK && rag_kb_remove(rag, args[0], args[1], &n) != KB_OK) code = kb_fail(rag);
+    TermStrs t = {0};
     if (code == CLI_EXIT_OK)
-        printf("removed %s from '%s' (%lld document%s)\n", args[1], args[0], (long long)n, n == 1 ? "" : "s");
+        printf("removed %s from '%s' (%lld document%s)\n", term_line(&t, args[1]), term_line(&t, args[0]), (long long)n,
+               n == 1 ? "" : "s");
+    term_strs_clear(&t);
     kb_done(&cfg, rag);
     return code;
 }
@@ -160,8 +195,10 @@ int cmd_kb_remove(const CliArgs *a, const char *const *args, int n_args)
 /* Asks on the terminal; returns 1 for yes. */
 static int confirm(const RagKbInfo *info)
 {
+    TermStrs t = {0};
     fprintf(stderr, "Delete knowledge base '%s' with %lld documents and %lld chunks? Your files are not touched. [y/N] ",
-            info->name, (long long)info->n_documents, (long long)info->n_chunks);
+            term_line(&t, info->name), (long long)info->n_documents, (long long)info->n_chunks);
+    term_strs_clear(&t);
     fflush(stderr);
     char line[32];
     if (fgets(line, sizeof line, stdin) == NULL) return 0;
@@ -173,7 +210,7 @@ int cmd_kb_delete(const CliArgs *a, const char *const *args, int n_args)
     (void)n_args;
     int yes = cli_has(a, CLI_OPT_YES);
     if (!yes && !isatty(STDIN_FILENO)) {
-        fprintf(stderr, "kbchat: kb delete: not asking without a terminal: pass --yes to delete '%s'\n", args[0]);
+        cli_print_errorf("kb delete: not asking without a terminal: pass --yes to delete '%s'", args[0]);
         return CLI_EXIT_USAGE;
     }
     KbConfig cfg;
@@ -186,7 +223,11 @@ int cmd_kb_delete(const CliArgs *a, const char *const *args, int n_args)
         code = CLI_EXIT_FAIL;
     }
     if (code == CLI_EXIT_OK && rag_kb_delete(rag, args[0]) != KB_OK) code = kb_fail(rag);
-    if (code == CLI_EXIT_OK) printf("deleted knowledge base '%s'\n", args[0]);
+    if (code == CLI_EXIT_OK) {
+        fputs("deleted knowledge base '", stdout);
+        term_fputs(stdout, args[0], TERM_LINE);
+        fputs("'\n", stdout);
+    }
     rag_kb_info_clear(&info);
     kb_done(&cfg, rag);
     return code;
@@ -208,13 +249,45 @@ int cmd_kb_list(const CliArgs *a, const char *const *args, int n_args)
         printf("%-20s %9s %9s %9s %7s  %s\n", "NAME", "DOCUMENTS", "PAGES", "CHUNKS", "FAILED", "LAST SYNC");
     for (int i = 0; i < n; i++) {
         char buf[32];
-        printf("%-20s %9lld %9lld %9lld %7lld  %s\n", list[i].name, (long long)list[i].n_documents,
+        TermStrs t = {0};
+        printf("%-20s %9lld %9lld %9lld %7lld  %s\n", term_line(&t, list[i].name), (long long)list[i].n_documents,
                (long long)list[i].n_pages, (long long)list[i].n_chunks, (long long)list[i].n_failed,
                when(list[i].last_sync, buf, sizeof buf));
+        term_strs_clear(&t);
     }
     rag_kb_info_free_list(list, n);
     kb_done(&cfg, rag);
     return code;
+}
+
+/* Prints `kb status` of info with its failed documents; names, paths
+** and messages escaped for the terminal. */
+static void print_status(Rag *rag, const RagKbInfo *info, const RagFile *failed, int n_failed)
+{
+    char buf[32], desc[320];
+    TermStrs t = {0};
+    const char *name = term_line(&t, info->name);
+    printf("knowledge base:  %s\n", name);
+    for (int i = 0; i < info->n_sources; i++) printf("%-17s%s\n", i ? "" : "sources:", term_line(&t, info->sources[i]));
+    if (info->n_sources == 0) printf("sources:         none ('kbchat kb add %s DIR' adds one)\n", name);
+    for (int i = 0; i < info->n_excluded; i++)
+        printf("%-17s%s\n", i ? "" : "excluded:", term_line(&t, info->excluded[i]));
+    printf("documents:       %lld (%lld indexed, %lld failed)\n", (long long)info->n_documents,
+           (long long)(info->n_documents - info->n_failed), (long long)info->n_failed);
+    printf("pages:           %lld\n", (long long)info->n_pages);
+    printf("chunks:          %lld (%d characters, overlap %d)\n", (long long)info->n_chunks, info->chunk_size,
+           info->chunk_overlap);
+    printf("embedding model: %s\n", term_line(&t, info->embed_id.file[0]
+                                                       ? rag_embed_id_describe(&info->embed_id, desc, sizeof desc)
+                                                       : embed_name("")));
+    if (info->embed_id.file[0])
+        printf("vectors:         %lld of %lld chunks (model file %s)\n", (long long)info->n_vectors,
+               (long long)info->n_chunks, term_line(&t, info->embed_model));
+    printf("last sync:       %s\n", when(info->last_sync, buf, sizeof buf));
+    printf("database:        %s\n", term_line(&t, rag_db_path(rag)));
+    if (n_failed) printf("failed documents:\n");
+    for (int i = 0; i < n_failed; i++) printf("  %s: %s\n", term_line(&t, failed[i].path), term_line(&t, failed[i].error));
+    term_strs_clear(&t);
 }
 
 int cmd_kb_status(const CliArgs *a, const char *const *args, int n_args)
@@ -228,28 +301,7 @@ int cmd_kb_status(const CliArgs *a, const char *const *args, int n_args)
     int code = kb_open(a, &cfg, &rag);
     if (code == CLI_EXIT_OK && rag_kb_info(rag, args[0], &info) != KB_OK) code = kb_fail(rag);
     if (code == CLI_EXIT_OK && rag_kb_files(rag, args[0], 1, &failed, &n_failed) != KB_OK) code = kb_fail(rag);
-    if (code == CLI_EXIT_OK) {
-        char buf[32];
-        printf("knowledge base:  %s\n", info.name);
-        for (int i = 0; i < info.n_sources; i++) printf("%-17s%s\n", i ? "" : "sources:", info.sources[i]);
-        if (info.n_sources == 0) printf("sources:         none ('kbchat kb add %s DIR' adds one)\n", info.name);
-        for (int i = 0; i < info.n_excluded; i++) printf("%-17s%s\n", i ? "" : "excluded:", info.excluded[i]);
-        printf("documents:       %lld (%lld indexed, %lld failed)\n", (long long)info.n_documents,
-               (long long)(info.n_documents - info.n_failed), (long long)info.n_failed);
-        printf("pages:           %lld\n", (long long)info.n_pages);
-        printf("chunks:          %lld (%d characters, overlap %d)\n", (long long)info.n_chunks, info.chunk_size,
-               info.chunk_overlap);
-        char desc[320];
-        printf("embedding model: %s\n", info.embed_id.file[0] ? rag_embed_id_describe(&info.embed_id, desc, sizeof desc)
-                                                             : embed_name(""));
-        if (info.embed_id.file[0])
-            printf("vectors:         %lld of %lld chunks (model file %s)\n", (long long)info.n_vectors,
-                   (long long)info.n_chunks, info.embed_model);
-        printf("last sync:       %s\n", when(info.last_sync, buf, sizeof buf));
-        printf("database:        %s\n", rag_db_path(rag));
-        if (n_failed) printf("failed documents:\n");
-        for (int i = 0; i < n_failed; i++) printf("  %s: %s\n", failed[i].path, failed[i].error);
-    }
+    if (code == CLI_EXIT_OK) print_status(rag, &info, failed, n_failed);
     rag_files_free(failed, n_failed);
     rag_kb_info_clear(&info);
     kb_done(&cfg, rag);
@@ -265,12 +317,16 @@ int cmd_kb_files(const CliArgs *a, const char *const *args, int n_args)
     int n = 0;
     int code = kb_open(a, &cfg, &rag);
     if (code == CLI_EXIT_OK && rag_kb_files(rag, args[0], 0, &files, &n) != KB_OK) code = kb_fail(rag);
-    if (code == CLI_EXIT_OK && n == 0) printf("no documents in '%s' (run 'kbchat kb sync %s')\n", args[0], args[0]);
+    TermStrs t = {0};
+    const char *name = term_line(&t, args[0]);
+    if (code == CLI_EXIT_OK && n == 0) printf("no documents in '%s' (run 'kbchat kb sync %s')\n", name, name);
     if (code == CLI_EXIT_OK && n > 0) printf("%-6s %6s %7s  %s\n", "STATUS", "PAGES", "CHUNKS", "PATH");
     for (int i = 0; i < n; i++) {
-        if (files[i].failed) printf("%-6s %6s %7s  %s: %s\n", "failed", "-", "-", files[i].path, files[i].error);
-        else printf("%-6s %6d %7lld  %s\n", "ok", files[i].pages, (long long)files[i].chunks, files[i].path);
+        const char *path = term_line(&t, files[i].path);
+        if (files[i].failed) printf("%-6s %6s %7s  %s: %s\n", "failed", "-", "-", path, term_line(&t, files[i].error));
+        else printf("%-6s %6d %7lld  %s\n", "ok", files[i].pages, (long long)files[i].chunks, path);
     }
+    term_strs_clear(&t);
     rag_files_free(files, n);
     kb_done(&cfg, rag);
     return code;
@@ -301,19 +357,24 @@ static int term_width(void)
 
 /* Redraws "[3/40] 120 pages, 400 chunks, 85 pages/s, ETA 0:12  name.pdf"
 ** cut to the terminal's width (in bytes, which is safe for ASCII names and
-** at worst short for others). */
+** at worst short for others; never inside a UTF-8 character). */
 static void view_draw(SyncView *v, const RagProgress *p)
 {
     char line[512], eta[32] = "";
+    TermStrs t = {0};
     if (p->eta >= 0) snprintf(eta, sizeof eta, ", ETA %d:%02d", (int)p->eta / 60, (int)p->eta % 60);
     const char *base = p->path ? strrchr(p->path, '/') : NULL;
-    int n = snprintf(line, sizeof line, "%s: [%lld/%lld] %lld pages, %lld chunks, %.0f pages/s%s  %s", p->kb,
+    int n = snprintf(line, sizeof line, "%s: [%lld/%lld] %lld pages, %lld chunks, %.0f pages/s%s  %s", term_line(&t, p->kb),
                      (long long)p->files_done + (p->event == RAG_EV_DOC_START || p->event == RAG_EV_PAGE),
                      (long long)p->files_total,
                      (long long)p->pages_done, (long long)p->chunks_done, p->pages_per_s, eta,
-                     base ? base + 1 : "");
+                     term_line(&t, base ? base + 1 : ""));
+    term_strs_clear(&t);
     int w = term_width() - 1;
-    if (n > w) line[w] = '\0';
+    if (n >= (int)sizeof line) n = (int)sizeof line - 1;
+    if (n > w) n = w;
+    while (n > 0 && ((unsigned char)line[n] & 0xC0) == 0x80) n--; /* not half a character */
+    line[n] = '\0';
     fprintf(stderr, "\r\033[K%s", line);
     fflush(stderr);
     v->line_shown = 1;
@@ -324,26 +385,43 @@ static void view_draw(SyncView *v, const RagProgress *p)
 ** removals: the progress line stands for the rest). */
 static void print_doc(const RagProgress *p, FILE *out)
 {
+    TermStrs t = {0};
+    const char *path = term_line(&t, p->path);
     switch (p->action) {
     case RAG_ACT_INDEXED:
     case RAG_ACT_UPDATED:
-        fprintf(out, "%s %s (%d page%s, %lld chunk%s)\n", p->action == RAG_ACT_INDEXED ? "indexed" : "updated", p->path,
+        fprintf(out, "%s %s (%d page%s, %lld chunk%s)\n", p->action == RAG_ACT_INDEXED ? "indexed" : "updated", path,
                 p->doc_pages, p->doc_pages == 1 ? "" : "s", (long long)p->doc_chunks, p->doc_chunks == 1 ? "" : "s");
         break;
-    case RAG_ACT_MOVED: fprintf(out, "moved %s -> %s\n", p->old_path, p->path); break;
-    case RAG_ACT_REMOVED: fprintf(out, "removed %s\n", p->path); break;
-    case RAG_ACT_TOUCHED: fprintf(out, "unchanged content %s\n", p->path); break;
-    case RAG_ACT_FAILED: fprintf(out, "failed %s: %s\n", p->path, p->message); break;
+    case RAG_ACT_MOVED: fprintf(out, "moved %s -> %s\n", term_line(&t, p->old_path), path); break;
+    case RAG_ACT_REMOVED: fprintf(out, "removed %s\n", path); break;
+    case RAG_ACT_TOUCHED: fprintf(out, "unchanged content %s\n", path); break;
+    case RAG_ACT_FAILED: fprintf(out, "failed %s: %s\n", path, term_line(&t, p->message)); break;
     }
+    term_strs_clear(&t);
+}
+
+/* Draws "KB: embedding 120/400 chunks" over the progress line. */
+static void view_draw_embedding(SyncView *v, const RagProgress *p)
+{
+    TermStrs t = {0};
+    fprintf(stderr, "\r\033[K%s: embedding %lld/%lld chunks", term_line(&t, p->kb), (long long)p->vectors_done,
+            (long long)p->vectors_total);
+    fflush(stderr);
+    term_strs_clear(&t);
+    v->line_shown = 1;
+    v->last_draw = p->elapsed;
 }
 
 static void on_progress(const RagProgress *p, void *user)
 {
     SyncView *v = user;
+    TermStrs t = {0};
     if (p->event == RAG_EV_WARNING) {
         view_clear(v);
-        if (p->path) fprintf(stderr, "kbchat: warning: %s: %s\n", p->path, p->message);
-        else fprintf(stderr, "kbchat: warning: %s\n", p->message);
+        if (p->path) fprintf(stderr, "kbchat: warning: %s: %s\n", term_line(&t, p->path), term_line(&t, p->message));
+        else fprintf(stderr, "kbchat: warning: %s\n", term_line(&t, p->message));
+        term_strs_clear(&t);
     } else if (p->event == RAG_EV_DOC_DONE &&
                (!v->tty || (p->action != RAG_ACT_INDEXED && p->action != RAG_ACT_UPDATED && p->action != RAG_ACT_TOUCHED))) {
         view_clear(v);
@@ -351,11 +429,7 @@ static void on_progress(const RagProgress *p, void *user)
         fflush(stdout);
     }
     if (p->event == RAG_EV_EMBED && v->tty && p->elapsed - v->last_draw >= 0.1) {
-        fprintf(stderr, "\r\033[K%s: embedding %lld/%lld chunks", p->kb, (long long)p->vectors_done,
-                (long long)p->vectors_total);
-        fflush(stderr);
-        v->line_shown = 1;
-        v->last_draw = p->elapsed;
+        view_draw_embedding(v, p);
         return;
     }
     v->planned |= p->event == RAG_EV_PLAN;
@@ -364,9 +438,10 @@ static void on_progress(const RagProgress *p, void *user)
 
 static void print_stats(const char *name, const RagSyncStats *s)
 {
-    printf("%s: %lld indexed, %lld updated, %lld moved, %lld removed, %lld failed, %lld unchanged; "
+    term_fputs(stdout, name, TERM_LINE);
+    printf(": %lld indexed, %lld updated, %lld moved, %lld removed, %lld failed, %lld unchanged; "
            "%lld pages, %lld chunks in %.1f s",
-           name, (long long)s->indexed, (long long)s->updated, (long long)s->moved, (long long)s->removed,
+           (long long)s->indexed, (long long)s->updated, (long long)s->moved, (long long)s->removed,
            (long long)s->failed, (long long)(s->unchanged + s->touched), (long long)s->pages, (long long)s->chunks,
            s->seconds);
     if (s->pages > 0 && s->seconds > 0) printf(" (%.0f pages/s)", (double)s->pages / s->seconds);
@@ -384,8 +459,7 @@ static int embedder_for(const KbConfig *cfg, Rag *rag, const char *name, RagEmbe
     int rc = kbops_embedder_for(rag, name, cfg->embedding_model, cfg->model_path, (int)cfg->threads, e, err, sizeof err);
     *tried = *e != NULL || rc != KB_OK;
     if (rc == KB_OK) return CLI_EXIT_OK;
-    fprintf(stderr, "kbchat: %s\n", err);
-    return CLI_EXIT_FAIL;
+    return cli_print_error(err);
 }
 
 /* Syncs one knowledge base, showing progress. Returns an exit code. */
@@ -444,32 +518,20 @@ int cmd_kb_rebuild(const CliArgs *a, const char *const *args, int n_args)
     if (code == CLI_EXIT_OK && rag_kb_rebuild(rag, args[0], &opt, &st) != KB_OK) code = kb_fail(rag);
     view_clear(&v);
     char desc[320];
+    TermStrs t = {0};
     if (code == CLI_EXIT_OK && e == NULL)
-        printf("%s: vectors dropped (no embedding model is configured): keyword search only\n", args[0]);
+        printf("%s: vectors dropped (no embedding model is configured): keyword search only\n", term_line(&t, args[0]));
     else if (code == CLI_EXIT_OK)
-        printf("%s: pinned to %s; %lld chunks embedded in %.1f s (%.1f chunks/s)\n", args[0],
-               rag_embed_id_describe(rag_embedder_id(e), desc, sizeof desc), (long long)st.vectors, st.seconds,
-               st.seconds > 0 ? (double)st.vectors / st.seconds : 0.0);
+        printf("%s: pinned to %s; %lld chunks embedded in %.1f s (%.1f chunks/s)\n", term_line(&t, args[0]),
+               term_line(&t, rag_embed_id_describe(rag_embedder_id(e), desc, sizeof desc)), (long long)st.vectors,
+               st.seconds, st.seconds > 0 ? (double)st.vectors / st.seconds : 0.0);
+    term_strs_clear(&t);
     rag_embedder_close(e);
     kb_done(&cfg, rag);
     return code;
 }
 
 /* --- search --- */
-
-/* Writes s as a JSON string. */
-static void json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(out, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", out);
-        else if (*p == '\t') fputs("\\t", out);
-        else if (*p < 0x20) fprintf(out, "\\u%04x", *p);
-        else fputc(*p, out);
-    }
-    fputc('"', out);
-}
 
 /* A retriever's rank as JSON: null when it did not find the passage. */
 static void json_rank(FILE *out, const char *key, int rank)
@@ -482,41 +544,46 @@ void cli_print_hits_json(FILE *out, const RagHit *h, int n, int ranks)
 {
     fputs("[", out);
     for (int i = 0; i < n; i++) {
-        fprintf(out, "%s\n  {\"rank\": %d, \"score\": %.6g, \"file\": ", i ? "," : "", h[i].rank, h[i].score);
-        json_string(out, h[i].file);
+        fprintf(out, "%s\n  {\"rank\": %d, \"score\": %.6g, ", i ? "," : "", h[i].rank, h[i].score);
+        json_put_member(out, "file", h[i].file);
         if (h[i].page > 0) fprintf(out, ", \"page\": %d", h[i].page);
         else fputs(", \"page\": null", out);
-        fprintf(out, ", \"chunk_id\": %lld, \"section\": ", (long long)h[i].chunk_id);
-        json_string(out, h[i].section);
+        fprintf(out, ", \"chunk_id\": %lld, ", (long long)h[i].chunk_id);
+        json_put_member(out, "section", h[i].section);
         if (ranks) {
             json_rank(out, "bm25_rank", h[i].bm25_rank);
             json_rank(out, "vector_rank", h[i].vector_rank);
             fprintf(out, ", \"relevance\": %.4f", h[i].relevance);
         }
-        fputs(", \"text\": ", out);
-        json_string(out, h[i].text);
+        fputs(", ", out);
+        json_put_member(out, "text", h[i].text);
         fputc('}', out);
     }
     fputs(n ? "\n]\n" : "]\n", out);
 }
 
-void cli_json_string(FILE *out, const char *s)
+void cli_print_passage(FILE *out, const char *text)
 {
-    json_string(out, s);
+    TermStrs t = {0};
+    fputs("    ", out);
+    for (const char *p = term_text(&t, text); *p; p++) fputs(*p == '\n' ? "\n    " : (char[2]){*p, 0}, out);
+    fputs("\n\n", out);
+    term_strs_clear(&t);
 }
 
 static void print_hits_text(const RagHit *h, int n, int ranks)
 {
     for (int i = 0; i < n; i++) {
-        printf("[%d] %s", h[i].rank, h[i].file);
+        TermStrs t = {0};
+        printf("[%d] %s", h[i].rank, term_line(&t, h[i].file));
         if (h[i].page > 0) printf(", page %d", h[i].page);
-        if (h[i].section[0]) printf(", %s", h[i].section);
+        if (h[i].section[0]) printf(", %s", term_line(&t, h[i].section));
+        term_strs_clear(&t);
         printf("  (score %.4g, chunk %lld", h[i].score, (long long)h[i].chunk_id);
         if (ranks && h[i].bm25_rank) printf(", keyword #%d", h[i].bm25_rank);
         if (ranks && h[i].vector_rank) printf(", vector #%d", h[i].vector_rank);
-        printf(")\n    ");
-        for (const char *p = h[i].text; *p; p++) fputs(*p == '\n' ? "\n    " : (char[2]){*p, 0}, stdout);
-        fputs("\n\n", stdout);
+        printf(")\n");
+        cli_print_passage(stdout, h[i].text);
     }
 }
 
@@ -529,7 +596,7 @@ int cli_top_k(const CliArgs *a, const KbConfig *cfg, int *k)
     errno = 0;
     long v = strtol(a->value[CLI_OPT_TOP_K], &end, 10);
     if (errno || *end || v < 1 || v > 1000) {
-        fprintf(stderr, "kbchat: --top-k: expected a number 1..1000, got '%s'\n", a->value[CLI_OPT_TOP_K]);
+        cli_print_errorf("--top-k: expected a number 1..1000, got '%s'", a->value[CLI_OPT_TOP_K]);
         return CLI_EXIT_USAGE;
     }
     *k = (int)v;
@@ -556,7 +623,7 @@ static int mode_of(const CliArgs *a, RagMode *mode)
 {
     *mode = RAG_MODE_WORDS;
     if (!cli_has(a, CLI_OPT_MODE) || rag_mode_parse(a->value[CLI_OPT_MODE], mode) == 0) return 0;
-    fprintf(stderr, "kbchat: --mode: expected words, keyword, vector or hybrid, got '%s'\n", a->value[CLI_OPT_MODE]);
+    cli_print_errorf("--mode: expected words, keyword, vector or hybrid, got '%s'", a->value[CLI_OPT_MODE]);
     return CLI_EXIT_USAGE;
 }
 
@@ -568,7 +635,7 @@ static int search_retrieve(const KbConfig *cfg, Rag *rag, const char *name, RagQ
     int code = q->mode == RAG_MODE_KEYWORD ? CLI_EXIT_OK : embedder_for(cfg, rag, name, &e, &(int){0});
     q->embedder = e;
     if (code == CLI_EXIT_OK && rag_retrieve(rag, name, q, hits, n, &info) != KB_OK) code = kb_fail(rag);
-    if (code == CLI_EXIT_OK && info.note[0]) fprintf(stderr, "kbchat: note: %s\n", info.note);
+    if (code == CLI_EXIT_OK && info.note[0]) cli_print_note(info.note);
     rag_embedder_close(e);
     return code;
 }
@@ -594,7 +661,11 @@ int cmd_kb_search(const CliArgs *a, const char *const *args, int n_args)
         code = kb_fail(rag);
     else if (code == CLI_EXIT_OK && mode != RAG_MODE_WORDS) code = search_retrieve(&cfg, rag, args[0], &q, &hits, &n);
     if (code == CLI_EXIT_OK && cli_has(a, CLI_OPT_JSON)) cli_print_hits_json(stdout, hits, n, mode != RAG_MODE_WORDS);
-    else if (code == CLI_EXIT_OK && n == 0) printf("no passage of '%s' matches: %s\n", args[0], query);
+    else if (code == CLI_EXIT_OK && n == 0) {
+        TermStrs t = {0};
+        printf("no passage of '%s' matches: %s\n", term_line(&t, args[0]), term_line(&t, query));
+        term_strs_clear(&t);
+    }
     else if (code == CLI_EXIT_OK) print_hits_text(hits, n, mode != RAG_MODE_WORDS);
     rag_hits_free(hits, n);
     free(query);

@@ -97,11 +97,11 @@ int cmd_model_quantize(const CliArgs *a, const char *const *args, int n_args)
     const char *in = args[0], *out = args[1];
     KbQuantizeParams p = {.progress = print_progress, .user = (void *)in, .cancel = &quantize_cancel};
     if (kb_ftype_parse(args[2], &p.ftype) != KB_OK) {
-        fprintf(stderr, "kbchat: model quantize: unknown type '%s' (expected one of %s)\n", args[2], kb_ftype_names());
+        cli_print_errorf("model quantize: unknown type '%s' (expected one of %s)", args[2], kb_ftype_names());
         return CLI_EXIT_USAGE;
     }
     if ((p.n_threads = thread_option(a)) < 0) {
-        fprintf(stderr, "kbchat: model quantize: --threads needs a number from 1 to 1024, got '%s'\n",
+        cli_print_errorf("model quantize: --threads needs a number from 1 to 1024, got '%s'",
                 a->value[CLI_OPT_THREADS]);
         return CLI_EXIT_USAGE;
     }
@@ -116,7 +116,7 @@ int cmd_model_quantize(const CliArgs *a, const char *const *args, int n_args)
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (rc != KB_OK) {
-        fprintf(stderr, "kbchat: model quantize: %s\n", err);
+        cli_print_errorf("model quantize: %s", err);
         return CLI_EXIT_FAIL;
     }
     print_summary(out, &st, p.ftype);

@@ -54,11 +54,11 @@ static int tok_model_open(const CliArgs *a, TokModel *m)
         fputs("kbchat: no model given: pass --model FILE or set model.path in the configuration\n", stderr);
         code = CLI_EXIT_USAGE;
     } else if (tok_model_load(cfg.model_path, m, err, sizeof err) != KB_OK) {
-        fprintf(stderr, "kbchat: %s%s%s\n", strstr(err, cfg.model_path) ? "" : cfg.model_path,
-                strstr(err, cfg.model_path) ? "" : ": ", err);
+        cli_print_errorf("%s%s%s", strstr(err, cfg.model_path) ? "" : cfg.model_path,
+                         strstr(err, cfg.model_path) ? "" : ": ", err);
         code = CLI_EXIT_FAIL;
     } else if (tokenizer_warning(m->tok)) {
-        fprintf(stderr, "kbchat: warning: %s: %s\n", cfg.model_path, tokenizer_warning(m->tok));
+        cli_print_errorf("warning: %s: %s", cfg.model_path, tokenizer_warning(m->tok));
     }
     config_free(&cfg);
     if (code != CLI_EXIT_OK) tok_model_close(m);
@@ -129,7 +129,7 @@ int cmd_tokenize(const CliArgs *a, const char *const *args, int n_args)
     GError *gerr = NULL;
     if (a->value[CLI_OPT_FILE]) {
         if (!g_file_get_contents(a->value[CLI_OPT_FILE], &text, &len, &gerr)) {
-            fprintf(stderr, "kbchat: %s\n", gerr->message);
+            cli_print_error(gerr->message);
             g_error_free(gerr);
             code = CLI_EXIT_FAIL;
         } else {
@@ -170,8 +170,7 @@ int cmd_detokenize(const CliArgs *a, const char *const *args, int n_args)
     int32_t *ids = malloc((size_t)n_args * sizeof *ids);
     for (int i = 0; ids && i < n_args && code == CLI_EXIT_OK; i++) {
         if (parse_id(args[i], tokenizer_n_vocab(m.tok), &ids[i]) != 0) {
-            fprintf(stderr, "kbchat: detokenize: '%s' is not a token id (0..%d)\n", args[i],
-                    tokenizer_n_vocab(m.tok) - 1);
+            cli_print_errorf("detokenize: '%s' is not a token id (0..%d)", args[i], tokenizer_n_vocab(m.tok) - 1);
             code = CLI_EXIT_USAGE;
         }
     }
@@ -184,7 +183,8 @@ int cmd_detokenize(const CliArgs *a, const char *const *args, int n_args)
         code = CLI_EXIT_FAIL;
     }
     if (code == CLI_EXIT_OK) {
-        fwrite(text, 1, len, stdout);
+        TermStream out = {.raw = cli_has(a, CLI_OPT_RAW)};
+        term_stream_write(&out, stdout, text, len, 1);
         putchar('\n');
     }
     free(text);

@@ -150,11 +150,14 @@ int conv_export_markdown(const Conversation *c, FILE *out);
 typedef struct ChatApp ChatApp;
 
 /* Streams output: answers through on_piece, everything else as lines on
-** out (results) and err (problems). */
+** out (results) and err (problems). Text from outside (answers, names,
+** passages, titles) arrives escaped for the terminal (app/term_text.h);
+** with raw, the answers' bytes arrive unchanged. */
 typedef struct ChatIO {
     FILE *out, *err;
     KbPieceFn on_piece;
     void *user;
+    int raw; /* --raw: answers unescaped */
 } ChatIO;
 
 /* What chat_line asks of the front end. */

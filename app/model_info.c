@@ -19,33 +19,32 @@
 
 /* --- printing hostile text --- */
 
-/* Prints at most max_chars characters of s[0..len) to out, escaping control
-** characters and invalid UTF-8 as \xNN and ending with "..." when cut.
-** Stops at the first newline when first_line is set. */
+/* Prints at most max_chars characters of s[0..len) to out, escaped for the
+** terminal as a one-line field (app/term_text.h: controls and invalid UTF-8
+** as \xNN, \uNNNN) and ending with "..." when cut. Stops at the first
+** newline when first_line is set. */
 static void print_text(FILE *out, const char *s, size_t len, size_t max_chars, int first_line)
 {
     const char *p = s, *end = s + len;
     size_t chars = 0;
+    GString *shown = g_string_new(NULL);
     while (p < end) {
         if (chars == max_chars) {
-            fputs("...", out);
-            return;
+            g_string_append(shown, "...");
+            break;
         }
         gunichar c = g_utf8_get_char_validated(p, end - p);
-        if (c == (gunichar)-1 || c == (gunichar)-2) {
-            fprintf(out, "\\x%02x", (unsigned char)*p++);
-        } else {
-            const char *next = g_utf8_next_char(p);
-            if (c == '\n' && first_line) {
-                if (next < end) fputs(" ...", out);
-                return;
-            }
-            if (g_unichar_iscntrl(c)) fprintf(out, "\\x%02x", (unsigned)c & 0xff);
-            else fwrite(p, 1, (size_t)(next - p), out);
-            p = next;
+        const char *next = c == (gunichar)-1 || c == (gunichar)-2 ? p + 1 : g_utf8_next_char(p);
+        if (c == '\n' && first_line) {
+            if (next < end) g_string_append(shown, " ...");
+            break;
         }
+        term_escape_append(shown, p, (size_t)(next - p), TERM_LINE);
+        p = next;
         chars++;
     }
+    fwrite(shown->str, 1, shown->len, out);
+    g_string_free(shown, TRUE);
 }
 
 /* Prints the string value of key, or `missing` when absent or not a string. */

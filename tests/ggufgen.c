@@ -788,3 +788,62 @@ int ggufgen_check_file(const GgufFile *g, char *why, size_t whylen)
     check_sink = c.sum; /* keeps the reads */
     return 0;
 }
+
+/* --- a model that says what it is told --- */
+
+#define SCRIPT_EMBD 32
+
+int ggufgen_write_scripted_llama(const char *path, const char *const *toks, const int32_t *types, int n,
+                                 const int *next)
+{
+    static const struct { const char *name; int64_t ne0, ne1; } t[] = {
+        {"token_embd.weight", SCRIPT_EMBD, -1}, {"output.weight", SCRIPT_EMBD, -1},
+        {"output_norm.weight", SCRIPT_EMBD, 0}, {"blk.0.attn_norm.weight", SCRIPT_EMBD, 0},
+        {"blk.0.attn_q.weight", SCRIPT_EMBD, SCRIPT_EMBD}, {"blk.0.attn_k.weight", SCRIPT_EMBD, SCRIPT_EMBD},
+        {"blk.0.attn_v.weight", SCRIPT_EMBD, SCRIPT_EMBD}, {"blk.0.attn_output.weight", SCRIPT_EMBD, SCRIPT_EMBD},
+        {"blk.0.ffn_norm.weight", SCRIPT_EMBD, 0}, {"blk.0.ffn_gate.weight", SCRIPT_EMBD, 64},
+        {"blk.0.ffn_up.weight", SCRIPT_EMBD, 64}, {"blk.0.ffn_down.weight", 64, SCRIPT_EMBD},
+    };
+    enum { N_T = sizeof t / sizeof t[0] };
+    float *data[N_T] = {0};
+    if (n < 3 || n > SCRIPT_EMBD) return -1;
+    GgufGen *gg = ggufgen_new(3);
+    ggufgen_kv_str(gg, "general.architecture", "llama");
+    ggufgen_kv_u32(gg, "llama.context_length", 4096);
+    ggufgen_kv_u32(gg, "llama.embedding_length", SCRIPT_EMBD);
+    ggufgen_kv_u32(gg, "llama.block_count", 1);
+    ggufgen_kv_u32(gg, "llama.feed_forward_length", 64);
+    ggufgen_kv_u32(gg, "llama.attention.head_count", 2);
+    ggufgen_kv_str(gg, "tokenizer.ggml.model", "llama");
+    ggufgen_kv_arr_str(gg, "tokenizer.ggml.tokens", toks, (uint64_t)n);
+    ggufgen_kv_arr(gg, "tokenizer.ggml.token_type", GGUF_VT_INT32, types, (uint64_t)n);
+    for (int i = 0; i < N_T; i++) {
+        int64_t ne[2] = {t[i].ne0, t[i].ne1 < 0 ? n : t[i].ne1};
+        size_t count = (size_t)ne[0] * (size_t)(ne[1] ? ne[1] : 1);
+        data[i] = gen_xrealloc(NULL, count * sizeof(float));
+        memset(data[i], 0, count * sizeof(float));
+        int k = ggufgen_tensor(gg, t[i].name, t[i].ne1 ? 2 : 1, ne, KB_TYPE_F32);
+        ggufgen_tensor_data(gg, k, data[i], count * sizeof(float));
+    }
+    for (int i = 0; i < n; i++) {
+        data[0][(size_t)i * SCRIPT_EMBD + (size_t)i] = 1.0f;          /* token i: one-hot at i */
+        data[1][(size_t)next[i] * SCRIPT_EMBD + (size_t)i] = 1.0f;    /* hidden one-hot i -> next[i] */
+    }
+    for (int k = 0; k < SCRIPT_EMBD; k++) data[2][k] = 1.0f;          /* output_norm passes it on */
+    int rc = ggufgen_write(gg, path);
+    for (int i = 0; i < N_T; i++) free(data[i]);
+    ggufgen_free(gg);
+    return rc == 0 ? 0 : -1;
+}
+
+int ggufgen_write_hostile_llama(const char *path)
+{
+    /* 0..2 special; the chain 3 -> 4 -> ... -> 12 -> </s>; <unk>, <s> and
+    ** every other token lead into it, so any prompt gets the whole answer */
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\x1b]0;pwned\x07", "\x1b]52;c;aGk=\x07",
+                                       "<0x0B>", "<0x19>", "<0xE4>", "<0xB8>", "<0xAD>", "<0xFF>",
+                                       "\xc2\x9b" "31m", "\xe2\x96\x81ok", "<0x0A>", "<0x20>"};
+    static const int32_t types[] = {2, 3, 3, 1, 1, 6, 6, 6, 6, 6, 6, 1, 1, 6, 6};
+    static const int next[] = {3, 3, 3, 4, 5, 6, 7, 8, 9, 11, 3, 12, 2, 3, 3}; /* 10 (<0xFF>) is not said */
+    return ggufgen_write_scripted_llama(path, toks, types, (int)(sizeof toks / sizeof toks[0]), next);
+}

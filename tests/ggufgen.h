@@ -169,6 +169,27 @@ uint64_t ggufgen_tensor_offset(const GgufGen *gg, int i); /* offset written for 
 /* The pattern byte at byte k of tensor i's data (when not given explicitly). */
 uint8_t ggufgen_pattern_byte(int i, uint64_t k);
 
+/* --- a model that says what it is told --- */
+
+/* Writes to path a one-layer llama model (n_embd 32, a context of 4096)
+** whose greedy continuation is scripted: its vocabulary is toks[0..n)
+** (n <= 32, types KB_TOKTYPE_* in types; ids 0, 1, 2 must be <unk>, <s>,
+** </s>), every layer weight is zero, so the hidden state is the current
+** token's one-hot embedding, and output.weight maps token i to next[i]: the
+** model then always answers next[last token], next[next[...]] and so on.
+** Returns 0, or -1 when the file cannot be written. */
+int ggufgen_write_scripted_llama(const char *path, const char *const *toks, const int32_t *types, int n,
+                                 const int *next);
+
+/* A scripted model (above) whose answer, after any prompt, is hostile to
+** a terminal: an OSC title, an OSC 52 clipboard write, the raw controls
+** 0x0B and 0x19 and a C1 CSI, a CJK character cut over three byte-fallback
+** tokens, then " ok" and the end of text. What it
+** writes, and how docs/output.md says kbchat shows it: */
+#define GGUFGEN_HOSTILE_RAW "\x1b]0;pwned\x07\x1b]52;c;aGk=\x07\x0b\x19\xe4\xb8\xad\xc2\x9b" "31m ok"
+#define GGUFGEN_HOSTILE_SHOWN "\\x1b]0;pwned\\x07\\x1b]52;c;aGk=\\x07\\x0b\\x19\xe4\xb8\xad\\u009b31m ok"
+int ggufgen_write_hostile_llama(const char *path);
+
 /* --- checking an opened file (shared by test_gguf and test_gguf_robust) --- */
 
 /* Walks everything an opened handle exposes and checks the invariants that

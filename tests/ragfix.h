@@ -16,6 +16,7 @@
 #define KB_TESTS_RAGFIX_H
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,39 @@ static RAGFIX_UNUSED int ragfix_cleanup(void **state)
     /* fontconfig is loaded with cairo but not linked by name: find it */
     void (*fc_fini)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "FcFini");
     if (fc_fini) fc_fini();
+    return 0;
+}
+
+/* --- names hostile to a terminal (docs/output.md) --- */
+
+/* Files whose names would drive a terminal printed raw: an OSC title, an
+** OSC 52 clipboard write, a clear-screen CSI, a newline that forges a line,
+** bytes that are not UTF-8. Each holds "Wombat NAME notes." with a word of
+** its own; RAGFIX_HOSTILE_SHOWN[i] is its name as kbchat must show it. */
+static const char *const RAGFIX_HOSTILE_NAMES[] = {
+    "title\x1b]0;pwned\x07.txt", "clip\x1b]52;c;aGk=\x07.txt", "clear\x1b[2J.txt", "two\nlines.txt",
+    "bad\xff\xfe.txt",
+};
+static const char *const RAGFIX_HOSTILE_SHOWN[] = {
+    "title\\x1b]0;pwned\\x07.txt", "clip\\x1b]52;c;aGk=\\x07.txt", "clear\\x1b[2J.txt", "two\\nlines.txt",
+    "bad\\xff\\xfe.txt",
+};
+#define RAGFIX_N_HOSTILE 5
+
+/* Writes the hostile files into folder dir (made when missing). Returns 0
+** or -1. */
+static RAGFIX_UNUSED int ragfix_write_hostile_names(const char *dir)
+{
+    static const char *const words[] = {"alpha", "bravo", "charlie", "delta", "echo"};
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return -1;
+    for (int i = 0; i < RAGFIX_N_HOSTILE; i++) {
+        char *path = g_build_filename(dir, RAGFIX_HOSTILE_NAMES[i], NULL);
+        char *text = g_strdup_printf("Wombat %s notes.\n", words[i]);
+        int rc = ragfix_write(path, text, strlen(text));
+        g_free(path);
+        g_free(text);
+        if (rc != 0) return -1;
+    }
     return 0;
 }
 

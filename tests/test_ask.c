@@ -24,6 +24,8 @@
 #include <cmocka.h>
 
 #include "engine/engine.h"
+#include "tests/ggufgen.h"
+#include "tests/ragfix.h"
 #include "tests/ragqa.h"
 #include "tests/testutil.h"
 
@@ -252,12 +254,89 @@ static void test_kb_chat_embedding_uses_the_chat_model(void **state)
     testutil_expect(&r, 0, "Sources:\n[1] ", "label under the lid");
 }
 
+/* --- a model and file names hostile to the terminal --- */
+
+/* Writes the hostile model (tests/ggufgen.h) and folder hostile/ of files
+** with hostile names (tests/ragfix.h), a configuration using that model,
+** and knowledge base "odd" over the folder. Returns the model's path. */
+static char *make_hostile_setup(Sandbox *sb)
+{
+    char *model = testutil_join(sb->dir, "hostile.gguf"), *dir = testutil_join(sb->dir, "hostile");
+    assert_int_equal(ggufgen_write_hostile_llama(model), 0);
+    assert_int_equal(ragfix_write_hostile_names(dir), 0);
+    char *yaml = g_strdup_printf("model:\n  path: \"%s\"\n  threads: 1\nembedding:\n  model: none\n"
+                                 "sampling:\n  temperature: 0\n  max_tokens: 32\nretrieval:\n  top_k: 10\n", model);
+    char *cfg = testutil_join(sb->dir, "config.yaml");
+    assert_int_equal(testutil_write_file(cfg, yaml, strlen(yaml)), 0);
+    TestRun r = KB(sb, "kb", "create", "odd", "--folder", "hostile");
+    testutil_expect(&r, 0, "created knowledge base", NULL);
+    r = KB(sb, "kb", "sync", "odd");
+    testutil_expect(&r, 0, "5 indexed", NULL);
+    g_free(yaml);
+    free(cfg), free(dir);
+    return model;
+}
+
+/* The model's answer holds OSC title and clipboard sequences, raw controls
+** and a C1 CSI: generate, detokenize and ask show them in the notation of
+** docs/output.md, as the Sources' file names; --raw writes the exact bytes;
+** --json stays valid JSON with the exact answer. */
+static void test_ask_and_generate_escape_a_hostile_model(void **state)
+{
+    Sandbox *sb = *state;
+    char *model = make_hostile_setup(sb);
+    TestRun r = KB(sb, "generate", "-p", "hello", "-n", "30");
+    if (r.status != 0) fail_msg("generate: %s", r.err);
+    assert_string_equal(r.out, GGUFGEN_HOSTILE_SHOWN "\n");
+    testutil_run_free(&r);
+    r = KB(sb, "generate", "-p", "hello", "-n", "30", "--raw");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, GGUFGEN_HOSTILE_RAW "\n");
+    testutil_run_free(&r);
+
+    /* detokenize: the same tokens by id */
+    r = KB(sb, "detokenize", "3", "4", "5", "6", "7", "8", "9", "11");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "\\x1b]0;pwned\\x07\\x1b]52;c;aGk=\\x07\\x0b\\x19\xe4\xb8\xad\\u009b31m\n");
+    testutil_run_free(&r);
+    r = KB(sb, "detokenize", "--raw", "3", "4", "5", "6", "7", "8", "9", "11");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "\x1b]0;pwned\x07\x1b]52;c;aGk=\x07\x0b\x19\xe4\xb8\xad\xc2\x9b" "31m\n");
+    testutil_run_free(&r);
+
+    r = KB(sb, "ask", "--show-prompt", "wombat notes");
+    if (r.status != 0) fail_msg("ask: %s", r.err);
+    testutil_expect_terminal_safe(r.out, "ask's stdout");
+    testutil_expect_terminal_safe(r.err, "ask's stderr (--show-prompt)");
+    assert_true(strncmp(r.out, GGUFGEN_HOSTILE_SHOWN "\n\nSources:\n[1] ", strlen(GGUFGEN_HOSTILE_SHOWN) + 15) == 0);
+    for (int i = 0; i < RAGFIX_N_HOSTILE; i++) {
+        char *line = g_strdup_printf("/hostile/%s\n    Wombat ", RAGFIX_HOSTILE_SHOWN[i]);
+        if (strstr(r.out, line) == NULL) fail_msg("no source line %s in\n%s", line, r.out);
+        g_free(line);
+    }
+    testutil_run_free(&r);
+    r = KB(sb, "ask", "--raw", "wombat notes");
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, GGUFGEN_HOSTILE_RAW "\n\nSources:\n", strlen(GGUFGEN_HOSTILE_RAW) + 11) == 0);
+    testutil_expect_terminal_safe(r.out + strlen(GGUFGEN_HOSTILE_RAW), "the sources after a --raw answer");
+    testutil_run_free(&r);
+    r = KB(sb, "ask", "--json", "wombat notes");
+    assert_int_equal(r.status, 0);
+    testutil_expect_terminal_safe(r.out, "ask --json");
+    char *v = testutil_python_json(sb->dir, r.out, "[v['answer'], v['grounded'], len(v['sources'])]");
+    assert_string_equal(v, "['\\x1b]0;pwned\\x07\\x1b]52;c;aGk=\\x07\\x0b\\x19\\u4e2d\\x9b31m ok', True, 5]");
+    free(v);
+    testutil_run_free(&r);
+    free(model);
+}
+
 #define SANDBOX(t) cmocka_unit_test_setup_teardown(t, sandbox_setup, sandbox_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         SANDBOX(test_ask_answers_with_numbered_passages_and_sources),
+        SANDBOX(test_ask_and_generate_escape_a_hostile_model),
         SANDBOX(test_ask_ctrl_c_during_the_prompt_stops_it),
         SANDBOX(test_ask_strict_mode_and_fallback),
         SANDBOX(test_ask_retrieve_only_json_loads_no_chat_model),

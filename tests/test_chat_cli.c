@@ -19,6 +19,10 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include <glib.h>
+
+#include "tests/ggufgen.h"
+#include "tests/ragfix.h"
 #include "tests/testutil.h"
 
 typedef struct Sandbox {
@@ -209,6 +213,47 @@ static void test_chat_commands_help_set_and_suggestions(void **state)
     run_free(&r);
 }
 
+/* The hostile model (tests/ggufgen.h) over files with hostile names
+** (tests/ragfix.h), asked a question holding an OSC sequence: the answer,
+** the sources, /sources, /sessions (the title is the question) and /kb are
+** shown in the notation of docs/output.md; --raw writes the answer's bytes. */
+static void test_chat_escapes_a_hostile_model_names_and_titles(void **state)
+{
+    Sandbox *sb = *state;
+    char *model = testutil_join(sb->dir, "hostile.gguf"), *dir = testutil_join(sb->dir, "hostile");
+    assert_int_equal(ggufgen_write_hostile_llama(model), 0);
+    assert_int_equal(ragfix_write_hostile_names(dir), 0);
+    Run r = chat_run(sb, "kb create odd --folder hostile", "");
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = chat_run(sb, "kb sync odd", "");
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    char args[1024];
+    snprintf(args, sizeof args, "chat --model '%s' --kb odd", model);
+    r = chat_run(sb, args, "/set passages 10\nwombat \x1b]0;title\x07 notes\n/sources\n/sessions\n/kb\n");
+    if (r.status != 0) fail_msg("exit %d\n%s", r.status, r.err);
+    testutil_expect_terminal_safe(r.out, "chat's stdout");
+    testutil_expect_terminal_safe(r.err, "chat's stderr");
+    expect(&r, "out", GGUFGEN_HOSTILE_SHOWN "\nSources:\n  [");
+    for (int i = 0; i < RAGFIX_N_HOSTILE; i++) {
+        char *line = g_strdup_printf("] %s\n", RAGFIX_HOSTILE_SHOWN[i]);      /* the Sources after the answer */
+        char *full = g_strdup_printf("/hostile/%s\n      Wombat ", RAGFIX_HOSTILE_SHOWN[i]); /* /sources */
+        expect(&r, "out", line);
+        expect(&r, "out", full);
+        g_free(line), g_free(full);
+    }
+    expect(&r, "out", "1. wombat \\x1b]0;title\\x07 notes  (1 turn, ");
+    expect(&r, "out", "* odd (5 documents)");
+    run_free(&r);
+    snprintf(args, sizeof args, "chat --model '%s' --raw", model);
+    r = chat_run(sb, args, "wombat\n");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, GGUFGEN_HOSTILE_RAW "\n");
+    run_free(&r);
+    free(model), free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,6 +261,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chat_ctrl_c_during_the_prompt_stops_the_answer, sandbox_setup, sandbox_teardown),
         cmocka_unit_test_setup_teardown(test_chat_shows_sources_of_the_knowledge_base, sandbox_setup, sandbox_teardown),
         cmocka_unit_test_setup_teardown(test_chat_commands_help_set_and_suggestions, sandbox_setup, sandbox_teardown),
+        cmocka_unit_test_setup_teardown(test_chat_escapes_a_hostile_model_names_and_titles, sandbox_setup, sandbox_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -157,6 +157,114 @@ static void test_kb_cli_create_sync_status_files_search(void **state)
     testutil_expect(&r, 1, NULL, "no knowledge base named 'manuals'");
 }
 
+/* Fails unless each hostile name is in s in the notation of docs/output.md,
+** and s is safe for a terminal. */
+static void expect_hostile_shown(const char *s, const char *what)
+{
+    testutil_expect_terminal_safe(s, what);
+    for (int i = 0; i < RAGFIX_N_HOSTILE; i++)
+        if (strstr(s, RAGFIX_HOSTILE_SHOWN[i]) == NULL) fail_msg("%s lacks %s:\n%s", what, RAGFIX_HOSTILE_SHOWN[i], s);
+}
+
+/* Runs kbchat and checks that both its streams are safe for a terminal;
+** returns its stdout (malloc'd). */
+static char *run_safe(Sandbox *sb, const char *const *args, const char *what)
+{
+    TestRun r = testutil_kbchat_in(sb->bin, sb->dir, sb->home, args);
+    if (r.status != 0) fail_msg("%s: exit %d\n%s", what, r.status, r.err);
+    testutil_expect_terminal_safe(r.err, what);
+    char *out = r.out;
+    r.out = NULL;
+    testutil_run_free(&r);
+    return out;
+}
+
+static int cmp_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Checks the --json output of a search (an array of hits) with python3: it
+** parses, and each hostile name comes back exactly through file/file_hex. */
+static void expect_json_names(Sandbox *sb, const char *json)
+{
+    testutil_expect_terminal_safe(json, "--json output");
+    char *v = testutil_python_json(sb->dir, json,
+                                   "sorted(bytes.fromhex(h['file_hex']) if 'file_hex' in h else h['file'].encode() for h in v)");
+    GString *want = g_string_new("[");
+    const char *sorted[RAGFIX_N_HOSTILE];
+    memcpy(sorted, RAGFIX_HOSTILE_NAMES, sizeof sorted);
+    qsort(sorted, RAGFIX_N_HOSTILE, sizeof *sorted, cmp_strings);
+    for (int i = 0; i < RAGFIX_N_HOSTILE; i++) {
+        g_string_append_printf(want, "%sb'%s/hostile/", i ? ", " : "", sb->dir);
+        for (const unsigned char *p = (const unsigned char *)sorted[i]; *p; p++)
+            g_string_append_printf(want, *p < 0x20 || *p >= 0x7f ? (*p == '\n' ? "\\n" : "\\x%02x") : "%c", *p);
+        g_string_append(want, "'");
+    }
+    g_string_append(want, "]");
+    assert_string_equal(v, want->str);
+    g_string_free(want, TRUE);
+    free(v);
+}
+
+/* File names that would set the terminal's title, write its clipboard,
+** clear it, forge a line or are not UTF-8: every command that prints them
+** shows them escaped, one line each, and --json stays valid JSON. */
+static void test_kb_cli_escapes_names_hostile_to_the_terminal(void **state)
+{
+    Sandbox *sb = *state;
+    char *dir = testutil_join(sb->dir, "hostile");
+    assert_int_equal(ragfix_write_hostile_names(dir), 0);
+    free(dir);
+    TestRun r = KB(sb, "kb", "create", "odd", "--folder", "hostile");
+    testutil_expect(&r, 0, "created knowledge base 'odd'", NULL);
+    char *out = run_safe(sb, (const char *const[]){"kb", "sync", "odd", NULL}, "kb sync");
+    expect_hostile_shown(out, "kb sync");
+    assert_non_null(strstr(out, "odd: 5 indexed"));
+    free(out);
+    out = run_safe(sb, (const char *const[]){"kb", "files", "odd", NULL}, "kb files");
+    expect_hostile_shown(out, "kb files");
+    /* one row per document: the header and five */
+    int rows = 0;
+    for (const char *p = out; *p; p++) rows += *p == '\n';
+    assert_int_equal(rows, 1 + RAGFIX_N_HOSTILE);
+    free(out);
+    /* a failed document's name in kb sync and kb status: a PDF that is not one */
+    char *bad = g_build_filename(sb->dir, "hostile", RAGFIX_HOSTILE_NAMES[0], NULL);
+    char *bad_pdf = g_strconcat(bad, ".pdf", NULL);
+    assert_int_equal(ragfix_write(bad_pdf, "%PDF-1.4 but not really", 23), 0);
+    out = run_safe(sb, (const char *const[]){"kb", "sync", "odd", NULL}, "kb sync (failed)");
+    testutil_expect_terminal_safe(out, "kb sync (failed)");
+    assert_non_null(strstr(out, "failed "));
+    assert_non_null(strstr(out, "title\\x1b]0;pwned\\x07.txt.pdf: "));
+    free(out);
+    out = run_safe(sb, (const char *const[]){"kb", "status", "odd", NULL}, "kb status");
+    testutil_expect_terminal_safe(out, "kb status");
+    assert_non_null(strstr(out, "title\\x1b]0;pwned\\x07.txt.pdf: "));
+    free(out);
+    assert_int_equal(unlink(bad_pdf), 0);
+    g_free(bad);
+    g_free(bad_pdf);
+    out = run_safe(sb, (const char *const[]){"kb", "sync", "odd", NULL}, "kb sync (again)");
+    free(out);
+
+    out = run_safe(sb, (const char *const[]){"kb", "search", "odd", "wombat", "--top-k", "10", NULL}, "kb search");
+    expect_hostile_shown(out, "kb search");
+    free(out);
+    out = run_safe(sb, (const char *const[]){"kb", "search", "odd", "wombat", "--mode", "keyword", "--top-k", "10", NULL}, "kb search");
+    expect_hostile_shown(out, "kb search --mode keyword");
+    free(out);
+    out = run_safe(sb, (const char *const[]){"ask", "--retrieve-only", "--top-k", "10", "wombat notes", NULL}, "ask --retrieve-only");
+    expect_hostile_shown(out, "ask --retrieve-only");
+    free(out);
+    out = run_safe(sb, (const char *const[]){"kb", "search", "odd", "wombat", "--json", "--top-k", "10", NULL}, "kb search --json");
+    expect_json_names(sb, out);
+    free(out);
+    out = run_safe(sb, (const char *const[]){"ask", "--retrieve-only", "--json", "--top-k", "10", "wombat notes", NULL}, "ask --json");
+    expect_json_names(sb, out);
+    free(out);
+}
+
 static void test_kb_cli_usage_errors(void **state)
 {
     Sandbox *sb = *state;
@@ -299,6 +407,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         SANDBOX(test_kb_cli_create_sync_status_files_search),
+        SANDBOX(test_kb_cli_escapes_names_hostile_to_the_terminal),
         SANDBOX(test_kb_cli_usage_errors),
         SANDBOX(test_kb_cli_sync_killed_with_sigkill_resumes_to_the_clean_result),
     };

@@ -34,6 +34,8 @@
 
 #include "engine/engine.h"
 #include "rag/rag.h"
+#include "tests/ggufgen.h"
+#include "tests/ragfix.h"
 #include "tests/testutil.h"
 
 typedef struct Tui {
@@ -1012,6 +1014,68 @@ static void test_tui_answers_render_markdown(void **state)
     quit_and_check_terminal(t);
 }
 
+/* --- text hostile to the terminal (docs/output.md) --- */
+
+/* Fails unless every hostile name is on screen s on one row, in the
+** notation of docs/output.md, followed by after (e.g. "  (1 chunk)"). */
+static void expect_names_on_rows(const char *s, const char *after)
+{
+    for (int i = 0; i < RAGFIX_N_HOSTILE; i++) {
+        char *row = g_strdup_printf("%s%s", RAGFIX_HOSTILE_SHOWN[i], after);
+        if (strstr(s, row) == NULL) fail_msg("\"%s\" is not on one row; the screen:\n%s", row, s);
+        g_free(row);
+    }
+}
+
+/* The hostile model (tests/ggufgen.h) answers over files with hostile
+** names (tests/ragfix.h): the answer, the Sources note, F3's list and F2's
+** files view show them escaped, each name on one row, and the terminal's
+** title stays untouched. */
+static void test_tui_escapes_hostile_answers_and_names(void **state)
+{
+    Tui *t = *state;
+    char *model = testutil_join(t->dir, "hostile.gguf"), *dir = testutil_join(t->dir, "hostile");
+    assert_int_equal(ggufgen_write_hostile_llama(model), 0);
+    assert_int_equal(ragfix_write_hostile_names(dir), 0);
+    kbchat_cli(t, "kb", "create", "odd", "--folder", "hostile");
+    kbchat_cli(t, "kb", "sync", "odd", NULL, NULL);
+    char args[1024];
+    snprintf(args, sizeof args, "--model '%s' --kb odd", model);
+    tui_start(t, 100, 30, NULL, args);
+    free(wait_for(t, "Ready:", 10000));
+    keys(t, "/set passages 10");
+    key(t, "Enter");
+    free(wait_for(t, "retrieval.top_k = 10", 3000));
+    keys(t, "wombat notes");
+    key(t, "Enter");
+    free(wait_for(t, "Sources:", 10000));
+    char *s = wait_idle(t);
+    if (strstr(s, GGUFGEN_HOSTILE_SHOWN) == NULL) fail_msg("the answer is not shown escaped:\n%s", s);
+    expect_names_on_rows(s, "\n");
+    free(s);
+    char *title = tmux(t, "display-message", "-p", "-t", "k", "#{pane_title}");
+    assert_null(strstr(title, "pwned"));
+    free(title);
+    key(t, "F3");
+    s = wait_for(t, "Sources for \"wombat notes\"", 3000);
+    expect_names_on_rows(s, " · score ");
+    free(s);
+    key(t, "Escape");
+    nap_ms(100);
+    key(t, "F2");
+    free(wait_for(t, "Knowledge bases", 3000));
+    keys(t, "f");
+    s = wait_for(t, "Files of odd", 3000);
+    expect_names_on_rows(s, "  (1 chunk)");
+    free(s);
+    key(t, "Escape");
+    nap_ms(100);
+    key(t, "Escape");
+    nap_ms(100);
+    free(model), free(dir);
+    quit_and_check_terminal(t);
+}
+
 int main(void)
 {
     setlocale(LC_ALL, "C.UTF-8");
@@ -1029,6 +1093,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tui_kb_panel_fits_at_60x15, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_quit_stops_background_sync, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_answers_render_markdown, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_escapes_hostile_answers_and_names, tui_setup, tui_teardown),
     };
     if (!have_tmux()) {
         printf("[  SKIPPED ] tmux is not installed\n");

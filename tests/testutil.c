@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <glib.h>
+
 #include "tests/testutil.h"
 
 /* --- allocation failure injection --- */
@@ -294,4 +296,34 @@ void testutil_expect(TestRun *r, int status, const char *in_out, const char *in_
         fail_msg("%s; stdout: %s; stderr: %s", why, r->out, r->err); /* (fail_msg does not return) */
     }
     testutil_run_free(r);
+}
+
+void testutil_expect_terminal_safe(const char *s, const char *what)
+{
+    const char *bad = NULL;
+    if (!g_utf8_validate(s, -1, &bad))
+        fail_msg("%s holds invalid UTF-8 at byte %ld:\n%s", what, (long)(bad - s), s);
+    for (const char *p = s; *p; p = g_utf8_next_char(p)) {
+        gunichar c = g_utf8_get_char(p);
+        if ((c < 0x20 && c != '\n' && c != '\t') || (c >= 0x7f && c <= 0x9f))
+            fail_msg("%s holds the raw control U+%04X at byte %ld:\n%s", what, (unsigned)c, (long)(p - s), s);
+    }
+}
+
+char *testutil_python_json(const char *dir, const char *json, const char *expr)
+{
+    char *path = testutil_join(dir, "check.json");
+    assert_int_equal(testutil_write_file(path, json, strlen(json)), 0);
+    char *prog = g_strdup_printf("import json,sys\n"
+                                 "v=json.load(open(sys.argv[1],encoding='utf-8',errors='strict'))\n"
+                                 "sys.stdout.write(ascii(%s))\n", expr);
+    char *out = NULL, *err = NULL;
+    int status = -1;
+    assert_int_equal(testutil_run((const char *const[]){"python3", "-c", prog, path, NULL}, NULL, NULL, 60, &out, &err,
+                                  &status), 0);
+    if (status != 0) fail_msg("python3 rejected the JSON (%s):\n%s\n%s", err, json, out);
+    free(err);
+    g_free(prog);
+    free(path);
+    return out;
 }

@@ -74,4 +74,15 @@ void testutil_run_free(TestRun *r);
 ** contain in_out and in_err (NULL: anything); frees r either way. */
 void testutil_expect(TestRun *r, int status, const char *in_out, const char *in_err);
 
+/* Fails the test unless s (what kbchat wrote to `what`) is valid UTF-8
+** (glib's check) holding no control character but '\n' and '\t': no ESC,
+** no DEL, no C1 control (docs/output.md). */
+void testutil_expect_terminal_safe(const char *s, const char *what);
+
+/* Parses json (text) with python3's json module (RFC 8259; input must be
+** UTF-8) in directory dir and returns, malloc'd, what python prints as
+** ascii() of the expression expr of the parsed value v. Fails the test when
+** python3 rejects the text. */
+char *testutil_python_json(const char *dir, const char *json, const char *expr);
+
 #endif

@@ -108,7 +108,7 @@ static void *worker_main(void *arg)
     if (out && err && w->start) {
         worker_start_chat(w, out, err);
     } else if (out && err) {
-        ChatIO io = {out, err, worker_piece, w};
+        ChatIO io = {.out = out, .err = err, .on_piece = worker_piece, .user = w, .raw = 0};
         result = chat_line(w->app, w->line, &io);
     }
     if (out) fclose(out);
@@ -258,8 +258,10 @@ static void screen_show_turns(Screen *s, const char *verb)
         free(q);
         chatpane_add(s->chat, UI_C_ANSWER, t->answer ? t->answer : "");
     }
-    snprintf(note, sizeof note, "%s \"%s\" (%d turn%s); /new starts a new conversation.", verb, conv_title(c),
-             conv_n_turns(c), conv_n_turns(c) == 1 ? "" : "s");
+    TermStrs ts = {0};
+    snprintf(note, sizeof note, "%s \"%s\" (%d turn%s); /new starts a new conversation.", verb,
+             term_line(&ts, conv_title(c)), conv_n_turns(c), conv_n_turns(c) == 1 ? "" : "s");
+    term_strs_clear(&ts);
     chatpane_add(s->chat, UI_C_NOTE, note);
 }
 

@@ -52,13 +52,17 @@ int ui_wcwidth(wchar_t c)
     return w < 0 ? 1 : w;
 }
 
-wchar_t *ui_decode(const char *s, size_t len, size_t *n)
+wchar_t *ui_decode_as(const char *raw, size_t raw_len, TermMode mode, size_t *n)
 {
+    GString *esc = g_string_sized_new(raw_len + 1);
+    term_escape_append(esc, raw, raw_len, mode);
+    const char *s = esc->str;
+    size_t len = esc->len;
     wchar_t *out = malloc((len + 1) * sizeof *out);
     mbstate_t st;
     size_t k = 0;
     *n = 0;
-    if (out == NULL) return NULL;
+    if (out == NULL) return g_string_free(esc, TRUE), NULL;
     memset(&st, 0, sizeof st);
     for (size_t i = 0; i < len;) {
         wchar_t c;
@@ -76,7 +80,13 @@ wchar_t *ui_decode(const char *s, size_t len, size_t *n)
     }
     out[k] = 0;
     *n = k;
+    g_string_free(esc, TRUE);
     return out;
+}
+
+wchar_t *ui_decode(const char *s, size_t len, size_t *n)
+{
+    return ui_decode_as(s, len, TERM_TEXT, n);
 }
 
 /* --- messages --- */

@@ -13,7 +13,7 @@
 void ui_put_text(WINDOW *win, int y, int x, const char *s, int cols)
 {
     size_t n;
-    wchar_t *ws = ui_decode(s, strlen(s), &n);
+    wchar_t *ws = ui_decode_as(s, strlen(s), TERM_LINE, &n);
     int used = 0;
     wmove(win, y, x);
     for (size_t i = 0; ws && i < n; i++) {

@@ -276,7 +276,7 @@ static void input_draw(Widget *w)
     werase(win);
     wattrset(win, term_attr(UI_C_BORDER));
     mvwhline(win, 0, 0, ACS_HLINE, w->w);
-    if (b->hint[0]) mvwaddnstr(win, 0, 2, b->hint, w->w - 4);
+    if (b->hint[0]) ui_put_text(win, 0, 2, b->hint, w->w - 4);
     wattrset(win, term_attr(UI_C_USER));
     mvwaddstr(win, 1, 0, ">");
     wattrset(win, A_NORMAL);

@@ -75,11 +75,11 @@ static void sessions_draw(Widget *w)
     wattrset(w->win, term_attr(UI_C_TITLE));
     mvwaddnstr(w->win, 0, 2, " Conversations (Enter: open, r: rename, e: export, d: delete, Esc: close) ", w->w - 4);
     wattrset(w->win, term_attr(UI_C_NOTE));
-    if (v->msg[0]) mvwaddnstr(w->win, 1, 2, v->msg, w->w - 4);
+    if (v->msg[0]) ui_put_text(w->win, 1, 2, v->msg, w->w - 4);
     int rows = w->h - 3, top = v->sel >= rows ? v->sel - rows + 1 : 0;
     for (int i = top; i < v->n && i - top < rows; i++) {
         wattrset(w->win, i == v->sel ? term_attr(UI_C_STATUS) : A_NORMAL);
-        mvwaddnstr(w->win, 1 + i - top, 2, v->labels[i], w->w - 4);
+        ui_put_text(w->win, 1 + i - top, 2, v->labels[i], w->w - 4);
     }
     if (v->confirm) {
         wattrset(w->win, term_attr(UI_C_ERROR));

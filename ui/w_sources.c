@@ -162,7 +162,7 @@ static void viewer_draw(SourcesView *v, WINDOW *win, int h, int w)
     if (v->top > n - rows) v->top = n - rows;
     if (v->top < 0) v->top = 0;
     wattrset(win, term_attr(UI_C_NOTE));
-    mvwaddnstr(win, 1, 2, it->label, w - 4);
+    ui_put_text(win, 1, 2, it->label, w - 4);
     for (long r = 0; r < rows && v->top + r < n; r++) {
         size_t off = v->lines[2 * (v->top + r)], len = v->lines[2 * (v->top + r) + 1];
         wmove(win, 2 + (int)r, 2);
@@ -178,7 +178,7 @@ static void list_draw(SourcesView *v, WINDOW *win, int h, int w)
 {
     for (int i = 0; i < v->n && i < h - 2; i++) {
         wattrset(win, i == v->sel ? term_attr(UI_C_STATUS) : A_NORMAL);
-        mvwaddnstr(win, 1 + i, 2, v->items[i].label, w - 4);
+        ui_put_text(win, 1 + i, 2, v->items[i].label, w - 4);
     }
     wattrset(win, A_NORMAL);
 }
@@ -191,7 +191,7 @@ static void sources_draw(Widget *w)
     wattrset(w->win, term_attr(UI_C_BORDER));
     box(w->win, 0, 0);
     wattrset(w->win, term_attr(UI_C_TITLE));
-    mvwaddnstr(w->win, 0, 2, v->viewing ? " Passage (Up/Down/PgUp/PgDn: scroll, Esc: back) " : v->title, w->w - 4);
+    ui_put_text(w->win, 0, 2, v->viewing ? " Passage (Up/Down/PgUp/PgDn: scroll, Esc: back) " : v->title, w->w - 4);
     if (v->viewing) viewer_draw(v, w->win, w->h, w->w);
     else list_draw(v, w->win, w->h, w->w);
     wnoutrefresh(w->win);

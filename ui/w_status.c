@@ -16,12 +16,12 @@ struct StatusBar {
     char left[512], right[256];
 };
 
-/* Display width of UTF-8 s. */
+/* Display width of UTF-8 s as ui_put_text paints it. */
 static int text_width(const char *s)
 {
     size_t n;
     int w = 0;
-    wchar_t *ws = ui_decode(s, strlen(s), &n);
+    wchar_t *ws = ui_decode_as(s, strlen(s), TERM_LINE, &n);
     for (size_t i = 0; ws && i < n; i++) w += ui_wcwidth(ws[i]);
     free(ws);
     return w;

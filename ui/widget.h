@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <wchar.h>
 
+#include "app/app.h" /* TermMode (app/term_text.h) */
+
 /* What on_key asks of the loop (or-ed). */
 enum {
     UI_REDRAW = 1,   /* paint again */
@@ -82,8 +84,13 @@ attr_t term_attr(UiRole role);
 int term_quit_requested(void);
 
 /* --- text helpers (w_chat.c) --- */
-/* Decodes UTF-8 s[0..len) into a malloc'd wide string (invalid bytes become
-** U+FFFD, controls but '\n' become spaces); *n gets its length. NULL on ENOMEM. */
+/* Decodes UTF-8 s[0..len) into a malloc'd wide string after escaping it as
+** the command line does (app/term_text.h: ESC as \x1b, an invalid byte as
+** \xff, a C1 control as \u009b; in TERM_LINE mode '\n' as \n), so nothing
+** from outside reaches the terminal as a control and a name keeps to its
+** row; a tab becomes a space. *n gets its length. NULL on ENOMEM. */
+wchar_t *ui_decode_as(const char *s, size_t len, TermMode mode, size_t *n /* OUT */);
+/* ui_decode_as for running text (TERM_TEXT: '\n' stays a line break). */
 wchar_t *ui_decode(const char *s, size_t len, size_t *n /* OUT */);
 /* Wraps s[a..b) (one line, no '\n') to width columns, calling emit with
 ** each screen line's offset and length: a break goes at the last space
@@ -95,7 +102,8 @@ int ui_wrap(const wchar_t *s, size_t a, size_t b, int width, int (*emit)(void *u
 int ui_wcwidth(wchar_t c);
 
 /* --- painting and a one-line entry (w_entry.c) --- */
-/* Paints UTF-8 s at (y, x) of win using at most cols display columns. */
+/* Paints UTF-8 s at (y, x) of win using at most cols display columns, on
+** that row only (escaped as TERM_LINE: a '\n' in a name is shown as \n). */
 void ui_put_text(WINDOW *win, int y, int x, const char *s, int cols);
 
 /* A line of text being typed in an overlay (a name, a path): UTF-8. */
