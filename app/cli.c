@@ -616,6 +616,8 @@ static int run_parsed(const CliArgs *a)
 
 int cli_run(int argc, char **argv)
 {
+    /* hidden: the PDF extractor a sync starts as a child (rag/extract.c) */
+    if (argc >= 2 && strcmp(argv[1], "__extract-pdf") == 0) return rag_extract_pdf_main(argc, argv);
     CliArgs a;
     memset(&a, 0, sizeof a);
     a.words = calloc((size_t)argc + 1, sizeof *a.words);

@@ -48,6 +48,10 @@ typedef struct KbConfig {
     int64_t chunk_size;       /* chunking.size 50..20000 characters */
     int64_t chunk_overlap;    /* chunking.overlap 0..size-1 characters */
 
+    /* kb: the per-document budget of a sync */
+    int64_t document_time_limit; /* kb.document_time_limit 1..86400 seconds */
+    int64_t document_text_limit; /* kb.document_text_limit 4096..1073741824 bytes */
+
     /* retrieval */
     int64_t retrieval_top_k;  /* retrieval.top_k 1..100 */
     double score_threshold;   /* retrieval.score_threshold 0..1 */

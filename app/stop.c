@@ -18,11 +18,12 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free for the 
 
 static atomic_int sigint_flag; /* set by on_sigint: the one piece of global state */
 
-/* SIGINT's handler: sets the flag (async-signal-safe: a lock-free store). */
+/* The handler of SIGINT (and of SIGTERM and SIGHUP under stop_catch_quit):
+** stores the signal's number, nonzero, in the flag (async-signal-safe: a
+** lock-free store). */
 static void on_sigint(int sig)
 {
-    (void)sig;
-    atomic_store(&sigint_flag, 1);
+    atomic_store(&sigint_flag, sig);
 }
 
 atomic_int *stop_sigint_flag(void) { return &sigint_flag; }
@@ -33,6 +34,26 @@ int stop_catch_sigint(void)
     sigemptyset(&sa.sa_mask);
     atomic_store(&sigint_flag, 0);
     return sigaction(SIGINT, &sa, NULL);
+}
+
+int stop_catch_quit(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    atomic_store(&sigint_flag, 0);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        if (sigaction(sigs[i], &sa, NULL) != 0) return -1;
+    return 0;
+}
+
+void stop_release_quit(void)
+{
+    struct sigaction sa = {.sa_handler = SIG_DFL};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    stop_release_sigint();
 }
 
 void stop_release_sigint(void)
