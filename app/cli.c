@@ -504,6 +504,7 @@ static int cmd_start_ui(KbConfig *cfg, const char *kb)
     int rc = ui_run(app, cfg->model_path, kb, cfg->file, cfg->theme, err, sizeof err);
     chat_close(app);
     if (rc != KB_OK) fprintf(stderr, "kbchat: %s\n", err);
+    if (rc == KB_OK && ui_quit_signal()) return 128 + ui_quit_signal(); /* SIGTERM: 143, SIGHUP: 129 */
     return rc == KB_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 

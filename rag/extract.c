@@ -112,19 +112,23 @@ typedef struct FrameOut {
     int pages_sent;
 } FrameOut;
 
-/* The KBCHAT_TEST_HOLD_EXTRACT hook: writes the process id to FILE.held,
-** then waits until FILE exists. */
+/* The KBCHAT_TEST_HOLD_EXTRACT hook: writes the process id to FILE.held
+** (through a rename, so FILE.held never exists without it), then waits
+** until FILE exists. A failure to write leaves FILE.held absent, and the
+** test waiting for it fails. */
 static void hold_for_tests(void)
 {
     const char *file = getenv("KBCHAT_TEST_HOLD_EXTRACT");
-    char held[PATH_MAX], pid[32];
+    char held[PATH_MAX], tmp[PATH_MAX], pid[32];
     if (file == NULL || file[0] == '\0' || access(file, F_OK) == 0) return;
-    if (snprintf(held, sizeof held, "%s.held", file) >= (int)sizeof held) return;
-    int fd = open(held, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (snprintf(held, sizeof held, "%s.held", file) >= (int)sizeof held ||
+        snprintf(tmp, sizeof tmp, "%s.held.tmp", file) >= (int)sizeof tmp)
+        return;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd >= 0) {
         int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-        if (write_all(fd, pid, (size_t)n) != 0) {} /* the test then waits in vain and fails */
-        close(fd);
+        int ok = write_all(fd, pid, (size_t)n) == 0;
+        if (close(fd) == 0 && ok) rename(tmp, held);
     }
     while (access(file, F_OK) != 0) nanosleep(&(struct timespec){0, 10000000L}, NULL);
 }
