@@ -444,6 +444,7 @@ int cli_load_config(const CliArgs *a, KbConfig *cfg)
     for (int i = 0; i < cfg->n_warnings; i++) fprintf(stderr, "kbchat: warning: %s\n", cfg->warnings[i]);
     if (rc == KB_OK && a->model_path) rc = config_set(cfg, "model.path", a->model_path, "--model");
     if (rc != KB_OK) fprintf(stderr, "kbchat: %s\n", cfg->errmsg);
+    cfg->pdf_extractor = CLI_SELF_EXE; /* this is kbchat: it extracts PDFs with __extract-pdf */
     return rc;
 }
 

@@ -90,5 +90,5 @@ void kbops_sync_budget(const KbConfig *cfg, RagSyncOptions *opt)
 {
     opt->doc_seconds = (double)cfg->document_time_limit;
     opt->doc_text_bytes = (size_t)cfg->document_text_limit;
-    opt->extractor = KBOPS_EXTRACTOR;
+    opt->extractor = cfg->pdf_extractor;
 }

@@ -236,6 +236,17 @@ static char *wait_file(Tui *t, const char *name)
     return NULL;
 }
 
+/* Waits for kbchat to end; checks its exit status (want_status, e.g.
+** "143\n") and that the terminal's modes are what they were before it
+** started. */
+static void expect_exit_restoring_terminal(Tui *t, const char *want_status)
+{
+    char *status = wait_file(t, "status"), *before = wait_file(t, "before"), *after = wait_file(t, "after");
+    assert_string_equal(status, want_status);
+    assert_string_equal(before, after);
+    free(status), free(before), free(after);
+}
+
 /* Quits with Ctrl-C twice; checks the exit status and that the terminal's
 ** modes are what they were before kbchat started. */
 static void quit_and_check_terminal(Tui *t)
@@ -243,10 +254,7 @@ static void quit_and_check_terminal(Tui *t)
     key(t, "C-c");
     free(wait_for(t, "Press Ctrl-C again to quit", 5000));
     key(t, "C-c");
-    char *status = wait_file(t, "status"), *before = wait_file(t, "before"), *after = wait_file(t, "after");
-    assert_string_equal(status, "0\n");
-    assert_string_equal(before, after);
-    free(status), free(before), free(after);
+    expect_exit_restoring_terminal(t, "0\n");
 }
 
 /* SIGTERM leaves the normal way (status 128+15, as a shell reports it);
@@ -272,11 +280,8 @@ static void test_tui_signals_restore_terminal(void **state)
         char *pid = wait_file(t, "pid");
         assert_int_equal(kill((pid_t)atol(pid), sigs[i]), 0);
         free(pid);
-        char *status = wait_file(t, "status"), *before = wait_file(t, "before"), *after = wait_file(t, "after");
         snprintf(want, sizeof want, "%d\n", 128 + sigs[i]);
-        assert_string_equal(status, want);
-        assert_string_equal(before, after);
-        free(status), free(before), free(after);
+        expect_exit_restoring_terminal(t, want);
     }
 }
 
@@ -860,10 +865,8 @@ static void test_tui_quit_inside_a_pdf_being_read(void **state)
         } else {
             char *pid = wait_file(t, "pid");
             assert_int_equal(kill((pid_t)atol(pid), SIGTERM), 0);
-            char *status = wait_file(t, "status"), *before = wait_file(t, "before"), *after = wait_file(t, "after");
-            assert_string_equal(status, "143\n");
-            assert_string_equal(before, after);
-            free(pid), free(status), free(before), free(after);
+            expect_exit_restoring_terminal(t, "143\n");
+            free(pid);
         }
         assert_int_equal(kill((pid_t)atol(held), 0), -1); /* killed and reaped: not even a zombie */
         assert_int_equal(errno, ESRCH);
