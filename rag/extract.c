@@ -218,9 +218,35 @@ static int pdf_memfd(const unsigned char *data, size_t len)
     return fd;
 }
 
-/* Starts the extractor on data[0..len) with its output on a pipe. Every
-** descriptor of ours but the three given is closed in the child, and its
-** signals have their default actions and are unblocked.
+/* Runs exe with argv, in (a descriptor) as its standard input, out as its
+** standard output and /dev/null as its standard error; every other
+** descriptor of ours is closed in it, its signals are unblocked with their
+** default actions, and it gets a process group of its own (a Ctrl-C on the
+** terminal is ours to handle: we stop it). Returns posix_spawn's 0 or
+** error number. */
+static int spawn_child(const char *exe, char *const argv[], int in, int out, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in, STDIN_FILENO);
+    posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    int e = posix_spawn(pid, exe, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    return e;
+}
+
+/* Starts the extractor on data[0..len) with its output on a pipe (c->out).
 ** Returns KB_OK; KB_EIO with the reason in c->err. */
 static int child_start(Child *c, const unsigned char *data, size_t len)
 {
@@ -233,23 +259,7 @@ static int child_start(Child *c, const unsigned char *data, size_t len)
     char mem[32];
     snprintf(mem, sizeof mem, "%llu", (unsigned long long)(EXTRACT_MEMORY_BASE + (uint64_t)len * 4 + c->b->text_bytes * 2));
     char *argv[] = {"kbchat", "__extract-pdf", mem, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none, dfl;
-    sigemptyset(&none);
-    sigfillset(&dfl);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in, STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
-    posix_spawnattr_init(&at);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setsigdefault(&at, &dfl);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-    int e = posix_spawn(&c->pid, c->b->extractor, &fa, &at, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    int e = spawn_child(c->b->extractor, argv, in, pipefd[1], &c->pid);
     close(in);
     close(pipefd[1]);
     c->out = pipefd[0];
@@ -322,18 +332,17 @@ static int child_frames(Child *c, const PdfSink *sink)
     int rc = KB_OK, end = 0;
     while (rc == KB_OK && !end) {
         unsigned char h[FRAME_HEADER];
-        rc = child_read(c, h, sizeof h);
+        if ((rc = child_read(c, h, sizeof h)) != KB_OK) break;
         uint32_t len = get_u32(h + 1);
         uint32_t max = h[0] != 'P' ? FRAME_META_MAX
                        : c->b->text_bytes > 0 && c->b->text_bytes < FRAME_PAGE_MAX ? (uint32_t)c->b->text_bytes
                                                                                     : FRAME_PAGE_MAX;
-        if (rc == KB_OK && len > max) {
+        if (len > max) {
             rc = h[0] == 'P' ? doc_budget_check(c->b, c->t0, (size_t)len, c->err, c->errlen) : KB_OK;
             return rc == KB_OK ? KB_EFORMAT : rc;
         }
-        char *body = rc == KB_OK ? malloc((size_t)len + 1) : NULL;
-        if (rc == KB_OK && body == NULL) rc = KB_ENOMEM;
-        if (rc == KB_OK) rc = child_read(c, body, len);
+        char *body = malloc((size_t)len + 1);
+        rc = body ? child_read(c, body, len) : KB_ENOMEM;
         if (rc == KB_OK) rc = frame_dispatch(c, sink, (char)h[0], body, len, &end);
         free(body);
     }
