@@ -373,5 +373,6 @@ int extract_pdf_child(const DocBudget *b, double t0, const unsigned char *data, 
         describe_death(&c, status);
         rc = KB_EFORMAT;
     }
+    if (rc == KB_EFORMAT && err[0] == '\0') snprintf(err, errlen, "the PDF reader sent malformed output");
     return rc;
 }

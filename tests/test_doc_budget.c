@@ -12,8 +12,9 @@
 ** tests cancel, send a signal or let the time limit pass while it holds, so
 ** no outcome depends on how fast this machine is. After each stop: the
 ** document is not stored half, the database passes its integrity check,
-** the held process is gone (reaped, not a zombie) and the next sync indexes
-** the document.
+** the held process is gone (reaped, not a zombie), no descriptor is left
+** open and the next sync indexes the document. Extractors that cannot
+** start, crash, exit early or send a frame of 2 GiB each give a reason.
 */
 #include <errno.h>
 #include <pthread.h>
@@ -127,6 +128,17 @@ static void assert_extractor_gone(const char *held_path)
     assert_int_equal(errno, ESRCH);
 }
 
+/* The number of descriptors this process has open. */
+static int open_fds(void)
+{
+    int n = 0;
+    GDir *d = g_dir_open("/proc/self/fd", 0, NULL);
+    assert_non_null(d);
+    while (g_dir_read_name(d)) n++;
+    g_dir_close(d);
+    return n;
+}
+
 static char *held_path(const Fix *f)
 {
     char *p = malloc(strlen(f->hold) + 6);
@@ -237,6 +249,55 @@ static void test_extractor_reports_a_bad_file_like_the_in_process_reader(void **
     doc_clear(&a), doc_clear(&b);
 }
 
+/* Writes an executable shell script <dir>/<name> with body; returns its
+** path (malloc'd): an extractor that misbehaves. */
+static char *put_script(Fix *f, const char *name, const char *body)
+{
+    char *p = testutil_join(f->dir, name);
+    char text[512];
+    int n = snprintf(text, sizeof text, "#!/bin/sh\n%s\n", body);
+    assert_int_equal(testutil_write_file(p, text, (size_t)n), 0);
+    assert_int_equal(chmod(p, 0755), 0);
+    return p;
+}
+
+/* An extractor that cannot start, dies, or sends a frame longer than any
+** page may be gives a reason and never a crash, a hang or an allocation of
+** the announced size. */
+static void test_a_broken_extractor_fails_the_document_with_a_reason(void **state)
+{
+    Fix *f = *state;
+    char *pdf = testutil_join(f->docs, "h.pdf");
+    put_hostile(f, "h.pdf", 2, 3);
+    size_t len;
+    unsigned char *data = (unsigned char *)testutil_read_file(pdf, &len);
+    char *missing = testutil_join(f->dir, "no-such-kbchat");
+    char *dies = put_script(f, "dies.sh", "kill -SEGV $$");
+    char *fails = put_script(f, "fails.sh", "exit 3");
+    char *huge = put_script(f, "huge.sh", "printf 'N\\004\\0\\0\\0\\002\\0\\0\\0P\\377\\377\\377\\177'; exec sleep 600");
+    const struct {
+        const char *exe;
+        size_t text_limit;
+        int rc;
+        const char *why;
+    } cases[] = {
+        {missing, 0, KB_EIO, "cannot start the PDF extractor"},
+        {dies, 0, KB_EFORMAT, "the PDF reader crashed on it (signal 11"},
+        {fails, 0, KB_EFORMAT, "the PDF reader stopped early (exit status 3)"},
+        {huge, 4096, KB_ERANGE, "more than 4096 bytes of text"},
+        {huge, 0, KB_EFORMAT, "the PDF reader sent malformed output"}, /* 2 GiB > any page: refused, killed */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        RagDoc doc;
+        DocBudget b = {.text_bytes = cases[i].text_limit, .extractor = cases[i].exe};
+        int rc = load_pdf(&doc, data, len, &b, NULL, NULL);
+        if (rc != cases[i].rc || strstr(doc.errmsg, cases[i].why) == NULL)
+            fail_msg("%s: code %d, reason \"%s\"", cases[i].exe, rc, doc.errmsg);
+        doc_clear(&doc);
+    }
+    free(data), free(pdf), free(missing), free(dies), free(fails), free(huge);
+}
+
 /* An extraction still running at the time limit (held by the hook, so it
 ** would never end) fails the document with the limit in its reason; the
 ** sync goes on with the next file. */
@@ -336,8 +397,10 @@ static void test_cancel_inside_a_page_kills_the_extractor(void **state)
     assert_int_equal(pthread_create(&th, NULL, cancel_when_held, &c), 0);
     RagSyncOptions opt = {.cancel = &cancel, .extractor = f->bin};
     RagSyncStats st;
+    int fds = open_fds();
     assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
     pthread_join(th, NULL);
+    assert_int_equal(open_fds(), fds); /* the pipe and the memfd closed */
     unsetenv(HOLD_ENV);
     assert_extractor_gone(held);
     check_stopped_inside_h_pdf(f, &st, 4);
@@ -473,6 +536,7 @@ int main(void)
         FIX(test_text_budget_holds_in_the_extractor_process),
         FIX(test_extractor_gives_what_the_in_process_reader_gives),
         FIX(test_extractor_reports_a_bad_file_like_the_in_process_reader),
+        FIX(test_a_broken_extractor_fails_the_document_with_a_reason),
         FIX(test_time_budget_fails_a_document_that_never_ends),
         FIX(test_cancel_after_a_page_in_process),
         FIX(test_cancel_inside_a_page_kills_the_extractor),
