@@ -36,24 +36,31 @@ int stop_catch_sigint(void)
     return sigaction(SIGINT, &sa, NULL);
 }
 
+static const int quit_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+/* A signal ignored when kbchat started (`nohup kbchat kb sync` ignores
+** SIGHUP) stays ignored: the user asked the sync to survive it. */
 int stop_catch_quit(void)
 {
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND};
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND}, old;
     sigemptyset(&sa.sa_mask);
     atomic_store(&sigint_flag, 0);
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        if (sigaction(sigs[i], &sa, NULL) != 0) return -1;
+    for (size_t i = 0; i < sizeof quit_signals / sizeof quit_signals[0]; i++) {
+        if (sigaction(quit_signals[i], NULL, &old) != 0) return -1;
+        if (old.sa_handler != SIG_IGN && sigaction(quit_signals[i], &sa, NULL) != 0) return -1;
+    }
     return 0;
 }
 
+/* Only the handlers stop_catch_quit installed are reset; ignored signals
+** stay ignored. */
 void stop_release_quit(void)
 {
-    struct sigaction sa = {.sa_handler = SIG_DFL};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    stop_release_sigint();
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, cur;
+    sigemptyset(&dfl.sa_mask);
+    for (size_t i = 0; i < sizeof quit_signals / sizeof quit_signals[0]; i++)
+        if (sigaction(quit_signals[i], NULL, &cur) == 0 && cur.sa_handler == on_sigint)
+            sigaction(quit_signals[i], &dfl, NULL);
 }
 
 void stop_release_sigint(void)

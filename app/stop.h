@@ -38,9 +38,10 @@ void stop_release_sigint(void);
 /* Like stop_catch_sigint for SIGINT, SIGTERM and SIGHUP (a long command
 ** such as `kb sync` that must stop cleanly when killed or when its ssh
 ** session drops): the flag receives the number of the signal. Each handler
-** is reset by its first delivery. Returns 0, or -1 when sigaction fails. */
+** is reset by its first delivery; a signal ignored at the call (nohup) is
+** left ignored. Returns 0, or -1 when sigaction fails. */
 int stop_catch_quit(void);
-/* Gives SIGINT, SIGTERM and SIGHUP their default actions again. */
+/* Gives the signals stop_catch_quit caught their default actions again. */
 void stop_release_quit(void);
 
 #endif /* KB_APP_STOP_H */
