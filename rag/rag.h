@@ -328,8 +328,8 @@ typedef struct RagSyncStats {
 ** knowledge base runs (in any process) it waits, after a RAG_EV_WARNING.
 ** Returns KB_OK (also when some files failed or it was cancelled: see
 ** *stats); KB_ENOTFOUND (no
-** such knowledge base); KB_EIO (the database failed: the documents
-** committed so far stay); KB_ENOMEM. */
+** such knowledge base); KB_EIO (the database failed, or opt->extractor
+** could not be started: the documents committed so far stay); KB_ENOMEM. */
 int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats *stats /* OUT, may be NULL */);
 
 /* Pins knowledge base `name` to opt->embedder's model and embeds every chunk

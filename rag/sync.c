@@ -474,6 +474,15 @@ static int embed_document(Sync *s, const char *path)
     return rc;
 }
 
+/* Frees what index_file made of a document and returns rc. */
+static int index_stop(Sync *s, int rc, Chunk *chunks, int n_chunks, RagDoc *doc)
+{
+    chunker_free(chunks, n_chunks);
+    doc_clear(doc);
+    pause_for_tests(s);
+    return rc;
+}
+
 /* Indexes (or records the failure of) one new or changed file. old is its
 ** committed row, or NULL when new. Returns KB_OK unless the database,
 ** memory or the embedding model failed. */
@@ -502,8 +511,10 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
     if (rc == KB_OK) {
         info.size = (int64_t)fd.len;
         rc = extract(s, f->path, &fd, &doc, &chunks, &n_chunks);
-        if (rc == KB_EFORMAT || rc == KB_EUNSUPPORTED || rc == KB_ERANGE || rc == KB_EIO)
-            snprintf(msg, sizeof msg, "%s", doc.errmsg);
+        if (rc == KB_EIO) /* no extractor process (no descriptors or processes left): the system's fault,
+                             not the file's, so the sync stops and the file is not marked failed */
+            return index_stop(s, store_fail(s->rag, rc, "%s: %s", f->path, doc.errmsg), chunks, n_chunks, &doc);
+        if (rc == KB_EFORMAT || rc == KB_EUNSUPPORTED || rc == KB_ERANGE) snprintf(msg, sizeof msg, "%s", doc.errmsg);
     }
     if (rc == KB_ECANCELLED) rc = KB_OK; /* nothing of it written: the next sync reads it again */
     else if (rc == KB_OK || rc == KB_EFORMAT || rc == KB_EUNSUPPORTED || rc == KB_ERANGE || rc == KB_EIO) {
@@ -532,11 +543,8 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
         }
     }
     if (rc == KB_ENOMEM) store_fail(s->rag, KB_ENOMEM, "%s: out of memory", f->path);
-    chunker_free(chunks, n_chunks);
-    doc_clear(&doc);
     file_free(&fd);
-    pause_for_tests(s);
-    return rc;
+    return index_stop(s, rc, chunks, n_chunks, &doc);
 }
 
 /* --- the plan --- */

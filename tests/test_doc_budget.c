@@ -298,6 +298,29 @@ static void test_a_broken_extractor_fails_the_document_with_a_reason(void **stat
     free(data), free(pdf), free(missing), free(dies), free(fails), free(huge);
 }
 
+/* A sync whose extractor cannot start stops with the reason, and the PDF
+** is not recorded as failed: the fault is not the file's, and the next sync
+** with a working extractor indexes it. */
+static void test_a_sync_without_its_extractor_stops_and_marks_nothing(void **state)
+{
+    Fix *f = *state;
+    put_text(f, "a.txt", "The pump must be primed before the first start.");
+    put_hostile(f, "h.pdf", 2, 3);
+    char *missing = testutil_join(f->dir, "no-such-kbchat");
+    RagSyncOptions opt = {.extractor = missing};
+    RagSyncStats st;
+    assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_EIO);
+    assert_non_null(strstr(rag_errmsg(f->rag), "h.pdf: cannot start the PDF extractor"));
+    RagFile h = {0};
+    assert_false(find_file(f, "h.pdf", &h));
+    opt.extractor = f->bin;
+    assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
+    assert_int_equal(st.indexed, 1);
+    assert_true(find_file(f, "h.pdf", &h));
+    assert_false(h.failed);
+    free(h.error), free(missing);
+}
+
 /* An extraction still running at the time limit (held by the hook, so it
 ** would never end) fails the document with the limit in its reason; the
 ** sync goes on with the next file. */
@@ -537,6 +560,7 @@ int main(void)
         FIX(test_extractor_gives_what_the_in_process_reader_gives),
         FIX(test_extractor_reports_a_bad_file_like_the_in_process_reader),
         FIX(test_a_broken_extractor_fails_the_document_with_a_reason),
+        FIX(test_a_sync_without_its_extractor_stops_and_marks_nothing),
         FIX(test_time_budget_fails_a_document_that_never_ends),
         FIX(test_cancel_after_a_page_in_process),
         FIX(test_cancel_inside_a_page_kills_the_extractor),
