@@ -468,6 +468,7 @@ int cli_load_config(const CliArgs *a, KbConfig *cfg)
     }
     if (rc == KB_OK && a->model_path) rc = config_set(cfg, "model.path", a->model_path, "--model");
     if (rc != KB_OK) cli_print_error(cfg->errmsg);
+    cfg->pdf_extractor = CLI_SELF_EXE; /* this is kbchat: it extracts PDFs with __extract-pdf */
     return rc;
 }
 
@@ -526,6 +527,7 @@ static int cmd_start_ui(KbConfig *cfg, const char *kb)
     int rc = ui_run(app, cfg->model_path, kb, cfg->file, cfg->theme, err, sizeof err);
     chat_close(app);
     if (rc != KB_OK) cli_print_error(err);
+    if (rc == KB_OK && ui_quit_signal()) return 128 + ui_quit_signal(); /* SIGTERM: 143, SIGHUP: 129 */
     return rc == KB_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
@@ -640,6 +642,8 @@ static int run_parsed(const CliArgs *a)
 
 int cli_run(int argc, char **argv)
 {
+    /* hidden: the PDF extractor a sync starts as a child (rag/extract.c) */
+    if (argc >= 2 && strcmp(argv[1], "__extract-pdf") == 0) return rag_extract_pdf_main(argc, argv);
     CliArgs a;
     memset(&a, 0, sizeof a);
     a.words = calloc((size_t)argc + 1, sizeof *a.words);

@@ -11,6 +11,10 @@
 #define CLI_EXIT_USAGE 2 /* the command line itself is wrong */
 #define CLI_EXIT_STOPPED 130 /* Ctrl-C stopped the answer (128 + SIGINT, as a shell reports it) */
 
+/* This very kbchat, whatever path started it: the PDF extractor a sync
+** runs as a child process ("kbchat __extract-pdf", rag_extract_pdf_main). */
+#define CLI_SELF_EXE "/proc/self/exe"
+
 #include "app/app.h"
 #include "engine/engine.h"
 #include "rag/rag.h"

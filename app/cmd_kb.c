@@ -19,6 +19,7 @@
 */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 
 #include "app/cli.h"
 #include "app/kb_ops.h"
+#include "app/stop.h"
 #include "app/term_text.h"
 #include "engine/engine.h"
 #include "rag/rag.h"
@@ -462,17 +464,28 @@ static int embedder_for(const KbConfig *cfg, Rag *rag, const char *name, RagEmbe
     return cli_print_error(err);
 }
 
-/* Syncs one knowledge base, showing progress. Returns an exit code. */
-static int sync_one(Rag *rag, const char *name, RagEmbedder *e)
+/* Syncs one knowledge base, showing progress. SIGINT, SIGTERM and SIGHUP
+** stop it cleanly (the document being read is dropped, what was committed
+** stays) and give the exit status 128 + the signal's number.
+** Returns an exit code. */
+static int sync_one(const KbConfig *cfg, Rag *rag, const char *name, RagEmbedder *e)
 {
     SyncView v = {isatty(STDERR_FILENO), 0, 0, -1};
-    RagSyncOptions opt = {on_progress, &v, 0, NULL, NULL, kbops_test_delay_ms(), e, NULL};
+    RagSyncOptions opt = {.progress = on_progress, .user = &v, .delay_ms = kbops_test_delay_ms(), .embedder = e,
+                          .cancel = stop_sigint_flag()};
     RagSyncStats stats;
+    kbops_sync_budget(cfg, &opt);
+    if (stop_catch_quit() != 0) perror("kbchat: kb sync: a signal will not stop it cleanly: sigaction");
     int rc = rag_sync(rag, name, &opt, &stats);
+    int sig = atomic_load(stop_sigint_flag());
+    stop_release_quit();
     view_clear(&v);
     if (rc != KB_OK) return kb_fail(rag);
     print_stats(name, &stats);
-    return CLI_EXIT_OK;
+    if (sig == 0) return CLI_EXIT_OK;
+    fprintf(stderr, "kbchat: kb sync %s: stopped by signal %d (%s); the documents indexed so far are kept, "
+                    "run the sync again to finish\n", name, sig, strsignal(sig));
+    return 128 + sig;
 }
 
 int cmd_kb_sync(const CliArgs *a, const char *const *args, int n_args)
@@ -490,12 +503,12 @@ int cmd_kb_sync(const CliArgs *a, const char *const *args, int n_args)
     int n = 0, tried = 0;
     int code = kb_open(a, &cfg, &rag);
     if (code == CLI_EXIT_OK && !all) code = embedder_for(&cfg, rag, args[0], &e, &tried);
-    if (code == CLI_EXIT_OK && !all) code = sync_one(rag, args[0], e);
+    if (code == CLI_EXIT_OK && !all) code = sync_one(&cfg, rag, args[0], e);
     if (code == CLI_EXIT_OK && all && rag_kb_list(rag, &list, &n) != KB_OK) code = kb_fail(rag);
     if (code == CLI_EXIT_OK && all && n == 0) printf("no knowledge bases to sync\n");
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && code < 128; i++) { /* 128 + signal: stopped by a signal */
         int c = embedder_for(&cfg, rag, list[i].name, &e, &tried);
-        if (c == CLI_EXIT_OK) c = sync_one(rag, list[i].name, e);
+        if (c == CLI_EXIT_OK) c = sync_one(&cfg, rag, list[i].name, e);
         if (c != CLI_EXIT_OK) code = c;
     }
     rag_kb_info_free_list(list, n);
@@ -514,7 +527,7 @@ int cmd_kb_rebuild(const CliArgs *a, const char *const *args, int n_args)
     SyncView v = {isatty(STDERR_FILENO), 0, 1, -1};
     int code = kb_open(a, &cfg, &rag);
     if (code == CLI_EXIT_OK) code = cli_open_embedder(&cfg, &e);
-    RagSyncOptions opt = {on_progress, &v, 0, NULL, NULL, 0, e, NULL};
+    RagSyncOptions opt = {.progress = on_progress, .user = &v, .embedder = e};
     if (code == CLI_EXIT_OK && rag_kb_rebuild(rag, args[0], &opt, &st) != KB_OK) code = kb_fail(rag);
     view_clear(&v);
     char desc[320];

@@ -48,6 +48,15 @@ typedef struct KbConfig {
     int64_t chunk_size;       /* chunking.size 50..20000 characters */
     int64_t chunk_overlap;    /* chunking.overlap 0..size-1 characters */
 
+    /* kb: the per-document budget of a sync */
+    int64_t document_time_limit; /* kb.document_time_limit 1..86400 seconds */
+    int64_t document_text_limit; /* kb.document_text_limit 4096..1073741824 bytes */
+    /* not a key: the program a sync runs to extract PDFs in a child
+    ** process (RagSyncOptions.extractor), set by cli_load_config to kbchat
+    ** itself; NULL (config_init) = in this process, as in the test programs,
+    ** whose own executable is no extractor */
+    const char *pdf_extractor;
+
     /* retrieval */
     int64_t retrieval_top_k;  /* retrieval.top_k 1..100 */
     double score_threshold;   /* retrieval.score_threshold 0..1 */

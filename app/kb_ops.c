@@ -84,3 +84,11 @@ int kbops_test_delay_ms(void)
     const char *delay = getenv("KBCHAT_TEST_SYNC_DELAY_MS");
     return delay && *delay ? atoi(delay) : 0;
 }
+
+/* The per-document budget and the extractor process of a sync (kb_ops.h). */
+void kbops_sync_budget(const KbConfig *cfg, RagSyncOptions *opt)
+{
+    opt->doc_seconds = (double)cfg->document_time_limit;
+    opt->doc_text_bytes = (size_t)cfg->document_text_limit;
+    opt->extractor = cfg->pdf_extractor;
+}

@@ -48,4 +48,9 @@ int kbops_create(Rag *rag, const KbConfig *cfg, const char *chat_model, const ch
 ** each committed document (RagSyncOptions.delay_ms); 0 when unset. */
 int kbops_test_delay_ms(void);
 
+/* Sets opt's per-document budget from kb.document_time_limit and
+** kb.document_text_limit, and its extractor from cfg->pdf_extractor (in
+** kbchat a child process, so the limits and cancel act inside a page). */
+void kbops_sync_budget(const KbConfig *cfg, RagSyncOptions *opt);
+
 #endif /* KB_APP_KB_OPS_H */

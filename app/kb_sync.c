@@ -14,8 +14,9 @@
 ** job; the sync thread writes the progress record under the job's mutex
 ** from rag_sync's progress callback. The job copies every setting it needs
 ** at the start, so /set on the chat's worker cannot race with it. Stopping
-** sets the atomic cancel flag rag_sync reads between documents
-** (RagSyncOptions.cancel) and joins the thread.
+** sets the atomic cancel flag (RagSyncOptions.cancel) and joins the
+** thread: rag_sync reads it between documents and, as PDFs are extracted
+** by a child process it kills on cancel, every 100 ms inside one.
 */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,6 +33,7 @@ struct KbSyncJob {
     char *kb, *data_dir;      /* copies taken at the start */
     char *embed_spec, *chat_model;
     int threads, delay_ms;
+    RagSyncOptions budget;    /* the per-document budget (kbops_sync_budget) */
     pthread_mutex_t mu;       /* guards the fields below */
     ChatSyncState st;         /* the progress record */
     int done;                 /* the thread has finished its work */
@@ -79,7 +81,9 @@ static void *sync_main(void *arg)
     if (rc != KB_OK) snprintf(err, sizeof err, "%s", rag ? rag_errmsg(rag) : kb_strerror(rc));
     if (rc == KB_OK) rc = kbops_embedder_for(rag, j->kb, j->embed_spec, j->chat_model, j->threads, &e, err, sizeof err);
     if (rc == KB_OK) {
-        RagSyncOptions opt = {sync_on_progress, j, 0, NULL, NULL, j->delay_ms, e, &j->cancel};
+        RagSyncOptions opt = {.progress = sync_on_progress, .user = j, .delay_ms = j->delay_ms, .embedder = e,
+                              .cancel = &j->cancel, .doc_seconds = j->budget.doc_seconds,
+                              .doc_text_bytes = j->budget.doc_text_bytes, .extractor = j->budget.extractor};
         rc = rag_sync(rag, j->kb, &opt, &stats);
         if (rc != KB_OK) snprintf(err, sizeof err, "%s", rag_errmsg(rag));
     }
@@ -117,6 +121,7 @@ int chat_sync_start(ChatApp *app, const char *name)
     j->embed_spec = strdup(app->cfg->embedding_model), j->chat_model = strdup(chat_model ? chat_model : "");
     j->threads = (int)app->cfg->threads;
     j->delay_ms = kbops_test_delay_ms();
+    kbops_sync_budget(app->cfg, &j->budget);
     if (!j->kb || !j->data_dir || !j->embed_spec || !j->chat_model) {
         sync_free(j);
         return chat_fail(app, KB_ENOMEM, "out of memory");
@@ -185,7 +190,8 @@ int chat_sync_collect(ChatApp *app, char *note, size_t n, int *failed)
     return 1;
 }
 
-/* Asks the sync to stop between documents and waits for its thread. */
+/* Asks the sync to stop (within 100 ms, also inside a document) and waits
+** for its thread. */
 void chat_sync_stop(ChatApp *app)
 {
     KbSyncJob *j = app->sync;

@@ -18,11 +18,12 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free for the 
 
 static atomic_int sigint_flag; /* set by on_sigint: the one piece of global state */
 
-/* SIGINT's handler: sets the flag (async-signal-safe: a lock-free store). */
+/* The handler of SIGINT (and of SIGTERM and SIGHUP under stop_catch_quit):
+** stores the signal's number, nonzero, in the flag (async-signal-safe: a
+** lock-free store). */
 static void on_sigint(int sig)
 {
-    (void)sig;
-    atomic_store(&sigint_flag, 1);
+    atomic_store(&sigint_flag, sig);
 }
 
 atomic_int *stop_sigint_flag(void) { return &sigint_flag; }
@@ -33,6 +34,33 @@ int stop_catch_sigint(void)
     sigemptyset(&sa.sa_mask);
     atomic_store(&sigint_flag, 0);
     return sigaction(SIGINT, &sa, NULL);
+}
+
+static const int quit_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+/* A signal ignored when kbchat started (`nohup kbchat kb sync` ignores
+** SIGHUP) stays ignored: the user asked the sync to survive it. */
+int stop_catch_quit(void)
+{
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND}, old;
+    sigemptyset(&sa.sa_mask);
+    atomic_store(&sigint_flag, 0);
+    for (size_t i = 0; i < sizeof quit_signals / sizeof quit_signals[0]; i++) {
+        if (sigaction(quit_signals[i], NULL, &old) != 0) return -1;
+        if (old.sa_handler != SIG_IGN && sigaction(quit_signals[i], &sa, NULL) != 0) return -1;
+    }
+    return 0;
+}
+
+/* Only the handlers stop_catch_quit installed are reset; ignored signals
+** stay ignored. */
+void stop_release_quit(void)
+{
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, cur;
+    sigemptyset(&dfl.sa_mask);
+    for (size_t i = 0; i < sizeof quit_signals / sizeof quit_signals[0]; i++)
+        if (sigaction(quit_signals[i], NULL, &cur) == 0 && cur.sa_handler == on_sigint)
+            sigaction(quit_signals[i], &dfl, NULL);
 }
 
 void stop_release_sigint(void)

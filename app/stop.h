@@ -25,7 +25,8 @@
 ** flag (NULL: none) is borrowed and must outlive m's use of it. */
 void stop_watch(KbModel *m, atomic_int *flag);
 
-/* The flag SIGINT sets while stop_catch_sigint is in force. */
+/* The flag SIGINT sets while stop_catch_sigint is in force (to the
+** signal's number). */
 atomic_int *stop_sigint_flag(void);
 /* Clears the flag and makes SIGINT set it. The handler is reset by its first
 ** delivery (SA_RESETHAND), so a second Ctrl-C has the default action and
@@ -33,5 +34,14 @@ atomic_int *stop_sigint_flag(void);
 int stop_catch_sigint(void);
 /* Gives SIGINT its default action again (Ctrl-C ends kbchat). */
 void stop_release_sigint(void);
+
+/* Like stop_catch_sigint for SIGINT, SIGTERM and SIGHUP (a long command
+** such as `kb sync` that must stop cleanly when killed or when its ssh
+** session drops): the flag receives the number of the signal. Each handler
+** is reset by its first delivery; a signal ignored at the call (nohup) is
+** left ignored. Returns 0, or -1 when sigaction fails. */
+int stop_catch_quit(void);
+/* Gives the signals stop_catch_quit caught their default actions again. */
+void stop_release_quit(void);
 
 #endif /* KB_APP_STOP_H */

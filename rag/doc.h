@@ -28,6 +28,7 @@
 #ifndef KB_RAG_DOC_H
 #define KB_RAG_DOC_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -86,11 +87,69 @@ int doc_append(RagDoc *doc, const char *s, size_t len);
 ** Returns KB_OK or KB_ENOMEM. */
 int doc_add_section(RagDoc *doc, size_t offset, const char *title, size_t len);
 
-/* Loads a PDF from data[0..len) (the whole file) into doc (zeroed first).
-** page_fn (may be NULL) is called after each page.
-** Returns KB_OK; KB_EFORMAT (damaged, truncated, not a PDF, no text at all:
-** the reason in doc->errmsg); KB_EUNSUPPORTED (encrypted); KB_ENOMEM. */
-int load_pdf(RagDoc *doc /* OUT */, const unsigned char *data, size_t len, RagPageFn page_fn, void *user);
+/* --- PDF (load_pdf.c, extract.c) --- */
+
+/* What extracting one document may cost, and the flag that stops it: a
+** PDF of a few hundred kilobytes can hold millions of text operators
+** (every page drawing one shared content stream) and take poppler minutes,
+** or yield gigabytes of text. */
+typedef struct DocBudget {
+    double seconds;           /* wall-clock time of the extraction; <= 0 = no limit */
+    size_t text_bytes;        /* extracted text, as poppler gives it; 0 = no limit */
+    const atomic_int *cancel; /* stops the extraction when nonzero; NULL = never */
+    const char *extractor;    /* NULL = poppler in this process, the budget and
+                                 cancel checked after each page; else the kbchat
+                                 executable that extract.c runs as a child process
+                                 ("EXTRACTOR __extract-pdf"), checked while
+                                 waiting for it, at least every 100 ms */
+} DocBudget;
+
+/* Where pdf_read hands what poppler gives, in this order: begin (page
+** count), page (each page's text in order), meta ('T' title, 'A' author,
+** each at most once, when present), outline (entries whose target page is
+** known, outline order). Strings are any bytes, valid only during the call;
+** a callback returns KB_OK or the code that stops the reading. */
+typedef struct PdfSink {
+    int (*begin)(void *user, int n_pages);
+    int (*page)(void *user, const char *text, size_t len);
+    int (*meta)(void *user, char kind, const char *s, size_t len);
+    int (*outline)(void *user, int page, const char *title, size_t len);
+    void *user;
+} PdfSink;
+
+/* Reads the PDF in data[0..len) with poppler and hands its parts to sink.
+** Returns KB_OK; KB_EFORMAT (damaged, truncated, not a PDF, no pages) or
+** KB_EUNSUPPORTED (encrypted) with the reason in err[0..errlen); a code
+** the sink returned. */
+int pdf_read(const unsigned char *data, size_t len, const PdfSink *sink, char *err, size_t errlen);
+
+/* Loads a PDF from data[0..len) (the whole file) into doc (zeroed first),
+** within budget (NULL: no limits, in this process). page_fn (may be NULL)
+** is called after each page.
+** Returns KB_OK; KB_EFORMAT (damaged, truncated, not a PDF, no text at all,
+** the extraction process crashed: the reason in doc->errmsg);
+** KB_EUNSUPPORTED (encrypted); KB_ERANGE (over budget, said in
+** doc->errmsg); KB_ECANCELLED (budget->cancel was set); KB_EIO (the
+** extraction process could not be started); KB_ENOMEM. */
+int load_pdf(RagDoc *doc /* OUT */, const unsigned char *data, size_t len, const DocBudget *budget,
+             RagPageFn page_fn, void *user);
+
+/* Seconds of a monotonic clock. */
+double doc_now(void);
+
+/* Checks an extraction begun at t0 (doc_now) that has produced text_bytes
+** bytes against budget b (NULL: no limits). Returns KB_OK; KB_ECANCELLED;
+** KB_ERANGE with the limit passed named in err[0..n). */
+int doc_budget_check(const DocBudget *b, double t0, size_t text_bytes, char *err, size_t n);
+
+/* Runs pdf_read on data[0..len) in a child process (b->extractor, see
+** extract.c) and feeds what it sends to sink, enforcing b's time limit and
+** cancel flag while it waits (t0: when the extraction began) and refusing
+** a page larger than b->text_bytes before reading it. The child is always
+** killed and reaped before this returns. Returns the codes of load_pdf,
+** with the reason in err[0..errlen). */
+int extract_pdf_child(const DocBudget *b, double t0, const unsigned char *data, size_t len, const PdfSink *sink,
+                      char *err, size_t errlen);
 
 /* Loads a text file (markdown when kind is RAG_KIND_MARKDOWN: headings become
 ** section titles) from data[0..len), detecting UTF-8, UTF-16 (BOM or NUL

@@ -37,6 +37,12 @@
 ** into buf as one line, e.g. "SQLite 3.40.1, poppler 22.12.0". Returns buf. */
 char *rag_library_versions(char *buf, unsigned long size);
 
+/* The hidden subcommand "kbchat __extract-pdf [MAX_MEMORY]" (rag/extract.c):
+** reads a PDF from standard input (a regular file or memfd), writes its text
+** as frames to standard output for the kbchat process that started it, and
+** limits its own address space to MAX_MEMORY bytes. Returns the exit status. */
+int rag_extract_pdf_main(int argc, char **argv);
+
 /* --- the database --- */
 
 #define RAG_DB_NAME "knowledge.db" /* file name inside data_dir */
@@ -280,13 +286,27 @@ typedef struct RagSyncOptions {
     ** model the knowledge base is pinned to (rag_kb_check_model), else a
     ** RAG_EV_WARNING says why no vectors were made. */
     RagEmbedder *embedder;
-    /* Stops the sync early when *cancel becomes nonzero (another thread sets
-    ** it: a front end syncing in the background, quitting). It is read
-    ** between documents and between batches of vectors, never in the middle
-    ** of one: what was committed stays, the sync returns KB_OK with
-    ** stats->cancelled set and last_sync unchanged, and the next sync carries
-    ** on from there. NULL = never. */
+    /* Stops the sync early when *cancel becomes nonzero (another thread or
+    ** a signal handler sets it: a front end syncing in the background,
+    ** quitting, SIGTERM). It is read between documents, between batches of
+    ** vectors and while a PDF is extracted (after each page; with an
+    ** extractor at least every 100 ms): the document being extracted is
+    ** dropped, what was committed stays, the sync returns KB_OK with
+    ** stats->cancelled set and last_sync unchanged, and the next sync
+    ** carries on from there. NULL = never. */
     const atomic_int *cancel;
+    /* The per-document budget: a PDF whose text extraction takes longer
+    ** than doc_seconds, or yields more than doc_text_bytes bytes of text, is
+    ** recorded as failed with the reason (retried when it changes), and the
+    ** sync goes on. 0 = no limit. */
+    double doc_seconds;
+    size_t doc_text_bytes;
+    /* The kbchat executable ("/proc/self/exe" from kbchat itself) that
+    ** extracts each PDF in a child process (rag_extract_pdf_main), so the
+    ** time limit and cancel act within 100 ms even inside one page, and a
+    ** PDF that crashes poppler or eats memory fails alone. NULL = in this
+    ** process, the budget and cancel checked after each page. */
+    const char *extractor;
 } RagSyncOptions;
 
 /* What a sync did. */
@@ -303,13 +323,13 @@ typedef struct RagSyncStats {
 
 /* Brings knowledge base `name` in line with its sources (algorithm in
 ** docs/knowledge-bases.md). A bad file is recorded as failed with its reason
-** and never stops the sync. opt may be NULL; opt->cancel stops it between
-** documents (stats->cancelled). While another sync or rebuild of the same
+** and never stops the sync. opt may be NULL; opt->cancel stops it, also
+** inside a document (stats->cancelled). While another sync or rebuild of the same
 ** knowledge base runs (in any process) it waits, after a RAG_EV_WARNING.
 ** Returns KB_OK (also when some files failed or it was cancelled: see
 ** *stats); KB_ENOTFOUND (no
-** such knowledge base); KB_EIO (the database failed: the documents
-** committed so far stay); KB_ENOMEM. */
+** such knowledge base); KB_EIO (the database failed, or opt->extractor
+** could not be started: the documents committed so far stay); KB_ENOMEM. */
 int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats *stats /* OUT, may be NULL */);
 
 /* Pins knowledge base `name` to opt->embedder's model and embeds every chunk

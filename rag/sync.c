@@ -30,7 +30,14 @@
 ** committed rows each time, so a sync killed anywhere is finished by the
 ** next one, which reaches the same database a clean sync would. The same
 ** holds for a sync stopped through RagSyncOptions.cancel, which is read
-** before each removal, each document and each batch of vectors.
+** before each removal, each document and each batch of vectors, and while
+** a PDF is extracted (its text is then dropped unwritten).
+**
+** Per-document budget (RagSyncOptions.doc_seconds, doc_text_bytes): a PDF
+** whose extraction passes either limit is a failed document like a damaged
+** one, with the limit named in its reason. With RagSyncOptions.extractor
+** the extraction runs in a child process (extract.c) that is killed at the
+** limit or on cancel, whatever page poppler is on.
 **
 ** One sync or rebuild of a knowledge base runs at a time (store_kb_lock:
 ** an flock beside the database, which the system releases if the holder
@@ -412,14 +419,18 @@ static void on_page(int pages, int n_pages, void *user)
     report(s, RAG_EV_PAGE);
 }
 
-/* Loads and chunks fd's content. The file's bytes are freed once loaded
-** (the hash is taken): the chunks are made with only the document's text in
-** memory, not the file as well. Returns KB_OK; KB_EFORMAT/KB_EUNSUPPORTED
-** with the reason in doc->errmsg; KB_ENOMEM. */
+/* Loads and chunks fd's content, a PDF within the per-document budget. The
+** file's bytes are freed once loaded (the hash is taken): the chunks are
+** made with only the document's text in memory, not the file as well.
+** Returns KB_OK; KB_EFORMAT/KB_EUNSUPPORTED/KB_ERANGE (over budget)/KB_EIO
+** (no extractor process) with the reason in doc->errmsg; KB_ECANCELLED;
+** KB_ENOMEM. */
 static int extract(Sync *s, const char *path, FileData *fd, RagDoc *doc, Chunk **chunks, int *n_chunks)
 {
     RagKind kind = doc_kind_of(path);
-    int rc = kind == RAG_KIND_PDF ? load_pdf(doc, fd->data, fd->len, on_page, s)
+    const RagSyncOptions *o = s->opt;
+    DocBudget b = {o ? o->doc_seconds : 0, o ? o->doc_text_bytes : 0, o ? o->cancel : NULL, o ? o->extractor : NULL};
+    int rc = kind == RAG_KIND_PDF ? load_pdf(doc, fd->data, fd->len, &b, on_page, s)
                                   : load_text(doc, fd->data, fd->len, kind);
     file_free(fd);
     if (rc == KB_OK) rc = chunker_split(doc, &s->chunk, chunks, n_chunks);
@@ -463,6 +474,15 @@ static int embed_document(Sync *s, const char *path)
     return rc;
 }
 
+/* Frees what index_file made of a document and returns rc. */
+static int index_stop(Sync *s, int rc, Chunk *chunks, int n_chunks, RagDoc *doc)
+{
+    chunker_free(chunks, n_chunks);
+    doc_clear(doc);
+    pause_for_tests(s);
+    return rc;
+}
+
 /* Indexes (or records the failure of) one new or changed file. old is its
 ** committed row, or NULL when new. Returns KB_OK unless the database,
 ** memory or the embedding model failed. */
@@ -491,9 +511,13 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
     if (rc == KB_OK) {
         info.size = (int64_t)fd.len;
         rc = extract(s, f->path, &fd, &doc, &chunks, &n_chunks);
-        if (rc == KB_EFORMAT || rc == KB_EUNSUPPORTED) snprintf(msg, sizeof msg, "%s", doc.errmsg);
+        if (rc == KB_EIO) /* no extractor process (no descriptors or processes left): the system's fault,
+                             not the file's, so the sync stops and the file is not marked failed */
+            return index_stop(s, store_fail(s->rag, rc, "%s: %s", f->path, doc.errmsg), chunks, n_chunks, &doc);
+        if (rc == KB_EFORMAT || rc == KB_EUNSUPPORTED || rc == KB_ERANGE) snprintf(msg, sizeof msg, "%s", doc.errmsg);
     }
-    if (rc == KB_OK || rc == KB_EFORMAT || rc == KB_EUNSUPPORTED || rc == KB_EIO) {
+    if (rc == KB_ECANCELLED) rc = KB_OK; /* nothing of it written: the next sync reads it again */
+    else if (rc == KB_OK || rc == KB_EFORMAT || rc == KB_EUNSUPPORTED || rc == KB_ERANGE || rc == KB_EIO) {
         int failed = rc != KB_OK;
         info.error = failed ? msg : NULL;
         info.pages = failed ? 0 : doc.n_pages;
@@ -519,11 +543,8 @@ static int index_file(Sync *s, const Found *f, const StoreDoc *old)
         }
     }
     if (rc == KB_ENOMEM) store_fail(s->rag, KB_ENOMEM, "%s: out of memory", f->path);
-    chunker_free(chunks, n_chunks);
-    doc_clear(&doc);
     file_free(&fd);
-    pause_for_tests(s);
-    return rc;
+    return index_stop(s, rc, chunks, n_chunks, &doc);
 }
 
 /* --- the plan --- */

@@ -135,6 +135,47 @@ static RAGFIX_UNUSED int ragfix_write(const char *path, const void *data, size_t
     return fclose(f) == 0 && n == len ? 0 : -1;
 }
 
+/* Writes the shape of PDF that stalled a sync for minutes (issue 16): n_pages
+** pages that all draw one shared content stream of n_ops text operators,
+** each showing `word` (ASCII, no parentheses or backslashes) on a line of
+** its own in Helvetica (a standard font: nothing embedded). Written byte by
+** byte with a correct cross-reference table, so the file is small while its
+** text is n_pages * n_ops lines. Returns 0 on success. */
+static RAGFIX_UNUSED int ragfix_write_shared_stream_pdf(const char *path, int n_pages, int n_ops, const char *word)
+{
+    GString *ops = g_string_new("BT /F1 10 Tf 12 TL 40 800 Td\n");
+    for (int i = 0; i < n_ops; i++) g_string_append_printf(ops, "(%s) Tj T*\n", word);
+    g_string_append(ops, "ET\n");
+    GString *pdf = g_string_new("%PDF-1.4\n");
+    long *off = calloc((size_t)n_pages + 5, sizeof *off); /* objects 1..n_pages+4 */
+    int kids = 5;                                       /* pages are objects 5.. */
+    off[1] = (long)pdf->len;
+    g_string_append(pdf, "1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n");
+    off[2] = (long)pdf->len;
+    g_string_append(pdf, "2 0 obj << /Type /Pages /Kids [");
+    for (int i = 0; i < n_pages; i++) g_string_append_printf(pdf, " %d 0 R", kids + i);
+    g_string_append_printf(pdf, " ] /Count %d >> endobj\n", n_pages);
+    off[3] = (long)pdf->len;
+    g_string_append(pdf, "3 0 obj << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> endobj\n");
+    off[4] = (long)pdf->len;
+    g_string_append_printf(pdf, "4 0 obj << /Length %zu >> stream\n%sendstream endobj\n", ops->len, ops->str);
+    for (int i = 0; i < n_pages; i++) {
+        off[kids + i] = (long)pdf->len;
+        g_string_append_printf(pdf, "%d 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+                                    "/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >> endobj\n", kids + i);
+    }
+    long xref = (long)pdf->len;
+    int n_obj = n_pages + 5;
+    g_string_append_printf(pdf, "xref\n0 %d\n0000000000 65535 f \n", n_obj);
+    for (int i = 1; i < n_obj; i++) g_string_append_printf(pdf, "%010ld 00000 n \n", off[i]);
+    g_string_append_printf(pdf, "trailer << /Size %d /Root 1 0 R >>\nstartxref\n%ld\n%%%%EOF\n", n_obj, xref);
+    int rc = ragfix_write(path, pdf->str, pdf->len);
+    free(off);
+    g_string_free(ops, TRUE);
+    g_string_free(pdf, TRUE);
+    return rc;
+}
+
 /* Writes utf8 converted to `encoding` ("GBK", "UTF-16LE", ...), with the
 ** given byte-order mark bytes first (NULL = none). Returns 0 on success. */
 static RAGFIX_UNUSED int ragfix_write_encoded(const char *path, const char *utf8, const char *encoding, const char *bom,

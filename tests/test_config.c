@@ -228,7 +228,7 @@ static void test_config_key_table_lists_every_key_in_order(void **state)
         "model.path", "model.template", "model.context_size", "model.threads", "embedding.model",
         "sampling.temperature", "sampling.top_k", "sampling.top_p", "sampling.min_p", "sampling.repeat_penalty",
         "sampling.repeat_last_n", "sampling.seed", "sampling.max_tokens", "data_dir", "chunking.size",
-        "chunking.overlap", "retrieval.top_k", "retrieval.score_threshold", "prompt.system", "prompt.template",
+        "chunking.overlap", "kb.document_time_limit", "kb.document_text_limit", "retrieval.top_k", "retrieval.score_threshold", "prompt.system", "prompt.template",
         "answer.fallback", "conversation.answer_reserve", "ui.theme"};
     int n = (int)(sizeof names / sizeof names[0]);
     assert_int_equal(config_key_count(), n);

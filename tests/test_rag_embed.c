@@ -95,7 +95,7 @@ static int64_t raw_count(Fix *f, const char *sql)
 
 static void sync_with(Fix *f, const char *name, RagEmbedder *e, RagSyncStats *st)
 {
-    RagSyncOptions opt = {NULL, NULL, 0, NULL, NULL, 0, e, NULL};
+    RagSyncOptions opt = {.embedder = e};
     int rc = rag_sync(f->rag, name, &opt, st);
     if (rc != KB_OK) fail_msg("sync: %s", rag_errmsg(f->rag));
 }
@@ -259,7 +259,7 @@ static void test_embed_knowledge_base_is_pinned_and_rebuild_re_embeds(void **sta
     sync_with(f, "kb", f->e8, NULL);
     assert_true(raw_count(f, "SELECT count(*) FROM chunks") > raw_count(f, "SELECT count(*) FROM vectors"));
     /* rebuild: pinned to Q8_0, every chunk embedded with it */
-    RagSyncOptions opt = {NULL, NULL, 0, NULL, NULL, 0, f->e8, NULL};
+    RagSyncOptions opt = {.embedder = f->e8};
     RagSyncStats st;
     assert_int_equal(rag_kb_rebuild(f->rag, "kb", &opt, &st), KB_OK);
     assert_int_equal(st.vectors, raw_count(f, "SELECT count(*) FROM chunks"));
@@ -290,7 +290,7 @@ static void test_embed_keyword_only_knowledge_base(void **state)
     put_docs(f);
     create_kb(f, "kw", NULL);
     GString *warnings = g_string_new(NULL);
-    RagSyncOptions opt = {on_warning, warnings, 0, NULL, NULL, 0, NULL, NULL};
+    RagSyncOptions opt = {.progress = on_warning, .user = warnings};
     assert_int_equal(rag_sync(f->rag, "kw", &opt, NULL), KB_OK);
     assert_string_equal(warnings->str, ""); /* keyword-only and no model: nothing to say */
     opt.embedder = f->e16;
@@ -325,7 +325,7 @@ static void test_embed_interrupted_rebuild_resumes(void **state)
     sync_with(f, "big", NULL, NULL); /* keyword index only: the vectors come from rebuild */
     int64_t chunks = raw_count(f, "SELECT count(*) FROM chunks");
     assert_true(chunks > 64); /* more than one committed batch */
-    RagSyncOptions opt = {NULL, NULL, 0, NULL, NULL, 0, f->e8, NULL};
+    RagSyncOptions opt = {.embedder = f->e8};
     RagSyncStats st;
     testutil_fail_alloc_after(0);
     assert_int_equal(rag_kb_rebuild(f->rag, "big", &opt, &st), KB_OK);
@@ -362,7 +362,7 @@ static void test_embed_interrupted_sync_completes_the_vectors(void **state)
     assert_int_equal(rag_kb_delete(f->rag, "probe"), KB_OK);
     create_kb(f, "kb", f->e16);
     testutil_fail_alloc_after(allocs * 7 / 10);
-    RagSyncOptions opt = {NULL, NULL, 0, NULL, NULL, 0, f->e16, NULL};
+    RagSyncOptions opt = {.embedder = f->e16};
     int rc = rag_sync(f->rag, "kb", &opt, NULL);
     testutil_fail_alloc_after(0);
     assert_int_equal(rc, KB_ENOMEM);

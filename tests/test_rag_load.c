@@ -50,7 +50,7 @@ static int load_file(const char *path, RagDoc *doc)
     char *data = testutil_read_file(path, &len);
     assert_non_null(data);
     RagKind kind = doc_kind_of(path);
-    int rc = kind == RAG_KIND_PDF ? load_pdf(doc, (unsigned char *)data, len, NULL, NULL)
+    int rc = kind == RAG_KIND_PDF ? load_pdf(doc, (unsigned char *)data, len, NULL, NULL, NULL)
                                   : load_text(doc, (unsigned char *)data, len, kind);
     free(data);
     return rc;

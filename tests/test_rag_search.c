@@ -51,7 +51,7 @@ static int group_setup(void **state)
     RagKbSettings s = {100, 20, model, f->bert ? rag_embedder_id(f->bert) : NULL};
     if (rc == KB_OK) rc = rag_kb_create(f->rag, "qa", &s);
     if (rc == KB_OK) rc = rag_kb_add(f->rag, "qa", docs);
-    RagSyncOptions opt = {NULL, NULL, 0, NULL, NULL, 0, f->bert, NULL};
+    RagSyncOptions opt = {.embedder = f->bert};
     RagSyncStats st;
     if (rc == KB_OK) rc = rag_sync(f->rag, "qa", &opt, &st);
     if (rc != KB_OK) fprintf(stderr, "setup: %s %s\n", f->rag ? rag_errmsg(f->rag) : "", err);
@@ -316,7 +316,7 @@ static void test_search_vectors_reload_after_a_sync(void **state)
     /* a new document: the next search sees its vectors */
     char *docs = g_build_filename(f->dir, "docs", NULL);
     assert_int_equal(ragqa_write(docs, "extra.txt", "Extra notes about the garden hose adapter."), 0);
-    RagSyncOptions opt = {NULL, NULL, 0, NULL, NULL, 0, f->bert, NULL};
+    RagSyncOptions opt = {.embedder = f->bert};
     assert_int_equal(rag_sync(f->rag, "qa", &opt, NULL), KB_OK);
     assert_int_equal(store_load_kb(f->rag, "qa", &kb), KB_OK);
     assert_int_equal(vec_index_load(f->rag, &kb, &again), KB_OK);

@@ -321,7 +321,7 @@ static void test_sync_reports_progress(void **state)
     RagFixPdf spec = {NULL, NULL, NULL, NULL, pages, 3};
     assert_int_equal(ragfix_write_pdf(p, &spec), 0);
     Seen seen = {0};
-    RagSyncOptions opt = {on_progress, &seen, 0, NULL, NULL, 0, NULL, NULL};
+    RagSyncOptions opt = {.progress = on_progress, .user = &seen};
     RagSyncStats st;
     assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
     assert_int_equal(seen.plan, 1);
@@ -369,7 +369,7 @@ static void test_sync_skips_a_file_that_became_a_fifo(void **state)
     put(f, "b.txt", "second file, soon a pipe");
     put(f, "c.txt", "third file");
     Swap sw = {testutil_join(f->docs, "b.txt"), 0, 0, ""};
-    RagSyncOptions opt = {swap_to_fifo, &sw, 0, NULL, NULL, 0, NULL, NULL};
+    RagSyncOptions opt = {.progress = swap_to_fifo, .user = &sw};
     RagSyncStats st;
     assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
     assert_true(sw.swapped);
@@ -389,7 +389,7 @@ static void test_sync_indexes_text_with_a_stray_byte_and_says_so(void **state)
     g_string_append(t, "A stray \x80 byte.\n");
     put(f, "stray.txt", t->str);
     Swap sw = {"", 0, 0, ""};
-    RagSyncOptions opt = {swap_to_fifo, &sw, 0, NULL, NULL, 0, NULL, NULL};
+    RagSyncOptions opt = {.progress = swap_to_fifo, .user = &sw};
     RagSyncStats st;
     assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
     assert_int_equal(st.indexed, 1);
@@ -536,7 +536,7 @@ static pid_t start_holder(Fix *f, LockPipes *lp, int die)
     if (pid == 0) {
         char *data = testutil_join(f->dir, "data");
         Rag *rag = NULL;
-        RagSyncOptions opt = {hold_lock, lp, 0, NULL, NULL, 0, NULL, NULL};
+        RagSyncOptions opt = {.progress = hold_lock, .user = lp};
         RagSyncStats st;
         int rc = rag_open(&rag, data);
         if (rc == KB_OK) rc = rag_sync(rag, "kb", &opt, &st);
@@ -562,7 +562,7 @@ static RagSyncStats run_while_held(Fix *f, int rebuild)
 {
     LockPipes lp;
     pid_t pid = start_holder(f, &lp, 0);
-    RagSyncOptions opt = {release_holder, &lp, 0, NULL, NULL, 0, NULL, NULL};
+    RagSyncOptions opt = {.progress = release_holder, .user = &lp};
     RagSyncStats st;
     assert_int_equal(rebuild ? rag_kb_rebuild(f->rag, "kb", &opt, &st) : rag_sync(f->rag, "kb", &opt, &st), KB_OK);
     int status;
@@ -600,7 +600,7 @@ static void test_sync_lock_of_a_killed_sync_is_released(void **state)
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFSIGNALED(status));
-    RagSyncOptions opt = {release_holder, &lp, 0, NULL, NULL, 0, NULL, NULL};
+    RagSyncOptions opt = {.progress = release_holder, .user = &lp};
     RagSyncStats st;
     assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
     assert_int_equal(lp.waits, 0);
@@ -626,7 +626,7 @@ static void test_sync_stops_between_documents_when_cancelled(void **state)
     static const char *const names[] = {"a.txt", "b.txt", "c.md", "d.txt", "e.txt"};
     for (int i = 0; i < 5; i++) put(f, names[i], names[i]);
     atomic_int cancel = 0;
-    RagSyncOptions opt = {cancel_after_two, &cancel, 0, NULL, NULL, 0, NULL, &cancel};
+    RagSyncOptions opt = {.progress = cancel_after_two, .user = &cancel, .cancel = &cancel};
     RagSyncStats st;
     assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
     assert_int_equal(st.cancelled, 1);

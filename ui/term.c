@@ -106,10 +106,10 @@ static void term_init_colours(void)
 
 /* --- signals --- */
 
+/* SIGTERM's, SIGHUP's and SIGINT's handler: records which one came. */
 static void term_on_quit(int sig)
 {
-    (void)sig;
-    term_quit_flag = 1;
+    term_quit_flag = sig;
 }
 
 /* Restores the terminal from a fatal signal, then dies of it. */
@@ -127,6 +127,11 @@ static void term_on_fatal(int sig)
 int term_quit_requested(void)
 {
     return term_quit_flag != 0;
+}
+
+int ui_quit_signal(void)
+{
+    return term_quit_flag;
 }
 
 /* Appends capability cap (when the terminal has it) to the restore string. */

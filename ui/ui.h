@@ -26,4 +26,9 @@ const char *ui_library_version(void);
 int ui_run(ChatApp *app, const char *model_path, const char *kb, const char *cfg_file, const char *theme, char *err,
            size_t errlen);
 
+/* The signal (SIGTERM, SIGHUP, SIGINT from outside) that ended the last
+** ui_run, or 0 when the user quit. The caller exits with 128 + it, as a
+** shell reports a process that such a signal ended. */
+int ui_quit_signal(void);
+
 #endif /* KB_UI_H */

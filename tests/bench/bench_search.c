@@ -417,7 +417,7 @@ static void bench_refman(const char *dir, const char *model)
     RagKbSettings s = {500, 80, model, rag_embedder_id(e)};
     rag_kb_create(rag, "refman", &s);
     rag_kb_add(rag, "refman", REFMAN);
-    RagSyncOptions opt = {NULL, NULL, 0, NULL, NULL, 0, e, NULL};
+    RagSyncOptions opt = {.embedder = e};
     RagSyncStats st;
     if (rag_sync(rag, "refman", &opt, &st) != KB_OK) die("sync", rag_errmsg(rag));
     printf("search: fullrefman.pdf with the bge-small-shaped model on 2 threads: %lld pages, %lld chunks embedded in "
