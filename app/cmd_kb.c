@@ -483,8 +483,8 @@ static int sync_one(const KbConfig *cfg, Rag *rag, const char *name, RagEmbedder
     if (rc != KB_OK) return kb_fail(rag);
     print_stats(name, &stats);
     if (sig == 0) return CLI_EXIT_OK;
-    fprintf(stderr, "kbchat: kb sync %s: stopped by signal %d (%s); the documents indexed so far are kept, "
-                    "run the sync again to finish\n", name, sig, strsignal(sig));
+    cli_print_errorf("kb sync %s: stopped by signal %d (%s); the documents indexed so far are kept, "
+                     "run the sync again to finish", name, sig, strsignal(sig));
     return 128 + sig;
 }
 
