@@ -25,12 +25,28 @@ TEST_PKGS = cmocka
 ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/file_map.o engine/gguf.o engine/gguf_write.o \
              engine/quantize.o engine/quant_plan.o engine/quantize_model.o \
              engine/tokenizer.o engine/tok_spm.o engine/tok_bpe.o engine/tok_wpm.o \
-             engine/kernels.o engine/kernels_scalar.o engine/kernels_avx2.o engine/kernels_avx512.o \
+             engine/kernels.o engine/kernels_scalar.o \
              engine/pool.o engine/model.o engine/arch_llama.o engine/arch_glm.o engine/arch_bloom.o \
-             engine/arch_bert.o engine/sampler.o engine/generate.o engine/gemm.o engine/gemm_avx512.o \
-             engine/attention.o engine/attn_avx2.o engine/attn_avx512.o \
-             engine/gemm_avx2.o engine/gemm_avxvnni.o \
+             engine/arch_bert.o engine/sampler.o engine/generate.o engine/gemm.o engine/attention.o \
              engine/template.o engine/ggml_file.o engine/model_ggml.o engine/arch_glm1.o engine/tok_glm.o
+# The SIMD kernel sets exist on x86-64 only. Each file is compiled for its
+# instruction set (per-file -m flags, which GCC and Clang both honour); code
+# in them runs only after kernels.c has asked the CPU (cpuid), so the rest of
+# the program stays runnable on any x86-64.
+TARGET_ARCH := $(shell $(CC) -dumpmachine)
+ifneq ($(filter x86_64-%,$(TARGET_ARCH)),)
+AVX2_FLAGS   = -mavx2 -mfma -mf16c
+AVX512_FLAGS = $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq
+SIMD_FLAGS.engine/kernels_avx2.o   = $(AVX2_FLAGS)
+SIMD_FLAGS.engine/attn_avx2.o      = $(AVX2_FLAGS)
+SIMD_FLAGS.engine/gemm_avx2.o      = $(AVX2_FLAGS)
+SIMD_FLAGS.engine/gemm_avxvnni.o   = $(AVX2_FLAGS) -mavxvnni
+SIMD_FLAGS.engine/kernels_avx512.o = $(AVX512_FLAGS)
+SIMD_FLAGS.engine/attn_avx512.o    = $(AVX512_FLAGS)
+SIMD_FLAGS.engine/gemm_avx512.o    = $(AVX512_FLAGS) -mavx512vnni
+ENGINE_OBJ += engine/kernels_avx2.o engine/kernels_avx512.o engine/attn_avx2.o engine/attn_avx512.o \
+              engine/gemm_avx2.o engine/gemm_avxvnni.o engine/gemm_avx512.o
+endif
 RAG_OBJ    = rag/version.o rag/doc.o rag/clean.o rag/load_pdf.o rag/load_text.o rag/chunker.o \
              rag/fts_cjk.o rag/store.o rag/kb.o rag/sync.o rag/search.o rag/query.o rag/passage.o \
              rag/vectors.o rag/embed.o rag/prompt.o rag/session.o
@@ -82,12 +98,12 @@ FINAL_LIBS    = $(PKG_LIBS) $(LIBS)
 $(REL)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(say) CC $@
-	$(Q)$(CC) $(FINAL_CFLAGS) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(SIMD_FLAGS.$*.o) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
 
 $(SANB)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(say) CC $@
-	$(Q)$(CC) $(FINAL_CFLAGS) $(TEST_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(SIMD_FLAGS.$*.o) $(TEST_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
 
 kbchat: $(addprefix $(REL)/,$(LIB_OBJ) $(MAIN_OBJ))
 	$(say) LINK $@
