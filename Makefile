@@ -1,11 +1,12 @@
 # kbchat Makefile
 #
-#   make          build ./kbchat (installs missing Debian packages first, see `make deps`)
+#   make          build ./kbchat (installs missing build packages first, see `make deps`)
 #   make run      build and start kbchat with the default configuration (ARGS="..." passes arguments)
 #   make test     build and run every test, then again under AddressSanitizer + UBSan
 #   make bench    build and run the benchmarks (tokenizers, knowledge bases, search, engine speed)
 #   make bench-anchor  engine speed beside llama.cpp's (prebuilt from npm into build/anchor)
-#   make deps     install the Debian packages kbchat needs (apt-get, sudo when not root)
+#   make deps     install the Debian packages kbchat builds with (apt-get, sudo when not root)
+#   make test-deps  the same, and the packages the tests need (scripts/packages lists both)
 #   make clean    remove build products
 #
 # User CFLAGS / LDFLAGS are kept and appended; OPT overrides the optimisation flags.
@@ -17,20 +18,37 @@ STD      = -std=c11 -D_GNU_SOURCE
 DEBUG    = -g
 SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-# Libraries, found with pkg-config; scripts/deps.sh installs their Debian packages.
-PKGS      = ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 cairo
-TEST_PKGS = cmocka
+# Libraries, found with pkg-config: the "pc:" entries of scripts/packages,
+# whose Debian packages scripts/deps.sh installs.
+PKGS      = $(shell scripts/deps.sh libs build)
+TEST_PKGS = $(shell scripts/deps.sh libs test)
 
 # Object list per module (Redis style: explicit, one pattern rule).
 ENGINE_OBJ = engine/errors.o engine/blas.o engine/quant.o engine/file_map.o engine/gguf.o engine/gguf_write.o \
              engine/quantize.o engine/quant_plan.o engine/quantize_model.o \
              engine/tokenizer.o engine/tok_spm.o engine/tok_bpe.o engine/tok_wpm.o \
-             engine/kernels.o engine/kernels_scalar.o engine/kernels_avx2.o engine/kernels_avx512.o \
+             engine/kernels.o engine/kernels_scalar.o \
              engine/pool.o engine/model.o engine/arch_llama.o engine/arch_glm.o engine/arch_bloom.o \
-             engine/arch_bert.o engine/sampler.o engine/generate.o engine/gemm.o engine/gemm_avx512.o \
-             engine/attention.o engine/attn_avx2.o engine/attn_avx512.o \
-             engine/gemm_avx2.o engine/gemm_avxvnni.o \
+             engine/arch_bert.o engine/sampler.o engine/generate.o engine/gemm.o engine/attention.o \
              engine/template.o engine/ggml_file.o engine/model_ggml.o engine/arch_glm1.o engine/tok_glm.o
+# The SIMD kernel sets exist on x86-64 only. Each file is compiled for its
+# instruction set (per-file -m flags, which GCC and Clang both honour); code
+# in them runs only after kernels.c has asked the CPU (cpuid), so the rest of
+# the program stays runnable on any x86-64.
+TARGET_ARCH := $(shell $(CC) -dumpmachine)
+ifneq ($(filter x86_64-%,$(TARGET_ARCH)),)
+AVX2_FLAGS   = -mavx2 -mfma -mf16c
+AVX512_FLAGS = $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq
+SIMD_FLAGS.engine/kernels_avx2.o   = $(AVX2_FLAGS)
+SIMD_FLAGS.engine/attn_avx2.o      = $(AVX2_FLAGS)
+SIMD_FLAGS.engine/gemm_avx2.o      = $(AVX2_FLAGS)
+SIMD_FLAGS.engine/gemm_avxvnni.o   = $(AVX2_FLAGS) -mavxvnni
+SIMD_FLAGS.engine/kernels_avx512.o = $(AVX512_FLAGS)
+SIMD_FLAGS.engine/attn_avx512.o    = $(AVX512_FLAGS)
+SIMD_FLAGS.engine/gemm_avx512.o    = $(AVX512_FLAGS) -mavx512vnni
+ENGINE_OBJ += engine/kernels_avx2.o engine/kernels_avx512.o engine/attn_avx2.o engine/attn_avx512.o \
+              engine/gemm_avx2.o engine/gemm_avxvnni.o engine/gemm_avx512.o
+endif
 RAG_OBJ    = rag/version.o rag/doc.o rag/clean.o rag/load_pdf.o rag/extract.o rag/load_text.o rag/chunker.o \
              rag/fts_cjk.o rag/store.o rag/kb.o rag/sync.o rag/search.o rag/query.o rag/passage.o \
              rag/vectors.o rag/embed.o rag/prompt.o rag/session.o
@@ -47,21 +65,31 @@ TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 REL = build/release
 SANB = build/asan
 
-.PHONY: all run test bench bench-anchor bench-anchor-deps deps clean help
+.PHONY: all run test bench bench-anchor bench-anchor-deps deps test-deps clean help
 all: kbchat
 
-# --- dependencies: build/deps.mk holds pkg-config's answers, made once ---
-NODEPS_GOALS = clean deps help
+# --- dependencies: pkg-config's answers, made again when the list changes ---
+# build/deps.mk for the build libraries; build/deps-test.mk for the test ones,
+# read only when a test is being built, so a plain `make` needs no test tool.
+NODEPS_GOALS = clean deps test-deps help
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include build/deps.mk
 endif
+ifneq ($(filter test,$(MAKECMDGOALS))$(findstring tests/test_,$(MAKECMDGOALS)),)
+-include build/deps-test.mk
+endif
 
-build/deps.mk: scripts/deps.sh
-	@scripts/deps.sh ensure
+build/deps.mk: scripts/packages scripts/deps.sh
+	@scripts/deps.sh ensure build
 	@mkdir -p build
 	@{ echo "PKG_CFLAGS = $$(pkg-config --cflags $(PKGS))"; \
-	   echo "PKG_LIBS = $$(pkg-config --libs $(PKGS)) -lm -lpthread"; \
-	   echo "TEST_CFLAGS = $$(pkg-config --cflags $(TEST_PKGS))"; \
+	   echo "PKG_LIBS = $$(pkg-config --libs $(PKGS)) -lm -lpthread"; } > $@.tmp
+	@mv $@.tmp $@
+
+build/deps-test.mk: scripts/packages scripts/deps.sh
+	@scripts/deps.sh ensure test
+	@mkdir -p build
+	@{ echo "TEST_CFLAGS = $$(pkg-config --cflags $(TEST_PKGS))"; \
 	   echo "TEST_LIBS = $$(pkg-config --libs $(TEST_PKGS))"; } > $@.tmp
 	@mv $@.tmp $@
 
@@ -82,12 +110,12 @@ FINAL_LIBS    = $(PKG_LIBS) $(LIBS)
 $(REL)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(say) CC $@
-	$(Q)$(CC) $(FINAL_CFLAGS) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(SIMD_FLAGS.$*.o) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
 
 $(SANB)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(say) CC $@
-	$(Q)$(CC) $(FINAL_CFLAGS) $(TEST_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(SIMD_FLAGS.$*.o) $(TEST_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
 
 kbchat: $(addprefix $(REL)/,$(LIB_OBJ) $(MAIN_OBJ))
 	$(say) LINK $@
@@ -184,12 +212,15 @@ test: kbchat $(SANB)/kbchat $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(SA
 	@tests/run.sh $(REL):./kbchat $(SANB):$(SANB)/kbchat -- $(TESTS)
 
 deps:
-	@scripts/deps.sh install
+	@scripts/deps.sh install build
+
+test-deps:
+	@scripts/deps.sh install test
 
 clean:
 	rm -rf build kbchat
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -379,12 +379,13 @@ static void config_describe(const ConfigKey *k, char *out, size_t cap)
         snprintf(out, cap, "an integer %s%lld..%lld", k->flags & CONFIG_ZERO ? "0 or " : "", (long long)k->min,
                  (long long)k->max);
         break;
-    case CONFIG_NUMBER:
+    case CONFIG_NUMBER: {
         char lo[32], hi[32];
         config_format_number(lo, sizeof lo, k->min);
         config_format_number(hi, sizeof hi, k->max);
         snprintf(out, cap, "a number %s..%s", lo, hi);
         break;
+    }
     case CONFIG_ENUM:
         config_buf_str(&b, "one of ");
         for (int i = 0; k->words[i]; i++) {

@@ -1,4 +1,3 @@
-#pragma GCC target("avx2,fma,f16c")
 /*
 ** attn_avx2.c: the tiled attention's kernels (attention.h) for AVX2 + FMA.
 **

@@ -1,4 +1,3 @@
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
 /*
 ** attn_avx512.c: the tiled attention's kernels (attention.h) for AVX-512.
 **

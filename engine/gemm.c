@@ -21,7 +21,7 @@
 #include "engine/engine.h"
 #include "engine/gemm.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
 extern const GemmIsa gemm_isa_avx2;     /* gemm_avx2.c */
 extern const GemmIsa gemm_isa_avxvnni;  /* gemm_avxvnni.c */
 extern const GemmIsa gemm_isa_avx512;   /* gemm_avx512.c */
@@ -34,7 +34,7 @@ extern const GemmIsa gemm_isa_avx512;   /* gemm_avx512.c */
 ** AVX-512 kernel level does not require it. */
 const GemmIsa *gemm_select(const KbKernels *kern)
 {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
     switch (kern ? kern->isa : KB_ISA_SCALAR) {
     case KB_ISA_AVX2: return &gemm_isa_avx2;
     case KB_ISA_AVXVNNI: return &gemm_isa_avxvnni;

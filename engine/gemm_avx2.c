@@ -1,4 +1,3 @@
-#pragma GCC target("avx2,fma,f16c")
 /*
 ** gemm_avx2.c: the packers of the x86 tiled matrix products (layouts in
 ** gemm_layout.h), which every x86 kernel set uses, and the tile kernels for

@@ -1,4 +1,3 @@
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
 /*
 ** gemm_avx512.c: the tiled matrix-product kernels for CPUs with AVX-512 and
 ** AVX512-VNNI (vpdpbusd: unsigned bytes times signed bytes, summed by fours

@@ -1,4 +1,3 @@
-#pragma GCC target("avx2,fma,f16c,avxvnni")
 /*
 ** gemm_avxvnni.c: the tile kernels of the tiled matrix products for CPUs
 ** with AVX-VNNI (vpdpbusd on 256-bit registers, without AVX-512): the

@@ -21,7 +21,7 @@
 
 #include "engine/kernels.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
 #include <cpuid.h>
 
 /* AVX-VNNI: CPUID leaf 7 subleaf 1, EAX bit 4 (older compilers know no
@@ -33,7 +33,7 @@ static int cpu_has_avx_vnni(void)
 }
 #endif
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__clang__)
+#if defined(__x86_64__) && defined(__clang__)
 
 /* Clang's __builtin_cpu_supports does not know "f16c": ask CPUID leaf 1
 ** (ECX bit 29). The OS side (YMM state) is covered by the avx2 check. */
@@ -42,7 +42,7 @@ static int cpu_has_f16c(void)
     unsigned a, b, c, d;
     return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
 }
-#elif defined(__x86_64__) || defined(__i386__)
+#elif defined(__x86_64__)
 static int cpu_has_f16c(void)
 {
     return __builtin_cpu_supports("f16c");
@@ -53,7 +53,7 @@ static int cpu_has_f16c(void)
 static int cpu_runs(KbIsa isa)
 {
     if (isa == KB_ISA_SCALAR) return 1;
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
     __builtin_cpu_init();
     const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     switch (isa) {
@@ -96,7 +96,7 @@ static const KbKernels *isa_table(KbIsa isa)
 {
     switch (isa) {
     case KB_ISA_SCALAR: return &kb_kernels_scalar;
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
     case KB_ISA_AVX2: return &kb_kernels_avx2;
     case KB_ISA_AVXVNNI: return &kb_kernels_avxvnni;
     case KB_ISA_AVX512: return &kb_kernels_avx512;

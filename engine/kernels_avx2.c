@@ -1,4 +1,3 @@
-#pragma GCC target("avx2,fma,f16c")
 /*
 ** kernels_avx2.c: the numeric kernels for x86-64 CPUs with AVX2, FMA and F16C.
 **

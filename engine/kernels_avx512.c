@@ -1,4 +1,3 @@
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
 /*
 ** kernels_avx512.c: the numeric kernels for x86-64 CPUs with AVX-512
 ** (F, BW, VL, DQ) on top of what the AVX2 set needs.

@@ -2,7 +2,7 @@
 ** kernels_x86.h: small inline helpers the AVX2 and AVX-512 kernel files
 ** (kernels_avx2.c, kernels_avx512.c) share: unaligned loads, fp16 fields,
 ** horizontal sums, and the K types' packed scales. Internal to engine/;
-** include it after the file's `#pragma GCC target` (the helpers use AVX2,
+** include it only in files the Makefile compiles with -mavx2 (the helpers use AVX2,
 ** FMA and F16C instructions).
 */
 #ifndef KB_KERNELS_X86_H

@@ -1,34 +1,41 @@
 #!/bin/sh
-# deps.sh: make sure the Debian packages kbchat builds and tests with are installed.
+# deps.sh: make sure the Debian packages kbchat needs are installed. The
+# packages and how to tell each is there are listed in scripts/packages.
 #
-#   scripts/deps.sh check     exit 0 when pkg-config finds every library, tmux is on PATH
-#                             and the locale sources are there
-#   scripts/deps.sh install   install the Debian packages with apt-get (via sudo when not root),
-#                             printing each command before it runs it
-#   scripts/deps.sh ensure    'check', and 'install' only when the check fails
+#   scripts/deps.sh check   [build|test]  exit 0 when everything of that level is there
+#   scripts/deps.sh install [build|test]  install that level's packages with apt-get (via
+#                                         sudo when not root), printing each command first
+#   scripts/deps.sh ensure  [build|test]  'check', and 'install' only when the check fails
+#   scripts/deps.sh packages [build|test] the Debian packages of that level, one line
+#   scripts/deps.sh libs    [build|test]  the pkg-config names of that level only, one line
 #
-# The Makefile calls 'ensure' before building, so a prepared machine never touches apt.
-# Set KBCHAT_DEPS_DRY_RUN=1 to print the install commands without running them.
+# The level is "build" (what `make` needs; the default) or "test" (build and
+# test, what `make test` needs). The Makefile calls 'ensure', so a machine that
+# has the packages never touches apt. KBCHAT_DEPS_DRY_RUN=1 prints the install
+# commands without running them.
 set -eu
 
 PKG_CONFIG=${PKG_CONFIG:-pkg-config}
-LIBS="ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 cmocka"
-PACKAGES="build-essential pkg-config libncurses-dev libpoppler-glib-dev libsqlite3-dev libopenblas-dev libyaml-dev libcmocka-dev tmux locales fonts-wqy-microhei qpdf"
+LIST=${KBCHAT_PACKAGES:-$(dirname "$0")/packages}
 
+# Prints the "package check" lines of level $1 ("test" includes "build").
+# With $2 = only, prints the lines of exactly that level.
+entries() {
+    awk -v level="$1" -v only="${2:-}" '
+        /^[ \t]*(#|$)/ { next }
+        $1 == level || (only == "" && level == "test" && $1 == "build") { print $2, $3 }' "$LIST"
+}
+
+# Prints what of level $1 is missing, a package name per line.
 missing_parts() {
-    if ! command -v "$PKG_CONFIG" >/dev/null 2>&1; then
-        echo "pkg-config"
-        return
-    fi
-    for lib in $LIBS; do
-        "$PKG_CONFIG" --exists "$lib" || echo "$lib"
+    entries "$1" | while read -r package probe; do
+        case $probe in
+        pc:*)   command -v "$PKG_CONFIG" >/dev/null 2>&1 && "$PKG_CONFIG" --exists "${probe#pc:}" ;;
+        cmd:*)  command -v "${probe#cmd:}" >/dev/null 2>&1 ;;
+        file:*) [ -e "${probe#file:}" ] ;;
+        *)      echo "deps: $LIST: unknown check '$probe' for $package" >&2; false ;;
+        esac || echo "$package"
     done
-    command -v tmux >/dev/null 2>&1 || echo "tmux"
-    # locale sources, for tests that build a de_DE (decimal comma) locale
-    [ -f /usr/share/i18n/locales/de_DE ] || echo "locales"
-    # knowledge-base test fixtures: a CJK font to draw Chinese PDFs, qpdf to encrypt one
-    [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || echo "fonts-wqy-microhei"
-    command -v qpdf >/dev/null 2>&1 || echo "qpdf"
 }
 
 run() {
@@ -39,43 +46,62 @@ run() {
     "$@"
 }
 
+# Installs the packages of level $1.
 install_packages() {
+    packages=$(entries "$1" | awk '{ printf "%s%s", sep, $1; sep = " " }')
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "deps: apt-get not found: install these packages with your system's package manager: $PACKAGES" >&2
+        echo "deps: apt-get not found: install these packages with your system's package manager: $packages" >&2
         exit 1
     fi
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         if ! command -v sudo >/dev/null 2>&1; then
-            echo "deps: not root and sudo is not installed: as root run: apt-get install $PACKAGES" >&2
+            echo "deps: not root and sudo is not installed: as root run: apt-get install $packages" >&2
             exit 1
         fi
         sudo="sudo"
     fi
     run $sudo apt-get update
-    run $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PACKAGES
+    run $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages
 }
 
-case "${1:-}" in
+action=${1:-}
+level=${2:-build}
+case $level in
+build|test) ;;
+*) echo "usage: scripts/deps.sh check|install|ensure|packages|libs [build|test]" >&2; exit 2 ;;
+esac
+if [ ! -r "$LIST" ]; then
+    echo "deps: cannot read the package list $LIST" >&2
+    exit 1
+fi
+
+case $action in
 check)
-    [ -z "$(missing_parts)" ]
+    [ -z "$(missing_parts "$level")" ]
     ;;
 install)
-    install_packages
+    install_packages "$level"
     ;;
 ensure)
-    missing=$(missing_parts | tr '\n' ' ')
+    missing=$(missing_parts "$level" | tr '\n' ' ')
     if [ -n "$missing" ]; then
         echo "deps: not found: $missing"
-        install_packages
-        if [ "${KBCHAT_DEPS_DRY_RUN:-0}" != 1 ] && [ -n "$(missing_parts)" ]; then
-            echo "deps: still missing after install: $(missing_parts | tr '\n' ' ')" >&2
+        install_packages "$level"
+        if [ "${KBCHAT_DEPS_DRY_RUN:-0}" != 1 ] && [ -n "$(missing_parts "$level")" ]; then
+            echo "deps: still missing after install: $(missing_parts "$level" | tr '\n' ' ')" >&2
             exit 1
         fi
     fi
     ;;
+packages)
+    entries "$level" | awk '{ printf "%s%s", sep, $1; sep = " " } END { print "" }'
+    ;;
+libs)
+    entries "$level" only | awk '$2 ~ /^pc:/ { printf "%s%s", sep, substr($2, 4); sep = " " } END { print "" }'
+    ;;
 *)
-    echo "usage: scripts/deps.sh check|install|ensure" >&2
+    echo "usage: scripts/deps.sh check|install|ensure|packages|libs [build|test]" >&2
     exit 2
     ;;
 esac

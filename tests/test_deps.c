@@ -1,8 +1,10 @@
 /*
-** test_deps.c: scripts/deps.sh, which `make`, `make run` and `make test` call
-** before building. Installs are never really run here: KBCHAT_DEPS_DRY_RUN=1
-** makes the script print each command instead, and fake `pkg-config`, `id`
-** and `sudo` programs on PATH stand for a machine without the libraries.
+** test_deps.c: scripts/deps.sh and the package list scripts/packages, which
+** `make` (build level) and `make test` (test level) read before building.
+** Installs are never really run here: KBCHAT_DEPS_DRY_RUN=1 makes the script
+** print each command instead, and fake `pkg-config`, `id` and `sudo` programs
+** on PATH stand for a machine without the libraries. The expected package
+** lists are read from scripts/packages by this file's own small parser.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,8 +18,24 @@
 
 #include "tests/testutil.h"
 
-#define PACKAGES "build-essential pkg-config libncurses-dev libpoppler-glib-dev libsqlite3-dev " \
-                 "libopenblas-dev libyaml-dev libcmocka-dev tmux locales fonts-wqy-microhei qpdf"
+/* Returns the Debian packages scripts/packages lists for `level` ("build";
+** "test" means build and test), space-separated, in file order. */
+static char *listed_packages(const char *level)
+{
+    char *text = testutil_read_file("scripts/packages", NULL);
+    assert_non_null(text);
+    char *out = calloc(1, strlen(text) + 1), *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char when[16], package[128];
+        if (line[0] == '#' || sscanf(line, "%15s %127s", when, package) != 2) continue;
+        assert_true(strcmp(when, "build") == 0 || strcmp(when, "test") == 0);
+        if (strcmp(when, level) != 0 && strcmp(level, "test") != 0) continue;
+        if (out[0]) strcat(out, " ");
+        strcat(out, package);
+    }
+    free(text);
+    return out;
+}
 
 typedef struct Fixture {
     char *dir;    /* holds the fake programs */
@@ -58,48 +76,95 @@ static int fixture_teardown(void **state)
 }
 
 /* Runs deps.sh `action` with the fake programs first on PATH. */
-static int run_deps(Fixture *f, const char *action, const char *pkg_config, char **out, char **err)
+/* Runs deps.sh `action` `level` (NULL: none) with the fake programs first on
+** PATH and pkg_config as PKG_CONFIG; list (NULL: scripts/packages) is the
+** package list. Returns the exit status. */
+static int run_deps(Fixture *f, const char *action, const char *level, const char *pkg_config, const char *list,
+                    char **out, char **err)
 {
-    char pc[600];
+    char pc[600], packages[600];
     snprintf(pc, sizeof pc, "PKG_CONFIG=%s", pkg_config);
-    const char *argv[] = {"sh", f->script, action, NULL};
-    const char *env[] = {f->path_env, pc, "KBCHAT_DEPS_DRY_RUN=1", NULL};
+    snprintf(packages, sizeof packages, "KBCHAT_PACKAGES=%s", list ? list : "scripts/packages");
+    const char *argv[] = {"sh", f->script, action, level, NULL};
+    const char *env[] = {f->path_env, pc, packages, "KBCHAT_DEPS_DRY_RUN=1", NULL};
     int status;
     assert_int_equal(testutil_run(argv, env, NULL, 60, out, err, &status), 0);
     return status;
 }
 
-/* The build that is running these tests found every library. */
-static void test_deps_check_passes_on_this_machine(void **state)
+/* A fake pkg-config on f's PATH that knows every library except `absent`
+** (NULL: none); returns its path. */
+static char *fake_pkg_config(Fixture *f, const char *absent)
 {
-    char *out, *err;
-    assert_int_equal(run_deps(*state, "check", "pkg-config", &out, &err), 0);
-    free(out), free(err);
+    char body[200];
+    snprintf(body, sizeof body, "[ \"$1\" = --exists ] && [ \"$2\" != \"%s\" ]", absent ? absent : "");
+    write_program(f->dir, "fake-pkg-config", body);
+    return testutil_join(f->dir, "fake-pkg-config");
 }
 
-/* A prepared machine never touches apt: `ensure` does and prints nothing. */
-static void test_deps_ensure_does_nothing_when_libraries_are_found(void **state)
+/* A list whose build library the fake pkg-config knows and whose test tools
+** are certainly absent: the build level is complete, the test level not. */
+static char *list_missing_test_tools(Fixture *f)
 {
-    char *out, *err;
-    assert_int_equal(run_deps(*state, "ensure", "pkg-config", &out, &err), 0);
+    static const char list[] = "# a test list\n"
+                               "build  libfoo-dev    pc:foo\n"
+                               "\n"
+                               "test   footool       cmd:kbchat-test-no-such-tool\n"
+                               "test   foo-fixtures  file:/nonexistent/kbchat-fixture\n";
+    char *p = testutil_join(f->dir, "packages");
+    assert_int_equal(testutil_write_file(p, list, strlen(list)), 0);
+    return p;
+}
+
+/* A machine with the build libraries never touches apt for `make`, even
+** without any test tool: ensure build does and prints nothing. */
+static void test_deps_build_level_ignores_missing_test_tools(void **state)
+{
+    Fixture *f = *state;
+    char *pc = fake_pkg_config(f, NULL), *list = list_missing_test_tools(f), *out, *err;
+    assert_int_equal(run_deps(f, "ensure", "build", pc, list, &out, &err), 0);
     assert_string_equal(out, "");
     assert_string_equal(err, "");
     free(out), free(err);
+    assert_int_equal(run_deps(f, "check", NULL, pc, list, &out, &err), 0);
+    free(out), free(err), free(pc), free(list);
 }
 
-/* Without pkg-config (a fresh machine), ensure installs everything with
-** apt-get, saying exactly what it runs. As root there is no sudo. */
-static void test_deps_ensure_installs_all_packages_when_pkg_config_is_missing(void **state)
+/* `make test` (ensure test) installs the missing test tools, with the build
+** packages in the same apt-get line. */
+static void test_deps_test_level_installs_missing_test_tools(void **state)
 {
     Fixture *f = *state;
     write_program(f->dir, "id", "echo 0");
-    char *out, *err;
-    assert_int_equal(run_deps(f, "ensure", "/nonexistent/pkg-config", &out, &err), 0);
-    assert_non_null(strstr(out, "deps: not found: pkg-config"));
-    assert_non_null(strstr(out, "deps: running: apt-get update\n"));
-    assert_non_null(strstr(out, "apt-get install -y --no-install-recommends " PACKAGES "\n"));
-    assert_null(strstr(out, "sudo"));
+    char *pc = fake_pkg_config(f, NULL), *list = list_missing_test_tools(f), *out, *err;
+    assert_int_equal(run_deps(f, "check", "test", pc, list, &out, &err), 1);
     free(out), free(err);
+    assert_int_equal(run_deps(f, "ensure", "test", pc, list, &out, &err), 0);
+    assert_non_null(strstr(out, "deps: not found: footool foo-fixtures \n"));
+    assert_non_null(strstr(out, "apt-get install -y --no-install-recommends libfoo-dev footool foo-fixtures\n"));
+    free(out), free(err), free(pc), free(list);
+}
+
+/* Without pkg-config's libraries (a fresh machine), ensure installs every
+** build package of scripts/packages with apt-get, saying exactly what it runs;
+** as root there is no sudo. The test level adds every test package. */
+static void test_deps_installs_every_listed_package(void **state)
+{
+    Fixture *f = *state;
+    write_program(f->dir, "id", "echo 0");
+    static const char *const levels[] = {"build", "test"};
+    for (int i = 0; i < 2; i++) {
+        char *want = listed_packages(levels[i]), line[2048], *out, *err;
+        assert_non_null(strstr(want, "libsqlite3-dev"));
+        assert_int_equal(run_deps(f, "ensure", levels[i], "/nonexistent/pkg-config", NULL, &out, &err), 0);
+        assert_non_null(strstr(out, "deps: not found: "));
+        assert_non_null(strstr(out, "deps: running: apt-get update\n"));
+        snprintf(line, sizeof line, "apt-get install -y --no-install-recommends %s\n", want);
+        assert_non_null(strstr(out, line));
+        assert_null(strstr(out, "sudo"));
+        assert_int_equal(strstr(want, "libcmocka-dev") != NULL, i == 1); /* cmocka is a test package */
+        free(out), free(err), free(want);
+    }
 }
 
 /* One missing library is enough to install; a normal user goes through sudo. */
@@ -108,20 +173,35 @@ static void test_deps_ensure_uses_sudo_when_not_root(void **state)
     Fixture *f = *state;
     write_program(f->dir, "id", "echo 1000");
     write_program(f->dir, "sudo", "exit 1");
-    write_program(f->dir, "fake-pkg-config", "[ \"$2\" != cmocka ]");
-    char *fake = testutil_join(f->dir, "fake-pkg-config");
-    char *out, *err;
-    assert_int_equal(run_deps(f, "ensure", fake, &out, &err), 0);
-    assert_non_null(strstr(out, "deps: not found: cmocka"));
+    char *pc = fake_pkg_config(f, "sqlite3"), *out, *err;
+    assert_int_equal(run_deps(f, "ensure", "build", pc, NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "deps: not found: libsqlite3-dev"));
     assert_non_null(strstr(out, "deps: running: sudo apt-get update\n"));
     assert_non_null(strstr(out, "deps: running: sudo env DEBIAN_FRONTEND=noninteractive apt-get install"));
-    free(out), free(err), free(fake);
+    free(out), free(err), free(pc);
 }
 
-static void test_deps_rejects_unknown_action(void **state)
+/* The Makefile's library lists: the pc: names of exactly one level each. */
+static void test_deps_libs_lists_one_level(void **state)
 {
     char *out, *err;
-    assert_int_equal(run_deps(*state, "frob", "pkg-config", &out, &err), 2);
+    assert_int_equal(run_deps(*state, "libs", "build", "pkg-config", NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "sqlite3"));
+    assert_null(strstr(out, "cmocka"));
+    free(out), free(err);
+    assert_int_equal(run_deps(*state, "libs", "test", "pkg-config", NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "cmocka"));
+    assert_null(strstr(out, "sqlite3"));
+    free(out), free(err);
+}
+
+static void test_deps_rejects_unknown_action_and_level(void **state)
+{
+    char *out, *err;
+    assert_int_equal(run_deps(*state, "frob", NULL, "pkg-config", NULL, &out, &err), 2);
+    assert_non_null(strstr(err, "usage:"));
+    free(out), free(err);
+    assert_int_equal(run_deps(*state, "check", "everything", "pkg-config", NULL, &out, &err), 2);
     assert_non_null(strstr(err, "usage:"));
     free(out), free(err);
 }
@@ -131,11 +211,12 @@ static void test_deps_rejects_unknown_action(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        FIXTURE(test_deps_check_passes_on_this_machine),
-        FIXTURE(test_deps_ensure_does_nothing_when_libraries_are_found),
-        FIXTURE(test_deps_ensure_installs_all_packages_when_pkg_config_is_missing),
+        FIXTURE(test_deps_build_level_ignores_missing_test_tools),
+        FIXTURE(test_deps_test_level_installs_missing_test_tools),
+        FIXTURE(test_deps_installs_every_listed_package),
         FIXTURE(test_deps_ensure_uses_sudo_when_not_root),
-        FIXTURE(test_deps_rejects_unknown_action),
+        FIXTURE(test_deps_libs_lists_one_level),
+        FIXTURE(test_deps_rejects_unknown_action_and_level),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

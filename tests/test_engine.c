@@ -557,7 +557,7 @@ static void test_sampler_greedy_seeded_and_penalised(void **state)
 static void write_tiny_model(const char *path, const char *arch, const char *skip, const char *reshape,
                              const char *retype, int type)
 {
-    static const char *const toks[] = {"<unk>", "<s>", "</s>", "a", "b", "\xe2\x96\x81" "a"};
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "a", "b", ("\xe2\x96\x81" "a")};
     GgufGen *gg = ggufgen_new(3);
     char key[64];
     ggufgen_kv_str(gg, "general.architecture", arch);

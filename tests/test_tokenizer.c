@@ -364,7 +364,7 @@ static int load_crafted(GgufGen *gg, char *err, size_t errlen)
     return rc;
 }
 
-static const char *const tiny_tokens[] = {"<unk>", "<s>", "</s>", "a", "b", "\xe2\x96\x81" "a"};
+static const char *const tiny_tokens[] = {"<unk>", "<s>", "</s>", "a", "b", ("\xe2\x96\x81" "a")};
 
 static GgufGen *tiny_vocab(const char *model)
 {
