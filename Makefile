@@ -40,7 +40,7 @@ APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_quantize.o app/cmd_
 MAIN_OBJ   = app/main.o
 LIB_OBJ    = $(ENGINE_OBJ) $(RAG_OBJ) $(UI_OBJ) $(APP_OBJ)
 
-TESTS        = test_attention test_quant test_quantize test_deps test_config test_gguf test_gguf_robust test_kernels test_kernels_simd test_tokenizer test_tok_bpe test_tok_wpm test_engine test_cancel test_cli test_rag_chunker test_rag_load test_rag_store test_rag_sync test_rag_cli test_rag_search test_rag_embed test_rag_prompt test_ask test_template test_conversation test_chat_cli test_ggml_file test_glm_peer test_gemm test_kb_jobs test_tui
+TESTS        = test_attention test_quant test_quantize test_deps test_config test_gguf test_gguf_robust test_kernels test_kernels_simd test_tokenizer test_tok_bpe test_tok_wpm test_engine test_cancel test_cli test_rag_chunker test_rag_load test_rag_store test_rag_sync test_rag_cli test_rag_check test_rag_search test_rag_embed test_rag_prompt test_ask test_template test_conversation test_chat_cli test_ggml_file test_glm_peer test_gemm test_kb_jobs test_tui
 TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 
 # Variants: release builds ./kbchat; asan is the sanitizer build of everything.

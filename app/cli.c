@@ -155,7 +155,7 @@ static const CliCommand commands[] = {
      "is first rewritten by the model into a standalone one, which is what is\n"
      "searched (shown with the sources). Every answer is saved: /sessions lists the\n"
      "conversations and /open N resumes one. Commands: /kb NAME|off, /new,\n"
-     "/sessions, /open N, /rename TITLE, /delete N, /export FILE, /set KEY VALUE,\n"
+     "/sessions, /open N, /rename TITLE, /delete N, /export [--force] FILE, /set KEY VALUE,\n"
      "/model FILE, /sources, /retry, /help, /quit. The end of input ends the\n"
      "session (exit status 0). Ctrl-C stops an answer at once, also while its prompt\n"
      "is evaluated; a second one, or one while kbchat waits for a line, ends it. The\n"

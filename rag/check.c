@@ -101,7 +101,8 @@ static int find_problems(Rag *rag, RagCheckReport *r)
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA integrity_check(%d)", MAX_FINDINGS);
     int rc = collect(rag, sql, "integrity_check: ", r);
-    if (rc == KB_OK && sqlite3_exec(rag->db, "INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')", NULL,
+    /* FTS5's check is an INSERT command, which a read-only database refuses */
+    if (rc == KB_OK && !rag->read_only && sqlite3_exec(rag->db, "INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')", NULL,
                                     NULL, NULL) != SQLITE_OK)
         rc = add_problem(r, "the keyword index does not match the chunks: %s", sqlite3_errmsg(rag->db));
     if (rc == KB_OK)
