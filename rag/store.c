@@ -715,14 +715,16 @@ int store_load_sources(Rag *rag, int64_t kb, char ***paths, int **exclude, int *
     char **p = rc == KB_OK ? calloc((size_t)count + 1, sizeof *p) : NULL;
     int *x = rc == KB_OK ? calloc((size_t)count + 1, sizeof *x) : NULL;
     if (rc == KB_OK && (p == NULL || x == NULL)) rc = store_fail(rag, KB_ENOMEM, "out of memory");
-    int n = 0;
+    int n = 0, s = SQLITE_DONE;
     if (rc == KB_OK) sqlite3_bind_int64(st, 1, kb);
-    while (rc == KB_OK && n < count && sqlite3_step(st) == SQLITE_ROW) {
+    while (rc == KB_OK && n < count && (s = sqlite3_step(st)) == SQLITE_ROW) {
         p[n] = strdup((const char *)sqlite3_column_text(st, 0));
         x[n] = sqlite3_column_int(st, 1);
         if (p[n] == NULL) rc = store_fail(rag, KB_ENOMEM, "out of memory");
         else n++;
     }
+    /* a read that failed (a damaged page) must not pass for fewer sources */
+    if (rc == KB_OK && s != SQLITE_DONE && s != SQLITE_ROW) rc = store_sql_fail(rag, "cannot read sources");
     sqlite3_finalize(st);
     if (rc != KB_OK) {
         store_sources_free(p, x, n);
