@@ -122,7 +122,7 @@ static int find_problems(Rag *rag, RagCheckReport *r)
 ** last row id copied. Fails with KB_* through *rc on a write error. */
 static int copy_from(sqlite3_stmt *sel, sqlite3_stmt *ins, int64_t after, int64_t *last, Rag *dst, int *rc)
 {
-    int s, n = sqlite3_column_count(sel);
+    int s = SQLITE_DONE, n = sqlite3_column_count(sel);
     sqlite3_reset(sel);
     sqlite3_bind_int64(sel, 1, after);
     while (*rc == KB_OK && (s = sqlite3_step(sel)) == SQLITE_ROW) {

@@ -49,8 +49,8 @@ typedef struct Rag Rag; /* an open knowledge-base database */
 ** or the file it is opened read-only: reads work, writes fail with a
 ** message naming the folder and the reason (rag_is_read_only). A file that
 ** changed since kbchat last closed it cleanly is checked (PRAGMA
-** quick_check) first; an empty or shorter file than kbchat left is refused
-** rather than started over. *out is set whenever memory allowed (NULL only
+** quick_check) first; an empty file where kbchat left a non-empty one is
+** refused rather than started over. *out is set whenever memory allowed (NULL only
 ** with KB_ENOMEM); after a failure it holds only the message: read
 ** rag_errmsg(*out), then rag_close it.
 ** Returns KB_OK; KB_EIO (directory or file cannot be created or opened, or

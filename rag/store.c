@@ -354,17 +354,18 @@ static int quick_check(Rag *rag)
     return rc;
 }
 
-/* Refuses a database file that is empty or shorter than when kbchat last
-** closed it: SQLite would take an empty file for a new database and
-** silently start over. */
-static int check_not_truncated(Rag *rag, const StoreFileState *now, const StoreFileState *last)
+/* Refuses an empty database file where kbchat last closed a non-empty one:
+** SQLite would take it for a new database and silently start over. (A
+** file that is only shorter is opened: it may be another file now, and
+** quick_check finds the pages a truncation lost.) */
+static int check_not_emptied(Rag *rag, const StoreFileState *now, const StoreFileState *last)
 {
-    if (!now->valid || !last->valid || now->size >= last->size || (now->size > 0 && now->ino != last->ino)) return KB_OK;
+    if (!now->valid || !last->valid || now->size != 0 || last->size == 0) return KB_OK;
     return store_fail(rag, KB_EFORMAT,
-                      "%s is %lld bytes, but it held %lld bytes when kbchat last closed it: it was truncated or "
+                      "%s is 0 bytes, but it held %lld bytes when kbchat last closed it: it was truncated or "
                       "emptied. Restore it from a backup; or, to start over, delete it and %s-state and sync "
                       "every knowledge base again",
-                      rag->path, (long long)now->size, (long long)last->size, rag->path);
+                      rag->path, (long long)last->size, rag->path);
 }
 
 int rag_open_mode(Rag **out, const char *data_dir, int flags)
@@ -381,7 +382,7 @@ int rag_open_mode(Rag **out, const char *data_dir, int flags)
     int rc = make_dirs(rag, data_dir);
     int exists = rc == KB_OK && store_file_stat(rag->path, &now) == KB_OK;
     store_state_read(rag->path, &last);
-    if (rc == KB_OK && exists) rc = check_not_truncated(rag, &now, &last);
+    if (rc == KB_OK && exists) rc = check_not_emptied(rag, &now, &last);
     if (rc == KB_OK) rc = open_connection(rag, exists);
     if (rc == KB_OK) rc = configure(rag);
     if (rc == KB_OK) rc = migrate(rag);
