@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -290,6 +291,8 @@ static int move_aside(const char *db, const char *kept, const char *suffix)
     if (snprintf(from, sizeof from, "%s%s", db, suffix) >= (int)sizeof from ||
         snprintf(to, sizeof to, "%s%s", kept, suffix) >= (int)sizeof to)
         return -1;
+    struct stat sb;
+    if (stat(from, &sb) == 0 && sb.st_size == 0) return unlink(from); /* an empty log holds nothing to keep */
     return rename(from, to) == 0 || errno == ENOENT ? 0 : -1;
 }
 
