@@ -50,7 +50,7 @@ ENGINE_OBJ += engine/kernels_avx2.o engine/kernels_avx512.o engine/attn_avx2.o e
               engine/gemm_avx2.o engine/gemm_avxvnni.o engine/gemm_avx512.o
 endif
 RAG_OBJ    = rag/version.o rag/doc.o rag/clean.o rag/load_pdf.o rag/extract.o rag/load_text.o rag/chunker.o \
-             rag/fts_cjk.o rag/store.o rag/kb.o rag/sync.o rag/search.o rag/query.o rag/passage.o \
+             rag/fts_cjk.o rag/store.o rag/store_file.o rag/check.o rag/kb.o rag/sync.o rag/search.o rag/query.o rag/passage.o \
              rag/vectors.o rag/embed.o rag/prompt.o rag/session.o
 UI_OBJ     = ui/version.o ui/term.o ui/screen.o ui/w_chat.o ui/w_input.o ui/w_status.o ui/w_help.o ui/w_sources.o ui/w_sessions.o ui/w_kb.o ui/w_entry.o
 APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_quantize.o app/cmd_tokenize.o app/cmd_generate.o app/cmd_bench.o app/cmd_embed.o \
@@ -58,7 +58,7 @@ APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_quantize.o app/cmd_
 MAIN_OBJ   = app/main.o
 LIB_OBJ    = $(ENGINE_OBJ) $(RAG_OBJ) $(UI_OBJ) $(APP_OBJ)
 
-TESTS        = test_term_text test_attention test_quant test_quantize test_deps test_config test_gguf test_gguf_robust test_kernels test_kernels_simd test_tokenizer test_tok_bpe test_tok_wpm test_engine test_cancel test_cli test_rag_chunker test_rag_load test_rag_store test_rag_sync test_doc_budget test_rag_cli test_rag_search test_rag_embed test_rag_prompt test_ask test_template test_conversation test_chat_cli test_ggml_file test_glm_peer test_gemm test_kb_jobs test_tui
+TESTS        = test_term_text test_attention test_quant test_quantize test_deps test_config test_gguf test_gguf_robust test_kernels test_kernels_simd test_tokenizer test_tok_bpe test_tok_wpm test_engine test_cancel test_cli test_rag_chunker test_rag_load test_rag_store test_rag_sync test_doc_budget test_rag_cli test_rag_check test_rag_search test_rag_embed test_rag_prompt test_ask test_template test_conversation test_chat_cli test_ggml_file test_glm_peer test_gemm test_kb_jobs test_tui
 TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 
 # Variants: release builds ./kbchat; asan is the sanitizer build of everything.

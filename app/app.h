@@ -120,4 +120,14 @@ const char *path_base_name(const char *path);
 ** *out is then a copy of typed), or -1 when out of memory. */
 int path_complete(const char *typed, char **out /* OUT */, char *list, size_t listlen);
 
+/* Writes a private file (an export of a conversation) safely: write(f,
+** user) fills a temporary file (mode 0600) in path's folder, which then
+** takes path's name in one step (rename), so a failure never leaves half a
+** file and a reader never sees one. An existing path is kept unless
+** overwrite. On failure err gets the reason, naming path.
+** Returns KB_OK; KB_EINVAL (path exists and overwrite is 0: err says so);
+** KB_EIO; write's code. */
+int path_write_private(const char *path, int overwrite, int (*write)(FILE *f, void *user), void *user, char *err,
+                       size_t errlen);
+
 #endif /* KB_APP_H */

@@ -464,22 +464,30 @@ static int run_rename(ChatApp *app, const char *arg, const ChatIO *io)
     return CHAT_CONTINUE;
 }
 
+/* conv_export_markdown as a path_write_private writer. */
+static int write_export(FILE *f, void *conv)
+{
+    return conv_export_markdown(conv, f);
+}
+
+/* /export [--force] FILE: the conversation as Markdown, in a new file
+** (mode 0600: it holds the documents' passages); an existing FILE is
+** replaced only with --force. */
 static int run_export(ChatApp *app, const char *arg, const ChatIO *io)
 {
+    int force = strncmp(arg, "--force", 7) == 0 && (arg[7] == ' ' || arg[7] == '\0');
+    if (force) arg += strspn(arg + 7, " ") + 7;
     if (arg[0] == '\0') {
-        fputs("kbchat: /export needs a file name\n", io->err);
+        fputs("kbchat: /export needs a file name: /export [--force] FILE\n", io->err);
         return CHAT_CONTINUE;
     }
-    FILE *f = fopen(arg, "w");
-    if (f == NULL) {
-        TermStrs t = {0};
-        fprintf(io->err, "kbchat: cannot write %s: %s\n", term_line(&t, arg), strerror(errno));
-        term_strs_clear(&t);
-        return CHAT_CONTINUE;
-    }
-    int rc = conv_export_markdown(app->conv, f);
+    char err[4400];
+    int rc = path_write_private(arg, force, write_export, app->conv, err, sizeof err);
     TermStrs t = {0};
-    if (fclose(f) != 0 || rc != KB_OK) fprintf(io->err, "kbchat: writing %s failed\n", term_line(&t, arg));
+    if (rc == KB_EINVAL)
+        fprintf(io->err, "kbchat: %s: not overwritten; '/export --force %s' replaces it\n", term_line(&t, err),
+                term_line(&t, arg));
+    else if (rc != KB_OK) fprintf(io->err, "kbchat: %s\n", term_line(&t, err));
     else fprintf(io->out, "Exported %d turn%s to %s.\n", conv_n_turns(app->conv), conv_n_turns(app->conv) == 1 ? "" : "s",
                  term_line(&t, arg));
     term_strs_clear(&t);
@@ -590,7 +598,7 @@ static const ChatCommand chat_commands[] = {
     {"open", "N", "resume conversation N of /sessions", run_open},
     {"rename", "TITLE", "rename this conversation", run_rename},
     {"delete", "N", "delete conversation N of /sessions", run_delete},
-    {"export", "FILE", "write this conversation as Markdown with its sources", run_export},
+    {"export", "[--force] FILE", "write this conversation as Markdown with its sources (a new file; --force replaces one)", run_export},
     {"set", "[KEY VALUE]", "change a setting (temperature, top_k, top_p, template, system, ...); alone, show them",
      run_set},
     {"model", "[FILE]", "load another GGUF model; alone, show the current one", run_model},

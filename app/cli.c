@@ -164,7 +164,7 @@ static const CliCommand commands[] = {
      "is first rewritten by the model into a standalone one, which is what is\n"
      "searched (shown with the sources). Every answer is saved: /sessions lists the\n"
      "conversations and /open N resumes one. Commands: /kb NAME|off, /new,\n"
-     "/sessions, /open N, /rename TITLE, /delete N, /export FILE, /set KEY VALUE,\n"
+     "/sessions, /open N, /rename TITLE, /delete N, /export [--force] FILE, /set KEY VALUE,\n"
      "/model FILE, /sources, /retry, /help, /quit. The end of input ends the\n"
      "session (exit status 0). Ctrl-C stops an answer at once, also while its prompt\n"
      "is evaluated; a second one, or one while kbchat waits for a line, ends it. The\n"
@@ -250,6 +250,16 @@ static const CliCommand commands[] = {
      "(or 'kb sync') and it goes on where it stopped. With embedding.model \"none\"\n"
      "the vectors are dropped and NAME becomes keyword-only.\n",
      cmd_kb_rebuild},
+    {"kb", "check", 0, 1, 0, "kb check [NAME]", "check the database for damage and repair it",
+     "Checks knowledge.db (SQLite's integrity_check, the keyword index, and each\n"
+     "document's chunks against the count stored with it). When something is wrong\n"
+     "it rebuilds the database from every row that can still be read, keeps the\n"
+     "damaged file beside it as knowledge.db.damaged-<time>, drops the chunks of\n"
+     "each document that lost some and indexes those documents again from their\n"
+     "files (only those of NAME when given; the others at their next 'kb sync').\n"
+     "Run it when another command says the database is damaged, with no other\n"
+     "kbchat running. Exit status 0 only when the database ends healthy.\n",
+     cmd_kb_check},
     {"ask", NULL, 1, -1,
      CLI_BIT(CLI_OPT_KB) | CLI_BIT(CLI_OPT_TOP_K) | CLI_BIT(CLI_OPT_JSON) | CLI_BIT(CLI_OPT_RETRIEVE_ONLY) |
          CLI_BIT(CLI_OPT_SHOW_PROMPT) | CLI_BIT(CLI_OPT_FALLBACK) | CLI_BIT(CLI_OPT_N_PREDICT) | CLI_BIT(CLI_OPT_TEMP) |

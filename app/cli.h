@@ -95,6 +95,7 @@ int cmd_kb_sync(const CliArgs *a, const char *const *args, int n_args);
 int cmd_kb_remove(const CliArgs *a, const char *const *args, int n_args);
 int cmd_kb_delete(const CliArgs *a, const char *const *args, int n_args);
 int cmd_kb_search(const CliArgs *a, const char *const *args, int n_args);
+int cmd_kb_check(const CliArgs *a, const char *const *args, int n_args);
 int cmd_logits(const CliArgs *a, const char *const *args, int n_args);
 int cmd_generate(const CliArgs *a, const char *const *args, int n_args);
 int cmd_model_quantize(const CliArgs *a, const char *const *args, int n_args);

@@ -544,6 +544,76 @@ int cmd_kb_rebuild(const CliArgs *a, const char *const *args, int n_args)
     return code;
 }
 
+/* --- check --- */
+
+/* Prints what rag_check found and did. */
+static void print_check(const char *db, const RagCheckReport *r)
+{
+    if (r->n_problems == 0 && !r->rebuilt) return;
+    printf("%s: %d problem%s found:\n", db, r->n_problems, r->n_problems == 1 ? "" : "s");
+    for (int i = 0; i < r->n_problems; i++) printf("  %s\n", r->problems[i]);
+    if (r->rebuilt)
+        printf("rebuilt the database from every row that could still be read (%lld unreadable stretch%s skipped, "
+               "%lld row%s without their parent dropped);\nthe damaged file is kept as %s (delete it once you "
+               "are satisfied)\n",
+               (long long)r->skipped, r->skipped == 1 ? "" : "es", (long long)r->orphans, r->orphans == 1 ? "" : "s",
+               r->kept);
+    for (int i = 0; i < r->n_docs; i++)
+        printf("  damaged document of '%s', to be indexed again: %s\n", r->docs[i].kb, r->docs[i].path);
+}
+
+/* Re-indexes the knowledge bases with damaged documents (only `only`
+** when it is not NULL); the others are named with the command that does
+** it. Returns an exit code. */
+static int reindex_damaged(const KbConfig *cfg, Rag *rag, const RagCheckReport *r, const char *only)
+{
+    RagEmbedder *e = NULL;
+    int code = CLI_EXIT_OK, tried = 0;
+    for (int i = 0; i < r->n_docs; i++) {
+        if (i > 0 && strcmp(r->docs[i].kb, r->docs[i - 1].kb) == 0) continue; /* sorted by knowledge base */
+        const char *kb = r->docs[i].kb;
+        if (only && strcmp(kb, only) != 0) {
+            printf("run 'kbchat kb sync %s' to index its damaged documents again\n", kb);
+            continue;
+        }
+        rag_embedder_close(e);
+        e = NULL;
+        tried = 0;
+        int c = embedder_for(cfg, rag, kb, &e, &tried);
+        if (c == CLI_EXIT_OK) c = sync_one(rag, kb, e);
+        if (c != CLI_EXIT_OK) code = c;
+    }
+    rag_embedder_close(e);
+    return code;
+}
+
+int cmd_kb_check(const CliArgs *a, const char *const *args, int n_args)
+{
+    KbConfig cfg;
+    Rag *rag = NULL;
+    RagCheckReport rep = {0};
+    const char *only = n_args > 0 ? args[0] : NULL;
+    int code = cli_load_config(a, &cfg) == KB_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    if (code != CLI_EXIT_OK) return code;
+    int rc = rag_open_mode(&rag, cfg.data_dir, RAG_OPEN_DAMAGED);
+    if (rc != KB_OK) {
+        fprintf(stderr, "kbchat: %s\n", rag ? rag_errmsg(rag) : kb_strerror(rc));
+        kb_done(&cfg, rag);
+        return CLI_EXIT_FAIL;
+    }
+    rc = rag_check(&rag, &rep);
+    print_check(rag ? rag_db_path(rag) : cfg.data_dir, &rep);
+    if (rc != KB_OK) code = rag ? kb_fail(rag) : CLI_EXIT_FAIL;
+    RagKbInfo info = {0};
+    if (code == CLI_EXIT_OK && only && rag_kb_info(rag, only, &info) != KB_OK) code = kb_fail(rag);
+    rag_kb_info_clear(&info);
+    if (code == CLI_EXIT_OK) code = reindex_damaged(&cfg, rag, &rep, only);
+    if (code == CLI_EXIT_OK) printf("%s: ok\n", rag_db_path(rag));
+    rag_check_report_clear(&rep);
+    kb_done(&cfg, rag);
+    return code;
+}
+
 /* --- search --- */
 
 /* A retriever's rank as JSON: null when it did not find the passage. */

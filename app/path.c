@@ -5,10 +5,12 @@
 ** ambiguous). Relative paths are relative to the current directory.
 */
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "app/app.h"
 
@@ -133,4 +135,59 @@ int path_complete(const char *typed, char **out, char *list, size_t listlen)
     free(c);
     free(dir);
     return *out ? n : -1;
+}
+
+/* --- private files --- */
+
+/* Creates "<dir of path>/.<base>.XXXXXX" (mode 0600) in tmp. Returns its
+** descriptor, or -1 with errno. */
+static int path_temp_beside(const char *path, char *tmp, size_t n)
+{
+    const char *base = path_base_name(path);
+    int len = snprintf(tmp, n, "%.*s.%s.XXXXXX", (int)(base - path), path, base);
+    if (len < 0 || (size_t)len >= n) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return mkstemp(tmp);
+}
+
+/* Gives tmp the name path: rename when overwriting; else link, which fails
+** when path exists, so a file made meanwhile is never replaced either. */
+static int path_publish(const char *tmp, const char *path, int overwrite)
+{
+    if (overwrite) return rename(tmp, path);
+    if (link(tmp, path) != 0) return -1;
+    unlink(tmp);
+    return 0;
+}
+
+int path_write_private(const char *path, int overwrite, int (*write)(FILE *f, void *user), void *user, char *err,
+                       size_t errlen)
+{
+    char tmp[4096];
+    struct stat sb;
+    if (!overwrite && lstat(path, &sb) == 0) {
+        snprintf(err, errlen, "%s already exists", path);
+        return KB_EINVAL;
+    }
+    int fd = path_temp_beside(path, tmp, sizeof tmp);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        return KB_EIO;
+    }
+    FILE *f = fdopen(fd, "w");
+    int rc = f ? write(f, user) : KB_ENOMEM;
+    int ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (f ? fclose(f) == 0 : close(fd) == 0) && ok;
+    int e = errno;
+    if (rc == KB_OK && ok && path_publish(tmp, path, overwrite) == 0) return KB_OK;
+    if (rc == KB_OK && ok) e = errno;
+    unlink(tmp);
+    if (rc == KB_OK && e == EEXIST) {
+        snprintf(err, errlen, "%s already exists", path);
+        return KB_EINVAL;
+    }
+    snprintf(err, errlen, "writing %s failed: %s", path, strerror(e));
+    return rc == KB_OK ? KB_EIO : rc;
 }

@@ -50,13 +50,28 @@ int rag_extract_pdf_main(int argc, char **argv);
 typedef struct Rag Rag; /* an open knowledge-base database */
 
 /* Opens <data_dir>/knowledge.db, creating data_dir (mode 0700) and the file
-** when absent and migrating an older schema forward. *out is set whenever
-** memory allowed (NULL only with KB_ENOMEM); after a failure it holds only
-** the message: read rag_errmsg(*out), then rag_close it.
+** (mode 0600; an existing one of ours is tightened to 0600) when absent and
+** migrating an older schema forward. When kbchat may not write the folder
+** or the file it is opened read-only: reads work, writes fail with a
+** message naming the folder and the reason (rag_is_read_only). A file that
+** changed since kbchat last closed it cleanly is checked (PRAGMA
+** quick_check) first; an empty file where kbchat left a non-empty one is
+** refused rather than started over. *out is set whenever memory allowed (NULL only
+** with KB_ENOMEM); after a failure it holds only the message: read
+** rag_errmsg(*out), then rag_close it.
 ** Returns KB_OK; KB_EIO (directory or file cannot be created or opened, or
 ** SQLite fails); KB_EUNSUPPORTED (written by a newer kbchat); KB_EFORMAT
-** (not a kbchat database); KB_ENOMEM. */
+** (not a kbchat database, or damaged: the message says what and that
+** 'kbchat kb check' repairs it); KB_ENOMEM. */
 int rag_open(Rag **out /* OUT */, const char *data_dir);
+
+#define RAG_OPEN_DAMAGED 1 /* open a database that quick_check finds damaged (rag_check) */
+
+/* rag_open with flags (RAG_OPEN_*). */
+int rag_open_mode(Rag **out /* OUT */, const char *data_dir, int flags);
+
+/* True when rag was opened read-only (see rag_open). */
+int rag_is_read_only(const Rag *rag);
 
 /* Closes the database; rag_close(NULL) does nothing. */
 void rag_close(Rag *rag);
@@ -342,6 +357,46 @@ int rag_sync(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats
 ** or rebuild of the same knowledge base, after a RAG_EV_WARNING.
 ** Returns KB_OK; KB_ENOTFOUND; KB_EIO; KB_ENOMEM; the model's code. */
 int rag_kb_rebuild(Rag *rag, const char *name, const RagSyncOptions *opt, RagSyncStats *stats /* OUT, may be NULL */);
+
+/* --- checking and repairing the database (check.c) --- */
+
+/* A document whose chunks were damaged: its rows were dropped and it waits
+** to be re-indexed from its file (rag_sync does it). */
+typedef struct RagCheckDoc {
+    char *kb;
+    char *path;
+} RagCheckDoc;
+
+/* What rag_check found and did. */
+typedef struct RagCheckReport {
+    char **problems;      /* findings in words: integrity_check lines, the
+                             keyword index, chunks missing from documents */
+    int n_problems;
+    RagCheckDoc *docs;    /* documents to re-index */
+    int n_docs;
+    int64_t skipped;      /* stretches of unreadable rows skipped while copying */
+    int64_t orphans;      /* rows without their parent row, dropped */
+    int rebuilt;          /* the database was rebuilt from its readable rows */
+    char *kept;           /* where the damaged file was kept ("" when not rebuilt) */
+} RagCheckReport;
+
+/* Checks the whole database: PRAGMA integrity_check, FTS5's integrity
+** check of the keyword index, foreign keys, and each document's chunks
+** against the count written with it. When anything is wrong it rebuilds
+** the database: every row that can still be read is copied, table by
+** table, into a new file (skipping unreadable stretches; the keyword index
+** is rebuilt as the chunks go in); the chunks of a document that lost any
+** are dropped and the document is marked (hash "") so the next rag_sync
+** re-indexes it from its file; the new file replaces knowledge.db and the
+** damaged one is kept beside it as knowledge.db.damaged-<time>. *rag is
+** then a new handle on the new file. No other kbchat may use the database
+** meanwhile. Free out with rag_check_report_clear.
+** Returns KB_OK (healthy now: out says what was found and done); KB_EIO
+** (read-only, or the rebuild failed: the original file is untouched, or
+** already replaced and reopened); KB_EFORMAT (still damaged after it);
+** KB_ENOMEM. */
+int rag_check(Rag **rag, RagCheckReport *out /* OUT */);
+void rag_check_report_clear(RagCheckReport *r);
 
 /* --- search --- */
 

@@ -38,9 +38,18 @@ int store_fail(Rag *rag, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* Corruption and a write refused on a read-only database get words that
+** say what to do; corruption also marks the session, so rag_close drops
+** the recorded file state and the next open checks the file. */
 int store_sql_fail(Rag *rag, const char *what)
 {
     int code = sqlite3_errcode(rag->db);
+    if (code == SQLITE_READONLY && rag->read_only) return store_read_only_fail(rag);
+    if (code == SQLITE_CORRUPT) {
+        rag->damaged = 1;
+        return store_fail(rag, KB_EIO, "%s: %s: %s: the database is damaged; run 'kbchat kb check' to find and repair it",
+                          rag->path, what, sqlite3_errmsg(rag->db));
+    }
     store_fail(rag, KB_EIO, "%s: %s: %s", rag->path ? rag->path : "database", what, sqlite3_errmsg(rag->db));
     if (code == SQLITE_NOMEM) return KB_ENOMEM;
     if (code == SQLITE_NOTADB) return KB_EFORMAT;
@@ -194,6 +203,9 @@ static const char *const migrations[] = {
     "  chunk_id INTEGER NOT NULL DEFAULT 0,"
     "  text TEXT NOT NULL DEFAULT '',"
     "  PRIMARY KEY(turn_id, rank));",
+    /* 4: the chunk count of each document, for kb check (check.c) */
+    "ALTER TABLE documents ADD COLUMN n_chunks INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE documents SET n_chunks = (SELECT count(*) FROM chunks WHERE doc_id = documents.id);",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == STORE_SCHEMA_VERSION + 1, "one migration per schema version");
@@ -223,6 +235,10 @@ static int migrate(Rag *rag)
 {
     int64_t version;
     int rc = query_int(rag, "PRAGMA user_version", &version);
+    if (rc == KB_OK && rag->read_only && version < STORE_SCHEMA_VERSION && version > 0)
+        return store_fail(rag, KB_EIO, "%s needs an upgrade of its schema (version %lld to %d), which a read-only "
+                          "database cannot take: open it once with write access",
+                          rag->path, (long long)version, STORE_SCHEMA_VERSION);
     if (rc == KB_OK && version > STORE_SCHEMA_VERSION)
         return store_fail(rag, KB_EUNSUPPORTED,
                           "%s: written by a newer kbchat (schema version %lld; this one knows up to %d)", rag->path,
@@ -271,39 +287,146 @@ static int configure(Rag *rag)
 {
     int rc = fts_cjk_register(rag->db) == SQLITE_OK ? KB_OK : store_sql_fail(rag, "cannot register the tokenizer");
     sqlite3_busy_timeout(rag->db, BUSY_TIMEOUT_MS);
-    if (rc == KB_OK) rc = store_exec(rag, "PRAGMA journal_mode = WAL");
-    if (rc == KB_OK) rc = store_exec(rag, "PRAGMA synchronous = NORMAL");
+    if (rc == KB_OK && !rag->read_only) rc = store_exec(rag, "PRAGMA journal_mode = WAL");
+    if (rc == KB_OK && !rag->read_only) rc = store_exec(rag, "PRAGMA synchronous = NORMAL");
     if (rc == KB_OK) rc = store_exec(rag, "PRAGMA foreign_keys = ON");
     return rc;
 }
 
-int rag_open(Rag **out, const char *data_dir)
+/* Writes "file:<path>?mode=ro[&immutable=1]" into buf, with the characters
+** a URI reserves percent-encoded. Returns 0, or -1 when it does not fit. */
+static int read_only_uri(const char *path, int immutable, char *buf, size_t n)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(buf, n, "file:");
+    for (const char *p = path; *p && o + 4 < n; p++) {
+        if (*p == '%' || *p == '?' || *p == '#') o += (size_t)snprintf(buf + o, n - o, "%%%02X", (unsigned char)*p);
+        else buf[o++] = *p;
+    }
+    int len = snprintf(buf + o, n - o, "?mode=ro%s", immutable ? "&immutable=1" : "");
+    return len < 0 || o + (size_t)len >= n ? -1 : 0;
+}
+
+/* Opens the SQLite connection: read-write, or read-only when kbchat cannot
+** write the directory or the file. A WAL database needs its -shm to be
+** read; when the directory is read-only and no -shm is there (a clean
+** close removes it), nobody can be writing it either, so it is opened
+** immutable (SQLite then needs no -shm). */
+static int open_connection(Rag *rag, int exists)
+{
+    int err, s;
+    const char *problem = store_file_access_problem(rag->dir, rag->path, exists, &err);
+    if (problem && !exists)
+        return store_fail(rag, KB_EIO, "cannot create %s: %s: %s; make it writable, or set data_dir to a writable folder",
+                          rag->path, rag->dir, problem);
+    if (problem == NULL) {
+        int rc = exists ? KB_OK : store_file_create(rag);
+        if (rc != KB_OK) return rc;
+        store_file_tighten(rag->path);
+        s = sqlite3_open_v2(rag->path, &rag->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+        return s == SQLITE_OK ? KB_OK : store_sql_fail(rag, "cannot open");
+    }
+    rag->read_only = 1;
+    snprintf(rag->ro_reason, sizeof rag->ro_reason, "%s", problem);
+    char shm[4200], uri[8600];
+    snprintf(shm, sizeof shm, "%s-shm", rag->path);
+    int immutable = access(rag->dir, W_OK) != 0 && access(shm, F_OK) != 0;
+    if (read_only_uri(rag->path, immutable, uri, sizeof uri) != 0)
+        return store_fail(rag, KB_EIO, "%s: path too long", rag->path);
+    s = sqlite3_open_v2(uri, &rag->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    return s == SQLITE_OK ? KB_OK : store_sql_fail(rag, "cannot open read-only");
+}
+
+/* Runs PRAGMA quick_check. Returns KB_OK when it says ok, else KB_EFORMAT
+** with its first finding and the remedy; KB_EIO when it cannot run. */
+static int quick_check(Rag *rag)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(rag, "PRAGMA quick_check(1)", &st);
+    int s = rc == KB_OK ? sqlite3_step(st) : SQLITE_ERROR;
+    const char *r = s == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    if (rc == KB_OK && s == SQLITE_ROW && r && strncmp(r, "*** in database main ***\n", 25) == 0) r += 25;
+    if (rc == KB_OK && s == SQLITE_ROW && r && strcmp(r, "ok") != 0)
+        rc = store_fail(rag, KB_EFORMAT, "%s is damaged (quick_check: %s); run 'kbchat kb check' to find and repair the damage", rag->path, r);
+    else if (rc == KB_OK && s != SQLITE_ROW) rc = store_sql_fail(rag, "quick_check");
+    sqlite3_finalize(st);
+    if (rc != KB_OK) rag->damaged = 1;
+    return rc;
+}
+
+/* Refuses an empty database file where kbchat last closed a non-empty one:
+** SQLite would take it for a new database and silently start over. (A
+** file that is only shorter is opened: it may be another file now, and
+** quick_check finds the pages a truncation lost.) */
+static int check_not_emptied(Rag *rag, const StoreFileState *now, const StoreFileState *last)
+{
+    if (!now->valid || !last->valid || now->size != 0 || last->size == 0) return KB_OK;
+    return store_fail(rag, KB_EFORMAT,
+                      "%s is 0 bytes, but it held %lld bytes when kbchat last closed it: it was truncated or "
+                      "emptied. Restore it from a backup; or, to start over, delete it and %s-state and sync "
+                      "every knowledge base again",
+                      rag->path, (long long)last->size, rag->path);
+}
+
+int rag_open_mode(Rag **out, const char *data_dir, int flags)
 {
     Rag *rag = calloc(1, sizeof *rag);
     *out = rag;
     if (rag == NULL) return KB_ENOMEM;
     size_t n = strlen(data_dir) + sizeof RAG_DB_NAME + 1;
     rag->path = malloc(n);
-    if (rag->path == NULL) return store_fail(rag, KB_ENOMEM, "out of memory");
+    rag->dir = strdup(data_dir);
+    if (rag->path == NULL || rag->dir == NULL) return store_fail(rag, KB_ENOMEM, "out of memory");
     snprintf(rag->path, n, "%s/%s", data_dir, RAG_DB_NAME);
+    StoreFileState now, last;
     int rc = make_dirs(rag, data_dir);
-    if (rc == KB_OK) {
-        int s = sqlite3_open_v2(rag->path, &rag->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-        if (s != SQLITE_OK) rc = store_sql_fail(rag, "cannot open");
-    }
+    int exists = rc == KB_OK && store_file_stat(rag->path, &now) == KB_OK;
+    store_state_read(rag->path, &last);
+    if (rc == KB_OK && exists) rc = check_not_emptied(rag, &now, &last);
+    if (rc == KB_OK) rc = open_connection(rag, exists);
     if (rc == KB_OK) rc = configure(rag);
     if (rc == KB_OK) rc = migrate(rag);
-    if (rc == KB_OK) rag->errmsg[0] = '\0';
+    /* a file changed since the last clean close is checked before use */
+    if (rc == KB_OK && exists && !store_file_same(&now, &last)) {
+        rc = quick_check(rag);
+        if (rc == KB_EFORMAT && (flags & RAG_OPEN_DAMAGED)) rc = KB_OK;
+    }
+    if (rc == KB_OK) rag->healthy = !rag->damaged;
+    if (rc == KB_OK && !rag->damaged) rag->errmsg[0] = '\0';
     return rc;
 }
 
+int store_create_file(Rag *rag)
+{
+    int rc = open_connection(rag, 0);
+    if (rc == KB_OK) rc = configure(rag);
+    if (rc == KB_OK) rc = migrate(rag);
+    return rc;
+}
+
+int rag_open(Rag **out, const char *data_dir)
+{
+    return rag_open_mode(out, data_dir, 0);
+}
+
+/* A clean close of a sound database records its state, so the next open
+** skips the check; after corruption was met the record is dropped, so the
+** next open checks. */
 void rag_close(Rag *rag)
 {
     if (rag == NULL) return;
     vec_index_free(rag->vec);
-    sqlite3_close_v2(rag->db);
+    int closed = sqlite3_close_v2(rag->db) == SQLITE_OK;
+    if (rag->damaged && !rag->read_only) store_state_forget(rag->path);
+    else if (closed && rag->healthy && !rag->read_only) store_state_write(rag->path);
     free(rag->path);
+    free(rag->dir);
     free(rag);
+}
+
+int rag_is_read_only(const Rag *rag)
+{
+    return rag->read_only;
 }
 
 const char *rag_errmsg(const Rag *rag)
@@ -441,18 +564,18 @@ static int step_done(Rag *rag, sqlite3_stmt *st, const char *what)
     return rc;
 }
 
-/* Creates or replaces the row of info->path and deletes its old chunks.
-** Returns the row id in *id. */
-static int upsert_document(Rag *rag, int64_t kb, const StoreDocInfo *info, int64_t *id)
+/* Creates or replaces the row of info->path (with n_chunks, the chunks
+** about to be written) and deletes its old chunks. Returns the row id in *id. */
+static int upsert_document(Rag *rag, int64_t kb, const StoreDocInfo *info, int n_chunks, int64_t *id)
 {
     sqlite3_stmt *st;
     int rc = store_prepare(rag,
                            "INSERT INTO documents(kb_id, path, size, mtime_ns, hash, pages, title, author, failed, "
-                           "error, indexed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
+                           "error, indexed, n_chunks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
                            "ON CONFLICT(kb_id, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
                            "hash = excluded.hash, pages = excluded.pages, title = excluded.title, "
                            "author = excluded.author, failed = excluded.failed, error = excluded.error, "
-                           "indexed = excluded.indexed RETURNING id",
+                           "indexed = excluded.indexed, n_chunks = excluded.n_chunks RETURNING id",
                            &st);
     if (rc != KB_OK) return rc;
     sqlite3_bind_int64(st, 1, kb);
@@ -466,6 +589,7 @@ static int upsert_document(Rag *rag, int64_t kb, const StoreDocInfo *info, int64
     sqlite3_bind_int(st, 9, info->error != NULL);
     sqlite3_bind_text(st, 10, info->error ? info->error : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 11, (int64_t)time(NULL));
+    sqlite3_bind_int(st, 12, n_chunks);
     if (sqlite3_step(st) == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
     else rc = store_sql_fail(rag, "cannot write a document");
     sqlite3_finalize(st);
@@ -527,7 +651,7 @@ int store_put_document_vecs(Rag *rag, int64_t kb, const StoreDocInfo *info, cons
 {
     int64_t id = 0;
     int rc = store_begin(rag);
-    if (rc == KB_OK) rc = upsert_document(rag, kb, info, &id);
+    if (rc == KB_OK) rc = upsert_document(rag, kb, info, n_chunks, &id);
     if (rc == KB_OK) rc = insert_chunks(rag, kb, id, chunks, n_chunks, vecs, dim);
     if (rc == KB_OK) rc = store_commit(rag);
     if (rc != KB_OK) store_rollback(rag);
@@ -592,14 +716,16 @@ int store_load_sources(Rag *rag, int64_t kb, char ***paths, int **exclude, int *
     char **p = rc == KB_OK ? calloc((size_t)count + 1, sizeof *p) : NULL;
     int *x = rc == KB_OK ? calloc((size_t)count + 1, sizeof *x) : NULL;
     if (rc == KB_OK && (p == NULL || x == NULL)) rc = store_fail(rag, KB_ENOMEM, "out of memory");
-    int n = 0;
+    int n = 0, s = SQLITE_DONE;
     if (rc == KB_OK) sqlite3_bind_int64(st, 1, kb);
-    while (rc == KB_OK && n < count && sqlite3_step(st) == SQLITE_ROW) {
+    while (rc == KB_OK && n < count && (s = sqlite3_step(st)) == SQLITE_ROW) {
         p[n] = strdup((const char *)sqlite3_column_text(st, 0));
         x[n] = sqlite3_column_int(st, 1);
         if (p[n] == NULL) rc = store_fail(rag, KB_ENOMEM, "out of memory");
         else n++;
     }
+    /* a read that failed (a damaged page) must not pass for fewer sources */
+    if (rc == KB_OK && s != SQLITE_DONE && s != SQLITE_ROW) rc = store_sql_fail(rag, "cannot read sources");
     sqlite3_finalize(st);
     if (rc != KB_OK) {
         store_sources_free(p, x, n);
@@ -761,6 +887,7 @@ int store_doc_id(Rag *rag, int64_t kb, const char *path, int64_t *id)
 int store_kb_lock(Rag *rag, int64_t kb, const RagSyncOptions *opt, StoreWaitFn waiting, void *user, int *fd)
 {
     *fd = -1;
+    if (rag->read_only) return store_read_only_fail(rag);
     char path[4096];
     int n = snprintf(path, sizeof path, "%s-sync-%lld.lock", rag->path, (long long)kb);
     if (n < 0 || (size_t)n >= sizeof path) return store_fail(rag, KB_EIO, "%s: path too long for the sync lock", rag->path);

@@ -5,7 +5,7 @@
 ** One file, <data_dir>/knowledge.db, in WAL mode (readers never block the
 ** sync, and a killed writer leaves the last committed state), foreign keys
 ** on, schema versioned by PRAGMA user_version with forward migrations, and
-** marked as ours by PRAGMA application_id. Schema (version 3):
+** marked as ours by PRAGMA application_id. Schema (version 4):
 **
 **   kbs(id, name UNIQUE, chunk_size, chunk_overlap, embed_model, created, last_sync,
 **       embed_file, embed_size, embed_hash, embed_dim, vec_gen)
@@ -14,7 +14,9 @@
 **       deleted, so a loaded vector matrix knows when it is stale
 **   sources(id, kb_id -> kbs, path, exclude)   folders/files; exclude=1: skipped
 **   documents(id, kb_id -> kbs, path, size, mtime_ns, hash, pages, title,
-**             author, failed, error, indexed)       UNIQUE(kb_id, path)
+**             author, failed, error, indexed, n_chunks)  UNIQUE(kb_id, path)
+**             n_chunks: the chunks written with it, so `kb check` sees
+**             chunks that a damaged page lost
 **   chunks(id, doc_id -> documents, seq, page, char_start, char_end,
 **          section, text)                            UNIQUE(doc_id, seq)
 **   chunks_fts  FTS5 over chunks.text (external content, kept in step by
@@ -40,7 +42,7 @@
 #include "rag/chunker.h"
 #include "rag/rag.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_APPLICATION_ID 0x6B626368 /* "kbch" */
 #define FTS_CJK_NAME "kbcjk"
 
@@ -59,6 +61,11 @@ typedef struct StoreKbSize {
 struct Rag {
     sqlite3 *db;
     char *path;          /* the database file */
+    char *dir;           /* the data directory holding it */
+    int read_only;       /* opened read-only: ro_reason says why */
+    char ro_reason[64];  /* "read-only file system", "permission denied", ... */
+    int healthy;         /* opened and found sound: a clean close records the file's state */
+    int damaged;         /* SQLite reported corruption during this session */
     struct VecIndex *vec; /* the vectors of the knowledge base searched last (vectors.c) */
     StoreKbSize kb_size; /* query.c */
     char errmsg[1024];
@@ -71,6 +78,59 @@ typedef struct StoreKb {
     RagEmbedId embed;    /* the pinned model; file "" = keyword only */
     int64_t vec_gen;
 } StoreKb;
+
+/* --- the file (store_file.c) --- */
+
+/* What identifies the database file's state: a file rewritten, replaced
+** or damaged since differs in at least one field. valid 0 = unknown. */
+typedef struct StoreFileState {
+    int valid;
+    int64_t size, mtime_ns;
+    uint64_t ino;
+    uint32_t counter; /* SQLite's file change counter (header offset 24) */
+} StoreFileState;
+
+/* Fills *out from the file at path. Returns KB_OK; KB_ENOTFOUND (no
+** such file); KB_EIO. */
+int store_file_stat(const char *path, StoreFileState *out /* OUT */);
+
+/* True when both are valid and equal in every field. */
+int store_file_same(const StoreFileState *a, const StoreFileState *b);
+
+/* Reads the state recorded at the last clean close of database db from
+** its sidecar <db>-state; out->valid 0 when there is none or it is not
+** one kbchat wrote. */
+void store_state_read(const char *db, StoreFileState *out /* OUT */);
+
+/* Records db's present state in <db>-state (0600, written to a temporary
+** name and renamed). Returns KB_OK; KB_EIO. */
+int store_state_write(const char *db);
+
+/* Deletes <db>-state, so the next open checks the file. */
+void store_state_forget(const char *db);
+
+/* Tightens db and its -wal, -shm, -journal and -state files to 0600 when
+** they are ours and readable by others. */
+void store_file_tighten(const char *db);
+
+/* Creates rag->path empty with mode 0600 (before SQLite, which would use
+** 0644 under the umask); an existing file is left alone. Returns KB_OK;
+** KB_EIO. */
+int store_file_create(Rag *rag);
+
+/* Why kbchat cannot write in dir or (when it exists) db: "read-only file
+** system" (EROFS), "permission denied" (EACCES), or another errno's
+** words, with the errno in *err; NULL when it can. */
+const char *store_file_access_problem(const char *dir, const char *db, int exists, int *err /* OUT */);
+
+/* Records the message for a write refused on a read-only database (which
+** directory, why, how to fix it) and returns KB_EIO. */
+int store_read_only_fail(Rag *rag);
+
+/* Creates a new database at rag->path (in rag->dir; both set by the
+** caller, the file absent) with the present schema. rag_close it.
+** Returns KB_OK; KB_EIO; KB_ENOMEM. */
+int store_create_file(Rag *rag);
 
 /* Reads knowledge base `name`. Returns KB_OK; KB_ENOTFOUND; KB_EIO. */
 int store_load_kb(Rag *rag, const char *name, StoreKb *out /* OUT */);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <glib.h>
@@ -55,6 +56,7 @@ static const char CONFIG[] = "model:\n"
 static int sandbox_setup(void **state)
 {
     Sandbox *sb = calloc(1, sizeof *sb);
+    umask(022); /* the usual umask: exports must not rely on a stricter one */
     sb->dir = testutil_mkdtemp();
     sb->bin = realpath(testutil_kbchat_bin(), NULL);
     sb->model = testutil_data_path("models/aidreams260K-F32.gguf");
@@ -104,6 +106,33 @@ static void expect(const Run *r, const char *where, const char *text)
     if (strstr(s, text) == NULL) fail_msg("%s lacks \"%s\"\n--- stdout:\n%s\n--- stderr:\n%s", where, text, r->out, r->err);
 }
 
+/* The export at path is 0600 under umask 022; a second
+** /export to it is refused and changes nothing; --force replaces it. */
+static void expect_export_is_private_and_kept(Sandbox *sb, const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(truncate(path, 10), 0); /* so a rewrite would show */
+    Run r = chat_run(sb, "chat", "/sessions\n/open 1\n/export talk.md\n");
+    assert_int_equal(r.status, 0);
+    expect(&r, "err", "talk.md already exists: not overwritten; '/export --force talk.md' replaces it");
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 10);
+    run_free(&r);
+    r = chat_run(sb, "chat", "/sessions\n/open 1\n/export --force talk.md\n");
+    expect(&r, "out", "Exported 2 turns to talk.md.");
+    size_t len;
+    char *again = testutil_read_file(path, &len);
+    assert_non_null(again);
+    /* the whole file again (its header names the model, which this run has not loaded) */
+    assert_non_null(strstr(again, "## 2. The little dog\n"));
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    free(again);
+    run_free(&r);
+}
+
 /* Two turns, a command between them and /quit; then a second run resumes
 ** the saved session and exports it. */
 static void test_chat_two_turns_a_command_and_quit(void **state)
@@ -133,8 +162,9 @@ static void test_chat_two_turns_a_command_and_quit(void **state)
     assert_non_null(strstr(md, "# Once upon a time\n"));
     assert_non_null(strstr(md, "## 1. Once upon a time\n"));
     assert_non_null(strstr(md, "## 2. The little dog\n"));
-    free(md), free(path);
     run_free(&r);
+    expect_export_is_private_and_kept(sb, path);
+    free(md), free(path);
 }
 
 /* Ctrl-C while a question's prompt is evaluated stops that answer and the
