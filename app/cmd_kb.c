@@ -546,20 +546,23 @@ int cmd_kb_rebuild(const CliArgs *a, const char *const *args, int n_args)
 
 /* --- check --- */
 
-/* Prints what rag_check found and did. */
+/* Prints what rag_check found and did (names and paths escaped). */
 static void print_check(const char *db, const RagCheckReport *r)
 {
     if (r->n_problems == 0 && !r->rebuilt) return;
-    printf("%s: %d problem%s found:\n", db, r->n_problems, r->n_problems == 1 ? "" : "s");
-    for (int i = 0; i < r->n_problems; i++) printf("  %s\n", r->problems[i]);
+    TermStrs t = {0};
+    printf("%s: %d problem%s found:\n", term_line(&t, db), r->n_problems, r->n_problems == 1 ? "" : "s");
+    for (int i = 0; i < r->n_problems; i++) printf("  %s\n", term_line(&t, r->problems[i]));
     if (r->rebuilt)
         printf("rebuilt the database from every row that could still be read (%lld unreadable stretch%s skipped, "
                "%lld row%s without their parent dropped);\nthe damaged file is kept as %s (delete it once you "
                "are satisfied)\n",
                (long long)r->skipped, r->skipped == 1 ? "" : "es", (long long)r->orphans, r->orphans == 1 ? "" : "s",
-               r->kept);
+               term_line(&t, r->kept));
     for (int i = 0; i < r->n_docs; i++)
-        printf("  damaged document of '%s', to be indexed again: %s\n", r->docs[i].kb, r->docs[i].path);
+        printf("  damaged document of '%s', to be indexed again: %s\n", term_line(&t, r->docs[i].kb),
+               term_line(&t, r->docs[i].path));
+    term_strs_clear(&t);
 }
 
 /* Re-indexes the knowledge bases with damaged documents (only `only`
@@ -573,14 +576,16 @@ static int reindex_damaged(const KbConfig *cfg, Rag *rag, const RagCheckReport *
         if (i > 0 && strcmp(r->docs[i].kb, r->docs[i - 1].kb) == 0) continue; /* sorted by knowledge base */
         const char *kb = r->docs[i].kb;
         if (only && strcmp(kb, only) != 0) {
-            printf("run 'kbchat kb sync %s' to index its damaged documents again\n", kb);
+            TermStrs t = {0};
+            printf("run 'kbchat kb sync %s' to index its damaged documents again\n", term_line(&t, kb));
+            term_strs_clear(&t);
             continue;
         }
         rag_embedder_close(e);
         e = NULL;
         tried = 0;
         int c = embedder_for(cfg, rag, kb, &e, &tried);
-        if (c == CLI_EXIT_OK) c = sync_one(rag, kb, e);
+        if (c == CLI_EXIT_OK) c = sync_one(cfg, rag, kb, e);
         if (c != CLI_EXIT_OK) code = c;
     }
     rag_embedder_close(e);
@@ -597,7 +602,7 @@ int cmd_kb_check(const CliArgs *a, const char *const *args, int n_args)
     if (code != CLI_EXIT_OK) return code;
     int rc = rag_open_mode(&rag, cfg.data_dir, RAG_OPEN_DAMAGED);
     if (rc != KB_OK) {
-        fprintf(stderr, "kbchat: %s\n", rag ? rag_errmsg(rag) : kb_strerror(rc));
+        cli_print_error(rag ? rag_errmsg(rag) : kb_strerror(rc));
         kb_done(&cfg, rag);
         return CLI_EXIT_FAIL;
     }
@@ -608,7 +613,11 @@ int cmd_kb_check(const CliArgs *a, const char *const *args, int n_args)
     if (code == CLI_EXIT_OK && only && rag_kb_info(rag, only, &info) != KB_OK) code = kb_fail(rag);
     rag_kb_info_clear(&info);
     if (code == CLI_EXIT_OK) code = reindex_damaged(&cfg, rag, &rep, only);
-    if (code == CLI_EXIT_OK) printf("%s: ok\n", rag_db_path(rag));
+    if (code == CLI_EXIT_OK) {
+        TermStrs t = {0};
+        printf("%s: ok\n", term_line(&t, rag_db_path(rag)));
+        term_strs_clear(&t);
+    }
     rag_check_report_clear(&rep);
     kb_done(&cfg, rag);
     return code;
