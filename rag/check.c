@@ -340,7 +340,7 @@ static void remove_db_files(const char *path)
 /* Rebuilds *rag's database into <db>.check-new, then swaps it in. */
 static int rebuild(Rag **rag, RagCheckReport *r)
 {
-    Rag dst = {0};
+    Rag dst = {.use_fd = -1};
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.check-new", (*rag)->path) >= (int)sizeof tmp)
         return store_fail(*rag, KB_EIO, "%s: path too long", (*rag)->path);
@@ -367,7 +367,8 @@ int rag_check(Rag **rag, RagCheckReport *out)
         return KB_OK;
     }
     if ((*rag)->read_only) return store_read_only_fail(*rag);
-    rc = rebuild(rag, out);
+    rc = store_use_exclusive(*rag); /* nobody else may write while the file is rebuilt and replaced */
+    if (rc == KB_OK) rc = rebuild(rag, out);
     if (rc == KB_OK) rc = store_integrity_check(*rag);
     return rc;
 }

@@ -373,6 +373,7 @@ int rag_open_mode(Rag **out, const char *data_dir, int flags)
     Rag *rag = calloc(1, sizeof *rag);
     *out = rag;
     if (rag == NULL) return KB_ENOMEM;
+    rag->use_fd = -1;
     size_t n = strlen(data_dir) + sizeof RAG_DB_NAME + 1;
     rag->path = malloc(n);
     rag->dir = strdup(data_dir);
@@ -380,6 +381,7 @@ int rag_open_mode(Rag **out, const char *data_dir, int flags)
     snprintf(rag->path, n, "%s/%s", data_dir, RAG_DB_NAME);
     StoreFileState now, last;
     int rc = make_dirs(rag, data_dir);
+    if (rc == KB_OK) rc = store_use_lock(rag);
     int exists = rc == KB_OK && store_file_stat(rag->path, &now) == KB_OK;
     store_state_read(rag->path, &last);
     if (rc == KB_OK && exists) rc = check_not_emptied(rag, &now, &last);
@@ -419,6 +421,7 @@ void rag_close(Rag *rag)
     int closed = sqlite3_close_v2(rag->db) == SQLITE_OK;
     if (rag->damaged && !rag->read_only) store_state_forget(rag->path);
     else if (closed && rag->healthy && !rag->read_only) store_state_write(rag->path);
+    if (rag->use_fd >= 0) close(rag->use_fd); /* drops the flock */
     free(rag->path);
     free(rag->dir);
     free(rag);

@@ -66,6 +66,7 @@ struct Rag {
     char ro_reason[64];  /* "read-only file system", "permission denied", ... */
     int healthy;         /* opened and found sound: a clean close records the file's state */
     int damaged;         /* SQLite reported corruption during this session */
+    int use_fd;          /* <db>-use.lock, flock'd shared while open (-1: none, read-only) */
     struct VecIndex *vec; /* the vectors of the knowledge base searched last (vectors.c) */
     StoreKbSize kb_size; /* query.c */
     char errmsg[1024];
@@ -80,6 +81,17 @@ typedef struct StoreKb {
 } StoreKb;
 
 /* --- the file (store_file.c) --- */
+
+/* Every open Rag holds a shared flock on <db>-use.lock; kb check's repair,
+** which replaces the file, needs it exclusively, so it never swaps the file
+** under another kbchat (whose writes would go to the old file). */
+/* Takes the shared lock into rag->use_fd. A directory kbchat cannot write
+** gives no lock file and no lock (nobody can write the database either).
+** Returns KB_OK, or KB_EIO while a repair holds the lock, with the message. */
+int store_use_lock(Rag *rag);
+/* Turns rag's shared lock into the exclusive one, failing at once (KB_EIO,
+** with the message) while another kbchat has the database open. */
+int store_use_exclusive(Rag *rag);
 
 /* What identifies the database file's state: a file rewritten, replaced
 ** or damaged since differs in at least one field. valid 0 = unknown. */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -160,4 +161,43 @@ int store_read_only_fail(Rag *rag)
                       strcmp(rag->ro_reason, "read-only file system") == 0
                           ? "remount that file system read-write"
                           : "give your user write permission on the folder and on knowledge.db (chmod u+w)");
+}
+
+/* --- who has the database open --- */
+
+#define USE_LOCK_SUFFIX "-use.lock"
+
+int store_use_lock(Rag *rag)
+{
+    char path[4200];
+    rag->use_fd = -1;
+    if (sidecar_path(rag->path, USE_LOCK_SUFFIX, path, sizeof path) != 0)
+        return store_fail(rag, KB_EIO, "%s: path too long for its lock file", rag->path);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW); /* a read-only directory: lock if it is there */
+    if (fd < 0) return KB_OK;
+    while (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return store_fail(rag, KB_EIO, "%s is being repaired by 'kbchat kb check'; try again when it has finished",
+                              rag->path);
+        return store_fail(rag, KB_EIO, "%s: cannot lock: %s", path, strerror(e));
+    }
+    rag->use_fd = fd;
+    return KB_OK;
+}
+
+int store_use_exclusive(Rag *rag)
+{
+    if (rag->use_fd < 0) return store_fail(rag, KB_EIO, "%s: no lock file beside it: cannot repair it safely", rag->path);
+    while (flock(rag->use_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == EWOULDBLOCK)
+            return store_fail(rag, KB_EIO, "another kbchat has %s open (a chat, a sync, a search): close it, then run "
+                              "'kbchat kb check' again", rag->path);
+        return store_fail(rag, KB_EIO, "%s: cannot lock it for the repair: %s", rag->path, strerror(errno));
+    }
+    return KB_OK;
 }

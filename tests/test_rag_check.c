@@ -25,6 +25,8 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "engine/engine.h"
+#include "rag/rag.h"
 #include "tests/testutil.h"
 
 #define N_DOCS 40
@@ -214,6 +216,17 @@ static void test_damaged_chunks_are_reported_and_kb_check_repairs_them(void **st
     char word[32], doc[32];
     snprintf(word, sizeof word, "wombat%d", damaged);
     snprintf(doc, sizeof doc, "doc%02d.txt", damaged);
+    /* while another kbchat (this process) has the database open, the repair
+    ** that replaces the file is refused and the file left as it is */
+    Rag *other = NULL;
+    assert_int_equal(rag_open_mode(&other, sb->data, RAG_OPEN_DAMAGED), KB_OK);
+    struct stat st_before, st_after;
+    assert_int_equal(stat(sb->db, &st_before), 0);
+    r = KB(sb, "kb", "check");
+    testutil_expect(&r, 1, NULL, "another kbchat has");
+    assert_int_equal(stat(sb->db, &st_after), 0);
+    assert_true(st_after.st_ino == st_before.st_ino && st_after.st_size == st_before.st_size);
+    rag_close(other);
     r = KB(sb, "kb", "check");
     if (r.status != 0 || !strstr(r.out, "not a valid database page") || !strstr(r.out, doc) ||
         !strstr(r.out, "to be indexed again"))
