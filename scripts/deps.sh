@@ -12,8 +12,8 @@
 set -eu
 
 PKG_CONFIG=${PKG_CONFIG:-pkg-config}
-LIBS="ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 cmocka"
-PACKAGES="build-essential pkg-config libncurses-dev libpoppler-glib-dev libsqlite3-dev libopenblas-dev libyaml-dev libcmocka-dev tmux locales fonts-wqy-microhei qpdf"
+LIBS="ncursesw poppler-glib sqlite3 openblas yaml-0.1 glib-2.0 libpcre2-8 cmocka"
+PACKAGES="build-essential pkg-config libncurses-dev libpoppler-glib-dev libsqlite3-dev libopenblas-dev libyaml-dev libpcre2-dev libcmocka-dev tmux locales fonts-wqy-microhei qpdf"
 
 missing_parts() {
     if ! command -v "$PKG_CONFIG" >/dev/null 2>&1; then

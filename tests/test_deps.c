@@ -17,7 +17,7 @@
 #include "tests/testutil.h"
 
 #define PACKAGES "build-essential pkg-config libncurses-dev libpoppler-glib-dev libsqlite3-dev " \
-                 "libopenblas-dev libyaml-dev libcmocka-dev tmux locales fonts-wqy-microhei qpdf"
+                 "libopenblas-dev libyaml-dev libpcre2-dev libcmocka-dev tmux locales fonts-wqy-microhei qpdf"
 
 typedef struct Fixture {
     char *dir;    /* holds the fake programs */
