@@ -614,7 +614,8 @@ static int bpe_split_newlines(BpeSession *s, size_t ini, size_t end, unsigned st
 ** place, else from the next code point); empty pieces vanish (they make no
 ** tokens in llama.cpp either). Should PCRE2 give up on a piece (its match
 ** limit, on megabytes of backtracking where std::regex would overflow the
-** stack), the rest of the piece stays one piece. */
+** stack), the rest of the piece stays one piece; running out of memory is
+** KB_ENOMEM. */
 
 /* The byte a code point of the given class stands for in collapsed text. */
 static char bpe_collapse(uint32_t c, unsigned cls)
@@ -726,6 +727,7 @@ static int bpe_split_regex(BpeSession *s, size_t ini, size_t end, unsigned stage
             again = 0;
             continue;
         }
+        if (m == PCRE2_ERROR_NOMEMORY) return KB_ENOMEM;
         if (m < 0) break; /* no more matches, or PCRE2 gave up: the rest is one piece */
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->match); /* the next stages reuse s->match */
         size_t ca = bpe_match_cpt(s, st->collapsed, ini, end, ov[0]);
