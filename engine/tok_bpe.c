@@ -1,6 +1,7 @@
 /*
 ** tok_bpe.c: byte-level BPE (tokenizer.ggml.model "gpt2"), as llama.cpp
-** (src/llama-vocab.cpp and src/unicode.cpp, February 2025) does it, id for id.
+** (src/llama-vocab.cpp and src/unicode.cpp of the version the bench anchor,
+** node-llama-cpp 3.22.1, ships) does it, id for id.
 **
 ** Encoding a raw text fragment goes through four steps:
 **
@@ -9,14 +10,16 @@
 **               in their shortest form later); a byte that starts no valid
 **               sequence becomes U+FFFD and decoding resumes at the next
 **               byte. Each code point is stored with its character class
-**               (letter, number, white space, other).
+**               (letter, number, white space, punctuation, mark, symbol).
 **   2. split    the code points into pre-tokens with the rule of
-**               tokenizer.ggml.pre. A rule is a pipeline of stages; each
-**               stage splits every piece the previous one produced, as
-**               unicode_regex_split applies its list of regexes. The GPT-2
-**               and LLaMA 3 stages port llama.cpp's hand-written splitters;
-**               the others implement what std::regex does with llama.cpp's
-**               regex strings (see "pre-tokenizer rules" below).
+**               tokenizer.ggml.pre: llama.cpp's list of regexes for it.
+**               Each regex splits every piece the previous one produced, as
+**               unicode_regex_split applies them. The regexes llama.cpp
+**               recognizes by their text and splits with hand-written code
+**               (GPT-2, LLaMA 3, Qwen2, Qwen3.5, Kimi K2, AFMoE digits, line
+**               feeds) are ported as code; the others run through PCRE2 the
+**               way llama.cpp runs them through std::regex (see "llama.cpp's
+**               regexes through PCRE2" below).
 **   3. encode   each pre-token as UTF-8, then each byte as its GPT-2
 **               byte-level character (bytes_to_unicode).
 **   4. merge    the characters of each pre-token with the ranked merges,
@@ -27,33 +30,41 @@
 **
 ** Nothing is kept between calls: every buffer belongs to one BpeSession that
 ** lives for one call to tok_bpe_encode, so a Tokenizer can serve several
-** threads. Buffers are sized once per pre-token at most (grown, never per
-** character), and the whole pipeline is linear in the input except the
-** merge loop (n log n per pre-token).
+** threads (the compiled regexes are read-only). Buffers are sized once per
+** pre-token at most (grown, never per character); the hand-written splitters
+** are linear in the input, the regexes as PCRE2 makes them, and the merge
+** loop n log n per pre-token.
 **
-** Unicode classes: letters are GLib's Lu Ll Lt Lm Lo, numbers Nd Nl No, and
-** white space the 25 code points of Unicode's White_Space property, which is
-** what llama.cpp's tables (scripts/gen-unicode-data.py) hold. Everything
-** else, unassigned code points included, is "other" (llama.cpp files them
-** under \p{C}).
+** Unicode classes, from GLib's general categories: letters are Lu Ll Lt Lm
+** Lo, numbers Nd Nl No, punctuation Pc Pd Ps Pe Pi Pf Po, marks Mn Mc Me,
+** symbols Sm Sc Sk So (ASCII $+<=>^`|~ included), and white space the 25
+** code points of Unicode's White_Space property, which is what llama.cpp's
+** tables (scripts/gen-unicode-data.py) hold. Everything else, unassigned
+** code points included, is "other" (llama.cpp's \p{C} and undefined).
 */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <glib.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "engine/tok_internal.h"
 
 /* --- character classes --- */
 
 enum {
-    BPE_C_DEF = 1,    /* any code point: llama.cpp's flags are never 0 inside a piece */
-    BPE_C_LETTER = 2, /* \p{L} */
-    BPE_C_NUMBER = 4, /* \p{N} */
-    BPE_C_SPACE = 8,  /* \s: White_Space */
-    BPE_C_PUNCT = 16  /* \p{P} */
+    BPE_C_DEF = 1,     /* any code point: llama.cpp's flags are never 0 inside a piece */
+    BPE_C_LETTER = 2,  /* \p{L} */
+    BPE_C_NUMBER = 4,  /* \p{N} */
+    BPE_C_SPACE = 8,   /* \s: White_Space */
+    BPE_C_PUNCT = 16,  /* \p{P} */
+    BPE_C_MARK = 32,   /* \p{M} */
+    BPE_C_SYMBOL = 64, /* \p{S} */
+    BPE_C_HAN = 128    /* unicode_cpt_is_han: CJK ideographs (Kimi K2) */
 };
 
 #define BPE_CPT_MASK 0xFFFFFFu
@@ -61,14 +72,14 @@ enum {
 #define BPE_OUT_OF_RANGE 0xFFFFFFFFu /* llama.cpp's OUT_OF_RANGE: "no code point here" */
 
 /* Classes of the ASCII code points: letters, digits, \t \n \v \f \r and
-** space as white space, the printable characters but $+<=>^`|~ as
-** punctuation; the rest is "other". */
+** space as white space, $+<=>^`|~ as symbols, the other printable
+** characters as punctuation; the rest is "other". */
 static unsigned bpe_ascii_class(uint32_t c)
 {
     if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')) return BPE_C_DEF | BPE_C_LETTER;
     if (c >= '0' && c <= '9') return BPE_C_DEF | BPE_C_NUMBER;
     if ((c >= 0x09 && c <= 0x0D) || c == 0x20) return BPE_C_DEF | BPE_C_SPACE;
-    if (c >= 0x21 && c <= 0x7E && !memchr("$+<=>^`|~", (int)c, 9)) return BPE_C_DEF | BPE_C_PUNCT;
+    if (c >= 0x21 && c <= 0x7E) return BPE_C_DEF | (memchr("$+<=>^`|~", (int)c, 9) ? BPE_C_SYMBOL : BPE_C_PUNCT);
     return BPE_C_DEF;
 }
 
@@ -80,29 +91,50 @@ static bool bpe_is_wide_space(uint32_t c)
            c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* Returns the BPE_C_* class bits of code point c. */
-static unsigned bpe_class(uint32_t c)
+/* True for the ranges llama.cpp's unicode_cpt_is_han lists. */
+static bool bpe_is_han(uint32_t c)
 {
-    if (c < 0x80) return bpe_ascii_class(c);
-    if (bpe_is_wide_space(c)) return BPE_C_DEF | BPE_C_SPACE;
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
+           (c >= 0x2A700 && c <= 0x2EBEF) || (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+/* Returns the BPE_C_* class of a non-ASCII, non-space code point from its
+** general category. */
+static unsigned bpe_category_class(uint32_t c)
+{
     switch (g_unichar_type(c)) {
     case G_UNICODE_UPPERCASE_LETTER:
     case G_UNICODE_LOWERCASE_LETTER:
     case G_UNICODE_TITLECASE_LETTER:
     case G_UNICODE_MODIFIER_LETTER:
-    case G_UNICODE_OTHER_LETTER: return BPE_C_DEF | BPE_C_LETTER;
+    case G_UNICODE_OTHER_LETTER: return BPE_C_LETTER;
     case G_UNICODE_DECIMAL_NUMBER:
     case G_UNICODE_LETTER_NUMBER:
-    case G_UNICODE_OTHER_NUMBER: return BPE_C_DEF | BPE_C_NUMBER;
+    case G_UNICODE_OTHER_NUMBER: return BPE_C_NUMBER;
     case G_UNICODE_CONNECT_PUNCTUATION:
     case G_UNICODE_DASH_PUNCTUATION:
     case G_UNICODE_OPEN_PUNCTUATION:
     case G_UNICODE_CLOSE_PUNCTUATION:
     case G_UNICODE_INITIAL_PUNCTUATION:
     case G_UNICODE_FINAL_PUNCTUATION:
-    case G_UNICODE_OTHER_PUNCTUATION: return BPE_C_DEF | BPE_C_PUNCT;
-    default: return BPE_C_DEF;
+    case G_UNICODE_OTHER_PUNCTUATION: return BPE_C_PUNCT;
+    case G_UNICODE_SPACING_MARK:
+    case G_UNICODE_ENCLOSING_MARK:
+    case G_UNICODE_NON_SPACING_MARK: return BPE_C_MARK;
+    case G_UNICODE_MATH_SYMBOL:
+    case G_UNICODE_CURRENCY_SYMBOL:
+    case G_UNICODE_MODIFIER_SYMBOL:
+    case G_UNICODE_OTHER_SYMBOL: return BPE_C_SYMBOL;
+    default: return 0;
     }
+}
+
+/* Returns the BPE_C_* class bits of code point c. */
+static unsigned bpe_class(uint32_t c)
+{
+    if (c < 0x80) return bpe_ascii_class(c);
+    if (bpe_is_wide_space(c)) return BPE_C_DEF | BPE_C_SPACE;
+    return BPE_C_DEF | bpe_category_class(c) | (bpe_is_han(c) ? BPE_C_HAN : 0);
 }
 
 /* --- UTF-8 --- */
@@ -253,12 +285,24 @@ typedef struct BpeBigram {
     uint32_t size;
 } BpeBigram;
 
+/* A stage of the rule: a hand-written splitter, or bpe_split_regex with
+** the regex compiled at load and the text it runs on. */
+typedef struct BpeStep {
+    BpeStage split;
+    const pcre2_code *re;
+    bool collapsed;
+} BpeStep;
+
 struct BpeSession {
     const Tokenizer *t;
     KbTokens *out;
     uint32_t *cp;           /* code point | class << BPE_CLASS_SHIFT, for the whole text */
-    const BpeStage *stages; /* the pre-tokenizer rule */
+    BpeStep steps[BPE_MAX_STAGES]; /* the pre-tokenizer rule */
     unsigned n_stages;
+    char *collapsed;        /* one byte per code point, when a stage runs on collapsed text */
+    char *utf8;             /* the text for code point regexes, when a stage has one */
+    size_t *utf8_at;        /* offset in utf8 of each code point, and of the end */
+    pcre2_match_data *match; /* the regex stages' match, one for the whole call */
     char *word;             /* byte-level text of the pre-token being merged */
     BpeSym *sym;
     size_t word_cap;        /* bytes of word; sym has word_cap / 2 entries */
@@ -286,7 +330,7 @@ static int bpe_word(BpeSession *s, size_t a, size_t b);
 static int bpe_emit(BpeSession *s, unsigned stage, size_t a, size_t b)
 {
     if (a == b) return KB_OK;
-    if (stage + 1 < s->n_stages) return s->stages[stage + 1](s, a, b, stage + 1);
+    if (stage + 1 < s->n_stages) return s->steps[stage + 1].split(s, a, b, stage + 1);
     return bpe_word(s, a, b);
 }
 
@@ -310,8 +354,56 @@ static size_t bpe_cut(BpeCut *c, size_t end)
 
 /* --- pre-tokenizer rules: llama.cpp's hand-written splitters --- */
 
-/* GPT-2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-** A line-by-line port of unicode_regex_split_custom_gpt2. */
+/* The white space alternatives that end llama.cpp's splitters, at pos:
+** \s*[\r\n]+ (when crlf: up to the last \r or \n of the run), \s+(?!\S)
+** (the run but its last character, when more than one and not at the end of
+** the piece) and \s+. Returns where the match ends; pos when there is no
+** white space at pos. */
+static size_t bpe_space_run(const BpeSession *s, size_t pos, size_t end, bool crlf)
+{
+    size_t nws = 0, last_rn = 0;
+    while (bpe_cls(s, pos + nws, end) & BPE_C_SPACE) {
+        uint32_t c = bpe_cpt(s, pos + nws, end);
+        if (crlf && (c == '\r' || c == '\n')) last_rn = pos + nws + 1;
+        nws++;
+    }
+    if (last_rn > 0) return last_rn;
+    if (nws > 1 && pos + nws < end) return pos + nws - 1;
+    return pos + nws;
+}
+
+/* The punctuation alternative of the LLaMA 3 family,  ?[^\s\p{L}\p{N}]+[\r\n]*,
+** at pos once its test passed (word: the classes the run stops at). Returns
+** where the match ends. */
+static size_t bpe_punct_run(const BpeSession *s, size_t pos, size_t end, unsigned word)
+{
+    pos += bpe_cpt(s, pos, end) == ' ';
+    unsigned f2 = bpe_cls(s, pos, end);
+    while (!(f2 & word) && f2) f2 = bpe_cls(s, ++pos, end);
+    uint32_t c2 = bpe_cpt(s, pos, end);
+    while (c2 == '\r' || c2 == '\n') c2 = bpe_cpt(s, ++pos, end);
+    return pos;
+}
+
+/* Length of the contraction at pos, after llama.cpp's hand-written test:
+** 's 't 'm 'd (2) or 're 've 'll (3), letters in either case when fold is
+** set; 0 when there is none. llama.cpp's unicode_tolower maps no non-ASCII
+** code point to one of these letters, so ASCII folding is the same. */
+static size_t bpe_contraction(const BpeSession *s, size_t pos, size_t end, bool fold)
+{
+    if (bpe_cpt(s, pos, end) != '\'' || pos + 1 >= end) return 0;
+    uint32_t n1 = bpe_cpt(s, pos + 1, end);
+    if (fold && n1 >= 'A' && n1 <= 'Z') n1 += 32;
+    if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') return 2;
+    if (pos + 2 >= end) return 0;
+    uint32_t n2 = bpe_cpt(s, pos + 2, end);
+    if (fold && n2 >= 'A' && n2 <= 'Z') n2 += 32;
+    return (n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l') ? 3 : 0;
+}
+
+/* GPT-2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
+** A line-by-line port of unicode_regex_split_custom_gpt2, which also serves
+** the second regex of the falcon, starcoder, chameleon and default rules. */
 static int bpe_split_gpt2(BpeSession *s, size_t ini, size_t end, unsigned stage)
 {
     BpeCut cut = {s, stage, ini, KB_OK};
@@ -319,97 +411,54 @@ static int bpe_split_gpt2(BpeSession *s, size_t ini, size_t end, unsigned stage)
     size_t pos = ini;
     while (pos < end && cut.rc == KB_OK) {
         uint32_t c = bpe_cpt(s, pos, end);
-        unsigned f = bpe_cls(s, pos, end);
-        if (c == '\'' && pos + 1 < end) { /* 's|'t|'re|'ve|'m|'ll|'d */
-            uint32_t n1 = bpe_cpt(s, pos + 1, end);
-            if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') {
-                pos += bpe_cut(&cut, pos + 2);
-                continue;
-            }
-            if (pos + 2 < end) {
-                uint32_t n2 = bpe_cpt(s, pos + 2, end);
-                if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) {
-                    pos += bpe_cut(&cut, pos + 3);
-                    continue;
-                }
-            }
+        size_t k = bpe_contraction(s, pos, end, false);
+        if (k > 0) {
+            pos += bpe_cut(&cut, pos + k);
+            continue;
         }
-        unsigned f2 = c == ' ' ? bpe_cls(s, pos + 1, end) : f;
+        unsigned f2 = c == ' ' ? bpe_cls(s, pos + 1, end) : bpe_cls(s, pos, end);
         if (f2 & BPE_C_LETTER) { /* <space>?\p{L}+ */
             pos += c == ' ';
             while (f2 & BPE_C_LETTER) f2 = bpe_cls(s, ++pos, end);
-            bpe_cut(&cut, pos);
-            continue;
-        }
-        if (f2 & BPE_C_NUMBER) { /* <space>?\p{N}+ */
+        } else if (f2 & BPE_C_NUMBER) { /* <space>?\p{N}+ */
             pos += c == ' ';
             while (f2 & BPE_C_NUMBER) f2 = bpe_cls(s, ++pos, end);
-            bpe_cut(&cut, pos);
-            continue;
-        }
-        if (!(f2 & word) && f2) { /* <space>?[^\s\p{L}\p{N}]+ */
+        } else if (!(f2 & word) && f2) { /* <space>?[^\s\p{L}\p{N}]+ */
             pos += c == ' ';
             while (!(f2 & word) && f2) f2 = bpe_cls(s, ++pos, end);
-            bpe_cut(&cut, pos);
-            continue;
+        } else {
+            size_t next = bpe_space_run(s, pos, end, false); /* \s+(?!\S) and the trailing \s+ */
+            pos = next > pos ? next : pos + 1;                /* no match: one code point alone */
         }
-        size_t nws = 0;
-        while (bpe_cls(s, pos + nws, end) & BPE_C_SPACE) nws++;
-        if (nws > 1 && pos + nws < end) { /* \s+(?!\S) */
-            pos += nws - 1;
-            bpe_cut(&cut, pos);
-            continue;
-        }
-        if (nws > 0) { /* \s+ */
-            pos += nws;
-            bpe_cut(&cut, pos);
-            continue;
-        }
-        bpe_cut(&cut, ++pos); /* no match */
+        bpe_cut(&cut, pos);
     }
     return cut.rc;
 }
 
-/* ASCII lower case; llama.cpp's unicode_tolower maps no other code point to
-** one of the letters the contractions test. */
-static uint32_t bpe_lower(uint32_t c)
-{
-    return c >= 'A' && c <= 'Z' ? c + 32 : c;
-}
-
 /* LLaMA 3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
 **          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-** A line-by-line port of unicode_regex_split_custom_llama3, with digit runs
-** cut every max_digits code points (3 for LLaMA 3; Qwen2's \p{N} is 1).
-** That Qwen2 goes through std::regex in llama.cpp changes nothing: with
-** every code point classed, the regex and this code agree case by case. */
-static int bpe_split_llama3_like(BpeSession *s, size_t ini, size_t end, unsigned stage, size_t max_digits)
+** A line-by-line port of unicode_regex_split_custom_llama3, which serves
+** unicode_regex_split_custom_qwen2 too (max_digits 1: \p{N}) and
+** unicode_regex_split_custom_qwen35 (letters = BPE_C_LETTER | BPE_C_MARK:
+** [\p{L}\p{M}]+ for \p{L}+ and [^\s\p{L}\p{M}\p{N}] for punctuation). */
+static int bpe_split_llama3_like(BpeSession *s, size_t ini, size_t end, unsigned stage, size_t max_digits,
+                                 unsigned letters)
 {
     BpeCut cut = {s, stage, ini, KB_OK};
-    const unsigned word = BPE_C_SPACE | BPE_C_LETTER | BPE_C_NUMBER;
+    const unsigned word = BPE_C_SPACE | letters | BPE_C_NUMBER;
     size_t pos = ini;
     while (pos < end && cut.rc == KB_OK) {
         uint32_t c = bpe_cpt(s, pos, end);
         unsigned f = bpe_cls(s, pos, end);
-        if (c == '\'' && pos + 1 < end) { /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
-            uint32_t n1 = bpe_lower(bpe_cpt(s, pos + 1, end));
-            if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') {
-                pos += bpe_cut(&cut, pos + 2);
-                continue;
-            }
-            if (pos + 2 < end) {
-                uint32_t n2 = bpe_lower(bpe_cpt(s, pos + 2, end));
-                if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) {
-                    pos += bpe_cut(&cut, pos + 3);
-                    continue;
-                }
-            }
+        size_t k = bpe_contraction(s, pos, end, true);
+        if (k > 0) {
+            pos += bpe_cut(&cut, pos + k);
+            continue;
         }
         /* [^\r\n\p{L}\p{N}]?\p{L}+ */
-        if (!(c == '\r' || c == '\n' || (f & BPE_C_NUMBER)) &&
-            ((f & BPE_C_LETTER) || (bpe_cls(s, pos + 1, end) & BPE_C_LETTER))) {
+        if (!(c == '\r' || c == '\n' || (f & BPE_C_NUMBER)) && ((f & letters) || (bpe_cls(s, pos + 1, end) & letters))) {
             pos++;
-            while (bpe_cls(s, pos, end) & BPE_C_LETTER) pos++;
+            while (bpe_cls(s, pos, end) & letters) pos++;
             bpe_cut(&cut, pos);
             continue;
         }
@@ -428,310 +477,371 @@ static int bpe_split_llama3_like(BpeSession *s, size_t ini, size_t end, unsigned
         ** "defined": a space before the end of the piece is cut alone here */
         unsigned f2 = c == ' ' ? bpe_cls(s, pos + 1, end) : f;
         if (!(f2 & word) && f) {
-            pos += c == ' ';
-            while (!(f2 & word) && f2) f2 = bpe_cls(s, ++pos, end);
-            uint32_t c2 = bpe_cpt(s, pos, end);
-            while (c2 == '\r' || c2 == '\n') c2 = bpe_cpt(s, ++pos, end);
+            pos = bpe_punct_run(s, pos, end, word);
             bpe_cut(&cut, pos);
             continue;
         }
-        size_t nws = 0, last_rn = 0;
-        while (bpe_cls(s, pos + nws, end) & BPE_C_SPACE) {
-            uint32_t c2 = bpe_cpt(s, pos + nws, end);
-            if (c2 == '\r' || c2 == '\n') last_rn = pos + nws + 1;
-            nws++;
-        }
-        if (last_rn > 0) { /* \s*[\r\n]+ */
-            pos = last_rn;
-            bpe_cut(&cut, pos);
-            continue;
-        }
-        if (nws > 1 && pos + nws < end) { /* \s+(?!\S) */
-            pos += nws - 1;
-            bpe_cut(&cut, pos);
-            continue;
-        }
-        if (nws > 0) { /* \s+ */
-            pos += nws;
-            bpe_cut(&cut, pos);
-            continue;
-        }
-        bpe_cut(&cut, ++pos); /* no match */
+        size_t next = bpe_space_run(s, pos, end, true);
+        bpe_cut(&cut, next > pos ? next : pos + 1);
+        pos = next > pos ? next : pos + 1;
     }
     return cut.rc;
 }
 
 static int bpe_split_llama3(BpeSession *s, size_t ini, size_t end, unsigned stage)
 {
-    return bpe_split_llama3_like(s, ini, end, stage, 3);
+    return bpe_split_llama3_like(s, ini, end, stage, 3, BPE_C_LETTER);
 }
 
 static int bpe_split_qwen2(BpeSession *s, size_t ini, size_t end, unsigned stage)
 {
-    return bpe_split_llama3_like(s, ini, end, stage, 1);
+    return bpe_split_llama3_like(s, ini, end, stage, 1, BPE_C_LETTER);
 }
 
-/* --- pre-tokenizer rules: what std::regex does with llama.cpp's regexes ---
-**
-** llama.cpp runs these with std::wregex over the code points (non-ASCII
-** white space replaced by U+000B, so \s is exactly White_Space and such a
-** character matches no other class) or, for \p{N}, with std::regex over a
-** text where every non-ASCII code point is collapsed to a byte naming its
-** class. Matches are searched leftmost-first (ECMAScript); the text between
-** two matches becomes a piece of its own, like each match. None of these
-** patterns can match the empty string, and each fails at a position after
-** looking at one or two code points, so the search is linear. */
-
-/* Returns the end of the match that starts at i, or i when none does. */
-typedef size_t (*BpeMatcher)(const BpeSession *s, size_t i, size_t end);
-
-/* Splits [ini, end) into matches of m and the gaps between them. */
-static int bpe_split_matches(BpeSession *s, size_t ini, size_t end, unsigned stage, BpeMatcher m)
+static int bpe_split_qwen35(BpeSession *s, size_t ini, size_t end, unsigned stage)
 {
-    size_t gap = ini, i = ini;
-    int rc = KB_OK;
-    while (i < end && rc == KB_OK) {
-        size_t j = m(s, i, end);
-        if (j == i) {
-            i++;
+    return bpe_split_llama3_like(s, ini, end, stage, 1, BPE_C_LETTER | BPE_C_MARK);
+}
+
+/* True when the code point at p is a letter but not a Han ideograph. */
+static bool bpe_plain_letter(const BpeSession *s, size_t p, size_t end)
+{
+    return (bpe_cls(s, p, end) & (BPE_C_LETTER | BPE_C_HAN)) == BPE_C_LETTER;
+}
+
+/* Kimi K2: [\p{Han}]+|[^\r\n\p{L}\p{N}]?[letters but Han]+('s|'t|...)?|
+**          \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+** A port of unicode_regex_split_custom_kimi_k2 (llama.cpp's only rule for
+** "\p{Han}+"). Its letter branch consumes at least one letter whenever it
+** is taken, so its fallback paths never run and are left out. Unlike the
+** LLaMA 3 splitter, the punctuation test asks f2 for "defined". */
+static int bpe_split_kimi_k2(BpeSession *s, size_t ini, size_t end, unsigned stage)
+{
+    BpeCut cut = {s, stage, ini, KB_OK};
+    const unsigned word = BPE_C_SPACE | BPE_C_LETTER | BPE_C_NUMBER;
+    size_t pos = ini;
+    while (pos < end && cut.rc == KB_OK) {
+        uint32_t c = bpe_cpt(s, pos, end);
+        unsigned f = bpe_cls(s, pos, end);
+        bool lead = !(c == '\r' || c == '\n' || (f & (BPE_C_LETTER | BPE_C_NUMBER)));
+        if (f & BPE_C_HAN) {
+            while (bpe_cls(s, pos, end) & BPE_C_HAN) pos++;
+        } else if (bpe_plain_letter(s, pos, end) || (lead && bpe_plain_letter(s, pos + 1, end))) {
+            pos += lead;
+            while (bpe_plain_letter(s, pos, end)) pos++;
+            pos += bpe_contraction(s, pos, end, true);
+        } else if (f & BPE_C_NUMBER) { /* \p{N}{1,3} */
+            size_t run = pos;
+            while ((bpe_cls(s, pos, end) & BPE_C_NUMBER) && pos - run < 3) pos++;
+        } else {
+            unsigned f2 = c == ' ' ? bpe_cls(s, pos + 1, end) : f;
+            if (!(f2 & word) && f2) {
+                pos = bpe_punct_run(s, pos, end, word);
+            } else {
+                size_t next = bpe_space_run(s, pos, end, true);
+                pos = next > pos ? next : pos + 1;
+            }
+        }
+        bpe_cut(&cut, pos);
+    }
+    return cut.rc;
+}
+
+/* AFMoE's "\p{AFMoE_digits}" and Tiny Aya's \d{1,3}(?=(?:\d{3})*\b), both
+** unicode_regex_split_custom_afmoe: a run of n \p{N} code points is cut
+** after its first n % 3 and then every 3. As in llama.cpp, the text before
+** a run is not cut from it (it joins the run's first group) and only the
+** text after the last run is a piece of its own. */
+static int bpe_split_afmoe_digits(BpeSession *s, size_t ini, size_t end, unsigned stage)
+{
+    BpeCut cut = {s, stage, ini, KB_OK};
+    size_t pos = ini;
+    while (pos < end && cut.rc == KB_OK) {
+        if (!(bpe_cls(s, pos, end) & BPE_C_NUMBER)) {
+            pos++;
             continue;
         }
-        if (gap < i) rc = bpe_emit(s, stage, gap, i);
-        if (rc == KB_OK) rc = bpe_emit(s, stage, i, j);
-        i = gap = j;
+        size_t run = pos;
+        while (bpe_cls(s, pos, end) & BPE_C_NUMBER) pos++;
+        size_t at = run + (pos - run) % 3;
+        if (at > run) bpe_cut(&cut, at);
+        for (; at < pos; at += 3) bpe_cut(&cut, at + 3);
     }
-    if (rc == KB_OK && gap < end) rc = bpe_emit(s, stage, gap, end);
-    return rc;
+    bpe_cut(&cut, end);
+    return cut.rc;
 }
 
-/* An inclusive range of code points. */
-typedef struct BpeRange {
-    uint32_t lo, hi;
-} BpeRange;
-
-/* True when c lies in one of the n sorted, disjoint ranges r. */
-static bool bpe_in_ranges(uint32_t c, const BpeRange *r, size_t n)
+/* [^\n]+|[\n]+ (Laguna's first regex): runs of line feeds and runs of
+** anything else (unicode_regex_split_custom_newlines). */
+static int bpe_split_newlines(BpeSession *s, size_t ini, size_t end, unsigned stage)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (c < r[mid].lo) hi = mid;
-        else if (c > r[mid].hi) lo = mid + 1;
-        else return true;
+    BpeCut cut = {s, stage, ini, KB_OK};
+    size_t pos = ini;
+    while (pos < end && cut.rc == KB_OK) {
+        bool newline = bpe_cpt(s, pos, end) == '\n';
+        while (pos < end && (bpe_cpt(s, pos, end) == '\n') == newline) pos++;
+        bpe_cut(&cut, pos);
     }
+    return cut.rc;
+}
+
+/* --- pre-tokenizer rules: llama.cpp's regexes through PCRE2 ---
+**
+** llama.cpp runs every other regex with std::regex (ECMAScript, leftmost
+** match, alternatives tried in order, greedy quantifiers backtracking), in
+** one of two ways that are reproduced here with PCRE2, whose matching agrees
+** with ECMAScript's for these patterns:
+**
+**   collapsed  when the regex names a category (\p{N} \p{L} \p{P} \p{M} \p{S}
+**              \p{Lu} ...): each code point of the text becomes one byte:
+**              ASCII stays, other White_Space becomes \v, the others the
+**              byte of their category (0xD1 N, 0xD2 L, 0xD3 P, 0xD4 M, 0xD5 S,
+**              0xD0 anything else), and each \p{X} in the regex becomes that
+**              byte plus the ASCII members of X. So \p{N} is Nd, Nl and No
+**              alike (½ ² Ⅻ ٣ are all "numbers"), [^a-z] takes every
+**              non-ASCII letter, and case only exists in ASCII. Run on bytes.
+**   code point otherwise, std::wregex over the code points, other White_Space
+**              replaced by \v. Run as UTF-8 (PCRE2_UTF), where \d \s \b stay
+**              ASCII as in std::wregex's "C" locale (no PCRE2_UCP).
+**              Surrogates (which only the lenient decoder makes) are matched
+**              as U+FFFD: no regex names either.
+**
+** $ matches only at the end of the piece (PCRE2_DOLLAR_ENDONLY), as in
+** ECMAScript. Each piece is matched on its own: the regex sees nothing of
+** its neighbours, as llama.cpp's regex_iterator over the piece does not.
+** Matches and the text between them become pieces; after an empty match
+** the search goes on as regex_iterator's does (a non-empty match at the same
+** place, else from the next code point); empty pieces vanish (they make no
+** tokens in llama.cpp either). Should PCRE2 give up on a piece (its match
+** limit, on megabytes of backtracking where std::regex would overflow the
+** stack), the rest of the piece stays one piece; running out of memory is
+** KB_ENOMEM. */
+
+/* The byte a code point of the given class stands for in collapsed text. */
+static char bpe_collapse(uint32_t c, unsigned cls)
+{
+    if (c < 0x80) return (char)c;
+    if (cls & BPE_C_SPACE) return 0x0B;
+    if (cls & BPE_C_NUMBER) return (char)0xD1;
+    if (cls & BPE_C_LETTER) return (char)0xD2;
+    if (cls & BPE_C_PUNCT) return (char)0xD3;
+    if (cls & BPE_C_MARK) return (char)0xD4;
+    if (cls & BPE_C_SYMBOL) return (char)0xD5;
+    return (char)0xD0;
+}
+
+/* The categories llama.cpp collapses (k_ucat_enum), with their byte and
+** ASCII members (k_ucat_map), as bracket-expression text. */
+static const struct {
+    const char *name;
+    const char *members;
+} bpe_categories[] = {
+    {"\\p{N}", "\xD1" "0-9"},
+    {"\\p{L}", "\xD2" "A-Za-z"},
+    {"\\p{P}", "\xD3" "!-#%-*,-/:-;?-@\\[-\\]_\\{\\}"},
+    {"\\p{M}", "\xD4"},
+    {"\\p{S}", "\xD5" "\\$\\+<->^`\\|\\~"},
+    {"\\p{Lu}", "\xD2" "A-Za-z"},
+    {"\\p{Ll}", "\xD2" "A-Za-z"},
+    {"\\p{Lt}", "\xD2" "A-Za-z"},
+    {"\\p{Lm}", "\xD2" "A-Za-z"},
+    {"\\p{Lo}", "\xD2" "A-Za-z"},
+};
+
+#define BPE_N_CATEGORIES (sizeof bpe_categories / sizeof bpe_categories[0])
+
+/* True when llama.cpp runs regex re on collapsed text. */
+static bool bpe_regex_collapsed(const char *re)
+{
+    for (size_t i = 0; i < BPE_N_CATEGORIES; i++)
+        if (strstr(re, bpe_categories[i].name)) return true;
     return false;
 }
 
-/* True when the code point at p (inside the piece) is not white space and
-** lies in ranges r: a bracket expression of the wregex path. */
-static bool bpe_at_class(const BpeSession *s, size_t p, size_t end, const BpeRange *r, size_t n)
+/* Writes into out (8 bytes per byte of re, plus 1) the pattern PCRE2 runs
+** for llama.cpp's regex re: in collapsed mode each \p{X} becomes its
+** members (in brackets when outside any), as llama.cpp's loop in
+** unicode_regex_split does; otherwise re as it is. */
+static void bpe_regex_translate(const char *re, bool collapsed, char *out)
 {
-    return p < end && !(bpe_cls(s, p, end) & BPE_C_SPACE) && bpe_in_ranges(bpe_cpt(s, p, end), r, n);
+    bool inside = false;
+    size_t n = 0;
+    for (size_t i = 0; re[i] != '\0'; i++) {
+        if (re[i] == '[' && (i == 0 || re[i - 1] != '\\')) inside = true;
+        else if (inside && re[i] == ']' && re[i - 1] != '\\') inside = false;
+        const char *members = NULL;
+        size_t skip = 0;
+        for (size_t k = 0; collapsed && k < BPE_N_CATEGORIES && members == NULL; k++) {
+            size_t len = strlen(bpe_categories[k].name);
+            if (strncmp(re + i, bpe_categories[k].name, len) == 0) members = bpe_categories[k].members, skip = len;
+        }
+        if (members == NULL) {
+            out[n++] = re[i];
+            if (re[i] == '\\' && re[i + 1] != '\0') out[n++] = re[++i]; /* an escape stays whole */
+            continue;
+        }
+        n += (size_t)sprintf(out + n, inside ? "%s" : "[%s]", members);
+        i += skip - 1;
+    }
+    out[n] = '\0';
 }
 
-/* Matches \s?[r]+ at i. \s? is greedy but gives its character back when
-** no class character follows; a white space character is never in r. */
-static size_t bpe_match_space_run(const BpeSession *s, size_t i, size_t end, const BpeRange *r, size_t n)
+/* Returns the index of the code point whose match-text offset is off,
+** inside piece [ini, end): bytes are code points in collapsed text; in
+** UTF-8 the offsets of s->utf8_at are searched. */
+static size_t bpe_match_cpt(const BpeSession *s, bool collapsed, size_t ini, size_t end, size_t off)
 {
-    size_t j = i;
-    if ((bpe_cls(s, i, end) & BPE_C_SPACE) && bpe_at_class(s, i + 1, end, r, n)) j = i + 1;
-    else if (!bpe_at_class(s, i, end, r, n)) return i;
-    while (bpe_at_class(s, j, end, r, n)) j++;
-    return j;
+    if (collapsed) return ini + off;
+    size_t lo = ini, hi = end, want = s->utf8_at[ini] + off;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->utf8_at[mid] < want) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
-/* DeepSeek LLM, regex 1: [\r\n] */
-static size_t bpe_match_crlf(const BpeSession *s, size_t i, size_t end)
+/* Length of the code point that starts text[0..len) (len > 0): 1 in
+** collapsed text, its UTF-8 length otherwise. */
+static size_t bpe_match_step(const char *text, bool collapsed)
 {
-    uint32_t c = bpe_cpt(s, i, end);
-    return c == '\r' || c == '\n' ? i + 1 : i;
+    unsigned char b = (unsigned char)text[0];
+    return collapsed || b < 0xC0 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
 }
 
-/* The bracket expression of DeepSeek LLM's regex 2, as code points (the
-** cased letters of Latin, Greek, Cyrillic, Armenian, Georgian, Cherokee,
-** Glagolitic, Coptic, Deseret, Osage, Old Hungarian, Warang Citi, Adlam and
-** the letterlike and fullwidth forms). */
-static const BpeRange bpe_ds_latin[] = {
-    {0x41, 0x5A}, {0x61, 0x7A}, {0xB5, 0xB5}, {0xC0, 0xD6}, {0xD8, 0xF6}, {0xF8, 0x1BA},
-    {0x1BC, 0x1BF}, {0x1C4, 0x293}, {0x295, 0x2AF}, {0x370, 0x373}, {0x376, 0x377}, {0x37B, 0x37D},
-    {0x37F, 0x37F}, {0x386, 0x386}, {0x388, 0x38A}, {0x38C, 0x38C}, {0x38E, 0x3A1}, {0x3A3, 0x3F5},
-    {0x3F7, 0x481}, {0x48A, 0x52F}, {0x531, 0x556}, {0x10A0, 0x10C5}, {0x13A0, 0x13F5}, {0x13F8, 0x13FD},
-    {0x1C90, 0x1CBA}, {0x1CBD, 0x1CBF}, {0x1D00, 0x1D2B}, {0x1D6B, 0x1D77}, {0x1D79, 0x1D9A},
-    {0x1E00, 0x1F15}, {0x1F18, 0x1F1D}, {0x1F20, 0x1F45}, {0x1F48, 0x1F4D}, {0x1F50, 0x1F57},
-    {0x1F59, 0x1F59}, {0x1F5B, 0x1F5B}, {0x1F5D, 0x1F5D}, {0x1F5F, 0x1F7D}, {0x1F80, 0x1FB4},
-    {0x1FB6, 0x1FBC}, {0x1FBE, 0x1FBE}, {0x1FC2, 0x1FC4}, {0x1FC6, 0x1FCC}, {0x1FD0, 0x1FD3},
-    {0x1FD6, 0x1FDB}, {0x1FE0, 0x1FEC}, {0x1FF2, 0x1FF4}, {0x1FF6, 0x1FFC}, {0x2102, 0x2102},
-    {0x2107, 0x2107}, {0x210A, 0x2113}, {0x2115, 0x2115}, {0x2119, 0x211D}, {0x2124, 0x2124},
-    {0x2126, 0x2126}, {0x2128, 0x2128}, {0x212A, 0x212D}, {0x212F, 0x2134}, {0x2139, 0x2139},
-    {0x213C, 0x213F}, {0x2145, 0x2149}, {0x214E, 0x214E}, {0x2183, 0x2184}, {0x2C00, 0x2C7B},
-    {0x2C7E, 0x2CE4}, {0x2CEB, 0x2CEE}, {0x2CF2, 0x2CF3}, {0xA640, 0xA66D}, {0xA680, 0xA69B},
-    {0xA722, 0xA76F}, {0xA771, 0xA787}, {0xA78B, 0xA78E}, {0xAB70, 0xABBF}, {0xFB00, 0xFB06},
-    {0xFB13, 0xFB17}, {0xFF21, 0xFF3A}, {0xFF41, 0xFF5A}, {0x10400, 0x1044F}, {0x104B0, 0x104D3},
-    {0x104D8, 0x104FB}, {0x10C80, 0x10CB2}, {0x10CC0, 0x10CF2}, {0x118A0, 0x118DF}, {0x1E900, 0x1E943},
-};
-
-/* DeepSeek LLM, regex 2: \s?[A-Za-zµÀ-ÖØ-öø-ƺ...𞤀-𞥃]+ */
-static size_t bpe_match_ds_latin(const BpeSession *s, size_t i, size_t end)
+/* Splits piece [ini, end) into the matches of the stage's compiled regex
+** and the text between them, searching as std::regex_iterator does. */
+static int bpe_split_regex(BpeSession *s, size_t ini, size_t end, unsigned stage)
 {
-    return bpe_match_space_run(s, i, end, bpe_ds_latin, sizeof bpe_ds_latin / sizeof bpe_ds_latin[0]);
-}
-
-/* DeepSeek LLM, regex 3: \s?[!-/:-~！-／：-～‘-‟　-。]+ (U+3000 is white
-** space, so only its \s side can match). */
-static const BpeRange bpe_ds_punct[] = {
-    {0x21, 0x2F}, {0x3A, 0x7E}, {0x2018, 0x201F}, {0x3000, 0x3002}, {0xFF01, 0xFF0F}, {0xFF1A, 0xFF5E},
-};
-
-static size_t bpe_match_ds_punct(const BpeSession *s, size_t i, size_t end)
-{
-    return bpe_match_space_run(s, i, end, bpe_ds_punct, sizeof bpe_ds_punct / sizeof bpe_ds_punct[0]);
-}
-
-/* DeepSeek LLM, regex 4: \s+$ matches the white space ending the piece ($ is
-** the end of the piece: each piece is its own target sequence). Computed
-** from the end, which is what the leftmost search finds. */
-static int bpe_split_trailing_space(BpeSession *s, size_t ini, size_t end, unsigned stage)
-{
-    size_t q = end;
-    while (q > ini && (bpe_cls(s, q - 1, end) & BPE_C_SPACE)) q--;
-    int rc = bpe_emit(s, stage, ini, q);
-    if (rc == KB_OK) rc = bpe_emit(s, stage, q, end);
+    const BpeStep *st = &s->steps[stage];
+    PCRE2_SPTR text = (PCRE2_SPTR)(st->collapsed ? s->collapsed + ini : s->utf8 + s->utf8_at[ini]);
+    size_t len = st->collapsed ? end - ini : s->utf8_at[end] - s->utf8_at[ini], pos = 0, gap = ini;
+    uint32_t again = 0; /* after an empty match: a non-empty one right there */
+    int rc = KB_OK;
+    while (rc == KB_OK) {
+        int m = pcre2_match(st->re, text, len, pos, PCRE2_NO_UTF_CHECK | again, s->match, NULL);
+        if (m == PCRE2_ERROR_JIT_STACKLIMIT) /* same semantics, the interpreter has room */
+            m = pcre2_match(st->re, text, len, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT | again, s->match, NULL);
+        if (m == PCRE2_ERROR_NOMATCH && again != 0 && pos < len) {
+            pos += bpe_match_step((const char *)text + pos, st->collapsed);
+            again = 0;
+            continue;
+        }
+        if (m == PCRE2_ERROR_NOMEMORY) return KB_ENOMEM;
+        if (m < 0) break; /* no more matches, or PCRE2 gave up: the rest is one piece */
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->match); /* the next stages reuse s->match */
+        size_t ca = bpe_match_cpt(s, st->collapsed, ini, end, ov[0]);
+        size_t cb = bpe_match_cpt(s, st->collapsed, ini, end, ov[1]);
+        again = ov[0] == ov[1] ? PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED : 0;
+        pos = ov[1];
+        rc = bpe_emit(s, stage, gap, ca);
+        if (rc == KB_OK) rc = bpe_emit(s, stage, ca, cb);
+        gap = cb;
+    }
+    if (rc == KB_OK) rc = bpe_emit(s, stage, gap, end);
     return rc;
 }
 
-/* DeepSeek LLM, regex 5: [一-龥ࠀ-一가-퟿]+ */
-static const BpeRange bpe_ds_cjk[] = {{0x800, 0x9FA5}, {0xAC00, 0xD7FF}};
+/* --- the rules: llama.cpp's regex lists (llm_tokenizer_bpe's constructor) --- */
 
-static size_t bpe_match_ds_cjk(const BpeSession *s, size_t i, size_t end)
-{
-    size_t j = i;
-    while (bpe_at_class(s, j, end, bpe_ds_cjk, 2)) j++;
-    return j;
-}
+/* The regexes llama.cpp's unicode_regex_split_custom recognizes by their
+** text, and the splitters that port its code for them. */
+#define BPE_RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
+#define BPE_RE_CONTRACTIONS "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
+#define BPE_RE_LLAMA3                                                                                                  \
+    BPE_RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define BPE_RE_QWEN2                                                                                                   \
+    BPE_RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define BPE_RE_QWEN35                                                                                                  \
+    BPE_RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"     \
+                        "\\s+(?!\\S)|\\s+"
+#define BPE_RE_NEWLINES "[^\\n]+|[\\n]+"
+/* DeepSeek V3 and AFMoE's main pattern: ASCII punctuation before ASCII
+** letters, letters with their marks, symbol runs, then white space */
+#define BPE_RE_DS3_TAIL                                                                                                \
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+"
+/* Tekken and GPT-4o: a word is upper case then lower case letters, or
+** upper case letters (camelCase splits before the C); on collapsed text
+** ((?=[\p{L}])([^a-z])) is "a letter but a-z" */
+#define BPE_RE_UPPER_LOWER "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+"
+#define BPE_RE_UPPER "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*"
 
-/* \p{N}+ (DeepSeek LLM, regex 6) */
-static size_t bpe_match_numbers(const BpeSession *s, size_t i, size_t end)
-{
-    size_t j = i;
-    while (bpe_cls(s, j, end) & BPE_C_NUMBER) j++;
-    return j;
-}
-
-static int bpe_split_crlf(BpeSession *s, size_t ini, size_t end, unsigned stage)
-{
-    return bpe_split_matches(s, ini, end, stage, bpe_match_crlf);
-}
-
-static int bpe_split_ds_latin(BpeSession *s, size_t ini, size_t end, unsigned stage)
-{
-    return bpe_split_matches(s, ini, end, stage, bpe_match_ds_latin);
-}
-
-static int bpe_split_ds_punct(BpeSession *s, size_t ini, size_t end, unsigned stage)
-{
-    return bpe_split_matches(s, ini, end, stage, bpe_match_ds_punct);
-}
-
-static int bpe_split_ds_cjk(BpeSession *s, size_t ini, size_t end, unsigned stage)
-{
-    return bpe_split_matches(s, ini, end, stage, bpe_match_ds_cjk);
-}
-
-static int bpe_split_numbers(BpeSession *s, size_t ini, size_t end, unsigned stage)
-{
-    return bpe_split_matches(s, ini, end, stage, bpe_match_numbers);
-}
-
-/* The characters BLOOM's [^(\s|.,!?…。，、।۔،)] excludes, white space aside:
-** ( ) | . , ! ? … 。 ， 、 । ۔ ، */
-static const BpeRange bpe_bloom_stop[] = {
-    {0x21, 0x21}, {0x28, 0x29}, {0x2C, 0x2C}, {0x2E, 0x2E}, {0x3F, 0x3F}, {0x7C, 0x7C},
-    {0x60C, 0x60C}, {0x6D4, 0x6D4}, {0x964, 0x964}, {0x2026, 0x2026}, {0x3001, 0x3002}, {0xFF0C, 0xFF0C},
+static const struct {
+    const char *regex;
+    BpeStage split;
+} bpe_custom[] = {
+    {BPE_RE_GPT2, bpe_split_gpt2},
+    {BPE_RE_LLAMA3, bpe_split_llama3},
+    {BPE_RE_QWEN2, bpe_split_qwen2},
+    {BPE_RE_QWEN35, bpe_split_qwen35},
+    {"\\p{Han}+", bpe_split_kimi_k2},
+    {"\\p{AFMoE_digits}", bpe_split_afmoe_digits},
+    {"\\d{1,3}(?=(?:\\d{3})*\\b)", bpe_split_afmoe_digits},
+    {BPE_RE_NEWLINES, bpe_split_newlines},
 };
 
-/* True when the code point at p is inside the piece and BLOOM's negated
-** class takes it. */
-static bool bpe_bloom_takes(const BpeSession *s, size_t p, size_t end)
-{
-    return p < end && !(bpe_cls(s, p, end) & BPE_C_SPACE) &&
-           !bpe_in_ranges(bpe_cpt(s, p, end), bpe_bloom_stop, sizeof bpe_bloom_stop / sizeof bpe_bloom_stop[0]);
-}
+/* The regex list of each rule, in llama.cpp's order. */
+static const char *const bpe_rules[BPE_PRE_COUNT][BPE_MAX_STAGES] = {
+    [BPE_PRE_DEFAULT] = {"[\\p{P}\\$\\+<=>\\^~\\|]+", BPE_RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"},
+    [BPE_PRE_GPT2] = {BPE_RE_GPT2},
+    [BPE_PRE_LLAMA3] = {BPE_RE_LLAMA3},
+    [BPE_PRE_CHATGLM4] = {BPE_RE_LLAMA3},
+    [BPE_PRE_JAIS2] = {BPE_RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+                                           "\\s*[\\r\\n]+|\\s{512}(?!\\S)|\\s{256}(?!\\S)|\\s{128}(?!\\S)|\\s{64}(?!\\S)|"
+                                           "\\s{32}(?!\\S)|\\s{16}(?!\\S)|\\s{8}(?!\\S)|\\s{4}(?!\\S)|\\s{1,2}(?!\\S)|\\s{1}"},
+    [BPE_PRE_DEEPSEEK_LLM] =
+        {"[\r\n]",
+         "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+         "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+", "\\p{N}+"},
+    [BPE_PRE_DEEPSEEK3] = {"\\p{N}{1,3}", "[一-龥぀-ゟ゠-ヿ]+", BPE_RE_DS3_TAIL "[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_SPARK2_5] = {"\\p{N}{1,3}", "[一-龥぀-ゟ゠-ヿ]+", BPE_RE_DS3_TAIL "|[\r\n]|\\s+(?!\\S)|\\s+", "\\p{N}"},
+    [BPE_PRE_YOUTU] = {"[가-힣ㄱ-ㆎ]+|[！…“”‘’—：；，、-〿︰-﹏]+|[ㄅ-ㄯ]+|[一-龥぀-ゟ゠-ヿ]+",
+                       "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+                       "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\\r\\n\\p{L}\\p{N}]?"
+                       "[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*"
+                       "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|"
+                       "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_DEEPSEEK_CODER] = {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"},
+    [BPE_PRE_FALCON] = {"[\\p{P}\\$\\+<=>\\^~\\|`]+", BPE_RE_GPT2, "[0-9][0-9][0-9]"},
+    [BPE_PRE_STARCODER] = {"\\p{N}", BPE_RE_GPT2},
+    [BPE_PRE_QWEN2] = {BPE_RE_QWEN2},
+    [BPE_PRE_QWEN35] = {BPE_RE_QWEN35},
+    [BPE_PRE_BLOOM] = {" ?[^(\\s|.,!?…。，、।۔،)]+"},
+    [BPE_PRE_VIKING] = {" ?[^(\\s|.,!?…。，、।۔،)]+", "\\p{N}"},
+    [BPE_PRE_TEKKEN] = {BPE_RE_UPPER_LOWER "|" BPE_RE_UPPER "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_CHAMELEON] = {"<sentinel:[0-9]+>", "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z", "([\\t\\n]|    |  )", "\\p{N}",
+                           "[\\p{P}!-/:-@\\[-`{-~]", BPE_RE_GPT2},
+    [BPE_PRE_GPT4O] = {BPE_RE_UPPER_LOWER BPE_RE_CONTRACTIONS "?|" BPE_RE_UPPER BPE_RE_CONTRACTIONS
+                       "?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_GRANITE_EMB_MULTI] = {"[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}\\p{M}])([^a-z]))*((?=[\\p{L}\\p{M}])([^A-Z]))+" BPE_RE_CONTRACTIONS
+                                   "?|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}\\p{M}])([^a-z]))+((?=[\\p{L}\\p{M}])([^A-Z]))*" BPE_RE_CONTRACTIONS
+                                   "?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_TINY_AYA] = {"\\d{1,3}(?=(?:\\d{3})*\\b)",
+                          "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+" BPE_RE_CONTRACTIONS
+                          "?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*" BPE_RE_CONTRACTIONS
+                          "?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_KIMI_K2] = {"\\p{Han}+"},
+    [BPE_PRE_SUPERBPE] = {"\\p{N}+", "(?=(\\d{3})+(?!\\d))"},
+    [BPE_PRE_BAILINGMOE] = {"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+                            "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_SEED_CODER] = {BPE_RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| ?[^\\s\\p{L}\\p{N}\\r\\n]+|"
+                                                "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_UFAKZEKA] = {"[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_AFMOE] = {"\\p{AFMoE_digits}", "[一-鿿㐀-䶿豈-﫿぀-ゟ゠-ヿ･-ﾟ⼀-⿟เ-๿຀-໿ក-៿က-႟ꩠ-ꩿꧠ-꧿가-힯ᄀ-ᇿ]+",
+                       BPE_RE_DS3_TAIL "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_LAGUNA] = {BPE_RE_NEWLINES, BPE_RE_QWEN2},
+    [BPE_PRE_EXAONE_MOE] = {BPE_RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?(?:\\p{L}\\p{M}*(?: \\p{L}\\p{M}*)*)+|\\p{N}| "
+                                                "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]?|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+"},
+    [BPE_PRE_MINICPM5] = {"\\p{N}{1,3}", BPE_RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}+| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+                                                             "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+};
 
-/* BLOOM:  ?[^(\s|.,!?…。，、।۔،)]+ */
-static size_t bpe_match_bloom(const BpeSession *s, size_t i, size_t end)
+/* Returns llama.cpp's hand-written splitter for regex re, or NULL. */
+static BpeStage bpe_custom_split(const char *re)
 {
-    size_t j = i;
-    if (bpe_cpt(s, i, end) == ' ' && bpe_bloom_takes(s, i + 1, end)) j = i + 1;
-    else if (!bpe_bloom_takes(s, i, end)) return i;
-    while (bpe_bloom_takes(s, j, end)) j++;
-    return j;
-}
-
-static int bpe_split_bloom(BpeSession *s, size_t ini, size_t end, unsigned stage)
-{
-    return bpe_split_matches(s, ini, end, stage, bpe_match_bloom);
-}
-
-/* llama.cpp's default rule, regex 1: [\p{P}\$\+<=>\^~\|]+ (ASCII punctuation
-** and symbols but '`', and non-ASCII punctuation: \p{P} runs on the
-** collapsed text, where other non-ASCII symbols are not \p{P}) */
-static size_t bpe_match_default_punct(const BpeSession *s, size_t i, size_t end)
-{
-    size_t j = i;
-    for (;; j++) {
-        uint32_t c = bpe_cpt(s, j, end);
-        bool sym = c == '$' || c == '+' || c == '<' || c == '=' || c == '>' || c == '^' || c == '|' || c == '~';
-        if (c == BPE_OUT_OF_RANGE || !(sym || (bpe_cls(s, j, end) & BPE_C_PUNCT))) return j;
-    }
-}
-
-/* llama.cpp's default rule, regex 4: [0-9][0-9][0-9] */
-static size_t bpe_match_three_digits(const BpeSession *s, size_t i, size_t end)
-{
-    for (size_t k = 0; k < 3; k++) {
-        uint32_t c = bpe_cpt(s, i + k, end);
-        if (c < '0' || c > '9') return i;
-    }
-    return i + 3;
-}
-
-static int bpe_split_default_punct(BpeSession *s, size_t ini, size_t end, unsigned stage)
-{
-    return bpe_split_matches(s, ini, end, stage, bpe_match_default_punct);
-}
-
-static int bpe_split_three_digits(BpeSession *s, size_t ini, size_t end, unsigned stage)
-{
-    return bpe_split_matches(s, ini, end, stage, bpe_match_three_digits);
-}
-
-/* The stages of each rule, in llama.cpp's regex order
-** (llm_tokenizer_bpe's constructor). */
-static const BpeStage bpe_rule_gpt2[] = {bpe_split_gpt2};
-static const BpeStage bpe_rule_llama3[] = {bpe_split_llama3};
-static const BpeStage bpe_rule_qwen2[] = {bpe_split_qwen2};
-static const BpeStage bpe_rule_deepseek_llm[] = {bpe_split_crlf,           bpe_split_ds_latin, bpe_split_ds_punct,
-                                                 bpe_split_trailing_space, bpe_split_ds_cjk,   bpe_split_numbers};
-static const BpeStage bpe_rule_bloom[] = {bpe_split_bloom};
-static const BpeStage bpe_rule_default[] = {bpe_split_default_punct, bpe_split_gpt2, bpe_split_numbers,
-                                            bpe_split_three_digits};
-
-/* Points *stages at the pipeline of rule pre and returns its length.
-** GLM-4's regex is LLaMA 3's, character for character. */
-static unsigned bpe_rule(BpePre pre, const BpeStage **stages)
-{
-#define BPE_RULE(r) (*stages = (r), (unsigned)(sizeof(r) / sizeof(r)[0]))
-    switch (pre) {
-    case BPE_PRE_LLAMA3:
-    case BPE_PRE_CHATGLM4: return BPE_RULE(bpe_rule_llama3);
-    case BPE_PRE_QWEN2: return BPE_RULE(bpe_rule_qwen2);
-    case BPE_PRE_DEEPSEEK_LLM: return BPE_RULE(bpe_rule_deepseek_llm);
-    case BPE_PRE_BLOOM: return BPE_RULE(bpe_rule_bloom);
-    case BPE_PRE_DEFAULT: return BPE_RULE(bpe_rule_default);
-    case BPE_PRE_GPT2: break;
-    }
-    return BPE_RULE(bpe_rule_gpt2);
-#undef BPE_RULE
+    for (size_t i = 0; i < sizeof bpe_custom / sizeof bpe_custom[0]; i++)
+        if (strcmp(bpe_custom[i].regex, re) == 0) return bpe_custom[i].split;
+    return NULL;
 }
 
 /* --- merging one pre-token --- */
@@ -905,22 +1015,78 @@ static size_t bpe_decode(BpeSession *s, const char *text, size_t len)
     return n;
 }
 
-/* See tok_internal.h. Allocates 4 bytes per input byte for the code points,
-** plus buffers for the longest pre-token, all freed before returning; a
-** failure part-way leaves the ids appended so far in out. */
+/* Fills s->steps from the tokenizer's rule: each regex either one of
+** llama.cpp's hand-written splitters or the one compiled at load. */
+static void bpe_steps(BpeSession *s)
+{
+    const char *const *rule = bpe_rules[s->t->pre];
+    for (s->n_stages = 0; s->n_stages < BPE_MAX_STAGES && rule[s->n_stages]; s->n_stages++) {
+        BpeStep *st = &s->steps[s->n_stages];
+        st->split = bpe_custom_split(rule[s->n_stages]);
+        if (st->split != NULL) continue;
+        st->split = bpe_split_regex;
+        st->re = s->t->bpe_regex[s->n_stages];
+        st->collapsed = bpe_regex_collapsed(rule[s->n_stages]);
+        assert(st->re != NULL); /* tok_bpe_set_rule compiled it */
+    }
+}
+
+/* Makes the match texts the regex stages need for the n code points of
+** s->cp: the collapsed bytes, or the UTF-8 text (other White_Space as \v,
+** surrogates as U+FFFD) with the offset of each code point. Returns KB_OK or
+** KB_ENOMEM. */
+static int bpe_match_texts(BpeSession *s, size_t n)
+{
+    bool need_collapsed = false, need_utf8 = false;
+    for (unsigned k = 0; k < s->n_stages; k++) {
+        if (s->steps[k].re != NULL && s->steps[k].collapsed) need_collapsed = true;
+        if (s->steps[k].re != NULL && !s->steps[k].collapsed) need_utf8 = true;
+    }
+    if ((need_collapsed || need_utf8) && (s->match = pcre2_match_data_create(1, NULL)) == NULL) return KB_ENOMEM;
+    if (need_collapsed) {
+        if ((s->collapsed = malloc(n)) == NULL) return KB_ENOMEM;
+        for (size_t p = 0; p < n; p++) s->collapsed[p] = bpe_collapse(s->cp[p] & BPE_CPT_MASK, s->cp[p] >> BPE_CLASS_SHIFT);
+    }
+    if (!need_utf8) return KB_OK;
+    if (n >= SIZE_MAX / 4 / sizeof *s->utf8_at) return KB_ENOMEM;
+    s->utf8 = malloc(4 * n);
+    s->utf8_at = malloc((n + 1) * sizeof *s->utf8_at);
+    if (s->utf8 == NULL || s->utf8_at == NULL) return KB_ENOMEM;
+    size_t w = 0;
+    for (size_t p = 0; p < n; p++) {
+        uint32_t c = s->cp[p] & BPE_CPT_MASK;
+        if (c > 0x7F && (s->cp[p] >> BPE_CLASS_SHIFT & BPE_C_SPACE)) c = 0x0B;
+        if (c >= 0xD800 && c <= 0xDFFF) c = 0xFFFD;
+        s->utf8_at[p] = w;
+        w += bpe_utf8_put(c, (unsigned char *)s->utf8 + w);
+    }
+    s->utf8_at[n] = w;
+    return KB_OK;
+}
+
+/* See tok_internal.h. Allocates 4 bytes per input byte for the code points
+** (up to 4 + 8 more per code point for the regex texts), plus buffers for
+** the longest pre-token, all freed before returning; a failure part-way
+** leaves the ids appended so far in out. */
 int tok_bpe_encode(const Tokenizer *t, const char *text, size_t len, KbTokens *out)
 {
     if (len == 0) return KB_OK;
     if (len > SIZE_MAX / sizeof(uint32_t)) return KB_ENOMEM;
     BpeSession s = {.t = t, .out = out};
-    s.n_stages = bpe_rule(t->pre, &s.stages);
+    bpe_steps(&s);
     s.cp = malloc(len * sizeof *s.cp);
     int rc = s.cp ? KB_OK : KB_ENOMEM;
+    size_t n = 0;
     if (rc == KB_OK) {
-        size_t n = bpe_decode(&s, text, len);
-        rc = s.stages[0](&s, 0, n, 0);
+        n = bpe_decode(&s, text, len);
+        rc = bpe_match_texts(&s, n);
     }
+    if (rc == KB_OK) rc = s.steps[0].split(&s, 0, n, 0);
     free(s.cp);
+    free(s.collapsed);
+    free(s.utf8);
+    free(s.utf8_at);
+    pcre2_match_data_free(s.match);
     free(s.word);
     free(s.key);
     free(s.sym);
@@ -930,30 +1096,106 @@ int tok_bpe_encode(const Tokenizer *t, const char *text, size_t len, KbTokens *o
 
 /* --- loading --- */
 
-/* tokenizer.ggml.pre values and their rules: llama.cpp's names for the
-** regexes implemented here, and whether the rule skips merging for a
-** pre-token that is a token (llama_vocab::impl::load sets ignore_merges for
-** the LLaMA 3 names only; DBRX and Smaug share the regex but merge). */
+/* tokenizer.ggml.pre values, as llama_vocab::impl::load maps them to
+** LLAMA_VOCAB_PRE_TYPE_* (names whose types share a regex list share a
+** rule here), and whether llama.cpp skips merging for a pre-token that is a
+** token (ignore_merges). */
 static const struct {
     const char *name;
     BpePre pre;
     bool ignore_merges;
 } bpe_pre_names[] = {
-    {"default", BPE_PRE_DEFAULT, false},   {"gpt-2", BPE_PRE_GPT2, false},
-    {"phi-2", BPE_PRE_GPT2, false},        {"jina-es", BPE_PRE_GPT2, false},
-    {"jina-de", BPE_PRE_GPT2, false},      {"gigachat", BPE_PRE_GPT2, false},
-    {"jina-v1-en", BPE_PRE_GPT2, false},   {"jina-v2-es", BPE_PRE_GPT2, false},
-    {"jina-v2-de", BPE_PRE_GPT2, false},   {"jina-v2-code", BPE_PRE_GPT2, false},
-    {"roberta-bpe", BPE_PRE_GPT2, false},  {"mpt", BPE_PRE_GPT2, false},
-    {"olmo", BPE_PRE_GPT2, false},         {"jais", BPE_PRE_GPT2, false},
-    {"llama3", BPE_PRE_LLAMA3, true},      {"llama-v3", BPE_PRE_LLAMA3, true},
-    {"llama-bpe", BPE_PRE_LLAMA3, true},   {"falcon3", BPE_PRE_LLAMA3, true},
-    {"dbrx", BPE_PRE_LLAMA3, false},       {"smaug-bpe", BPE_PRE_LLAMA3, false},
-    {"qwen2", BPE_PRE_QWEN2, false},       {"stablelm2", BPE_PRE_QWEN2, false},
-    {"megrez", BPE_PRE_QWEN2, false},      {"deepseek-llm", BPE_PRE_DEEPSEEK_LLM, false},
-    {"chatglm-bpe", BPE_PRE_CHATGLM4, false}, {"bloom", BPE_PRE_BLOOM, false},
-    {"poro-chat", BPE_PRE_BLOOM, false},   {"gpt3-finnish", BPE_PRE_BLOOM, false},
+    {"default", BPE_PRE_DEFAULT, false},
+    {"minicpm5", BPE_PRE_MINICPM5, true},
+    {"llama3", BPE_PRE_LLAMA3, true},
+    {"llama-v3", BPE_PRE_LLAMA3, true},
+    {"llama-bpe", BPE_PRE_LLAMA3, true},
+    {"falcon3", BPE_PRE_LLAMA3, true},
+    {"falcon-h1", BPE_PRE_LLAMA3, true},
+    {"pixtral", BPE_PRE_LLAMA3, true},
+    {"midm-2.0", BPE_PRE_LLAMA3, true},
+    {"lfm2", BPE_PRE_LLAMA3, true},
+    {"jina-v5-nano", BPE_PRE_LLAMA3, true},
+    {"deepseek-llm", BPE_PRE_DEEPSEEK_LLM, false},
+    {"deepseek-coder", BPE_PRE_DEEPSEEK_CODER, false},
+    {"deepseek-v3", BPE_PRE_DEEPSEEK3, false},
+    {"spark2_5", BPE_PRE_SPARK2_5, false},
+    {"youtu", BPE_PRE_YOUTU, true},
+    {"falcon", BPE_PRE_FALCON, false},
+    {"mpt", BPE_PRE_GPT2, false},
+    {"starcoder", BPE_PRE_STARCODER, false},
+    {"gpt-2", BPE_PRE_GPT2, false},
+    {"phi-2", BPE_PRE_GPT2, false},
+    {"jina-es", BPE_PRE_GPT2, false},
+    {"jina-de", BPE_PRE_GPT2, false},
+    {"gigachat", BPE_PRE_GPT2, false},
+    {"jina-v2-es", BPE_PRE_GPT2, false},
+    {"jina-v2-de", BPE_PRE_GPT2, false},
+    {"a.x-4.0", BPE_PRE_GPT2, false},
+    {"mellum", BPE_PRE_GPT2, false},
+    {"modern-bert", BPE_PRE_GPT2, false},
+    {"jais-2", BPE_PRE_JAIS2, false},
+    {"jina-v1-en", BPE_PRE_GPT2, false},
+    {"jina-v2-code", BPE_PRE_GPT2, false},
+    {"roberta-bpe", BPE_PRE_GPT2, false},
+    {"refact", BPE_PRE_STARCODER, false},
+    {"command-r", BPE_PRE_STARCODER, false},
+    {"qwen2", BPE_PRE_QWEN2, false},
+    {"deepseek-r1-qwen", BPE_PRE_QWEN2, false},
+    {"kormo", BPE_PRE_QWEN2, false},
+    {"f2llmv2", BPE_PRE_QWEN2, false},
+    {"qwen35", BPE_PRE_QWEN35, false},
+    {"stablelm2", BPE_PRE_QWEN2, false},
+    {"olmo", BPE_PRE_GPT2, false},
+    {"dbrx", BPE_PRE_LLAMA3, false},
+    {"smaug-bpe", BPE_PRE_LLAMA3, false},
+    {"poro-chat", BPE_PRE_BLOOM, false},
+    {"glm4", BPE_PRE_CHATGLM4, false},
+    {"chatglm-bpe", BPE_PRE_CHATGLM4, false},
+    {"viking", BPE_PRE_VIKING, false},
+    {"jais", BPE_PRE_GPT2, false},
+    {"tekken", BPE_PRE_TEKKEN, true},
+    {"smollm", BPE_PRE_STARCODER, false},
+    {"codeshell", BPE_PRE_STARCODER, false},
+    {"bloom", BPE_PRE_BLOOM, false},
+    {"gpt3-finnish", BPE_PRE_BLOOM, false},
+    {"exaone", BPE_PRE_STARCODER, false},
+    {"exaone4", BPE_PRE_GPT2, false},
+    {"exaone-moe", BPE_PRE_EXAONE_MOE, false},
+    {"chameleon", BPE_PRE_CHAMELEON, false},
+    {"minerva-7b", BPE_PRE_STARCODER, false},
+    {"megrez", BPE_PRE_QWEN2, false},
+    {"gpt-4o", BPE_PRE_GPT4O, false},
+    {"llama4", BPE_PRE_GPT4O, false},
+    {"kanana2", BPE_PRE_GPT4O, false},
+    {"talkie", BPE_PRE_GPT4O, false},
+    {"granite-embed-multi-97m", BPE_PRE_GRANITE_EMB_MULTI, true},
+    {"tiny_aya", BPE_PRE_TINY_AYA, false},
+    {"cohere2moe", BPE_PRE_TINY_AYA, false},
+    {"superbpe", BPE_PRE_SUPERBPE, false},
+    {"trillion", BPE_PRE_GPT2, false},
+    {"granite-docling", BPE_PRE_GPT2, false},
+    {"bailingmoe", BPE_PRE_BAILINGMOE, false},
+    {"bailingmoe2", BPE_PRE_BAILINGMOE, false},
+    {"llada-moe", BPE_PRE_BAILINGMOE, false},
+    {"seed-coder", BPE_PRE_SEED_CODER, false},
+    {"hunyuan", BPE_PRE_QWEN2, false},
+    {"hunyuan-dense", BPE_PRE_DEEPSEEK3, false},
+    {"hy_v4", BPE_PRE_DEEPSEEK3, false},
+    {"joyai-llm", BPE_PRE_DEEPSEEK3, false},
+    {"kimi-k2", BPE_PRE_KIMI_K2, false},
+    {"ufakzeka", BPE_PRE_UFAKZEKA, false},
+    {"grok-2", BPE_PRE_QWEN2, false},
+    {"afmoe", BPE_PRE_AFMOE, false},
+    {"laguna", BPE_PRE_LAGUNA, false},
+    {"minimax-m2", BPE_PRE_GPT4O, false},
+    {"solar-open", BPE_PRE_QWEN2, false},
+    {"mellum2", BPE_PRE_STARCODER, false},
 };
+
+/* Names llama.cpp knows for SentencePiece-style BPE over raw UTF-8 (its
+** byte_encode = false), which kbchat does not implement. */
+static const char *const bpe_raw_utf8_names[] = {"gemma4", "granite-embed-multi-311m", "sarvam-moe", "whitespace"};
 
 /* Formats a message into err (when there is room) and returns rc. */
 static int bpe_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
@@ -977,30 +1219,76 @@ static void bpe_printable(const char *name, size_t len, char *buf, size_t cap)
     buf[n] = '\0';
 }
 
-/* Sets t->pre and t->ignore_merges from tokenizer.ggml.pre (a string when
-** present). A missing key means llama.cpp's default rule; an unknown name
-** GPT-2's rule, with a warning in t->warning. Returns KB_OK or KB_EFORMAT. */
+/* See tok_internal.h. A regex PCRE2 refuses is our bug, not the file's:
+** the message says so. */
+int tok_bpe_set_rule(Tokenizer *t, BpePre pre, char *err, size_t errlen)
+{
+    tok_bpe_free(t);
+    t->pre = pre;
+    for (unsigned k = 0; k < BPE_MAX_STAGES && bpe_rules[pre][k]; k++) {
+        const char *re = bpe_rules[pre][k];
+        if (bpe_custom_split(re) != NULL) continue;
+        bool collapsed = bpe_regex_collapsed(re);
+        char *pattern = malloc(8 * strlen(re) + 1);
+        if (pattern == NULL) return bpe_fail(err, errlen, KB_ENOMEM, "out of memory compiling the pre-tokenizer");
+        bpe_regex_translate(re, collapsed, pattern);
+        int code = 0;
+        PCRE2_SIZE at = 0;
+        uint32_t options = PCRE2_DOLLAR_ENDONLY | PCRE2_NO_AUTO_CAPTURE | (collapsed ? 0 : PCRE2_UTF);
+        t->bpe_regex[k] = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, options, &code, &at, NULL);
+        free(pattern);
+        if (t->bpe_regex[k] != NULL) pcre2_jit_compile(t->bpe_regex[k], PCRE2_JIT_COMPLETE); /* else interpreted */
+        if (t->bpe_regex[k] == NULL) {
+            PCRE2_UCHAR msg[120];
+            pcre2_get_error_message(code, msg, sizeof msg);
+            tok_bpe_free(t);
+            return bpe_fail(err, errlen, KB_EFORMAT, "pre-tokenizer regex %u of rule %d does not compile (a bug): %s", k,
+                            (int)pre, (const char *)msg);
+        }
+    }
+    return KB_OK;
+}
+
+/* See tok_internal.h. */
+void tok_bpe_free(Tokenizer *t)
+{
+    for (unsigned k = 0; k < BPE_MAX_STAGES; k++) {
+        pcre2_code_free(t->bpe_regex[k]);
+        t->bpe_regex[k] = NULL;
+    }
+}
+
+/* Sets t's rule and ignore_merges from tokenizer.ggml.pre (a string when
+** present). A missing key means llama.cpp's default rule. A name llama.cpp
+** does not know is refused, as llama.cpp refuses it ("unknown pre-tokenizer
+** type"), and so are its raw UTF-8 BPE names. Returns KB_OK or KB_EFORMAT
+** (err says which name and why). */
 static int bpe_load_pre(Tokenizer *t, const GgufFile *g, char *err, size_t errlen)
 {
     const char *name;
     size_t len;
-    t->pre = BPE_PRE_DEFAULT;
+    char shown[48];
     t->ignore_merges = false;
     int rc = gguf_get_str(g, "tokenizer.ggml.pre", &name, &len);
-    if (rc == KB_ENOTFOUND) return KB_OK;
+    if (rc == KB_ENOTFOUND) return tok_bpe_set_rule(t, BPE_PRE_DEFAULT, err, errlen);
     if (rc != KB_OK) return bpe_fail(err, errlen, KB_EFORMAT, "tokenizer.ggml.pre must be a string");
     for (size_t i = 0; i < sizeof bpe_pre_names / sizeof bpe_pre_names[0]; i++) {
         if (strlen(bpe_pre_names[i].name) == len && memcmp(bpe_pre_names[i].name, name, len) == 0) {
-            t->pre = bpe_pre_names[i].pre;
             t->ignore_merges = bpe_pre_names[i].ignore_merges;
-            return KB_OK;
+            return tok_bpe_set_rule(t, bpe_pre_names[i].pre, err, errlen);
         }
     }
-    char shown[48];
-    t->pre = BPE_PRE_GPT2;
     bpe_printable(name, len, shown, sizeof shown);
-    snprintf(t->warning, sizeof t->warning, "unknown pre-tokenizer '%s': using the GPT-2 rule", shown);
-    return KB_OK;
+    for (size_t i = 0; i < sizeof bpe_raw_utf8_names / sizeof bpe_raw_utf8_names[0]; i++) {
+        if (strlen(bpe_raw_utf8_names[i]) == len && memcmp(bpe_raw_utf8_names[i], name, len) == 0) {
+            return bpe_fail(err, errlen, KB_EFORMAT,
+                            "tokenizer.ggml.pre '%s' is BPE over raw UTF-8, which kbchat does not support", shown);
+        }
+    }
+    return bpe_fail(err, errlen, KB_EFORMAT,
+                    "unknown pre-tokenizer '%s' in tokenizer.ggml.pre (llama.cpp refuses it too): "
+                    "convert the model again with a current llama.cpp",
+                    shown);
 }
 
 /* Finds tokenizer.ggml.merges, checks that it is an array of strings each

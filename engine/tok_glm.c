@@ -840,8 +840,8 @@ static int tt_build(const TtVocab *v, int32_t n_vocab, Tokenizer **out, char *er
         tb_set(t, &cur, (int32_t)(v->n + i), s, strlen(s), 0.0f, KB_TOKTYPE_CONTROL, strlen(s) + 1);
     }
     tb_pad(t, &cur, (int32_t)total);
-    t->pre = BPE_PRE_CHATGLM4;
-    int rc = tt_merges(t, v, err, errlen);
+    int rc = tok_bpe_set_rule(t, BPE_PRE_CHATGLM4, err, errlen);
+    if (rc == KB_OK) rc = tt_merges(t, v, err, errlen);
     if (rc == KB_OK) rc = tok_index_vocab(t, err, errlen);
     if (rc != KB_OK) {
         tokenizer_free(t);

@@ -45,16 +45,45 @@ typedef struct TokenData {
     int32_t type;      /* KB_TOKTYPE_* */
 } TokenData;
 
-/* Pre-tokenizer rules of byte-level BPE (tokenizer.ggml.pre). */
+/* Pre-tokenizer rules of byte-level BPE: one per regex list of llama.cpp's
+** llm_tokenizer_bpe (tok_bpe.c maps the tokenizer.ggml.pre names to them). */
 typedef enum BpePre {
-    BPE_PRE_GPT2 = 0,   /* "gpt-2", and unknown names */
-    BPE_PRE_LLAMA3,     /* "llama-bpe", "llama3" */
-    BPE_PRE_QWEN2,      /* "qwen2" */
+    BPE_PRE_GPT2 = 0,   /* "gpt-2", "mpt", "olmo", "jais", ... */
+    BPE_PRE_LLAMA3,     /* "llama-bpe", "llama3", "dbrx", ... */
+    BPE_PRE_QWEN2,      /* "qwen2", "stablelm2", "grok-2", ... */
     BPE_PRE_DEEPSEEK_LLM, /* "deepseek-llm" */
-    BPE_PRE_CHATGLM4,   /* "chatglm-bpe" */
-    BPE_PRE_BLOOM,      /* "bloom" */
-    BPE_PRE_DEFAULT     /* "default" and no pre at all: llama.cpp's fallback chain */
+    BPE_PRE_CHATGLM4,   /* "chatglm-bpe", "glm4": LLaMA 3's regex */
+    BPE_PRE_BLOOM,      /* "bloom", "poro-chat", "gpt3-finnish" */
+    BPE_PRE_DEFAULT,    /* "default" and no pre at all: llama.cpp's fallback chain */
+    BPE_PRE_JAIS2,
+    BPE_PRE_DEEPSEEK3,  /* "deepseek-v3", "hunyuan-dense", "hy_v4", "joyai-llm" */
+    BPE_PRE_SPARK2_5,
+    BPE_PRE_YOUTU,
+    BPE_PRE_DEEPSEEK_CODER,
+    BPE_PRE_FALCON,
+    BPE_PRE_STARCODER,  /* "starcoder", "refact", "command-r", "smollm", ... */
+    BPE_PRE_QWEN35,
+    BPE_PRE_VIKING,
+    BPE_PRE_TEKKEN,
+    BPE_PRE_CHAMELEON,
+    BPE_PRE_GPT4O,      /* "gpt-4o", "llama4", "minimax-m2", ... */
+    BPE_PRE_GRANITE_EMB_MULTI,
+    BPE_PRE_TINY_AYA,
+    BPE_PRE_KIMI_K2,
+    BPE_PRE_SUPERBPE,
+    BPE_PRE_BAILINGMOE,
+    BPE_PRE_SEED_CODER,
+    BPE_PRE_UFAKZEKA,
+    BPE_PRE_AFMOE,
+    BPE_PRE_LAGUNA,
+    BPE_PRE_EXAONE_MOE,
+    BPE_PRE_MINICPM5,
+    BPE_PRE_COUNT
 } BpePre;
+
+#define BPE_MAX_STAGES 6 /* the longest regex list (chameleon's) */
+
+struct pcre2_real_code_8; /* PCRE2's compiled regex (tok_bpe.c) */
 
 struct Tokenizer {
     KbTokKind kind;
@@ -82,6 +111,7 @@ struct Tokenizer {
 
     /* byte-level BPE */
     BpePre pre;
+    struct pcre2_real_code_8 *bpe_regex[BPE_MAX_STAGES]; /* the rule's regexes as compiled; NULL for hand-written stages */
     bool ignore_merges;     /* LLaMA 3: a whole pre-token found in the vocab is one token */
     StrMap merges;          /* "left right" -> rank */
     char *merge_arena;
@@ -110,6 +140,12 @@ int tok_wpm_encode(const Tokenizer *t, const char *text, size_t len, KbTokens *o
 ** Returns KB_OK, KB_EFORMAT (missing or malformed merges), KB_ENOMEM; err
 ** names the key. */
 int tok_bpe_load(Tokenizer *t, const GgufFile *g, char *err, size_t errlen);
+
+/* Sets t's pre-tokenizer rule and compiles its regexes (freeing any of a
+** former rule). Returns KB_OK or KB_EFORMAT (a regex GLib refuses). */
+int tok_bpe_set_rule(Tokenizer *t, BpePre pre, char *err, size_t errlen);
+/* Frees the compiled regexes of t's rule; tokenizer_free calls it. */
+void tok_bpe_free(Tokenizer *t);
 
 /* --- tokenizers built from other sources than GGUF keys --- */
 

@@ -416,6 +416,7 @@ void tokenizer_free(Tokenizer *t)
     if (t == NULL) return;
     strmap_free(&t->text_to_id);
     strmap_free(&t->merges);
+    tok_bpe_free(t);
     free(t->merge_arena);
     free(t->specials);
     free(t->tokens);

@@ -74,8 +74,8 @@ int32_t tokenizer_n_vocab(const Tokenizer *t);
 /* Special ids, -1 when the vocabulary has none. */
 int32_t tokenizer_bos(const Tokenizer *t);
 int32_t tokenizer_eos(const Tokenizer *t);
-/* A warning from loading (an unknown pre-tokenizer replaced by GPT-2's
-** rule), or NULL. */
+/* A warning from loading (a chatglm.cpp unigram SentencePiece model encoded
+** with the BPE algorithm, tok_glm.c), or NULL. */
 const char *tokenizer_warning(const Tokenizer *t);
 
 /* Returns the id whose text is exactly text[0..len), or -1. */

@@ -19,7 +19,10 @@
 **      broken UTF-8, 1 MB runs of one character, empty text; every id in
 **      range, and valid UTF-8 always decodes back to itself;
 **   5. broken vocabularies: missing or malformed merges, a pre that is not
-**      a string; an unknown pre is a warning; allocation failures.
+**      a string; an unknown pre is refused, as llama.cpp refuses it;
+**      allocation failures;
+**   6. every tokenizer.ggml.pre name llama.cpp knows gives llama.cpp's ids
+**      (tests/tokrefs, computed by llama.cpp) on the GPT-2 vocabulary.
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <glib.h>
 
 #include "engine/engine.h"
 #include "tests/ggufgen.h"
@@ -366,36 +371,35 @@ static void check_hostile(const Tokenizer *t, const char *s, size_t n, int round
 
 /* --- 1. conformance with llama.cpp --- */
 
-/* Checks each string of input file inp against the matching line of out
-** and that decoding gives the string back. Returns the number of cases. */
-static size_t check_reference(const Tokenizer *t, const char *inp, const char *out)
+/* Checks each string of in[0..ilen) (strings separated by SEP, as in the
+** shared .inp files) against the matching line of ids in exp (one line of
+** space-separated ids per string) and that decoding gives the string back;
+** label names the case in messages. Returns the number of cases. */
+static size_t check_ids(const Tokenizer *t, const char *label, const char *in, size_t ilen, const char *exp)
 {
-    char *ip = testutil_data_path(inp), *op = testutil_data_path(out);
-    size_t ilen, olen, cases = 0, start = 0;
-    char *in = testutil_read_file(ip, &ilen), *exp = testutil_read_file(op, &olen);
-    assert_non_null(in);
-    assert_non_null(exp);
+    size_t cases = 0, start = 0;
     const char *line = exp;
     while (start < ilen) {
         const char *sep = memmem(in + start, ilen - start, SEP, strlen(SEP));
         size_t end = sep ? (size_t)(sep - in) : ilen, k = 0;
         const char *nl = strchr(line, '\n');
-        assert_non_null(nl);
+        if (nl == NULL) fail_msg("%s: no ids for case %zu", label, cases);
         KbTokens ids = encode(t, in + start, end - start);
         for (const char *p = line; p < nl;) {
             while (p < nl && *p == ' ') p++;
             if (p == nl) break;
             long want = strtol(p, (char **)&p, 10);
             if (k >= ids.n || ids.ids[k] != want)
-                fail_msg("%s case %zu: token %zu is %d, expected %ld", inp, cases, k, k < ids.n ? ids.ids[k] : -1, want);
+                fail_msg("%s case %zu: token %zu is %d, expected %ld", label, cases, k, k < ids.n ? ids.ids[k] : -1,
+                         want);
             k++;
         }
-        if (k != ids.n) fail_msg("%s case %zu: %zu tokens, expected %zu", inp, cases, ids.n, k);
+        if (k != ids.n) fail_msg("%s case %zu: %zu tokens, expected %zu", label, cases, ids.n, k);
         char *text;
         size_t tlen;
         assert_int_equal(tokenizer_decode(t, ids.ids, ids.n, 0, &text, &tlen), KB_OK);
         if (tlen != end - start || memcmp(text, in + start, tlen) != 0)
-            fail_msg("%s case %zu: decode(encode(s)) = \"%s\"", inp, cases, text);
+            fail_msg("%s case %zu: decode(encode(s)) = \"%s\"", label, cases, text);
         free(text);
         kb_tokens_free(&ids);
         line = nl + 1;
@@ -403,6 +407,18 @@ static size_t check_reference(const Tokenizer *t, const char *inp, const char *o
         start = sep ? end + strlen(SEP) : ilen;
     }
     assert_int_equal(*line, '\0');
+    return cases;
+}
+
+/* check_ids on input file inp and reference file out of the shared data. */
+static size_t check_reference(const Tokenizer *t, const char *inp, const char *out)
+{
+    char *ip = testutil_data_path(inp), *op = testutil_data_path(out);
+    size_t ilen, olen;
+    char *in = testutil_read_file(ip, &ilen), *exp = testutil_read_file(op, &olen);
+    assert_non_null(in);
+    assert_non_null(exp);
+    size_t cases = check_ids(t, inp, in, ilen, exp);
     free(in), free(exp), free(ip), free(op);
     return cases;
 }
@@ -666,8 +682,10 @@ static void test_bpe_byte_characters_decode_to_their_bytes(void **state)
 
 /* --- 4. hostile input on the real vocabulary, every rule --- */
 
-static const char *const all_pres[] = {"gpt-2", "llama-bpe", "qwen2", "deepseek-llm", "chatglm-bpe", "bloom",
-                                       "default"};
+static const char *const all_pres[] = {"gpt-2",     "llama-bpe", "qwen2",     "deepseek-llm", "chatglm-bpe",
+                                       "bloom",     "default",   "falcon",    "starcoder",    "deepseek-coder",
+                                       "deepseek-v3", "tekken",  "gpt-4o",    "chameleon",    "kimi-k2",
+                                       "afmoe",     "superbpe",  "exaone-moe", "qwen35",      "youtu"};
 
 static void test_bpe_survives_hostile_input_under_every_rule(void **state)
 {
@@ -804,16 +822,66 @@ static void test_bpe_rejects_missing_or_malformed_merges(void **state)
     list_free(&tokens);
 }
 
-static void test_bpe_unknown_pre_warns_and_uses_gpt2_rule(void **state)
+/* llama.cpp throws "unknown pre-tokenizer type" for a name it does not
+** know; its raw UTF-8 BPE names are known but not implemented here. */
+static void test_bpe_refuses_unknown_and_raw_utf8_pre(void **state)
 {
     (void)state;
-    GgufFile *g;
-    Tokenizer *t = small_vocab("no-such-rule", NULL, NULL, &g);
-    assert_non_null(tokenizer_warning(t));
-    assert_string_equal(tokenizer_warning(t), "unknown pre-tokenizer 'no-such-rule': using the GPT-2 rule");
-    tokenizer_free(t);
-    gguf_close(g);
-    SPLIT("no-such-rule", "12345", " abc");
+    static const char *const refused[][2] = {{"no-such-rule", "unknown pre-tokenizer 'no-such-rule'"},
+                                             {"gemma4", "'gemma4' is BPE over raw UTF-8"},
+                                             {"whitespace", "'whitespace' is BPE over raw UTF-8"},
+                                             {"GPT-2", "unknown pre-tokenizer 'GPT-2'"}};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char *path = gpt2_vocab_with_pre(refused[i][0]), err[512];
+        assert_int_equal(load_status(path, err, sizeof err), KB_EFORMAT);
+        if (strstr(err, refused[i][1]) == NULL) fail_msg("pre '%s': message \"%s\"", refused[i][0], err);
+        free(path);
+    }
+}
+
+/* --- 6. every pre-tokenizer name against llama.cpp --- */
+
+/* tests/tokrefs holds llama.cpp's ids (tests/tokrefs/generate.mjs, `make
+** tokenizer-refs`) for strings.inp under every tokenizer.ggml.pre name it
+** knows, on the shared GPT-2 vocabulary with that name: one file per group
+** of names with equal ids, headed "# pre: NAME ...". Each name is loaded
+** and must give those ids exactly. */
+static void test_bpe_every_pre_name_matches_llama_cpp(void **state)
+{
+    (void)state;
+    size_t ilen, names = 0;
+    char *in = testutil_read_file("tests/tokrefs/strings.inp", &ilen);
+    assert_non_null(in);
+    GDir *dir = g_dir_open("tests/tokrefs", 0, NULL);
+    assert_non_null(dir);
+    for (const char *f; (f = g_dir_read_name(dir)) != NULL;) {
+        if (!g_str_has_suffix(f, ".ids")) continue;
+        char *path = testutil_join("tests/tokrefs", f);
+        size_t len;
+        char *refs = testutil_read_file(path, &len);
+        assert_non_null(refs);
+        char *body = strchr(refs, '\n');
+        assert_true(strncmp(refs, "# pre: ", 7) == 0 && body != NULL);
+        *body++ = '\0';
+        for (char *save = NULL, *name = strtok_r(refs + 7, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
+            char *vocab = gpt2_vocab_with_pre(name), label[96];
+            GgufFile *g;
+            Tokenizer *t = load_path(vocab, &g);
+            assert_null(tokenizer_warning(t));
+            snprintf(label, sizeof label, "pre '%s'", name);
+            assert_true(check_ids(t, label, in, ilen, body) > 700);
+            tokenizer_free(t);
+            gguf_close(g);
+            remove(vocab);
+            free(vocab);
+            names++;
+        }
+        free(refs);
+        free(path);
+    }
+    g_dir_close(dir);
+    free(in);
+    assert_true(names >= 86); /* every name of llama.cpp's list but the 4 raw UTF-8 ones */
 }
 
 /* Every allocation failure while loading merges or encoding is KB_ENOMEM,
@@ -873,7 +941,8 @@ int main(void)
         cmocka_unit_test(test_bpe_survives_hostile_input_under_every_rule),
         cmocka_unit_test(test_bpe_valid_utf8_round_trips_under_every_rule),
         cmocka_unit_test(test_bpe_rejects_missing_or_malformed_merges),
-        cmocka_unit_test(test_bpe_unknown_pre_warns_and_uses_gpt2_rule),
+        cmocka_unit_test(test_bpe_refuses_unknown_and_raw_utf8_pre),
+        cmocka_unit_test(test_bpe_every_pre_name_matches_llama_cpp),
         cmocka_unit_test(test_bpe_reports_allocation_failures),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
