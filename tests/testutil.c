@@ -327,3 +327,19 @@ char *testutil_python_json(const char *dir, const char *json, const char *expr)
     free(path);
     return out;
 }
+
+void testutil_nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+int testutil_wait_file(const char *path, long timeout_ms)
+{
+    for (long waited = 0; access(path, F_OK) != 0; waited += 10) {
+        if (waited >= timeout_ms) return 0;
+        testutil_nap_ms(10);
+    }
+    return 1;
+}

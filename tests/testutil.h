@@ -33,6 +33,13 @@ const char *testutil_kbchat_bin(void);
 char *testutil_mkdtemp(void);
 void testutil_rmtree(const char *path);
 
+/* Sleeps ms milliseconds: a polling step, never a wait for a state (use a
+** test hook's file and testutil_wait_file for that). */
+void testutil_nap_ms(long ms);
+/* Waits up to timeout_ms for path to exist (a test hook's FILE.held),
+** looking every 10 ms. Returns 1 when it exists, 0 when the time ran out. */
+int testutil_wait_file(const char *path, long timeout_ms);
+
 /* Reads a whole file into a malloc'd buffer (NUL-terminated; *len excludes
 ** the NUL). Returns NULL on failure. */
 char *testutil_read_file(const char *path, size_t *len);
