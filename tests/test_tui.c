@@ -11,8 +11,10 @@
 **   stty -a > before; kbchat ...; echo $? > status; stty -a > after
 ** so a test can check that kbchat gave the terminal back unchanged.
 ** KBCHAT_TUI_PIECE_DELAY_MS slows the streaming so that an answer of the
-** tiny model lasts long enough to cancel and to resize in the middle of.
-** Skipped when tmux is not installed.
+** tiny model lasts long enough to see it stream; KBCHAT_TEST_HOLD_PROMPT
+** (app/stop.h) and KBCHAT_TEST_HOLD_SYNC (rag/rag.h) hold an answer or a
+** sync at a known point, for a key, a resize or a signal to land there.
+** Without tmux the program fails (it does not skip).
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -258,9 +260,22 @@ static void quit_and_check_terminal(Tui *t)
     expect_exit_restoring_terminal(t, "0\n");
 }
 
+/* Waits for the answer just asked for to be held by the test hook
+** KBCHAT_TEST_HOLD_PROMPT=go (app/stop.h): go.held exists, go does not, so
+** the answer is certainly still being computed; the screen says so. */
+static void expect_answer_held(Tui *t)
+{
+    char *held = testutil_join(t->dir, "go.held"), *go = testutil_join(t->dir, "go");
+    if (!testutil_wait_file(held, 10000)) fail_msg("the answer's evaluation was not held");
+    assert_int_equal(access(go, F_OK), -1);
+    free(wait_for(t, "thinking…", 5000));
+    free(held), free(go);
+}
+
 /* SIGTERM leaves the normal way (status 128+15, as a shell reports it);
 ** SIGQUIT, a fatal signal, kills kbchat (status 128+3) after its handler
-** restored the terminal. */
+** restored the terminal; each arrives while an answer is being computed
+** (held there by the test hook KBCHAT_TEST_HOLD_PROMPT). */
 static void test_tui_signals_restore_terminal(void **state)
 {
     static const int sigs[] = {SIGTERM, SIGQUIT};
@@ -273,11 +288,11 @@ static void test_tui_signals_restore_terminal(void **state)
             t = *state;
         }
         snprintf(args, sizeof args, "--model '%s'", t->model);
-        tui_start(t, 100, 30, "KBCHAT_TUI_PIECE_DELAY_MS=100", args);
+        tui_start(t, 100, 30, "KBCHAT_TEST_HOLD_PROMPT=go", args);
         free(wait_for(t, "Ready:", 10000));
         keys(t, "Once upon a time");
         key(t, "Enter");
-        free(wait_for(t, "tok/s", 5000)); /* mid-answer */
+        expect_answer_held(t); /* mid-answer: the prompt's evaluation waits for go, never written */
         char *pid = wait_file(t, "pid");
         assert_int_equal(kill((pid_t)atol(pid), sigs[i]), 0);
         free(pid);
@@ -591,18 +606,19 @@ static void test_tui_esc_stops_prompt_evaluation(void **state)
     quit_and_check_terminal(t);
 }
 
-/* Resizing mid-answer relayouts at once; below 60x15 a message says so; the
-** answer completes. */
+/* Resizing mid-answer (the answer held by the test hook
+** KBCHAT_TEST_HOLD_PROMPT until the file go exists) relayouts at once; below
+** 60x15 a message says so; let go, the answer completes. */
 static void test_tui_resize_mid_answer(void **state)
 {
     Tui *t = *state;
     char args[1024];
     snprintf(args, sizeof args, "--model '%s'", t->model);
-    tui_start(t, 100, 30, "KBCHAT_TUI_PIECE_DELAY_MS=60", args);
+    tui_start(t, 100, 30, "KBCHAT_TEST_HOLD_PROMPT=go", args);
     free(wait_for(t, "Ready:", 10000));
     keys(t, "Once upon a time");
     key(t, "Enter");
-    free(wait_for(t, "tok/s", 5000));
+    expect_answer_held(t);
     resize(t, 60, 15);
     char *s = wait_for(t, "> Once upon a time", 3000);
     assert_lines_fit(s, 60);
@@ -610,10 +626,19 @@ static void test_tui_resize_mid_answer(void **state)
     resize(t, 50, 12);
     free(wait_for(t, "kbchat needs 60x15", 3000));
     resize(t, 100, 30);
+    wait_gone(t, "kbchat needs 60x15", 3000);
+    char *go = testutil_join(t->dir, "go");
+    assert_int_equal(access(go, F_OK), -1); /* all the while, the answer was held */
+    assert_int_equal(testutil_write_file(go, "", 0), 0);
+    free(go);
     s = wait_idle(t);
     assert_null(strstr(s, "kbchat needs 60x15"));
     assert_non_null(strstr(s, "ctx "));
     assert_lines_fit(s, 100);
+    const char *after_q = strstr(s, "> Once upon a time\n\n");
+    assert_non_null(after_q);
+    after_q += strlen("> Once upon a time\n\n");
+    assert_true(after_q[0] != '\n' && strncmp(after_q, "[stopped]", 9) != 0); /* answered */
     free(s);
     quit_and_check_terminal(t);
 }
@@ -813,19 +838,24 @@ static void test_tui_quit_stops_background_sync(void **state)
     Tui *t = *state;
     write_docs(t, "fixtures", 10);
     kbchat_cli(t, "kb", "create", "notes", "--folder", "fixtures");
-    tui_start(t, 100, 30, "KBCHAT_TEST_SYNC_DELAY_MS=1000", NULL);
+    char env[1200];
+    snprintf(env, sizeof env, "KBCHAT_TEST_HOLD_SYNC='%s/go'", t->dir); /* holds after one document (rag.h) */
+    tui_start(t, 100, 30, env, NULL);
     free(wait_for(t, "Ctrl-C×2: quit", 5000)); /* the start is done */
     key(t, "F2");
     free(wait_for(t, "never synced", 3000));
     keys(t, "s");
     free(wait_for(t, " chunks  syncing ", 3000));
+    char *held = testutil_join(t->dir, "go.held");
+    if (!testutil_wait_file(held, 10000)) fail_msg("the sync was not held after its first document");
+    free(held);
     free(wait_for(t, "indexing notes 1/11 files", 5000));
     key(t, "Escape");
     nap_ms(100);
-    quit_and_check_terminal(t); /* within wait_file's 10 s, though 9 documents were still to do */
+    quit_and_check_terminal(t); /* go never written: the quit itself ended the held sync */
     char *out = kbchat_cli_out(t, "kb", "status", "notes", NULL, NULL);
     assert_non_null(strstr(out, "last sync:       never"));
-    assert_null(strstr(out, "documents:       11"));
+    assert_non_null(strstr(out, "documents:       1 (1 indexed, 0 failed)"));
     free(out);
     out = kbchat_cli_out(t, "kb", "sync", "notes", NULL, NULL);
     assert_non_null(strstr(out, "/fixtures/x.pdf: not a PDF"));
@@ -1155,9 +1185,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tui_answers_render_markdown, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_escapes_hostile_answers_and_names, tui_setup, tui_teardown),
     };
-    if (!have_tmux()) {
-        printf("[  SKIPPED ] tmux is not installed\n");
-        return 0;
+    if (!have_tmux()) { /* a missing tool fails the run: it would hide every test here */
+        fprintf(stderr, "test_tui: tmux is not installed or does not run; `make test-deps` installs it "
+                        "(scripts/packages)\n");
+        return 1;
     }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
