@@ -23,36 +23,23 @@
 #include "tests/ragfix.h"
 #include "tests/testutil.h"
 
-typedef struct Sandbox {
-    char *dir;   /* HOME and working directory */
-    char *docs;  /* documents for the knowledge bases */
-    char *bin;   /* absolute path of kbchat */
-    const char *home; /* HOME of the runs: the sandbox itself unless a test says otherwise */
-} Sandbox;
+typedef TestSandbox Sandbox;
 
 static int sandbox_setup(void **state)
 {
     Sandbox *sb = calloc(1, sizeof *sb);
-    sb->dir = testutil_mkdtemp();
-    sb->docs = testutil_join(sb->dir, "docs");
-    sb->bin = realpath(testutil_kbchat_bin(), NULL);
-    sb->home = sb->dir;
     *state = sb;
-    return sb->dir && sb->bin && mkdir(sb->docs, 0700) == 0 && ragfix_have_font() ? 0 : -1;
+    return sb && testutil_sandbox_open(sb) == 0 && ragfix_have_font() ? 0 : -1;
 }
 
 static int sandbox_teardown(void **state)
 {
-    Sandbox *sb = *state;
-    testutil_rmtree(sb->dir);
-    free(sb->dir);
-    free(sb->docs);
-    free(sb->bin);
-    free(sb);
+    testutil_sandbox_close(*state);
+    free(*state);
     return 0;
 }
 
-#define KB(sb, ...) testutil_kbchat_in((sb)->bin, (sb)->dir, (sb)->home, (const char *const[]){__VA_ARGS__, NULL})
+#define KB TESTUTIL_KB
 
 /* The sandbox's documents: an English PDF with a header and footer, a
 ** Chinese PDF, a GBK text file, Markdown, and one encrypted PDF. */

@@ -110,11 +110,6 @@ static int tui_teardown(void **state)
     return 0;
 }
 
-static void nap_ms(long ms)
-{
-    nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
-}
-
 /* Starts kbchat (with extra arguments args and environment env, like
 ** "NO_COLOR=1") in a cols x rows pane. */
 static void tui_start(Tui *t, int cols, int rows, const char *env, const char *args)
@@ -131,7 +126,7 @@ static void tui_start(Tui *t, int cols, int rows, const char *env, const char *a
     ** not keep a test's pipes (testutil_run's) open */
     const char *argv[] = {"tmux", "-L", t->sock, "-f", "/dev/null", "new-session", "-d", "-x", x, "-y", y, "-s", "k", cmd, NULL};
     int ws = 0;
-    for (int attempt = 0; attempt < 3; attempt++, nap_ms(200)) { /* tmux can fail to start a server at once */
+    for (int attempt = 0; attempt < 3; attempt++, testutil_nap_ms(200)) { /* tmux can fail to start a server at once */
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
@@ -199,7 +194,7 @@ static char *wait_screen(Tui *t, const char *text, int present, long timeout_ms)
             fail_msg("\"%s\" %s within %ld ms; the screen:\n%s", text, present ? "did not appear" : "did not go away",
                      timeout_ms, s ? s : "");
         free(s);
-        nap_ms(50);
+        testutil_nap_ms(50);
     }
 }
 
@@ -233,7 +228,7 @@ static char *wait_file(Tui *t, const char *name)
             return s;
         }
         free(s);
-        nap_ms(50);
+        testutil_nap_ms(50);
     }
     fail_msg("%s was not written", name);
     return NULL;
@@ -343,7 +338,7 @@ static void test_tui_sources_pane_and_viewer(void **state)
     key(t, "F3");
     free(wait_for(t, "Sources: no answer yet", 3000));
     key(t, "Escape");
-    nap_ms(100); /* Esc then a key at once would read as Alt-key */
+    testutil_nap_ms(100); /* Esc then a key at once would read as Alt-key */
     key(t, "F2"); /* the knowledge bases; Enter searches the one selected */
     char *s = wait_for(t, "Enter: search it", 3000);
     assert_non_null(strstr(s, "Knowledge bases"));
@@ -557,11 +552,7 @@ static void test_tui_cancel_answer(void **state)
 static int file_appears(Tui *t, const char *name, long timeout_ms)
 {
     char *path = testutil_join(t->dir, name);
-    int found = 0;
-    for (long waited = 0; !found && waited <= timeout_ms; waited += 20) {
-        found = access(path, F_OK) == 0;
-        if (!found) nap_ms(20);
-    }
+    int found = testutil_wait_file(path, timeout_ms);
     free(path);
     return found;
 }
@@ -700,7 +691,7 @@ static void test_tui_welcome_without_model(void **state)
     for (int i = 0; i < 3; i++) {
         keys(t, "/help");
         key(t, "Enter");
-        nap_ms(300);
+        testutil_nap_ms(300);
     }
     s = wait_for(t, "> /help", 5000);
     assert_null(strstr(s, "Knowledge base: none"));
@@ -788,7 +779,7 @@ static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
     assert_non_null(strstr(s, "indexing notes "));
     free(s);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     keys(t, "Once upon a time"); /* the chat goes on while the sync runs */
     key(t, "Enter");
     s = wait_for(t, "tok/s", 5000);
@@ -816,7 +807,7 @@ static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
     assert_null(strstr(s, "ok      note01.txt"));
     free(s);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     s = wait_for(t, "Knowledge bases", 3000);
     assert_non_null(strstr(s, "10 docs (some failed)"));
     free(s);
@@ -825,7 +816,7 @@ static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
     assert_null(strstr(s, " docs "));
     free(s);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     quit_and_check_terminal(t);
 }
 
@@ -851,7 +842,7 @@ static void test_tui_quit_stops_background_sync(void **state)
     free(held);
     free(wait_for(t, "indexing notes 1/11 files", 5000));
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     quit_and_check_terminal(t); /* go never written: the quit itself ended the held sync */
     char *out = kbchat_cli_out(t, "kb", "status", "notes", NULL, NULL);
     assert_non_null(strstr(out, "last sync:       never"));
@@ -890,7 +881,7 @@ static void test_tui_quit_inside_a_pdf_being_read(void **state)
         keys(t, "s");
         char *held = wait_file(t, "go.held"); /* the extractor's pid: inside shared.pdf */
         key(t, "Escape");
-        nap_ms(100);
+        testutil_nap_ms(100);
         if (i == 0) {
             quit_and_check_terminal(t);
         } else {
@@ -963,7 +954,7 @@ static void test_tui_kb_panel_fits_at_60x15(void **state)
     key(t, "Enter");
     free(wait_for(t, " 2 docs (some failed)", 10000)); /* the list is read again when the sync ends */
     key(t, "Escape");
-    nap_ms(100); /* Esc then a key at once would read as Alt-key */
+    testutil_nap_ms(100); /* Esc then a key at once would read as Alt-key */
     s = wait_for(t, "kb small: 1 file indexed, 1 failed (F2 for details)", 3000);
     assert_lines_fit(s, 60);
     free(s);
@@ -988,7 +979,7 @@ static void test_tui_kb_panel_fits_at_60x15(void **state)
         if (strncmp(l4, top, strlen(top)) == 0 && l4[strlen(top)] == '\n') break;
         if (i == 60) fail_msg("the wheel did not scroll \"%s\" down by 3 lines:\n%s", top, s);
         free(s);
-        nap_ms(50);
+        testutil_nap_ms(50);
     }
     free(s);
     key(t, "End");
@@ -1150,7 +1141,7 @@ static void test_tui_escapes_hostile_answers_and_names(void **state)
     expect_names_on_rows(s, " · score ");
     free(s);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     key(t, "F2");
     free(wait_for(t, "Knowledge bases", 3000));
     keys(t, "f");
@@ -1158,9 +1149,9 @@ static void test_tui_escapes_hostile_answers_and_names(void **state)
     expect_names_on_rows(s, "  (1 chunk)");
     free(s);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     free(model), free(dir);
     quit_and_check_terminal(t);
 }
