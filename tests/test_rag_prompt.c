@@ -145,7 +145,7 @@ static void test_prompt_fits_a_256_token_context_dropping_the_lowest_first(void 
         assert_true(p.n_passages >= 1 && p.n_passages < N);
         /* the best n, whole, in order; nothing of the others */
         for (int i = 0; i < N; i++) {
-            char tag[32];
+            char tag[48]; /* room for two ints: no truncation warning at -O1 */
             snprintf(tag, sizeof tag, "[%d] manual.pdf, page %d\n", i + 1, i + 1);
             if (i < p.n_passages) {
                 assert_non_null(strstr(p.text, tag));
