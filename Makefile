@@ -3,6 +3,10 @@
 #   make          build ./kbchat (installs missing build packages first, see `make deps`)
 #   make run      build and start kbchat with the default configuration (ARGS="..." passes arguments)
 #   make test     build and run every test, then again under AddressSanitizer + UBSan
+#                 (TESTS="test_a test_b" runs only those, in both builds)
+#   make check    build and run the tests in the release build only (TESTS= works too)
+#   make coverage the release suite in a gcov build (build/coverage), then line
+#                 coverage per module (engine/, rag/, app/, ui/) with lcov
 #   make bench    build and run the benchmarks (tokenizers, knowledge bases, search, engine speed)
 #   make bench-anchor  engine speed beside llama.cpp's (prebuilt from npm into build/anchor)
 #   make tokenizer-refs  recompute tests/tokrefs (llama.cpp's ids for every pre-tokenizer name)
@@ -62,11 +66,14 @@ LIB_OBJ    = $(ENGINE_OBJ) $(RAG_OBJ) $(UI_OBJ) $(APP_OBJ)
 TESTS        = test_term_text test_attention test_quant test_quantize test_deps test_config test_gguf test_gguf_robust test_kernels test_kernels_simd test_tokenizer test_tok_bpe test_tok_wpm test_engine test_cancel test_cli test_rag_chunker test_rag_load test_rag_store test_rag_sync test_doc_budget test_rag_cli test_rag_check test_rag_search test_rag_embed test_rag_prompt test_ask test_template test_conversation test_chat_cli test_ggml_file test_glm_peer test_gemm test_kb_jobs test_tui
 TEST_SUPPORT = tests/testutil.o tests/ggufgen.o
 
-# Variants: release builds ./kbchat; asan is the sanitizer build of everything.
+# Variants: release builds ./kbchat; asan is the sanitizer build of everything;
+# coverage is the gcov build of everything (`make coverage`).
 REL = build/release
 SANB = build/asan
+COVB = build/coverage
+COV = --coverage -O1
 
-.PHONY: all run test bench bench-anchor bench-anchor-deps tokenizer-refs deps test-deps clean help
+.PHONY: all run test check coverage bench bench-anchor bench-anchor-deps tokenizer-refs deps test-deps clean help
 all: kbchat
 
 # --- dependencies: pkg-config's answers, made again when the list changes ---
@@ -76,7 +83,7 @@ NODEPS_GOALS = clean deps test-deps help
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include build/deps.mk
 endif
-ifneq ($(filter test,$(MAKECMDGOALS))$(findstring tests/test_,$(MAKECMDGOALS)),)
+ifneq ($(filter test check coverage,$(MAKECMDGOALS))$(findstring tests/test_,$(MAKECMDGOALS)),)
 -include build/deps-test.mk
 endif
 
@@ -118,6 +125,11 @@ $(SANB)/%.o: %.c
 	$(say) CC $@
 	$(Q)$(CC) $(FINAL_CFLAGS) $(SIMD_FLAGS.$*.o) $(TEST_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
 
+$(COVB)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(say) CC $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(SIMD_FLAGS.$*.o) $(TEST_CFLAGS) $(COV) -MMD -MP -c $< -o $@
+
 kbchat: $(addprefix $(REL)/,$(LIB_OBJ) $(MAIN_OBJ))
 	$(say) LINK $@
 	$(Q)$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
@@ -125,6 +137,10 @@ kbchat: $(addprefix $(REL)/,$(LIB_OBJ) $(MAIN_OBJ))
 $(SANB)/kbchat: $(addprefix $(SANB)/,$(LIB_OBJ) $(MAIN_OBJ))
 	$(say) LINK $@
 	$(Q)$(CC) $(FINAL_CFLAGS) $(SAN) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+$(COVB)/kbchat: $(addprefix $(COVB)/,$(LIB_OBJ) $(MAIN_OBJ))
+	$(say) LINK $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(COV) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 # Tests link the module objects (not main.o) plus tests/testutil.o.
 # Allocations are wrapped so tests can make the n-th malloc fail (tests/testutil.c).
@@ -138,7 +154,11 @@ $(SANB)/tests/%: $(SANB)/tests/%.o $(addprefix $(SANB)/,$(TEST_SUPPORT)) $(addpr
 	$(say) LINK $@
 	$(Q)$(CC) $(FINAL_CFLAGS) $(SAN) $(FINAL_LDFLAGS) $(TEST_WRAP) -o $@ $^ $(FINAL_LIBS) $(TEST_LIBS)
 
-.PRECIOUS: $(REL)/%.o $(SANB)/%.o
+$(COVB)/tests/%: $(COVB)/tests/%.o $(addprefix $(COVB)/,$(TEST_SUPPORT)) $(addprefix $(COVB)/,$(LIB_OBJ))
+	$(say) LINK $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(COV) $(FINAL_LDFLAGS) $(TEST_WRAP) -o $@ $^ $(FINAL_LIBS) $(TEST_LIBS)
+
+.PRECIOUS: $(REL)/%.o $(SANB)/%.o $(COVB)/%.o
 
 run: kbchat
 	@./kbchat $(ARGS)
@@ -156,9 +176,14 @@ $(SANB)/tests/tools/synth-model: $(SANB)/tests/tools/synth_model.o $(addprefix $
 	$(say) LINK $@
 	$(Q)$(CC) $(FINAL_CFLAGS) $(SAN) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
+$(COVB)/tests/tools/synth-model: $(COVB)/tests/tools/synth_model.o $(addprefix $(COVB)/,$(ENGINE_OBJ))
+	$(say) LINK $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(COV) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
 # test_quantize runs the synth-model of its own variant (order-only: not linked in).
 $(REL)/tests/test_quantize: | $(REL)/tests/tools/synth-model
 $(SANB)/tests/test_quantize: | $(SANB)/tests/tools/synth-model
+$(COVB)/tests/test_quantize: | $(COVB)/tests/tools/synth-model
 
 # Benchmarks: figures for the issue notes; no test depends on them.
 BENCHES = bench_tokenizer bench_rag bench_search
@@ -216,8 +241,20 @@ tokenizer-refs: bench-anchor-deps
 	node tests/tokrefs/generate.mjs $(ANCHOR_DIR)/node_modules $${KBCHAT_TESTDATA:-../shared/testdata}/vocab tests/tokrefs
 
 # The whole suite twice: the release build, then under ASan/UBSan.
+# `make test TESTS="test_a test_b"` builds and runs only those.
 test: kbchat $(SANB)/kbchat $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(SANB)/tests/,$(TESTS))
 	@tests/run.sh $(REL):./kbchat $(SANB):$(SANB)/kbchat -- $(TESTS)
+
+# The release suite only (TESTS= picks a subset here too).
+check: kbchat $(addprefix $(REL)/tests/,$(TESTS))
+	@tests/run.sh $(REL):./kbchat -- $(TESTS)
+
+# The release suite in the gcov build, then line coverage per module
+# (tests/coverage.sh; docs/testing.md says where it stands). The counters
+# start from zero at each run; a failed test fails the target after the report.
+coverage: $(COVB)/kbchat $(addprefix $(COVB)/tests/,$(TESTS))
+	@find $(COVB) -name '*.gcda' -delete
+	@tests/run.sh $(COVB):$(COVB)/kbchat -- $(TESTS); status=$$?; tests/coverage.sh $(COVB) && exit $$status
 
 deps:
 	@scripts/deps.sh install build
@@ -229,6 +266,6 @@ clean:
 	rm -rf build kbchat
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find build -name '*.d' 2>/dev/null)

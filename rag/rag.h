@@ -295,7 +295,12 @@ typedef struct RagSyncOptions {
     RagTokenCountFn count_tokens;
     void *count_user;
     /* Test-only: sleep this long after each document is committed, so a
-    ** test can kill the process in the middle of a sync. 0 = never. */
+    ** test can kill the process in the middle of a sync. 0 = never.
+    ** A second test hook, from the environment (tests only): with
+    ** KBCHAT_TEST_HOLD_SYNC=FILE, a sync, once its N-th document
+    ** (KBCHAT_TEST_HOLD_SYNC_AFTER=N, default 1) is committed, creates
+    ** FILE.held and waits until FILE exists or the sync is cancelled; a test
+    ** thus kills, stops or quits with exactly N documents committed. */
     int delay_ms;
     /* The embedding model; NULL = no vectors. Used only when it is the
     ** model the knowledge base is pinned to (rag_kb_check_model), else a

@@ -46,6 +46,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,7 @@ typedef struct Sync {
     int64_t pages_before;  /* pages_done before the current document */
     int64_t cur_size;      /* bytes of the document being extracted */
     double cur_part;       /* the share of it extracted so far, 0..1 */
+    int docs_ended;        /* documents ended so far (the KBCHAT_TEST_HOLD_SYNC hook) */
 } Sync;
 
 static double now_s(void)
@@ -455,11 +457,26 @@ static void done(Sync *s, RagAction act, const char *path, const char *old_path,
     s->p.old_path = s->p.message = NULL;
 }
 
-/* Test hook (RagSyncOptions.delay_ms): a pause after a commit. */
-static void pause_for_tests(const Sync *s)
+/* The KBCHAT_TEST_HOLD_SYNC hook (rag.h): after the N-th document ended,
+** creates FILE.held and waits until FILE exists or the sync is cancelled. */
+static void hold_for_tests(Sync *s)
 {
-    if (s->opt == NULL || s->opt->delay_ms <= 0) return;
-    sleep_ms(s->opt->delay_ms);
+    const char *file = getenv("KBCHAT_TEST_HOLD_SYNC"), *after = getenv("KBCHAT_TEST_HOLD_SYNC_AFTER");
+    char held[PATH_MAX];
+    s->docs_ended++;
+    if (file == NULL || file[0] == '\0' || s->docs_ended != (after && after[0] ? atoi(after) : 1)) return;
+    if (snprintf(held, sizeof held, "%s.held", file) >= (int)sizeof held) return;
+    int fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+    while (access(file, F_OK) != 0 && !embed_cancelled(s->opt)) sleep_ms(10);
+}
+
+/* Test hooks after a document was committed: RagSyncOptions.delay_ms's
+** pause and the KBCHAT_TEST_HOLD_SYNC hold. */
+static void pause_for_tests(Sync *s)
+{
+    if (s->opt && s->opt->delay_ms > 0) sleep_ms(s->opt->delay_ms);
+    hold_for_tests(s);
 }
 
 /* Embeds the chunks of the document just written at path (nothing when

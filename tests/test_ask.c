@@ -30,36 +30,31 @@
 #include "tests/testutil.h"
 
 typedef struct Sandbox {
-    char *dir, *docs, *bin;
+    TestSandbox box;
     char *aidreams, *f16, *q8;
-    const char *home; /* HOME of the runs: the sandbox itself unless a test says otherwise */
 } Sandbox;
 
 static int sandbox_setup(void **state)
 {
     Sandbox *sb = calloc(1, sizeof *sb);
     *state = sb;
-    sb->dir = testutil_mkdtemp();
-    sb->docs = testutil_join(sb->dir, "docs");
-    sb->bin = realpath(testutil_kbchat_bin(), NULL);
+    if (sb == NULL || testutil_sandbox_open(&sb->box) != 0 || !ragfix_have_font()) return -1;
     sb->aidreams = testutil_data_path("models/aidreams260K-F32.gguf");
     sb->f16 = testutil_data_path("models/tiny-bert-F16.gguf");
     sb->q8 = testutil_data_path("models/tiny-bert-Q8_0.gguf");
-    sb->home = sb->dir;
-    if (!sb->dir || !sb->bin || mkdir(sb->docs, 0700) != 0 || !ragfix_have_font()) return -1;
-    return ragqa_write_documents(sb->docs) == 0 ? 0 : -1;
+    return ragqa_write_documents(sb->box.docs) == 0 ? 0 : -1;
 }
 
 static int sandbox_teardown(void **state)
 {
     Sandbox *sb = *state;
-    testutil_rmtree(sb->dir);
-    free(sb->dir), free(sb->docs), free(sb->bin), free(sb->aidreams), free(sb->f16), free(sb->q8);
+    testutil_sandbox_close(&sb->box);
+    free(sb->aidreams), free(sb->f16), free(sb->q8);
     free(sb);
     return 0;
 }
 
-#define KB(sb, ...) testutil_kbchat_in((sb)->bin, (sb)->dir, (sb)->home, (const char *const[]){__VA_ARGS__, NULL})
+#define KB(sb, ...) TESTUTIL_KB(&(sb)->box, __VA_ARGS__)
 
 /* Writes ./config.yaml: small chunks, the aidreams chat model with a
 ** template short enough for its 128-token context, greedy answers. */
@@ -73,7 +68,7 @@ static void write_config(Sandbox *sb, const char *embedding)
              "sampling:\n  temperature: 0\n  max_tokens: 16\n"
              "prompt:\n  template: \"{context}\\nQ: {question}\\nA:\"\n",
              sb->aidreams, embedding);
-    char *p = testutil_join(sb->dir, "config.yaml");
+    char *p = testutil_join(sb->box.dir, "config.yaml");
     assert_int_equal(testutil_write_file(p, yaml, strlen(yaml)), 0);
     free(p);
 }
@@ -128,13 +123,13 @@ static void test_ask_ctrl_c_during_the_prompt_stops_it(void **state)
     write_config(sb, "none");
     make_kb(sb, "qa");
     char env_home[700], hold[700];
-    snprintf(env_home, sizeof env_home, "HOME=%s", sb->home);
-    snprintf(hold, sizeof hold, "KBCHAT_TEST_HOLD_PROMPT=%s/go", sb->dir);
-    char *held = testutil_join(sb->dir, "go.held");
-    const char *argv[] = {sb->bin, "ask", "How often should the strainer be cleaned?", NULL};
+    snprintf(env_home, sizeof env_home, "HOME=%s", sb->box.home);
+    snprintf(hold, sizeof hold, "KBCHAT_TEST_HOLD_PROMPT=%s/go", sb->box.dir);
+    char *held = testutil_join(sb->box.dir, "go.held");
+    const char *argv[] = {sb->box.bin, "ask", "How often should the strainer be cleaned?", NULL};
     const char *env[] = {env_home, "XDG_DATA_HOME=", "XDG_CONFIG_HOME=", "KBCHAT_CONFIG=", hold, NULL};
     TestRun r;
-    assert_int_equal(testutil_run_signal(argv, env, sb->dir, 60, held, SIGINT, &r.out, &r.err, &r.status), 0);
+    assert_int_equal(testutil_run_signal(argv, env, sb->box.dir, 60, held, SIGINT, &r.out, &r.err, &r.status), 0);
     free(held);
     assert_null(strstr(r.out, "Sources:"));
     testutil_expect(&r, 130, NULL, "kbchat: ask: stopped by Ctrl-C\n");
@@ -261,12 +256,12 @@ static void test_kb_chat_embedding_uses_the_chat_model(void **state)
 ** and knowledge base "odd" over the folder. Returns the model's path. */
 static char *make_hostile_setup(Sandbox *sb)
 {
-    char *model = testutil_join(sb->dir, "hostile.gguf"), *dir = testutil_join(sb->dir, "hostile");
+    char *model = testutil_join(sb->box.dir, "hostile.gguf"), *dir = testutil_join(sb->box.dir, "hostile");
     assert_int_equal(ggufgen_write_hostile_llama(model), 0);
     assert_int_equal(ragfix_write_hostile_names(dir), 0);
     char *yaml = g_strdup_printf("model:\n  path: \"%s\"\n  threads: 1\nembedding:\n  model: none\n"
                                  "sampling:\n  temperature: 0\n  max_tokens: 32\nretrieval:\n  top_k: 10\n", model);
-    char *cfg = testutil_join(sb->dir, "config.yaml");
+    char *cfg = testutil_join(sb->box.dir, "config.yaml");
     assert_int_equal(testutil_write_file(cfg, yaml, strlen(yaml)), 0);
     TestRun r = KB(sb, "kb", "create", "odd", "--folder", "hostile");
     testutil_expect(&r, 0, "created knowledge base", NULL);
@@ -323,7 +318,7 @@ static void test_ask_and_generate_escape_a_hostile_model(void **state)
     r = KB(sb, "ask", "--json", "wombat notes");
     assert_int_equal(r.status, 0);
     testutil_expect_terminal_safe(r.out, "ask --json");
-    char *v = testutil_python_json(sb->dir, r.out, "[v['answer'], v['grounded'], len(v['sources'])]");
+    char *v = testutil_python_json(sb->box.dir, r.out, "[v['answer'], v['grounded'], len(v['sources'])]");
     assert_string_equal(v, "['\\x1b]0;pwned\\x07\\x1b]52;c;aGk=\\x07\\x0b\\x19\\u4e2d\\x9b31m ok', True, 5]");
     free(v);
     testutil_run_free(&r);

@@ -400,7 +400,7 @@ typedef struct Canceller {
 static void *cancel_when_held(void *arg)
 {
     Canceller *c = arg;
-    for (int i = 0; i < 6000 && access(c->held, F_OK) != 0; i++) nanosleep(&(struct timespec){0, 10000000L}, NULL);
+    testutil_wait_file(c->held, 60000);
     atomic_store(c->cancel, 1);
     return NULL;
 }

@@ -166,13 +166,19 @@ static void test_llama_family_matches_reference_logits_2_threads(void **state)
     check_family(2, 0);
 }
 
-/* The portable kernels, and every SIMD set this CPU has, pass the same
-** conformance check. */
+/* The portable kernels, and every other SIMD set this CPU has, pass the same
+** conformance check. The best set (kb_kernels()) is left out: the two tests
+** above ran it already, and running it again doubled the time under ASan. */
 static void test_every_kernel_path_matches_reference_logits(void **state)
 {
     (void)state;
-    for (int isa = KB_ISA_SCALAR; isa < KB_ISA_COUNT; isa++)
-        if (kb_kernels_for((KbIsa)isa)) check_family(2, 1 + isa);
+    int checked = 0;
+    for (int isa = KB_ISA_SCALAR; isa < KB_ISA_COUNT; isa++) {
+        if (kb_kernels_for((KbIsa)isa) == NULL || (KbIsa)isa == kb_kernels()->isa) continue;
+        check_family(2, 1 + isa);
+        checked++;
+    }
+    if (kb_kernels()->isa != KB_ISA_SCALAR) assert_true(checked >= 1); /* the portable set at least */
 }
 
 /* --- embeddings --- */

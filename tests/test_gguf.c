@@ -41,24 +41,6 @@
 
 /* --- helpers --- */
 
-static char *tmpdir; /* private directory for crafted files */
-
-static int group_setup(void **state)
-{
-    (void)state;
-    tmpdir = testutil_mkdtemp();
-    return tmpdir ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    testutil_rmtree(tmpdir);
-    free(tmpdir);
-    tmpdir = NULL;
-    return 0;
-}
-
 /* Opens path, failing the test with the reader's message when it refuses. */
 static GgufFile *open_ok(const char *path)
 {
@@ -79,11 +61,11 @@ static GgufFile *open_data(const char *rel)
     return g;
 }
 
-/* Writes a crafted file to <tmpdir>/<name>, frees the generator and returns
+/* Writes a crafted file to the scratch folder (testutil_scratch), frees the generator and returns
 ** the malloc'd path. */
 static char *gen_write(GgufGen *gg, const char *name)
 {
-    char *path = testutil_join(tmpdir, name);
+    char *path = testutil_join(testutil_scratch(), name);
     assert_non_null(path);
     assert_int_equal(ggufgen_write(gg, path), 0);
     ggufgen_free(gg);
@@ -145,7 +127,7 @@ static void expect_open_fails_v(const char *path, int code, const char *const *m
 #define expect_open_fails(path, code, ...)                                                         \
     expect_open_fails_v((path), (code), (const char *const[]){__VA_ARGS__, NULL})
 
-/* Writes gg to <tmpdir>/<name> and expects gguf_open to fail with code. */
+/* Writes gg to the scratch folder (testutil_scratch) and expects gguf_open to fail with code. */
 #define expect_gen_fails(gg, name, code, ...)                                                      \
     do {                                                                                           \
         char *path_ = gen_write((gg), (name));                                                     \
@@ -1556,7 +1538,7 @@ static void test_gguf_rejects_overlapping_tensors(void **state)
 static void test_gguf_rejects_short_and_empty_files(void **state)
 {
     (void)state;
-    char *path = testutil_join(tmpdir, "empty.gguf");
+    char *path = testutil_join(testutil_scratch(), "empty.gguf");
     assert_int_equal(testutil_write_file(path, "", 0), 0);
     expect_open_fails(path, KB_EFORMAT, NULL);
     /* a header cut short */
@@ -1569,8 +1551,8 @@ static void test_gguf_rejects_short_and_empty_files(void **state)
 static void test_gguf_rejects_directory_and_missing_path(void **state)
 {
     (void)state;
-    expect_open_fails(tmpdir, KB_EIO, NULL);
-    char *path = testutil_join(tmpdir, "no-such-file.gguf");
+    expect_open_fails(testutil_scratch(), KB_EIO, NULL);
+    char *path = testutil_join(testutil_scratch(), "no-such-file.gguf");
     expect_open_fails(path, KB_EIO, NULL);
     free(path);
 }
@@ -1582,7 +1564,7 @@ static void test_gguf_rejects_fifo_without_blocking(void **state)
 {
     (void)state;
     char path[512];
-    snprintf(path, sizeof path, "%s/pipe.gguf", tmpdir);
+    snprintf(path, sizeof path, "%s/pipe.gguf", testutil_scratch());
     assert_int_equal(mkfifo(path, 0600), 0);
     fflush(NULL);
     pid_t pid = fork();
@@ -1618,7 +1600,7 @@ static GgufFile *open_gen(GgufGen *gg, const char *name)
     size_t len;
     uint8_t *bytes = ggufgen_finish(gg, &len);
     uint64_t doff = ggufgen_data_offset(gg), kv_end = ggufgen_kv_end_offset(gg);
-    char *path = testutil_join(tmpdir, name);
+    char *path = testutil_join(testutil_scratch(), name);
     assert_int_equal(testutil_write_file(path, bytes, len), 0);
     GgufFile *g = open_ok(path);
     assert_consistent(g, name);
@@ -1912,5 +1894,5 @@ int main(void)
         cmocka_unit_test(test_gguf_opens_every_known_type_and_shape),
         cmocka_unit_test(test_gguf_open_reports_every_allocation_failure),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, testutil_scratch_setup, testutil_scratch_teardown);
 }

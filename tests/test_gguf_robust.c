@@ -45,23 +45,6 @@
 
 /* --- helpers --- */
 
-static char *tmpdir;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    tmpdir = testutil_mkdtemp();
-    return tmpdir ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    testutil_rmtree(tmpdir);
-    free(tmpdir);
-    return 0;
-}
-
 static void arm_alarm(void)
 {
     signal(SIGALRM, SIG_DFL);
@@ -116,7 +99,7 @@ static void victim_load(Victim *v, const char *rel)
     assert_true(v->kv_end > 24 && v->kv_end < v->data_offset && v->data_offset < v->size);
 
     const char *slash = strrchr(rel, '/');
-    v->path = testutil_join(tmpdir, slash ? slash + 1 : rel);
+    v->path = testutil_join(testutil_scratch(), slash ? slash + 1 : rel);
     assert_int_equal(testutil_write_file(v->path, v->bytes, v->size), 0);
     v->fd = open(v->path, O_RDWR);
     assert_true(v->fd >= 0);
@@ -566,7 +549,7 @@ static void test_gguf_survives_corrupted_crafted_file(void **state)
     v.kv_end = ggufgen_kv_end_offset(gg);
     v.data_offset = ggufgen_data_offset(gg);
     ggufgen_free(gg);
-    v.path = testutil_join(tmpdir, "crafted.gguf");
+    v.path = testutil_join(testutil_scratch(), "crafted.gguf");
     assert_int_equal(testutil_write_file(v.path, v.bytes, v.size), 0);
     v.fd = open(v.path, O_RDWR);
     assert_true(v.fd >= 0);
@@ -602,5 +585,5 @@ int main(void)
         cmocka_unit_test(test_gguf_refuses_nul_in_every_string_of_a_model),
         cmocka_unit_test(test_gguf_survives_corrupted_crafted_file),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, testutil_scratch_setup, testutil_scratch_teardown);
 }

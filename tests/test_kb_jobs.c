@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <cmocka.h>
 
 #include "app/app.h"
@@ -50,7 +49,8 @@ static int fix_teardown(void **state)
     config_free(&f->cfg);
     testutil_rmtree(f->dir);
     free(f->docs), free(f->dir), free(f);
-    unsetenv("KBCHAT_TEST_SYNC_DELAY_MS");
+    unsetenv("KBCHAT_TEST_HOLD_SYNC");
+    unsetenv("KBCHAT_TEST_HOLD_SYNC_AFTER");
     return 0;
 }
 
@@ -60,11 +60,6 @@ static void put(const char *dir, const char *name, const char *text)
     char *p = testutil_join(dir, name);
     assert_int_equal(testutil_write_file(p, text, strlen(text)), 0);
     free(p);
-}
-
-static void nap_ms(long ms)
-{
-    nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
 }
 
 /* --- paths --- */
@@ -139,7 +134,7 @@ static void test_path_complete_like_a_shell(void **state)
 static void wait_collect(Fix *f, char *note, size_t n)
 {
     int failed = 1;
-    for (int i = 0; i < 600 && !chat_sync_collect(f->app, note, n, &failed); i++) nap_ms(50);
+    for (int i = 0; i < 600 && !chat_sync_collect(f->app, note, n, &failed); i++) testutil_nap_ms(50);
     assert_int_equal(failed, 0);
 }
 
@@ -164,19 +159,26 @@ static void test_chat_kb_manage_and_sync_beside_the_chat(void **state)
     assert_non_null(strstr(chat_errmsg(f->app), "/no/such/folder"));
     assert_int_equal(chat_kb_add(f->app, "fruit", f->docs), KB_OK);
 
-    setenv("KBCHAT_TEST_SYNC_DELAY_MS", "100", 1); /* 4 documents: 0.4 s at least */
+    /* the sync held (KBCHAT_TEST_HOLD_SYNC, rag.h) after its first document */
+    char *hold = testutil_join(f->dir, "hold"), *held = testutil_join(f->dir, "hold.held");
+    setenv("KBCHAT_TEST_HOLD_SYNC", hold, 1);
     assert_int_equal(chat_sync_start(f->app, "fruit"), KB_OK);
+    if (!testutil_wait_file(held, 30000)) fail_msg("the sync was not held after its first document");
     assert_int_equal(chat_sync_start(f->app, "fruit"), KB_EINVAL);
     ChatSyncState st;
     chat_sync_state(f->app, &st);
-    assert_true(st.active);
+    assert_true(st.active && st.running);
     assert_string_equal(st.kb, "fruit");
     assert_int_equal(chat_kb_delete(f->app, "fruit"), KB_EINVAL); /* wait for the sync */
     RagKbInfo *list = NULL;
     int n = 0;
     assert_int_equal(chat_list_kbs(f->app, &list, &n), KB_OK); /* the chat reads while the sync writes */
     assert_int_equal(n, 1);
+    assert_int_equal(list[0].n_documents, 1);
     chat_free_kbs(list, n);
+    assert_int_equal(testutil_write_file(hold, "", 0), 0); /* let it go on */
+    unsetenv("KBCHAT_TEST_HOLD_SYNC");
+    free(hold), free(held);
     char note[600];
     wait_collect(f, note, sizeof note);
     assert_string_equal(note, "kb fruit: 3 files indexed, 1 failed (F2 for details)");
@@ -209,7 +211,9 @@ static void test_chat_kb_manage_and_sync_beside_the_chat(void **state)
 }
 
 /* chat_sync_stop ends a sync between documents: what was committed stays,
-** the base is not marked synced, and the next sync does the rest. */
+** the base is not marked synced, and the next sync does the rest. The test
+** hook KBCHAT_TEST_HOLD_SYNC (rag.h) holds the sync once its third document
+** is committed, so the stop lands with exactly three committed. */
 static void test_chat_sync_stop_keeps_what_was_committed(void **state)
 {
     Fix *f = *state;
@@ -221,25 +225,27 @@ static void test_chat_sync_stop_keeps_what_was_committed(void **state)
     }
     assert_int_equal(chat_kb_create(f->app, "notes"), KB_OK);
     assert_int_equal(chat_kb_add(f->app, "notes", f->docs), KB_OK);
-    setenv("KBCHAT_TEST_SYNC_DELAY_MS", "300", 1);
+    char *hold = testutil_join(f->dir, "hold"), *held = testutil_join(f->dir, "hold.held");
+    setenv("KBCHAT_TEST_HOLD_SYNC", hold, 1);
+    setenv("KBCHAT_TEST_HOLD_SYNC_AFTER", "3", 1);
     assert_int_equal(chat_sync_start(f->app, "notes"), KB_OK);
+    if (!testutil_wait_file(held, 30000)) fail_msg("the sync was not held after its third document");
     ChatSyncState st;
-    for (int i = 0; i < 200; i++, nap_ms(25)) { /* the first document committed */
-        chat_sync_state(f->app, &st);
-        if (st.files_done >= 1) break;
-    }
-    assert_true(st.files_done >= 1);
+    chat_sync_state(f->app, &st);
+    assert_true(st.active);
+    assert_int_equal(st.files_done, 3);
     assert_int_equal(st.files_total, 8);
-    chat_sync_stop(f->app);
+    chat_sync_stop(f->app); /* the cancel ends the hold */
     chat_sync_state(f->app, &st);
     assert_false(st.active);
     RagKbInfo *list = NULL;
     int n = 0;
     assert_int_equal(chat_list_kbs(f->app, &list, &n), KB_OK);
-    assert_true(list[0].n_documents >= 1 && list[0].n_documents < 8);
+    assert_int_equal(list[0].n_documents, 3);
     assert_int_equal(list[0].last_sync, 0);
     chat_free_kbs(list, n);
-    unsetenv("KBCHAT_TEST_SYNC_DELAY_MS");
+    unsetenv("KBCHAT_TEST_HOLD_SYNC");
+    unsetenv("KBCHAT_TEST_HOLD_SYNC_AFTER");
     char note[600];
     assert_int_equal(chat_sync_start(f->app, "notes"), KB_OK);
     wait_collect(f, note, sizeof note);
@@ -247,6 +253,7 @@ static void test_chat_sync_stop_keeps_what_was_committed(void **state)
     assert_int_equal(list[0].n_documents, 8);
     assert_true(list[0].last_sync > 0);
     chat_free_kbs(list, n);
+    free(hold), free(held);
 }
 
 #define FIX(t) cmocka_unit_test_setup_teardown(t, fix_setup, fix_teardown)

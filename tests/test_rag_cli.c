@@ -23,36 +23,23 @@
 #include "tests/ragfix.h"
 #include "tests/testutil.h"
 
-typedef struct Sandbox {
-    char *dir;   /* HOME and working directory */
-    char *docs;  /* documents for the knowledge bases */
-    char *bin;   /* absolute path of kbchat */
-    const char *home; /* HOME of the runs: the sandbox itself unless a test says otherwise */
-} Sandbox;
+typedef TestSandbox Sandbox;
 
 static int sandbox_setup(void **state)
 {
     Sandbox *sb = calloc(1, sizeof *sb);
-    sb->dir = testutil_mkdtemp();
-    sb->docs = testutil_join(sb->dir, "docs");
-    sb->bin = realpath(testutil_kbchat_bin(), NULL);
-    sb->home = sb->dir;
     *state = sb;
-    return sb->dir && sb->bin && mkdir(sb->docs, 0700) == 0 && ragfix_have_font() ? 0 : -1;
+    return sb && testutil_sandbox_open(sb) == 0 && ragfix_have_font() ? 0 : -1;
 }
 
 static int sandbox_teardown(void **state)
 {
-    Sandbox *sb = *state;
-    testutil_rmtree(sb->dir);
-    free(sb->dir);
-    free(sb->docs);
-    free(sb->bin);
-    free(sb);
+    testutil_sandbox_close(*state);
+    free(*state);
     return 0;
 }
 
-#define KB(sb, ...) testutil_kbchat_in((sb)->bin, (sb)->dir, (sb)->home, (const char *const[]){__VA_ARGS__, NULL})
+#define KB TESTUTIL_KB
 
 /* The sandbox's documents: an English PDF with a header and footer, a
 ** Chinese PDF, a GBK text file, Markdown, and one encrypted PDF. */
@@ -315,8 +302,10 @@ static int committed_documents(const char *db_path)
     return n;
 }
 
-/* Starts `kbchat kb sync k` in the sandbox with the test delay hook. */
-static pid_t start_sync(Sandbox *sb)
+/* Starts `kbchat kb sync k` in the sandbox with the test hook that holds
+** the sync once its fifth document is committed (rag.h: it then creates
+** hold.held and waits for hold, which never comes). */
+static pid_t start_sync(Sandbox *sb, const char *hold)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -324,7 +313,8 @@ static pid_t start_sync(Sandbox *sb)
         unsetenv("XDG_DATA_HOME");
         unsetenv("XDG_CONFIG_HOME");
         unsetenv("KBCHAT_CONFIG");
-        setenv("KBCHAT_TEST_SYNC_DELAY_MS", "60", 1);
+        setenv("KBCHAT_TEST_HOLD_SYNC", hold, 1);
+        setenv("KBCHAT_TEST_HOLD_SYNC_AFTER", "5", 1);
         if (chdir(sb->dir) != 0) _exit(127);
         freopen("/dev/null", "w", stdout);
         freopen("/dev/null", "w", stderr);
@@ -355,20 +345,17 @@ static void test_kb_cli_sync_killed_with_sigkill_resumes_to_the_clean_result(voi
     testutil_expect(&r, 0, NULL, NULL);
     char *db = testutil_join(sb->dir, ".local/share/kbchat/" RAG_DB_NAME);
 
-    pid_t pid = start_sync(sb);
+    char *hold = testutil_join(sb->dir, "hold"), *held = testutil_join(sb->dir, "hold.held");
+    pid_t pid = start_sync(sb, hold);
     assert_true(pid > 0);
-    int done = 0;
-    for (int t = 0; t < 3000 && (done = committed_documents(db)) < 5; t++) {
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    assert_int_equal(kill(pid, SIGKILL), 0);
+    if (!testutil_wait_file(held, 60000)) fail_msg("the sync was not held after its fifth document within 60 s");
+    assert_int_equal(kill(pid, SIGKILL), 0); /* with exactly five documents committed */
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFSIGNALED(status));
     int committed = committed_documents(db);
-    assert_true(committed >= 5);
-    assert_true(committed < KILL_FILES);
+    assert_int_equal(committed, 5);
+    free(hold), free(held);
 
     /* the next sync carries on with what was not committed */
     r = KB(sb, "kb", "sync", "k");

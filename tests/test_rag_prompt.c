@@ -145,7 +145,7 @@ static void test_prompt_fits_a_256_token_context_dropping_the_lowest_first(void 
         assert_true(p.n_passages >= 1 && p.n_passages < N);
         /* the best n, whole, in order; nothing of the others */
         for (int i = 0; i < N; i++) {
-            char tag[32];
+            char tag[48]; /* room for two ints: no truncation warning at -O1 */
             snprintf(tag, sizeof tag, "[%d] manual.pdf, page %d\n", i + 1, i + 1);
             if (i < p.n_passages) {
                 assert_non_null(strstr(p.text, tag));
@@ -157,12 +157,20 @@ static void test_prompt_fits_a_256_token_context_dropping_the_lowest_first(void 
                 assert_null(strstr(p.text, own));
             }
         }
-        /* one more passage would not have fitted */
-        RagPromptOptions more = o;
-        more.reserve = reserve;
+        /* one more passage would not have fitted: the prompt of the best
+        ** n + 1, rendered where room is plenty, counted here with the test's
+        ** own tokenizer, is over the budget 256 - reserve */
+        RagPromptOptions roomy = o;
+        roomy.n_ctx = 1 << 20;
         RagPrompt q;
-        assert_int_equal(rag_prompt_build("Which valve should be opened first?", h, p.n_passages, &more, &q), KB_OK);
-        assert_int_equal(q.n_passages, p.n_passages);
+        assert_int_equal(rag_prompt_build("Which valve should be opened first?", h, p.n_passages + 1, &roomy, &q), KB_OK);
+        assert_int_equal(q.n_passages, p.n_passages + 1);
+        assert_int_equal(q.cut, 0);
+        assert_non_null(strstr(q.text, texts[p.n_passages]));
+        int with_one_more = count(q.text, strlen(q.text), NULL);
+        if (with_one_more <= 256 - reserve)
+            fail_msg("reserve %d: %d passages kept, but %d fit (%d tokens)", (int)reserve, p.n_passages,
+                     p.n_passages + 1, with_one_more);
         rag_prompt_clear(&q);
         rag_prompt_clear(&p);
     }

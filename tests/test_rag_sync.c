@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -290,6 +291,9 @@ typedef struct Seen {
     int plan, start, page, done, warning;
     int plan_before_start;
     int64_t files_total;
+    double last_elapsed;     /* the elapsed field of the last report */
+    int elapsed_backwards;   /* reports whose elapsed was less than the one before */
+    double start_elapsed[8]; /* elapsed at each DOC_START */
 } Seen;
 
 static void on_progress(const RagProgress *p, void *user)
@@ -301,14 +305,18 @@ static void on_progress(const RagProgress *p, void *user)
         s->files_total = p->files_total;
         s->plan_before_start = s->start == 0;
         break;
-    case RAG_EV_DOC_START: s->start++; break;
+    case RAG_EV_DOC_START:
+        if (s->start < 8) s->start_elapsed[s->start] = p->elapsed;
+        s->start++;
+        break;
     case RAG_EV_PAGE: s->page++; break;
     case RAG_EV_DOC_DONE: s->done++; break;
     case RAG_EV_WARNING: s->warning++; break;
     case RAG_EV_EMBED: break;
     }
     assert_string_equal(p->kb, "kb");
-    assert_true(p->elapsed >= 0);
+    s->elapsed_backwards += p->elapsed < s->last_elapsed;
+    s->last_elapsed = p->elapsed;
 }
 
 static void test_sync_reports_progress(void **state)
@@ -321,9 +329,21 @@ static void test_sync_reports_progress(void **state)
     RagFixPdf spec = {NULL, NULL, NULL, NULL, pages, 3};
     assert_int_equal(ragfix_write_pdf(p, &spec), 0);
     Seen seen = {0};
-    RagSyncOptions opt = {.progress = on_progress, .user = &seen};
+    /* a pause of 50 ms after each document (the delay_ms hook) gives the
+    ** elapsed time a floor that needs no clock of the test's own */
+    RagSyncOptions opt = {.progress = on_progress, .user = &seen, .delay_ms = 50};
     RagSyncStats st;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(rag_sync(f->rag, "kb", &opt, &st), KB_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* elapsed: never backwards, at least the pauses before each document,
+    ** at most the time rag_sync took */
+    assert_int_equal(seen.elapsed_backwards, 0);
+    for (int k = 0; k < 3; k++)
+        if (seen.start_elapsed[k] < 0.05 * k) fail_msg("document %d started at %.3f s, after %d pauses of 50 ms", k + 1,
+                                                      seen.start_elapsed[k], k);
+    assert_true(seen.last_elapsed <= (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
     assert_int_equal(seen.plan, 1);
     assert_true(seen.plan_before_start);
     assert_int_equal(seen.files_total, 3);

@@ -42,24 +42,6 @@
 
 #define SEP "\n__ggml_vocab_test__\n"
 
-static char *tmpdir; /* private directory for crafted files */
-
-static int group_setup(void **state)
-{
-    (void)state;
-    tmpdir = testutil_mkdtemp();
-    return tmpdir ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    testutil_rmtree(tmpdir);
-    free(tmpdir);
-    tmpdir = NULL;
-    return 0;
-}
-
 /* --- helpers --- */
 
 /* A growable list of distinct NUL-terminated strings. */
@@ -130,7 +112,7 @@ static char *write_vocab(const char *name, const StrList *tokens, const StrList 
     if (pre) ggufgen_kv_str(gg, "tokenizer.ggml.pre", pre);
     ggufgen_kv_arr_str(gg, "tokenizer.ggml.tokens", (const char *const *)tokens->s, tokens->n);
     if (merges) ggufgen_kv_arr_str(gg, "tokenizer.ggml.merges", (const char *const *)merges->s, merges->n);
-    char *path = testutil_join(tmpdir, name);
+    char *path = testutil_join(testutil_scratch(), name);
     assert_int_equal(ggufgen_write(gg, path), 0);
     ggufgen_free(gg);
     return path;
@@ -333,7 +315,7 @@ static char *gpt2_vocab_with_pre(const char *pre)
     ggufgen_kv_arr_str(gg, "tokenizer.ggml.merges", (const char *const *)lists[1].s, lists[1].n);
     char name[64];
     snprintf(name, sizeof name, "gpt2-%s.gguf", pre);
-    char *path = testutil_join(tmpdir, name);
+    char *path = testutil_join(testutil_scratch(), name);
     assert_int_equal(ggufgen_write(gg, path), 0);
     ggufgen_free(gg);
     free(types);
@@ -806,7 +788,7 @@ static void test_bpe_rejects_missing_or_malformed_merges(void **state)
     ggufgen_kv_arr_str(gg, "tokenizer.ggml.tokens", (const char *const *)tokens.s, tokens.n);
     int32_t nums[2] = {1, 2};
     ggufgen_kv_arr(gg, "tokenizer.ggml.merges", GGUF_VT_INT32, nums, 2);
-    path = testutil_join(tmpdir, "intmerges.gguf");
+    path = testutil_join(testutil_scratch(), "intmerges.gguf");
     assert_int_equal(ggufgen_write(gg, path), 0);
     ggufgen_free(gg);
     assert_int_equal(load_status(path, err, sizeof err), KB_EFORMAT);
@@ -818,7 +800,7 @@ static void test_bpe_rejects_missing_or_malformed_merges(void **state)
     ggufgen_kv_u32(gg, "tokenizer.ggml.pre", 7);
     ggufgen_kv_arr_str(gg, "tokenizer.ggml.tokens", (const char *const *)tokens.s, tokens.n);
     ggufgen_kv_arr_str(gg, "tokenizer.ggml.merges", (const char *const *)merges.s, merges.n);
-    path = testutil_join(tmpdir, "intpre.gguf");
+    path = testutil_join(testutil_scratch(), "intpre.gguf");
     assert_int_equal(ggufgen_write(gg, path), 0);
     ggufgen_free(gg);
     assert_int_equal(load_status(path, err, sizeof err), KB_EFORMAT);
@@ -951,5 +933,5 @@ int main(void)
         cmocka_unit_test(test_bpe_every_pre_name_matches_llama_cpp),
         cmocka_unit_test(test_bpe_reports_allocation_failures),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, testutil_scratch_setup, testutil_scratch_teardown);
 }

@@ -11,8 +11,10 @@
 **   stty -a > before; kbchat ...; echo $? > status; stty -a > after
 ** so a test can check that kbchat gave the terminal back unchanged.
 ** KBCHAT_TUI_PIECE_DELAY_MS slows the streaming so that an answer of the
-** tiny model lasts long enough to cancel and to resize in the middle of.
-** Skipped when tmux is not installed.
+** tiny model lasts long enough to see it stream; KBCHAT_TEST_HOLD_PROMPT
+** (app/stop.h) and KBCHAT_TEST_HOLD_SYNC (rag/rag.h) hold an answer or a
+** sync at a known point, for a key, a resize or a signal to land there.
+** Without tmux the program fails (it does not skip).
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -108,11 +110,6 @@ static int tui_teardown(void **state)
     return 0;
 }
 
-static void nap_ms(long ms)
-{
-    nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
-}
-
 /* Starts kbchat (with extra arguments args and environment env, like
 ** "NO_COLOR=1") in a cols x rows pane. */
 static void tui_start(Tui *t, int cols, int rows, const char *env, const char *args)
@@ -129,7 +126,7 @@ static void tui_start(Tui *t, int cols, int rows, const char *env, const char *a
     ** not keep a test's pipes (testutil_run's) open */
     const char *argv[] = {"tmux", "-L", t->sock, "-f", "/dev/null", "new-session", "-d", "-x", x, "-y", y, "-s", "k", cmd, NULL};
     int ws = 0;
-    for (int attempt = 0; attempt < 3; attempt++, nap_ms(200)) { /* tmux can fail to start a server at once */
+    for (int attempt = 0; attempt < 3; attempt++, testutil_nap_ms(200)) { /* tmux can fail to start a server at once */
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
@@ -197,7 +194,7 @@ static char *wait_screen(Tui *t, const char *text, int present, long timeout_ms)
             fail_msg("\"%s\" %s within %ld ms; the screen:\n%s", text, present ? "did not appear" : "did not go away",
                      timeout_ms, s ? s : "");
         free(s);
-        nap_ms(50);
+        testutil_nap_ms(50);
     }
 }
 
@@ -231,7 +228,7 @@ static char *wait_file(Tui *t, const char *name)
             return s;
         }
         free(s);
-        nap_ms(50);
+        testutil_nap_ms(50);
     }
     fail_msg("%s was not written", name);
     return NULL;
@@ -258,9 +255,22 @@ static void quit_and_check_terminal(Tui *t)
     expect_exit_restoring_terminal(t, "0\n");
 }
 
+/* Waits for the answer just asked for to be held by the test hook
+** KBCHAT_TEST_HOLD_PROMPT=go (app/stop.h): go.held exists, go does not, so
+** the answer is certainly still being computed; the screen says so. */
+static void expect_answer_held(Tui *t)
+{
+    char *held = testutil_join(t->dir, "go.held"), *go = testutil_join(t->dir, "go");
+    if (!testutil_wait_file(held, 10000)) fail_msg("the answer's evaluation was not held");
+    assert_int_equal(access(go, F_OK), -1);
+    free(wait_for(t, "thinking…", 5000));
+    free(held), free(go);
+}
+
 /* SIGTERM leaves the normal way (status 128+15, as a shell reports it);
 ** SIGQUIT, a fatal signal, kills kbchat (status 128+3) after its handler
-** restored the terminal. */
+** restored the terminal; each arrives while an answer is being computed
+** (held there by the test hook KBCHAT_TEST_HOLD_PROMPT). */
 static void test_tui_signals_restore_terminal(void **state)
 {
     static const int sigs[] = {SIGTERM, SIGQUIT};
@@ -273,11 +283,11 @@ static void test_tui_signals_restore_terminal(void **state)
             t = *state;
         }
         snprintf(args, sizeof args, "--model '%s'", t->model);
-        tui_start(t, 100, 30, "KBCHAT_TUI_PIECE_DELAY_MS=100", args);
+        tui_start(t, 100, 30, "KBCHAT_TEST_HOLD_PROMPT=go", args);
         free(wait_for(t, "Ready:", 10000));
         keys(t, "Once upon a time");
         key(t, "Enter");
-        free(wait_for(t, "tok/s", 5000)); /* mid-answer */
+        expect_answer_held(t); /* mid-answer: the prompt's evaluation waits for go, never written */
         char *pid = wait_file(t, "pid");
         assert_int_equal(kill((pid_t)atol(pid), sigs[i]), 0);
         free(pid);
@@ -328,7 +338,7 @@ static void test_tui_sources_pane_and_viewer(void **state)
     key(t, "F3");
     free(wait_for(t, "Sources: no answer yet", 3000));
     key(t, "Escape");
-    nap_ms(100); /* Esc then a key at once would read as Alt-key */
+    testutil_nap_ms(100); /* Esc then a key at once would read as Alt-key */
     key(t, "F2"); /* the knowledge bases; Enter searches the one selected */
     char *s = wait_for(t, "Enter: search it", 3000);
     assert_non_null(strstr(s, "Knowledge bases"));
@@ -509,24 +519,28 @@ static void test_tui_chinese_question_wraps_by_width(void **state)
     quit_and_check_terminal(t);
 }
 
-/* Esc and Ctrl-C stop an answer; the chat goes on. */
+/* Esc and Ctrl-C stop an answer (each pressed while the answer is held by
+** KBCHAT_TEST_HOLD_PROMPT, so certainly before it ends); the chat goes on. */
 static void test_tui_cancel_answer(void **state)
 {
     Tui *t = *state;
     char args[1024];
     snprintf(args, sizeof args, "--model '%s'", t->model);
-    tui_start(t, 100, 30, "KBCHAT_TUI_PIECE_DELAY_MS=150", args);
+    tui_start(t, 100, 30, "KBCHAT_TEST_HOLD_PROMPT=go", args);
     free(wait_for(t, "Ready:", 10000));
     keys(t, "Once upon a time");
     key(t, "Enter");
-    free(wait_for(t, "tok/s", 5000));
+    expect_answer_held(t);
     key(t, "Escape");
     char *s = wait_for(t, "[stopped]", 3000);
     free(s);
     free(wait_idle(t));
+    char *held = testutil_join(t->dir, "go.held");
+    assert_int_equal(unlink(held), 0); /* the next hold writes it again */
+    free(held);
     keys(t, "The little dog");
     key(t, "Enter");
-    free(wait_for(t, "tok/s", 5000));
+    expect_answer_held(t);
     key(t, "C-c");
     free(wait_idle(t));
     s = screen(t);
@@ -542,11 +556,7 @@ static void test_tui_cancel_answer(void **state)
 static int file_appears(Tui *t, const char *name, long timeout_ms)
 {
     char *path = testutil_join(t->dir, name);
-    int found = 0;
-    for (long waited = 0; !found && waited <= timeout_ms; waited += 20) {
-        found = access(path, F_OK) == 0;
-        if (!found) nap_ms(20);
-    }
+    int found = testutil_wait_file(path, timeout_ms);
     free(path);
     return found;
 }
@@ -591,18 +601,19 @@ static void test_tui_esc_stops_prompt_evaluation(void **state)
     quit_and_check_terminal(t);
 }
 
-/* Resizing mid-answer relayouts at once; below 60x15 a message says so; the
-** answer completes. */
+/* Resizing mid-answer (the answer held by the test hook
+** KBCHAT_TEST_HOLD_PROMPT until the file go exists) relayouts at once; below
+** 60x15 a message says so; let go, the answer completes. */
 static void test_tui_resize_mid_answer(void **state)
 {
     Tui *t = *state;
     char args[1024];
     snprintf(args, sizeof args, "--model '%s'", t->model);
-    tui_start(t, 100, 30, "KBCHAT_TUI_PIECE_DELAY_MS=60", args);
+    tui_start(t, 100, 30, "KBCHAT_TEST_HOLD_PROMPT=go", args);
     free(wait_for(t, "Ready:", 10000));
     keys(t, "Once upon a time");
     key(t, "Enter");
-    free(wait_for(t, "tok/s", 5000));
+    expect_answer_held(t);
     resize(t, 60, 15);
     char *s = wait_for(t, "> Once upon a time", 3000);
     assert_lines_fit(s, 60);
@@ -610,10 +621,19 @@ static void test_tui_resize_mid_answer(void **state)
     resize(t, 50, 12);
     free(wait_for(t, "kbchat needs 60x15", 3000));
     resize(t, 100, 30);
+    wait_gone(t, "kbchat needs 60x15", 3000);
+    char *go = testutil_join(t->dir, "go");
+    assert_int_equal(access(go, F_OK), -1); /* all the while, the answer was held */
+    assert_int_equal(testutil_write_file(go, "", 0), 0);
+    free(go);
     s = wait_idle(t);
     assert_null(strstr(s, "kbchat needs 60x15"));
     assert_non_null(strstr(s, "ctx "));
     assert_lines_fit(s, 100);
+    const char *after_q = strstr(s, "> Once upon a time\n\n");
+    assert_non_null(after_q);
+    after_q += strlen("> Once upon a time\n\n");
+    assert_true(after_q[0] != '\n' && strncmp(after_q, "[stopped]", 9) != 0); /* answered */
     free(s);
     quit_and_check_terminal(t);
 }
@@ -675,7 +695,7 @@ static void test_tui_welcome_without_model(void **state)
     for (int i = 0; i < 3; i++) {
         keys(t, "/help");
         key(t, "Enter");
-        nap_ms(300);
+        testutil_nap_ms(300);
     }
     s = wait_for(t, "> /help", 5000);
     assert_null(strstr(s, "Knowledge base: none"));
@@ -740,7 +760,9 @@ static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
     char args[1024];
     write_docs(t, "fixtures", 10);
     snprintf(args, sizeof args, "--model '%s'", t->model);
-    tui_start(t, 100, 30, "KBCHAT_TEST_SYNC_DELAY_MS=400 KBCHAT_TUI_PIECE_DELAY_MS=30", args);
+    char env[1200];
+    snprintf(env, sizeof env, "KBCHAT_TEST_HOLD_SYNC='%s/go'", t->dir); /* holds after one document (rag.h) */
+    tui_start(t, 100, 30, env, args);
     free(wait_for(t, "Ready:", 10000));
     key(t, "F2");
     free(wait_for(t, "No knowledge bases yet: n creates one.", 3000));
@@ -763,16 +785,21 @@ static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
     assert_non_null(strstr(s, "indexing notes "));
     free(s);
     key(t, "Escape");
-    nap_ms(100);
-    keys(t, "Once upon a time"); /* the chat goes on while the sync runs */
+    testutil_nap_ms(100);
+    keys(t, "Once upon a time"); /* the chat goes on while the sync runs (held after one document) */
     key(t, "Enter");
-    s = wait_for(t, "tok/s", 5000);
+    /* answered in full (the greedy answer runs to max_tokens); the status
+    ** bar shows the sync, not the idle hint, while it runs */
+    s = wait_for(t, "the answer was cut at sampling.max_tokens", 20000);
+    assert_non_null(strstr(s, "> Once upon a time\n\n"));
     assert_non_null(strstr(s, "indexing notes ")); /* in the status bar, with the panel closed */
     assert_null(strstr(s, "kb notes:"));
     free(s);
+    char *go = testutil_join(t->dir, "go");
+    assert_int_equal(testutil_write_file(go, "", 0), 0); /* the sync goes on */
+    free(go);
     free(wait_for(t, "kb notes: 10 files indexed, 1 failed (F2 for details)", 30000));
-    s = wait_idle(t);
-    assert_non_null(strstr(s, "> Once upon a time\n\n")); /* answered */
+    s = screen(t);
     assert_null(strstr(s, "indexing notes"));
     free(s);
     key(t, "F2");
@@ -791,7 +818,7 @@ static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
     assert_null(strstr(s, "ok      note01.txt"));
     free(s);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     s = wait_for(t, "Knowledge bases", 3000);
     assert_non_null(strstr(s, "10 docs (some failed)"));
     free(s);
@@ -800,7 +827,7 @@ static void test_tui_kb_panel_creates_and_syncs_while_chatting(void **state)
     assert_null(strstr(s, " docs "));
     free(s);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     quit_and_check_terminal(t);
 }
 
@@ -813,19 +840,24 @@ static void test_tui_quit_stops_background_sync(void **state)
     Tui *t = *state;
     write_docs(t, "fixtures", 10);
     kbchat_cli(t, "kb", "create", "notes", "--folder", "fixtures");
-    tui_start(t, 100, 30, "KBCHAT_TEST_SYNC_DELAY_MS=1000", NULL);
+    char env[1200];
+    snprintf(env, sizeof env, "KBCHAT_TEST_HOLD_SYNC='%s/go'", t->dir); /* holds after one document (rag.h) */
+    tui_start(t, 100, 30, env, NULL);
     free(wait_for(t, "Ctrl-C×2: quit", 5000)); /* the start is done */
     key(t, "F2");
     free(wait_for(t, "never synced", 3000));
     keys(t, "s");
     free(wait_for(t, " chunks  syncing ", 3000));
+    char *held = testutil_join(t->dir, "go.held");
+    if (!testutil_wait_file(held, 10000)) fail_msg("the sync was not held after its first document");
+    free(held);
     free(wait_for(t, "indexing notes 1/11 files", 5000));
     key(t, "Escape");
-    nap_ms(100);
-    quit_and_check_terminal(t); /* within wait_file's 10 s, though 9 documents were still to do */
+    testutil_nap_ms(100);
+    quit_and_check_terminal(t); /* go never written: the quit itself ended the held sync */
     char *out = kbchat_cli_out(t, "kb", "status", "notes", NULL, NULL);
     assert_non_null(strstr(out, "last sync:       never"));
-    assert_null(strstr(out, "documents:       11"));
+    assert_non_null(strstr(out, "documents:       1 (1 indexed, 0 failed)"));
     free(out);
     out = kbchat_cli_out(t, "kb", "sync", "notes", NULL, NULL);
     assert_non_null(strstr(out, "/fixtures/x.pdf: not a PDF"));
@@ -860,7 +892,7 @@ static void test_tui_quit_inside_a_pdf_being_read(void **state)
         keys(t, "s");
         char *held = wait_file(t, "go.held"); /* the extractor's pid: inside shared.pdf */
         key(t, "Escape");
-        nap_ms(100);
+        testutil_nap_ms(100);
         if (i == 0) {
             quit_and_check_terminal(t);
         } else {
@@ -933,7 +965,7 @@ static void test_tui_kb_panel_fits_at_60x15(void **state)
     key(t, "Enter");
     free(wait_for(t, " 2 docs (some failed)", 10000)); /* the list is read again when the sync ends */
     key(t, "Escape");
-    nap_ms(100); /* Esc then a key at once would read as Alt-key */
+    testutil_nap_ms(100); /* Esc then a key at once would read as Alt-key */
     s = wait_for(t, "kb small: 1 file indexed, 1 failed (F2 for details)", 3000);
     assert_lines_fit(s, 60);
     free(s);
@@ -958,7 +990,7 @@ static void test_tui_kb_panel_fits_at_60x15(void **state)
         if (strncmp(l4, top, strlen(top)) == 0 && l4[strlen(top)] == '\n') break;
         if (i == 60) fail_msg("the wheel did not scroll \"%s\" down by 3 lines:\n%s", top, s);
         free(s);
-        nap_ms(50);
+        testutil_nap_ms(50);
     }
     free(s);
     key(t, "End");
@@ -1120,7 +1152,7 @@ static void test_tui_escapes_hostile_answers_and_names(void **state)
     expect_names_on_rows(s, " · score ");
     free(s);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     key(t, "F2");
     free(wait_for(t, "Knowledge bases", 3000));
     keys(t, "f");
@@ -1128,9 +1160,9 @@ static void test_tui_escapes_hostile_answers_and_names(void **state)
     expect_names_on_rows(s, "  (1 chunk)");
     free(s);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     key(t, "Escape");
-    nap_ms(100);
+    testutil_nap_ms(100);
     free(model), free(dir);
     quit_and_check_terminal(t);
 }
@@ -1155,9 +1187,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tui_answers_render_markdown, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_escapes_hostile_answers_and_names, tui_setup, tui_teardown),
     };
-    if (!have_tmux()) {
-        printf("[  SKIPPED ] tmux is not installed\n");
-        return 0;
+    if (!have_tmux()) { /* a missing tool fails the run: it would hide every test here */
+        fprintf(stderr, "test_tui: tmux is not installed or does not run; `make test-deps` installs it "
+                        "(scripts/packages)\n");
+        return 1;
     }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -327,3 +327,62 @@ char *testutil_python_json(const char *dir, const char *json, const char *expr)
     free(path);
     return out;
 }
+
+void testutil_nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+int testutil_wait_file(const char *path, long timeout_ms)
+{
+    for (long waited = 0; access(path, F_OK) != 0; waited += 10) {
+        if (waited >= timeout_ms) return 0;
+        testutil_nap_ms(10);
+    }
+    return 1;
+}
+
+/* The scratch folder of the running group (testutil_scratch_setup): the test
+** program's own state, like the allocation countdown. */
+static char *scratch_dir;
+
+int testutil_scratch_setup(void **state)
+{
+    (void)state;
+    scratch_dir = testutil_mkdtemp();
+    return scratch_dir ? 0 : -1;
+}
+
+int testutil_scratch_teardown(void **state)
+{
+    (void)state;
+    if (scratch_dir) testutil_rmtree(scratch_dir);
+    free(scratch_dir);
+    scratch_dir = NULL;
+    return 0;
+}
+
+const char *testutil_scratch(void)
+{
+    return scratch_dir;
+}
+
+int testutil_sandbox_open(TestSandbox *sb)
+{
+    memset(sb, 0, sizeof *sb);
+    sb->dir = testutil_mkdtemp();
+    if (sb->dir == NULL) return -1;
+    sb->home = sb->dir;
+    sb->docs = testutil_join(sb->dir, "docs");
+    sb->bin = realpath(testutil_kbchat_bin(), NULL);
+    return sb->docs && sb->bin && mkdir(sb->docs, 0700) == 0 ? 0 : -1;
+}
+
+void testutil_sandbox_close(TestSandbox *sb)
+{
+    if (sb->dir) testutil_rmtree(sb->dir);
+    free(sb->dir), free(sb->docs), free(sb->bin);
+    memset(sb, 0, sizeof *sb);
+}

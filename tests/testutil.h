@@ -33,6 +33,21 @@ const char *testutil_kbchat_bin(void);
 char *testutil_mkdtemp(void);
 void testutil_rmtree(const char *path);
 
+/* Sleeps ms milliseconds: a polling step, never a wait for a state (use a
+** test hook's file and testutil_wait_file for that). */
+void testutil_nap_ms(long ms);
+/* Waits up to timeout_ms for path to exist (a test hook's FILE.held),
+** looking every 10 ms. Returns 1 when it exists, 0 when the time ran out. */
+int testutil_wait_file(const char *path, long timeout_ms);
+
+/* cmocka group fixtures of a program whose tests write scratch files: the
+** setup creates a fresh private folder (testutil_mkdtemp), the teardown
+** removes it with everything in it. testutil_scratch() is its path
+** (NULL outside the group). */
+int testutil_scratch_setup(void **state);
+int testutil_scratch_teardown(void **state);
+const char *testutil_scratch(void);
+
 /* Reads a whole file into a malloc'd buffer (NUL-terminated; *len excludes
 ** the NUL). Returns NULL on failure. */
 char *testutil_read_file(const char *path, size_t *len);
@@ -57,6 +72,21 @@ int testutil_run(const char *const argv[], const char *const env[], const char *
 int testutil_run_signal(const char *const argv[], const char *const env[], const char *cwd, int timeout_s,
                         const char *when_exists, int sig, char **out, char **err, int *status);
 
+/* A sandbox for running kbchat: a fresh private folder (HOME and working
+** directory of the runs) with an empty docs/ in it, and the binary under
+** test. */
+typedef struct TestSandbox {
+    char *dir;        /* HOME and working directory */
+    char *docs;       /* dir/docs: documents for knowledge bases */
+    char *bin;        /* absolute path of the kbchat under test */
+    const char *home; /* HOME of the runs: dir unless a test says otherwise */
+} TestSandbox;
+/* Fills *sb (OUT). Returns 0, or -1 when the folder cannot be made or the
+** binary is missing; testutil_sandbox_close frees what was made either way
+** and removes the folder. */
+int testutil_sandbox_open(TestSandbox *sb);
+void testutil_sandbox_close(TestSandbox *sb);
+
 /* A finished run of kbchat: its output (malloc'd) and exit status. */
 typedef struct TestRun {
     char *out, *err;
@@ -68,6 +98,8 @@ typedef struct TestRun {
 ** KBCHAT_CONFIG from the developer's environment; allows 120 s. Fails the
 ** test when kbchat cannot be started. Free with testutil_run_free. */
 TestRun testutil_kbchat_in(const char *bin, const char *cwd, const char *home, const char *const *args);
+/* testutil_kbchat_in in sandbox sb with the arguments that follow. */
+#define TESTUTIL_KB(sb, ...) testutil_kbchat_in((sb)->bin, (sb)->dir, (sb)->home, (const char *const[]){__VA_ARGS__, NULL})
 void testutil_run_free(TestRun *r);
 
 /* Fails the test unless r exited with status and its stdout and stderr
