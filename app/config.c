@@ -167,7 +167,7 @@ typedef struct ConfigName {
 /* --- small helpers: messages, text, numbers --- */
 
 /* Formats cfg->errmsg and returns rc, so failures read `return config_fail(...)`. */
-static int config_fail(KbConfig *cfg, int rc, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int config_fail(KbConfig *cfg, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -197,7 +197,7 @@ static void config_buf_str(ConfigBuf *b, const char *s)
 }
 
 /* Returns a malloc'd formatted string, or NULL when out of memory. */
-static char *config_strdup_printf(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static char *config_strdup_printf(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -561,7 +561,7 @@ static void config_suggest(const char *s, size_t n, char *out, size_t cap)
 
 /* Adds a warning built from fmt. Past CONFIG_MAX_WARNINGS one last warning
 ** says the rest were dropped. Returns KB_OK or KB_ENOMEM. */
-static int config_warn(KbConfig *cfg, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int config_warn(KbConfig *cfg, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;

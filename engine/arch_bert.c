@@ -51,7 +51,7 @@ static int bert_load(KbModel *m, char *err, size_t errlen)
     c->encoder = true;
     if (rc == KB_OK) rc = model_key_int(m, "pooling_type", &pooling, false, err, errlen);
     if (rc == KB_OK && pooling != 1 && pooling != 2)
-        return model_fail(err, errlen, KB_EUNSUPPORTED, "bert.pooling_type %lld is not supported (1 mean, 2 CLS)", (long long)pooling);
+        return kb_error(err, errlen, KB_EUNSUPPORTED, "bert.pooling_type %lld is not supported (1 mean, 2 CLS)", (long long)pooling);
     c->pooling = (int)pooling;
     const GgufTensor *types = gguf_find_tensor(m->gguf, "token_types.weight");
     int64_t n_types = types && types->n_dims == 2 && types->ne[0] == c->n_embd ? types->ne[1] : 1;

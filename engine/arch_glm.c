@@ -43,7 +43,7 @@ static int glm_load(KbModel *m, char *err, size_t errlen)
     if (rc == KB_OK) c->n_rot = c->head_dim / 2;
     if (rc == KB_OK) rc = model_key_int(m, "rope.dimension_count", &c->n_rot, false, err, errlen);
     if (rc == KB_OK && (c->n_rot > c->head_dim || c->n_rot % 2 || c->n_rot > 1024))
-        return model_fail(err, errlen, KB_EFORMAT, "chatglm.rope.dimension_count is %lld, expected an even number up to %lld",
+        return kb_error(err, errlen, KB_EFORMAT, "chatglm.rope.dimension_count is %lld, expected an even number up to %lld",
                           (long long)c->n_rot, (long long)c->head_dim);
     if (rc == KB_OK) rc = model_load_mat(m, &m->w.token_embd, "token_embd.weight", c->n_embd, c->n_vocab, err, errlen);
     if (rc == KB_OK) rc = model_load_vec(m, &m->w.output_norm, "output_norm.weight", c->n_embd, true, err, errlen);

@@ -84,7 +84,7 @@ static int glm1_load(KbModel *m, char *err, size_t errlen)
     int rc = model_load_common(m, "attention.layer_norm_epsilon", 0, err, errlen);
     if (rc != KB_OK) return rc;
     if (c->n_head_kv != c->n_head || c->head_dim % 4 != 0 || c->head_dim / 2 > 1024) {
-        return model_fail(err, errlen, KB_EFORMAT,
+        return kb_error(err, errlen, KB_EFORMAT,
                           "chatglm1: %lld heads of %lld with %lld KV heads; expected as many KV heads and a head size "
                           "that halves into even parts", (long long)c->n_head, (long long)c->head_dim, (long long)c->n_head_kv);
     }

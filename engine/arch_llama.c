@@ -31,7 +31,7 @@ static int load_config(KbModel *m, char *err, size_t errlen)
     c->rope_freq_scale = 1.0f / factor;
     if (rc == KB_OK) rc = model_key_int(m, "rope.dimension_count", &c->n_rot, false, err, errlen);
     if (rc == KB_OK && (c->n_rot > c->head_dim || c->n_rot % 2 || c->n_rot > 1024))
-        return model_fail(err, errlen, KB_EFORMAT, "%s.rope.dimension_count is %lld, expected an even number up to %lld",
+        return kb_error(err, errlen, KB_EFORMAT, "%s.rope.dimension_count is %lld, expected an even number up to %lld",
                           m->arch_name, (long long)c->n_rot, (long long)c->head_dim);
     return rc;
 }

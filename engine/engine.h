@@ -9,7 +9,8 @@
 **
 ** This header is the only one other modules include. It gathers:
 **   - status codes shared by every module (KB_OK, KB_ENOMEM, ...), kb_strerror()
-**   - the tensor type table (quant.h) and the numeric kernels (kernels.h)
+**   - the tensor type table (quant.h); the numeric kernels (kernels.h) are
+**     internal to engine/
 **   - the GGUF reader (gguf.h) and the streaming writer (gguf_write.h)
 **   - the reader of chatglm.cpp's GGML files (ggml_file.h)
 **   - weight quantization and llama.cpp's per-tensor type rules (quantize.h)
@@ -42,12 +43,16 @@ enum {
 /* Returns a short constant English name for a status code ("out of memory"). */
 const char *kb_strerror(int rc);
 
+/* Formats a message into err (at most errlen bytes, when err is not NULL)
+** and returns rc: the one way engine functions without a handle report a
+** failure, as in `return kb_error(err, errlen, KB_EFORMAT, "...", ...)`. */
+int kb_error(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* Returns a one-line description of the BLAS library kbchat is linked with
 ** (OpenBLAS's build configuration string). The string is static. */
 const char *engine_blas_info(void);
 
 #include "engine/quant.h"
-#include "engine/kernels.h"
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
 #include "engine/quantize.h"

@@ -1,6 +1,10 @@
 /*
-** errors.c: names of the KB_* status codes.
+** errors.c: names of the KB_* status codes, and the one helper that
+** formats a failure into a caller's buffer.
 */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "engine/engine.h"
 
 /* Returns a constant description of status code rc; unknown codes get
@@ -21,4 +25,16 @@ const char *kb_strerror(int rc)
     };
     if (rc < 0 || rc >= KB_STATUS_COUNT) return "unknown error";
     return names[rc];
+}
+
+/* See engine.h: err may be NULL or errlen 0 (the message is dropped). */
+int kb_error(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
 }

@@ -17,7 +17,6 @@ typedef struct Pending {
     char *buf;
     size_t len, cap;
     const char *const *stop;
-    size_t max_stop;   /* length of the longest stop string */
 } Pending;
 
 static double seconds_now(void)
@@ -142,7 +141,7 @@ int model_generate(KbModel *m, KbSampler *smp, const int32_t *prompt, size_t n, 
     memset(st, 0, sizeof *st);
     st->n_prompt = n;
     float *logits = malloc((size_t)m->cfg.n_vocab * sizeof *logits);
-    Pending pend = {NULL, 0, 0, gp->stop, 0};
+    Pending pend = {.stop = gp->stop};
     if (logits == NULL) return KB_ENOMEM;
     for (size_t i = 0; i < n; i++) sampler_accept(smp, prompt[i]);
     double t0 = seconds_now();

@@ -68,7 +68,7 @@ struct GgufWriter {
 /* --- errors --- */
 
 /* Records "path: message", enters FAILED, and returns rc. */
-static int wfail(GgufWriter *w, int rc, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int wfail(GgufWriter *w, int rc, const char *fmt, ...)
 {
     char msg[400];
     va_list ap;

@@ -27,17 +27,6 @@
 
 /* --- errors --- */
 
-int model_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 /* --- matrix products --- */
 
 typedef struct MatmulJob {
@@ -274,15 +263,15 @@ int model_key_int(KbModel *m, const char *suffix, int64_t *v, bool required, cha
     int rc = m->ggml ? model_ggml_key(m, suffix, &d) : gguf_get_int(m->gguf, key, &x); /* zeroes x when absent: keep *v's default */
     if (m->ggml) x = (int64_t)d;
     if (rc == KB_ENOTFOUND && !required) return KB_OK;
-    if (rc == KB_ENOTFOUND) return model_fail(err, errlen, KB_EFORMAT, "%s is missing", key);
+    if (rc == KB_ENOTFOUND) return kb_error(err, errlen, KB_EFORMAT, "%s is missing", key);
     if (rc == KB_ETYPE) {
         /* a bool or float is refused, not converted, as llama.cpp's get_key does */
         const char *type = gguf_value_type_name(gguf_kv_type(m->gguf, gguf_find_key(m->gguf, key)));
-        return model_fail(err, errlen, KB_EFORMAT, "%s has type %s, expected an integer (uint32)", key, type);
+        return kb_error(err, errlen, KB_EFORMAT, "%s has type %s, expected an integer (uint32)", key, type);
     }
-    if (rc != KB_OK) return model_fail(err, errlen, KB_EFORMAT, "%s is above %lld", key, (long long)INT64_MAX);
+    if (rc != KB_OK) return kb_error(err, errlen, KB_EFORMAT, "%s is above %lld", key, (long long)INT64_MAX);
     if (x <= 0 || x > (1 << 24))
-        return model_fail(err, errlen, KB_EFORMAT, "%s is %lld, expected 1..%d", key, (long long)x, 1 << 24);
+        return kb_error(err, errlen, KB_EFORMAT, "%s is %lld, expected 1..%d", key, (long long)x, 1 << 24);
     *v = x;
     return KB_OK;
 }
@@ -294,7 +283,7 @@ int model_key_float(KbModel *m, const char *suffix, float *v, char *err, size_t 
     snprintf(key, sizeof key, "%s.%s", m->arch_name, suffix);
     int rc = m->ggml ? model_ggml_key(m, suffix, &d) : gguf_get_float(m->gguf, key, &d);
     if (rc == KB_ENOTFOUND) return KB_OK;
-    if (rc != KB_OK || !(d > 0) || !isfinite(d)) return model_fail(err, errlen, KB_EFORMAT, "%s must be a positive number", key);
+    if (rc != KB_OK || !(d > 0) || !isfinite(d)) return kb_error(err, errlen, KB_EFORMAT, "%s must be a positive number", key);
     *v = (float)d;
     return KB_OK;
 }
@@ -324,15 +313,15 @@ int model_load_mat(KbModel *m, Mat *w, const char *name, int64_t n_in, int64_t n
 {
     char fname[MODEL_MAX_NAME];
     const GgufTensor *t = model_find_tensor(m, &name, fname, sizeof fname);
-    if (t == NULL) return model_fail(err, errlen, KB_EFORMAT, "tensor '%s' is missing", name);
+    if (t == NULL) return kb_error(err, errlen, KB_EFORMAT, "tensor '%s' is missing", name);
     if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out) {
-        return model_fail(err, errlen, KB_EFORMAT, "tensor '%s' has shape {%lld, %lld, %lld, %lld}, expected {%lld, %lld}",
+        return kb_error(err, errlen, KB_EFORMAT, "tensor '%s' has shape {%lld, %lld, %lld, %lld}, expected {%lld, %lld}",
                           name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
                           (long long)n_in, (long long)n_out);
     }
     if (!computable(m->kern, t->type)) {
         char list[256];
-        return model_fail(err, errlen, KB_EUNSUPPORTED, "type %s of tensor '%s' is not supported (supported: %s)",
+        return kb_error(err, errlen, KB_EUNSUPPORTED, "type %s of tensor '%s' is not supported (supported: %s)",
                           kb_type_name(t->type), name, computable_list(m->kern, list, sizeof list));
     }
     *w = (Mat){t->data, t->type, n_in, n_out, (size_t)t->n_bytes / (size_t)n_out, t->name, NULL};
@@ -344,16 +333,16 @@ int model_load_vec(KbModel *m, float **dst, const char *name, int64_t n, bool re
     char fname[MODEL_MAX_NAME];
     const GgufTensor *t = model_find_tensor(m, &name, fname, sizeof fname);
     *dst = NULL;
-    if (t == NULL) return required ? model_fail(err, errlen, KB_EFORMAT, "tensor '%s' is missing", name) : KB_OK;
+    if (t == NULL) return required ? kb_error(err, errlen, KB_EFORMAT, "tensor '%s' is missing", name) : KB_OK;
     if ((int64_t)t->n_elements != n || t->ne[0] != (t->n_dims == 1 ? n : t->ne[0])) {
-        return model_fail(err, errlen, KB_EFORMAT, "tensor '%s' has %llu values, expected %lld", name,
+        return kb_error(err, errlen, KB_EFORMAT, "tensor '%s' has %llu values, expected %lld", name,
                           (unsigned long long)t->n_elements, (long long)n);
     }
     if (t->type != KB_TYPE_F32 && t->type != KB_TYPE_F16) {
-        return model_fail(err, errlen, KB_EUNSUPPORTED, "tensor '%s' has type %s, expected F32 or F16", name,
+        return kb_error(err, errlen, KB_EUNSUPPORTED, "tensor '%s' has type %s, expected F32 or F16", name,
                           kb_type_name(t->type));
     }
-    if (m->vec_end - m->vec_next < n) return model_fail(err, errlen, KB_EFORMAT, "tensor '%s' does not fit", name);
+    if (m->vec_end - m->vec_next < n) return kb_error(err, errlen, KB_EFORMAT, "tensor '%s' does not fit", name);
     m->kern->type[t->type].to_float(t->data, m->vec_next, n);
     *dst = m->vec_next;
     m->vec_next += n;
@@ -390,7 +379,7 @@ int model_load_common(KbModel *m, const char *eps_key, size_t extra_floats, char
     if (rc == KB_OK) rc = model_key_float(m, eps_key, &c->norm_eps, err, errlen);
     if (rc != KB_OK) return rc;
     if (c->n_embd % c->n_head != 0 || c->n_head % c->n_head_kv != 0) {
-        return model_fail(err, errlen, KB_EFORMAT,
+        return kb_error(err, errlen, KB_EFORMAT,
                           "%s: embedding_length %lld, head_count %lld and head_count_kv %lld do not divide evenly",
                           m->arch_name, (long long)c->n_embd, (long long)c->n_head, (long long)c->n_head_kv);
     }
@@ -400,7 +389,7 @@ int model_load_common(KbModel *m, const char *eps_key, size_t extra_floats, char
     size_t n = small_tensor_floats(m) + extra_floats;
     m->w.layers = calloc((size_t)c->n_layer, sizeof *m->w.layers);
     m->vectors = malloc((n ? n : 1) * sizeof(float));
-    if (!m->w.layers || !m->vectors) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
+    if (!m->w.layers || !m->vectors) return kb_error(err, errlen, KB_ENOMEM, "out of memory");
     m->vec_next = m->vectors;
     m->vec_end = m->vectors + n;
     return KB_OK;
@@ -441,15 +430,15 @@ static int alloc_state(KbModel *m, char *err, size_t errlen)
     if (c->prefix_lm) { /* chatglm1: the whole prompt prefix, evaluated layer by layer (arch_glm1.c) */
         s->ctx_x = malloc((size_t)(m->n_ctx * c->n_embd) * sizeof(float));
         s->ctx_q = malloc((size_t)(m->n_ctx * q_dim) * sizeof(float));
-        if (!s->ctx_x || !s->ctx_q) return model_fail(err, errlen, KB_ENOMEM, "out of memory for a context of %lld tokens", (long long)m->n_ctx);
+        if (!s->ctx_x || !s->ctx_q) return kb_error(err, errlen, KB_ENOMEM, "out of memory for a context of %lld tokens", (long long)m->n_ctx);
     }
     s->blas_tile = malloc((size_t)(nt * BLAS_TILE * widest) * sizeof(float));
     s->blas_max_in = s->blas_tile ? widest : 0;
     if (gemm_buffers_alloc(&s->gemm, m->kern, nb, widest, (int)nt) != KB_OK)
-        return model_fail(err, errlen, KB_ENOMEM, "out of memory for the prompt batch buffers");
+        return kb_error(err, errlen, KB_ENOMEM, "out of memory for the prompt batch buffers");
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att || !s->qkv || !s->hb || !s->hb2 ||
         !s->act_q || !s->attn_scratch || !s->key16 || !s->key_cache || !s->value_cache || !m->cache_tokens)
-        return model_fail(err, errlen, KB_ENOMEM, "out of memory for a context of %lld tokens", (long long)m->n_ctx);
+        return kb_error(err, errlen, KB_ENOMEM, "out of memory for a context of %lld tokens", (long long)m->n_ctx);
     return KB_OK;
 }
 
@@ -535,7 +524,7 @@ static int pack_weights(KbModel *m, char *err, size_t errlen)
     const GemmIsa *isa = m->s.gemm.isa;
     if (isa == NULL) return KB_OK;
     Mat **mats = malloc((size_t)(8 * m->cfg.n_layer + 1) * sizeof *mats);
-    if (mats == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
+    if (mats == NULL) return kb_error(err, errlen, KB_ENOMEM, "out of memory");
     const int n = weight_mats(m, mats);
     size_t total = 0;
     for (int i = 0; i < n; i++) total += packed_size(m, mats[i]);
@@ -549,7 +538,7 @@ static int pack_weights(KbModel *m, char *err, size_t errlen)
         void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) {
             free(mats);
-            return model_fail(err, errlen, KB_ENOMEM, "out of memory for %zu MiB of packed weights", total >> 20);
+            return kb_error(err, errlen, KB_ENOMEM, "out of memory for %zu MiB of packed weights", total >> 20);
         }
         /* No MADV_HUGEPAGE: it gained 3-5% in generation but made the time to
         ** open swing from 0.13 to 1.3 s with the kernel's search for free 2 MiB
@@ -578,10 +567,10 @@ static int pack_weights(KbModel *m, char *err, size_t errlen)
 static int choose_ctx(KbModel *m, int64_t want, int64_t cap, char *err, size_t errlen)
 {
     int64_t train = m->cfg.n_ctx_train;
-    if (want < 0) return model_fail(err, errlen, KB_ERANGE, "context size %lld is negative", (long long)want);
+    if (want < 0) return kb_error(err, errlen, KB_ERANGE, "context size %lld is negative", (long long)want);
     if (want == 0 && cap > 0 && cap < train) want = cap;
     if (want > train) {
-        return model_fail(err, errlen, KB_ERANGE,
+        return kb_error(err, errlen, KB_ERANGE,
                           "a context of %lld tokens was asked for, but the model was trained for %lld "
                           "(set model.context_size to %lld or less)",
                           (long long)want, (long long)train, (long long)train);
@@ -597,7 +586,7 @@ static int choose_arch(KbModel *m, char *err, size_t errlen)
     const char *name;
     size_t len;
     if (gguf_get_str(m->gguf, "general.architecture", &name, &len) != KB_OK)
-        return model_fail(err, errlen, KB_EFORMAT, "general.architecture is missing");
+        return kb_error(err, errlen, KB_EFORMAT, "general.architecture is missing");
     if (len >= sizeof m->arch_name) len = sizeof m->arch_name - 1;
     memcpy(m->arch_name, name, len);
     m->arch_name[len] = '\0';
@@ -608,7 +597,7 @@ static int choose_arch(KbModel *m, char *err, size_t errlen)
             return KB_OK;
         }
     }
-    return model_fail(err, errlen, KB_EUNSUPPORTED,
+    return kb_error(err, errlen, KB_EUNSUPPORTED,
                       "architecture '%s' is not supported (llama, qwen2, chatglm, bloom, bert)", m->arch_name);
 }
 
@@ -645,7 +634,7 @@ static int check_layer_tensors(const KbModel *m, char *err, size_t errlen)
         const char *name = gguf_tensor(m->gguf, i)->name;
         int64_t l = tensor_layer(name);
         if (l >= m->cfg.n_layer) {
-            return model_fail(err, errlen, KB_EFORMAT,
+            return kb_error(err, errlen, KB_EFORMAT,
                               "tensor '%s' belongs to layer %lld, but %s.block_count is %lld (layers 0..%lld): "
                               "wrong number of tensors",
                               name, (long long)l, m->arch_name, (long long)m->cfg.n_layer,
@@ -664,7 +653,7 @@ static int open_weights(KbModel *m, const char *path, const KbModelParams *param
     m->kern = params && params->force_isa ? kb_kernels_for((KbIsa)(params->force_isa - 1)) : kb_kernels();
     m->eog_extra[0] = m->eog_extra[1] = -1;
     bool ggml = m->kern && ggml_file_probe(path); /* chatglm.cpp files, known by their magic */
-    int rc = !m->kern ? model_fail(err, errlen, KB_EUNSUPPORTED, "this CPU cannot run the requested kernels")
+    int rc = !m->kern ? kb_error(err, errlen, KB_EUNSUPPORTED, "this CPU cannot run the requested kernels")
              : ggml   ? model_ggml_open(m, path, err, errlen)
                       : gguf_open(path, &m->gguf, err, errlen);
     if (rc == KB_OK && !ggml) {
@@ -680,7 +669,7 @@ static int open_weights(KbModel *m, const char *path, const KbModelParams *param
 int model_check(const char *path, char *err, size_t errlen)
 {
     KbModel *m = calloc(1, sizeof *m);
-    if (m == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
+    if (m == NULL) return kb_error(err, errlen, KB_ENOMEM, "out of memory");
     int rc = open_weights(m, path, NULL, err, errlen);
     model_close(m);
     return rc;
@@ -690,14 +679,14 @@ int model_open(const char *path, const KbModelParams *params, KbModel **out, cha
 {
     *out = NULL;
     KbModel *m = calloc(1, sizeof *m);
-    if (m == NULL) return model_fail(err, errlen, KB_ENOMEM, "out of memory");
+    if (m == NULL) return kb_error(err, errlen, KB_ENOMEM, "out of memory");
     /* our own pool runs the sgemm calls in parallel: OpenBLAS must not
     ** start threads of its own inside them */
     openblas_set_num_threads(1);
     int rc = open_weights(m, path, params, err, errlen);
     if (rc == KB_OK) rc = choose_ctx(m, params ? params->n_ctx : 0, params ? params->n_ctx_cap : 0, err, errlen);
     if (rc == KB_OK && pool_new(thread_count(params ? params->n_threads : 0), &m->pool) != KB_OK)
-        rc = model_fail(err, errlen, KB_ENOMEM, "cannot start the worker threads");
+        rc = kb_error(err, errlen, KB_ENOMEM, "cannot start the worker threads");
     if (rc == KB_OK) rc = alloc_state(m, err, errlen);
     if (rc == KB_OK) rc = pack_weights(m, err, errlen);
     if (rc != KB_OK) {
@@ -776,7 +765,7 @@ bool model_should_stop(KbModel *m, bool batch_done)
 /* Records the message of a cancelled evaluation and returns KB_ECANCELLED. */
 static int fail_cancelled(KbModel *m)
 {
-    return model_fail(m->errmsg, sizeof m->errmsg, KB_ECANCELLED, "cancelled with %lld tokens in the cache",
+    return kb_error(m->errmsg, sizeof m->errmsg, KB_ECANCELLED, "cancelled with %lld tokens in the cache",
                       (long long)m->n_past);
 }
 
@@ -786,17 +775,17 @@ int model_decode(KbModel *m, const int32_t *tokens, size_t n, float *logits, boo
 {
     int64_t n_vocab = m->cfg.n_vocab;
     if (m->cfg.encoder)
-        return model_fail(m->errmsg, sizeof m->errmsg, KB_EUNSUPPORTED, "%s is an embedding model: use model_embed",
+        return kb_error(m->errmsg, sizeof m->errmsg, KB_EUNSUPPORTED, "%s is an embedding model: use model_embed",
                           m->arch_name);
-    if (n == 0) return model_fail(m->errmsg, sizeof m->errmsg, KB_EINVAL, "no tokens to evaluate");
+    if (n == 0) return kb_error(m->errmsg, sizeof m->errmsg, KB_EINVAL, "no tokens to evaluate");
     if ((int64_t)n > m->n_ctx - m->n_past) {
-        return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE,
+        return kb_error(m->errmsg, sizeof m->errmsg, KB_ERANGE,
                           "the context is full: %lld tokens cached + %zu new > %lld", (long long)m->n_past, n,
                           (long long)m->n_ctx);
     }
     for (size_t i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= n_vocab)
-            return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "token id %d is out of range (0..%lld)",
+            return kb_error(m->errmsg, sizeof m->errmsg, KB_ERANGE, "token id %d is out of range (0..%lld)",
                               tokens[i], (long long)(n_vocab - 1));
     }
     m->cancelled = false;
@@ -872,15 +861,15 @@ int model_embed(KbModel *m, const int32_t *const *seqs, const size_t *lens, size
     /* ChatGLM-6B evaluates its bidirectional prefix as a unit, so per-batch
     ** hidden states of a decoder pass do not exist for it */
     if (m->cfg.prefix_lm)
-        return model_fail(m->errmsg, sizeof m->errmsg, KB_EUNSUPPORTED, "%s cannot serve as an embedding model",
+        return kb_error(m->errmsg, sizeof m->errmsg, KB_EUNSUPPORTED, "%s cannot serve as an embedding model",
                           m->arch_name);
     for (size_t i = 0; i < n_seqs; i++) {
         if (lens[i] == 0 || (int64_t)lens[i] > m->n_ctx)
-            return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "sequence %zu has %zu tokens, expected 1..%lld", i,
+            return kb_error(m->errmsg, sizeof m->errmsg, KB_ERANGE, "sequence %zu has %zu tokens, expected 1..%lld", i,
                               lens[i], (long long)m->n_ctx);
         for (size_t j = 0; j < lens[i]; j++)
             if (seqs[i][j] < 0 || seqs[i][j] >= m->cfg.n_vocab)
-                return model_fail(m->errmsg, sizeof m->errmsg, KB_ERANGE, "token id %d is out of range", seqs[i][j]);
+                return kb_error(m->errmsg, sizeof m->errmsg, KB_ERANGE, "token id %d is out of range", seqs[i][j]);
     }
     m->cancelled = false;
     for (size_t i = 0; i < n_seqs; i++) {
@@ -902,7 +891,7 @@ int model_eval_prompt(KbModel *m, const int32_t *tokens, size_t n, float *last_l
 {
     size_t keep = 0;
     if (n_reused) *n_reused = 0;
-    if (n == 0) return model_fail(m->errmsg, sizeof m->errmsg, KB_EINVAL, "no tokens to evaluate");
+    if (n == 0) return kb_error(m->errmsg, sizeof m->errmsg, KB_EINVAL, "no tokens to evaluate");
     while (keep < (size_t)m->n_past && keep + 1 < n && m->cache_tokens[keep] == tokens[keep]) keep++;
     int64_t old_past = m->n_past;
     m->n_past = (int64_t)keep;

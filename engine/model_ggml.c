@@ -142,13 +142,13 @@ int model_ggml_open(KbModel *m, const char *path, char *err, size_t errlen)
     if (rc != KB_OK) return rc;
     const GgmlConfig *c = ggml_file_config(m->ggml);
     if (c->n_virtual_tokens > 0) {
-        return model_fail(err, errlen, KB_EUNSUPPORTED,
+        return kb_error(err, errlen, KB_EUNSUPPORTED,
                           "%s: a P-tuning v2 model (%lld virtual tokens): kbchat cannot run its prefix", path,
                           (long long)c->n_virtual_tokens);
     }
     char msg[384];
     rc = ggml_file_tokenizer(m->ggml, &m->tok, msg, sizeof msg);
-    if (rc != KB_OK) return model_fail(err, errlen, rc, "%s: %s", path, msg);
+    if (rc != KB_OK) return kb_error(err, errlen, rc, "%s: %s", path, msg);
     ggml_choose_arch(m, c->model_type);
     ggml_end_tokens(m, c->model_type);
     return KB_OK;

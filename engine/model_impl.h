@@ -180,8 +180,6 @@ void model_split_qkv(KbModel *m, const float *qkv, int64_t n_tok);
 
 #define MODEL_MAX_NAME 160 /* tensor names, as model_find_tensor writes them */
 
-/* Formats a message into err (when errlen > 0) and returns rc. */
-int model_fail(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Reads integer "<arch>.<suffix>" into *v (kept when absent and not required). */
 int model_key_int(KbModel *m, const char *suffix, int64_t *v, bool required, char *err, size_t errlen);

@@ -268,7 +268,7 @@ typedef struct Job {
 
 /* Formats the job's error message and returns rc. */
 static int job_fail(Job *j, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int job_fail(Job *j, int rc, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int job_fail(Job *j, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

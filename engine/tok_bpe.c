@@ -1197,18 +1197,6 @@ static const struct {
 ** byte_encode = false), which kbchat does not implement. */
 static const char *const bpe_raw_utf8_names[] = {"gemma4", "granite-embed-multi-311m", "sarvam-moe", "whitespace"};
 
-/* Formats a message into err (when there is room) and returns rc. */
-static int bpe_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 /* Copies at most 40 bytes of name into buf for a message, control
 ** characters shown as '?'. */
 static void bpe_printable(const char *name, size_t len, char *buf, size_t cap)
@@ -1230,7 +1218,7 @@ int tok_bpe_set_rule(Tokenizer *t, BpePre pre, char *err, size_t errlen)
         if (bpe_custom_split(re) != NULL) continue;
         bool collapsed = bpe_regex_collapsed(re);
         char *pattern = malloc(8 * strlen(re) + 1);
-        if (pattern == NULL) return bpe_fail(err, errlen, KB_ENOMEM, "out of memory compiling the pre-tokenizer");
+        if (pattern == NULL) return kb_error(err, errlen, KB_ENOMEM, "out of memory compiling the pre-tokenizer");
         bpe_regex_translate(re, collapsed, pattern);
         int code = 0;
         PCRE2_SIZE at = 0;
@@ -1242,7 +1230,7 @@ int tok_bpe_set_rule(Tokenizer *t, BpePre pre, char *err, size_t errlen)
             PCRE2_UCHAR msg[120];
             pcre2_get_error_message(code, msg, sizeof msg);
             tok_bpe_free(t);
-            return bpe_fail(err, errlen, KB_EFORMAT, "pre-tokenizer regex %u of rule %d does not compile (a bug): %s", k,
+            return kb_error(err, errlen, KB_EFORMAT, "pre-tokenizer regex %u of rule %d does not compile (a bug): %s", k,
                             (int)pre, (const char *)msg);
         }
     }
@@ -1271,7 +1259,7 @@ static int bpe_load_pre(Tokenizer *t, const GgufFile *g, char *err, size_t errle
     t->ignore_merges = false;
     int rc = gguf_get_str(g, "tokenizer.ggml.pre", &name, &len);
     if (rc == KB_ENOTFOUND) return tok_bpe_set_rule(t, BPE_PRE_DEFAULT, err, errlen);
-    if (rc != KB_OK) return bpe_fail(err, errlen, KB_EFORMAT, "tokenizer.ggml.pre must be a string");
+    if (rc != KB_OK) return kb_error(err, errlen, KB_EFORMAT, "tokenizer.ggml.pre must be a string");
     for (size_t i = 0; i < sizeof bpe_pre_names / sizeof bpe_pre_names[0]; i++) {
         if (strlen(bpe_pre_names[i].name) == len && memcmp(bpe_pre_names[i].name, name, len) == 0) {
             t->ignore_merges = bpe_pre_names[i].ignore_merges;
@@ -1281,11 +1269,11 @@ static int bpe_load_pre(Tokenizer *t, const GgufFile *g, char *err, size_t errle
     bpe_printable(name, len, shown, sizeof shown);
     for (size_t i = 0; i < sizeof bpe_raw_utf8_names / sizeof bpe_raw_utf8_names[0]; i++) {
         if (strlen(bpe_raw_utf8_names[i]) == len && memcmp(bpe_raw_utf8_names[i], name, len) == 0) {
-            return bpe_fail(err, errlen, KB_EFORMAT,
+            return kb_error(err, errlen, KB_EFORMAT,
                             "tokenizer.ggml.pre '%s' is BPE over raw UTF-8, which kbchat does not support", shown);
         }
     }
-    return bpe_fail(err, errlen, KB_EFORMAT,
+    return kb_error(err, errlen, KB_EFORMAT,
                     "unknown pre-tokenizer '%s' in tokenizer.ggml.pre (llama.cpp refuses it too): "
                     "convert the model again with a current llama.cpp",
                     shown);
@@ -1299,11 +1287,11 @@ static int bpe_check_merges(const GgufFile *g, int64_t *key, uint64_t *n, size_t
     GgufValueType type;
     *key = gguf_find_key(g, "tokenizer.ggml.merges");
     if (*key < 0)
-        return bpe_fail(err, errlen, KB_EFORMAT, "tokenizer.ggml.merges is missing (a gpt2 tokenizer needs it)");
+        return kb_error(err, errlen, KB_EFORMAT, "tokenizer.ggml.merges is missing (a gpt2 tokenizer needs it)");
     if (gguf_kv_get_arr(g, *key, &type, n) != KB_OK || type != GGUF_VT_STRING)
-        return bpe_fail(err, errlen, KB_EFORMAT, "tokenizer.ggml.merges must be an array of strings");
+        return kb_error(err, errlen, KB_EFORMAT, "tokenizer.ggml.merges must be an array of strings");
     if (*n > INT32_MAX) {
-        return bpe_fail(err, errlen, KB_EFORMAT, "tokenizer.ggml.merges has %llu merges (at most %d)",
+        return kb_error(err, errlen, KB_EFORMAT, "tokenizer.ggml.merges has %llu merges (at most %d)",
                         (unsigned long long)*n, INT32_MAX);
     }
     *bytes = 0;
@@ -1311,17 +1299,17 @@ static int bpe_check_merges(const GgufFile *g, int64_t *key, uint64_t *n, size_t
         const char *m;
         size_t len;
         if (gguf_arr_get_str(g, *key, i, &m, &len) != KB_OK) {
-            return bpe_fail(err, errlen, KB_EFORMAT, "tokenizer.ggml.merges[%llu] cannot be read",
+            return kb_error(err, errlen, KB_EFORMAT, "tokenizer.ggml.merges[%llu] cannot be read",
                             (unsigned long long)i);
         }
         if (len < 2 || memchr(m + 1, ' ', len - 1) == NULL) { /* llama.cpp: word.find(' ', 1) */
             char shown[48];
             bpe_printable(m, len, shown, sizeof shown);
-            return bpe_fail(err, errlen, KB_EFORMAT,
+            return kb_error(err, errlen, KB_EFORMAT,
                             "tokenizer.ggml.merges[%llu] '%s' has no space between its two parts",
                             (unsigned long long)i, shown);
         }
-        if (len > SIZE_MAX - 1 - *bytes) return bpe_fail(err, errlen, KB_EFORMAT, "tokenizer.ggml.merges is too large");
+        if (len > SIZE_MAX - 1 - *bytes) return kb_error(err, errlen, KB_EFORMAT, "tokenizer.ggml.merges is too large");
         *bytes += len + 1;
     }
     return KB_OK;
@@ -1342,7 +1330,7 @@ int tok_bpe_load(Tokenizer *t, const GgufFile *g, char *err, size_t errlen)
     if (t->merge_arena == NULL || strmap_init(&t->merges, (size_t)n) != KB_OK) {
         free(t->merge_arena);
         t->merge_arena = NULL;
-        return bpe_fail(err, errlen, KB_ENOMEM, "out of memory reading tokenizer.ggml.merges (%llu merges)",
+        return kb_error(err, errlen, KB_ENOMEM, "out of memory reading tokenizer.ggml.merges (%llu merges)",
                         (unsigned long long)n);
     }
     /* Keys are the merge strings as stored, "left right": the pair llama.cpp

@@ -41,18 +41,6 @@
 #define GLM_MAX_BLANK 80         /* ChatGLM-6B's longest <|blank_N|> */
 #define TOK_MAX_PIECES (1 << 24)
 
-/* Formats a message into err (when there is room) and returns rc. */
-static int glm_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 /* --- protobuf wire format --- */
 
 /* A cursor over one message's bytes; base is the start of the whole blob,
@@ -224,23 +212,23 @@ static int sp_walk(const uint8_t *blob, size_t len, SpModel *m, char *err, size_
     while (r.p < r.end) {
         size_t at = (size_t)(r.p - blob);
         if (pb_key(&r, &field, &wire) != KB_OK)
-            return glm_fail(err, errlen, KB_EFORMAT, "SentencePiece model: bad field key at byte %zu", at);
+            return kb_error(err, errlen, KB_EFORMAT, "SentencePiece model: bad field key at byte %zu", at);
         if (field > 3 || wire != PB_LEN) {
             if (pb_skip(&r, wire) != KB_OK)
-                return glm_fail(err, errlen, KB_EFORMAT, "SentencePiece model: field %u at byte %zu is malformed", field, at);
+                return kb_error(err, errlen, KB_EFORMAT, "SentencePiece model: field %u at byte %zu is malformed", field, at);
             continue;
         }
         if (pb_sub(&r, &sub) != KB_OK) {
-            return glm_fail(err, errlen, KB_EFORMAT, "SentencePiece model: field %u at byte %zu runs past the end (%zu bytes)",
+            return kb_error(err, errlen, KB_EFORMAT, "SentencePiece model: field %u at byte %zu runs past the end (%zu bytes)",
                             field, at, len);
         }
         int rc = KB_OK;
         if (field == 1) {
             SpPiece sp;
-            if (n >= TOK_MAX_PIECES) return glm_fail(err, errlen, KB_EFORMAT, "SentencePiece model: more than %d pieces", TOK_MAX_PIECES);
+            if (n >= TOK_MAX_PIECES) return kb_error(err, errlen, KB_EFORMAT, "SentencePiece model: more than %d pieces", TOK_MAX_PIECES);
             rc = sp_piece(&sub, &sp);
             if (rc == KB_OK && (sp.len == 0 || sp.type < 0)) {
-                return glm_fail(err, errlen, KB_EFORMAT, "SentencePiece model: piece %lld at byte %zu has %s", (long long)n, at,
+                return kb_error(err, errlen, KB_EFORMAT, "SentencePiece model: piece %lld at byte %zu has %s", (long long)n, at,
                                 sp.len == 0 ? "no text" : "an unknown type");
             }
             if (rc == KB_OK && m->pieces) m->pieces[n] = sp;
@@ -248,9 +236,9 @@ static int sp_walk(const uint8_t *blob, size_t len, SpModel *m, char *err, size_
         } else {
             rc = field == 2 ? sp_trainer(&sub, m) : sp_normalizer(&sub, m);
         }
-        if (rc != KB_OK) return glm_fail(err, errlen, KB_EFORMAT, "SentencePiece model: message at byte %zu is malformed", at);
+        if (rc != KB_OK) return kb_error(err, errlen, KB_EFORMAT, "SentencePiece model: message at byte %zu is malformed", at);
     }
-    if (n == 0) return glm_fail(err, errlen, KB_EFORMAT, "SentencePiece model: no pieces (%zu bytes)", len);
+    if (n == 0) return kb_error(err, errlen, KB_EFORMAT, "SentencePiece model: no pieces (%zu bytes)", len);
     m->n = n;
     return KB_OK;
 }
@@ -262,7 +250,7 @@ static int sp_parse(const uint8_t *blob, size_t len, SpModel *m, char *err, size
     int rc = sp_walk(blob, len, m, err, errlen); /* validate and count */
     if (rc != KB_OK) return rc;
     m->pieces = malloc((size_t)m->n * sizeof *m->pieces);
-    if (m->pieces == NULL) return glm_fail(err, errlen, KB_ENOMEM, "out of memory for %lld pieces", (long long)m->n);
+    if (m->pieces == NULL) return kb_error(err, errlen, KB_ENOMEM, "out of memory for %lld pieces", (long long)m->n);
     return sp_walk(blob, len, m, err, errlen);
 }
 
@@ -379,7 +367,7 @@ static int sp_build(const SpModel *sp, int glm, int32_t n_vocab, Tokenizer **out
     int n_extra = glm == 2 ? 5 : glm == 3 ? 9 : 0;
     int64_t total = sp->n + n_extra;
     if (n_vocab > 0 && total > n_vocab) {
-        return glm_fail(err, errlen, KB_EFORMAT,
+        return kb_error(err, errlen, KB_EFORMAT,
                         "the tokenizer has %lld tokens but the model's vocabulary only %d (a mismatched tokenizer?)",
                         (long long)total, n_vocab);
     }
@@ -388,7 +376,7 @@ static int sp_build(const SpModel *sp, int glm, int32_t n_vocab, Tokenizer **out
     for (int64_t i = 0; i < sp->n; i++) bytes += sp->pieces[i].len + 1 + sp_room(glm, &sp->pieces[i]);
     for (int i = 0; i < n_extra; i++) bytes += 2 * strlen(glm23_specials[i]) + 2;
     Tokenizer *t = tb_new(KB_TOK_SPM, size, bytes);
-    if (t == NULL) return glm_fail(err, errlen, KB_ENOMEM, "out of memory for %d tokens", size);
+    if (t == NULL) return kb_error(err, errlen, KB_ENOMEM, "out of memory for %d tokens", size);
     char *cur = t->arena;
     for (int64_t i = 0; i < sp->n; i++) {
         const SpPiece *p = &sp->pieces[i];
@@ -418,7 +406,7 @@ int tok_sp_model_load(const uint8_t *proto, size_t len, int glm, int32_t n_vocab
 {
     SpModel sp;
     *out = NULL;
-    if (glm < 1 || glm > 3) return glm_fail(err, errlen, KB_EINVAL, "model type %d has no SentencePiece tokenizer", glm);
+    if (glm < 1 || glm > 3) return kb_error(err, errlen, KB_EINVAL, "model type %d has no SentencePiece tokenizer", glm);
     int rc = sp_parse(proto, len, &sp, err, errlen);
     if (rc == KB_OK) rc = sp_build(&sp, glm, n_vocab, out, err, errlen);
     free(sp.pieces);
@@ -715,22 +703,22 @@ static int tt_scan(const char *text, size_t len, TtVocab *v, size_t *bytes, char
         const char *rank = tt_word(text, len, &pos, &n_rank);
         long bl = b64_decode(tok, n_tok, NULL);
         if (bl <= 0 || bl > TT_MAX_TOKEN) {
-            return glm_fail(err, errlen, KB_EFORMAT, "GLM-4 vocabulary: entry %lld is not base64 of 1..%d bytes", (long long)n,
+            return kb_error(err, errlen, KB_EFORMAT, "GLM-4 vocabulary: entry %lld is not base64 of 1..%d bytes", (long long)n,
                             TT_MAX_TOKEN);
         }
         long long r = rank && n_rank >= 1 && n_rank <= 9 ? 0 : -1; /* the text is not NUL-terminated: no strtoll */
         for (size_t i = 0; r >= 0 && i < n_rank; i++) r = rank[i] >= '0' && rank[i] <= '9' ? 10 * r + (rank[i] - '0') : -1;
-        if (r < 0) return glm_fail(err, errlen, KB_EFORMAT, "GLM-4 vocabulary: entry %lld has no rank", (long long)n);
+        if (r < 0) return kb_error(err, errlen, KB_EFORMAT, "GLM-4 vocabulary: entry %lld has no rank", (long long)n);
         if (v->raw) {
             if (r >= v->n || v->len[r] != 0)
-                return glm_fail(err, errlen, KB_EFORMAT, "GLM-4 vocabulary: rank %lld is out of range or repeated", r);
+                return kb_error(err, errlen, KB_EFORMAT, "GLM-4 vocabulary: rank %lld is out of range or repeated", r);
             v->off[r] = total;
             v->len[r] = (size_t)b64_decode(tok, n_tok, v->raw + total);
         }
         total += (size_t)bl;
-        if (++n > TOK_MAX_PIECES) return glm_fail(err, errlen, KB_EFORMAT, "GLM-4 vocabulary: more than %d tokens", TOK_MAX_PIECES);
+        if (++n > TOK_MAX_PIECES) return kb_error(err, errlen, KB_EFORMAT, "GLM-4 vocabulary: more than %d tokens", TOK_MAX_PIECES);
     }
-    if (n == 0) return glm_fail(err, errlen, KB_EFORMAT, "GLM-4 vocabulary: no tokens (%zu bytes)", len);
+    if (n == 0) return kb_error(err, errlen, KB_EFORMAT, "GLM-4 vocabulary: no tokens (%zu bytes)", len);
     v->n = n;
     *bytes = total;
     return KB_OK;
@@ -796,7 +784,7 @@ static int tt_merges(Tokenizer *t, const TtVocab *v, char *err, size_t errlen)
     t->merge_arena = malloc(bytes);
     int rc = b && t->merge_arena && strmap_init(&ranks, (size_t)v->n) == KB_OK && strmap_init(&t->merges, (size_t)v->n) == KB_OK
                  ? KB_OK
-                 : glm_fail(err, errlen, KB_ENOMEM, "out of memory for the GLM-4 merges");
+                 : kb_error(err, errlen, KB_ENOMEM, "out of memory for the GLM-4 merges");
     for (int64_t r = 0; r < v->n && rc == KB_OK; r++) strmap_put(&ranks, (const char *)v->raw + v->off[r], v->len[r], (int32_t)r);
     char *p = t->merge_arena;
     for (int64_t r = 0; r < v->n && rc == KB_OK; r++) {
@@ -819,7 +807,7 @@ static int tt_build(const TtVocab *v, int32_t n_vocab, Tokenizer **out, char *er
 {
     int64_t total = v->n + GLM4_N_SPECIALS;
     if (n_vocab > 0 && total > n_vocab) {
-        return glm_fail(err, errlen, KB_EFORMAT, "the tokenizer has %lld tokens but the model's vocabulary only %d",
+        return kb_error(err, errlen, KB_EFORMAT, "the tokenizer has %lld tokens but the model's vocabulary only %d",
                         (long long)total, n_vocab);
     }
     int32_t size = n_vocab > total ? n_vocab : (int32_t)total;
@@ -827,7 +815,7 @@ static int tt_build(const TtVocab *v, int32_t n_vocab, Tokenizer **out, char *er
     for (int64_t r = 0; r < v->n; r++) bytes += 4 * v->len[r] + 2;
     for (int i = 0; i < GLM4_N_SPECIALS; i++) bytes += 2 * strlen(glm4_specials[i]) + 2;
     Tokenizer *t = tb_new(KB_TOK_BPE, size, bytes);
-    if (t == NULL) return glm_fail(err, errlen, KB_ENOMEM, "out of memory for %d tokens", size);
+    if (t == NULL) return kb_error(err, errlen, KB_ENOMEM, "out of memory for %d tokens", size);
     char *cur = t->arena;
     for (int64_t r = 0; r < v->n; r++) {
         /* the byte-level text is written in place at the cursor */
@@ -864,7 +852,7 @@ int tok_tiktoken_load(const char *text, size_t len, int32_t n_vocab, Tokenizer *
         v.raw = malloc(bytes ? bytes : 1);
         v.off = malloc((size_t)v.n * sizeof *v.off);
         v.len = calloc((size_t)v.n, sizeof *v.len);
-        if (!v.raw || !v.off || !v.len) rc = glm_fail(err, errlen, KB_ENOMEM, "out of memory for %lld tokens", (long long)v.n);
+        if (!v.raw || !v.off || !v.len) rc = kb_error(err, errlen, KB_ENOMEM, "out of memory for %lld tokens", (long long)v.n);
     }
     if (rc == KB_OK) rc = tt_scan(text, len, &v, &bytes, err, errlen);
     if (rc == KB_OK) rc = tt_build(&v, n_vocab, out, err, errlen);

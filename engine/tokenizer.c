@@ -103,18 +103,6 @@ int32_t strmap_get(const StrMap *m, const char *key, size_t len)
 
 /* --- loading --- */
 
-/* Formats an error message and returns rc. */
-static int tok_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 /* Finds array key `key` and checks its element type and length (n_expect,
 ** or any when 0). Returns its index, -1 when absent; on a wrong type or
 ** length sets *rc to KB_EFORMAT with a message. */
@@ -126,11 +114,11 @@ static int64_t find_array(const GgufFile *g, const char *key, GgufValueType want
     int64_t i = gguf_find_key(g, key);
     if (i < 0) return -1;
     if (gguf_kv_get_arr(g, i, &et, &n) != KB_OK || et != want) {
-        *rc = tok_fail(err, errlen, KB_EFORMAT, "%s must be an array of %s", key, gguf_value_type_name(want));
+        *rc = kb_error(err, errlen, KB_EFORMAT, "%s must be an array of %s", key, gguf_value_type_name(want));
         return -1;
     }
     if (n_expect && n != n_expect) {
-        *rc = tok_fail(err, errlen, KB_EFORMAT,
+        *rc = kb_error(err, errlen, KB_EFORMAT,
                        "%s has %llu entries but tokenizer.ggml.tokens has %llu: the vocabulary is inconsistent",
                        key, (unsigned long long)n, (unsigned long long)n_expect);
         return -1;
@@ -147,10 +135,10 @@ static int load_tokens(Tokenizer *t, const GgufFile *g, char *err, size_t errlen
     GgufValueType et;
     int64_t ti = find_array(g, "tokenizer.ggml.tokens", GGUF_VT_STRING, 0, &rc, err, errlen);
     if (rc != KB_OK) return rc;
-    if (ti < 0) return tok_fail(err, errlen, KB_EFORMAT, "tokenizer.ggml.tokens is missing: the file has no vocabulary");
+    if (ti < 0) return kb_error(err, errlen, KB_EFORMAT, "tokenizer.ggml.tokens is missing: the file has no vocabulary");
     gguf_kv_get_arr(g, ti, &et, &n);
     if (n == 0 || n > INT32_MAX / 2) {
-        return tok_fail(err, errlen, KB_EFORMAT, "tokenizer.ggml.tokens has %llu entries, expected 1..%d",
+        return kb_error(err, errlen, KB_EFORMAT, "tokenizer.ggml.tokens has %llu entries, expected 1..%d",
                         (unsigned long long)n, INT32_MAX / 2);
     }
     int64_t si = find_array(g, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, n, &rc, err, errlen);
@@ -166,7 +154,7 @@ static int load_tokens(Tokenizer *t, const GgufFile *g, char *err, size_t errlen
     }
     t->tokens = calloc(n, sizeof *t->tokens);
     t->arena = malloc(total ? total : 1);
-    if (!t->tokens || !t->arena) return tok_fail(err, errlen, KB_ENOMEM, "out of memory loading the vocabulary");
+    if (!t->tokens || !t->arena) return kb_error(err, errlen, KB_ENOMEM, "out of memory loading the vocabulary");
     char *p = t->arena;
     for (uint64_t j = 0; j < n; j++) {
         TokenData *td = &t->tokens[j];
@@ -178,7 +166,7 @@ static int load_tokens(Tokenizer *t, const GgufFile *g, char *err, size_t errlen
         if (si >= 0) gguf_arr_get_float(g, si, j, &score);
         if (yi >= 0) gguf_arr_get_int(g, yi, j, &type);
         if (type < 0 || type > KB_TOKTYPE_BYTE) {
-            return tok_fail(err, errlen, KB_EFORMAT, "tokenizer.ggml.token_type[%llu] is %lld, expected 0..6",
+            return kb_error(err, errlen, KB_EFORMAT, "tokenizer.ggml.token_type[%llu] is %lld, expected 0..6",
                             (unsigned long long)j, (long long)type);
         }
         memcpy(p, s, len);
@@ -206,13 +194,13 @@ static int load_special(const Tokenizer *t, const GgufFile *g, const char *key, 
         if (*id >= t->n_vocab) *id = -1;
         return KB_OK;
     }
-    if (rc != KB_OK) return tok_fail(err, errlen, KB_EFORMAT, "%s must be an integer", key);
+    if (rc != KB_OK) return kb_error(err, errlen, KB_EFORMAT, "%s must be an integer", key);
     if (v == -1 || v == 0xFFFFFFFFll) {
         *id = -1;
         return KB_OK;
     }
     if (v < 0 || v >= t->n_vocab) {
-        return tok_fail(err, errlen, KB_EFORMAT, "%s is %lld but the vocabulary has %d tokens", key, (long long)v,
+        return kb_error(err, errlen, KB_EFORMAT, "%s is %lld but the vocabulary has %d tokens", key, (long long)v,
                         t->n_vocab);
     }
     *id = (int32_t)v;
@@ -225,7 +213,7 @@ static int load_flag(const GgufFile *g, const char *key, bool *v, char *err, siz
     bool b;
     int rc = gguf_get_bool(g, key, &b);
     if (rc == KB_ENOTFOUND) return KB_OK;
-    if (rc != KB_OK) return tok_fail(err, errlen, KB_EFORMAT, "%s must be a bool", key);
+    if (rc != KB_OK) return kb_error(err, errlen, KB_EFORMAT, "%s must be a bool", key);
     *v = b;
     return KB_OK;
 }
@@ -354,7 +342,7 @@ static int list_specials(Tokenizer *t)
 static int index_vocab(Tokenizer *t, char *err, size_t errlen)
 {
     if (strmap_init(&t->text_to_id, (size_t)t->n_vocab) != KB_OK || list_specials(t) != KB_OK)
-        return tok_fail(err, errlen, KB_ENOMEM, "out of memory indexing the vocabulary");
+        return kb_error(err, errlen, KB_ENOMEM, "out of memory indexing the vocabulary");
     for (int i = 0; i < 256; i++) t->byte_token[i] = -1;
     t->spm_word_split = t->kind == KB_TOK_SPM;
     for (int32_t id = 0; id < t->n_vocab; id++) {
@@ -389,15 +377,15 @@ int tokenizer_load(const GgufFile *g, Tokenizer **out, char *err, size_t errlen)
     *out = NULL;
     if (err && errlen) err[0] = '\0';
     if (gguf_get_str(g, "tokenizer.ggml.model", &model, &len) != KB_OK)
-        return tok_fail(err, errlen, KB_ENOTFOUND, "the file has no tokenizer (tokenizer.ggml.model is missing)");
+        return kb_error(err, errlen, KB_ENOTFOUND, "the file has no tokenizer (tokenizer.ggml.model is missing)");
     KbTokKind kind = kind_of(model, len);
     if (kind == 0) {
-        return tok_fail(err, errlen, KB_EUNSUPPORTED,
+        return kb_error(err, errlen, KB_EUNSUPPORTED,
                         "tokenizer.ggml.model '%.*s' is not supported (expected llama, gpt2 or bert)",
                         (int)(len > 40 ? 40 : len), model);
     }
     Tokenizer *t = calloc(1, sizeof *t);
-    if (t == NULL) return tok_fail(err, errlen, KB_ENOMEM, "out of memory");
+    if (t == NULL) return kb_error(err, errlen, KB_ENOMEM, "out of memory");
     t->kind = kind;
     int rc = load_tokens(t, g, err, errlen);
     if (rc == KB_OK && kind == KB_TOK_BPE) rc = tok_bpe_load(t, g, err, errlen); /* pre type first: it sets defaults */

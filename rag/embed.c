@@ -202,7 +202,6 @@ void rag_embedder_close(RagEmbedder *e)
 const RagEmbedId *rag_embedder_id(const RagEmbedder *e) { return &e->id; }
 const char *rag_embedder_errmsg(const RagEmbedder *e) { return e ? e->errmsg : "out of memory"; }
 int rag_embedder_max_tokens(const RagEmbedder *e) { return e->max_tokens; }
-const char *embed_path(const RagEmbedder *e) { return e->path; }
 
 int rag_embedder_count_tokens(const char *text, size_t len, void *user)
 {

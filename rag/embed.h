@@ -9,9 +9,6 @@
 
 #include "rag/store.h"
 
-/* The path the embedder was opened with (kbs.embed_model after a rebuild). */
-const char *embed_path(const RagEmbedder *e);
-
 /* rag_kb_check_model on a knowledge-base row already read: KB_OK when e is
 ** the model kb is pinned to, else KB_EUNSUPPORTED with the reason and the
 ** remedy (naming knowledge base `name`) in rag_errmsg. */

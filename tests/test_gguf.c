@@ -165,7 +165,7 @@ static int survey_failures;
 static const char *survey_file;
 
 static void survey_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void survey_fail(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void survey_fail(const char *fmt, ...)
 {
     char msg[512];
     va_list ap;

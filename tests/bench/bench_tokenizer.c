@@ -41,7 +41,10 @@ static char *make_text(const char *dir, size_t *len)
     size_t plen[2], n = 0;
     for (int i = 0; i < 2; i++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >= (int)sizeof path) {
+            fprintf(stderr, "bench_tokenizer: path too long: %s\n", dir);
+            exit(1);
+        }
         parts[i] = read_all(path, &plen[i]);
         if (!parts[i]) {
             fprintf(stderr, "bench_tokenizer: cannot read %s\n", path);
