@@ -470,14 +470,7 @@ static int kbview_on_key(Widget *w, const UiKey *k)
     return v->files_view ? kb_files_key(v, k) : kb_list_key(v, k);
 }
 
-/* Takes most of the area given (only stores the place). */
-static void kbview_resize(Widget *w, int y, int x, int h, int width)
-{
-    int bh = h > 4 ? h - 2 : h, bw = width > 8 ? width - 4 : width;
-    widget_place(w, y + (h - bh) / 2, x + (width - bw) / 2, bh, bw);
-}
-
-static const WidgetOps kbview_ops = {kbview_draw, kbview_on_key, kbview_resize};
+static const WidgetOps kbview_ops = {kbview_draw, kbview_on_key, widget_place_box};
 
 /* An empty panel; NULL when out of memory. */
 Widget *kbview_new(void)
