@@ -15,7 +15,8 @@ earlier=${3:-40}
 model=$(realpath "${KBCHAT_TESTDATA:-../shared/testdata}/models/tiny-llama-Q4_0.gguf")
 dir=$(mktemp -d)
 sock=kbcpu-$$
-trap 'tmux -L $sock capture-pane -p -t k >&2 2>/dev/null; tmux -L $sock kill-server 2>/dev/null || true; rm -rf "$dir"' EXIT
+# on failure the screen goes to stderr, to see why
+trap 'rc=$?; [ $rc -eq 0 ] || tmux -L $sock capture-pane -p -t k >&2 2>/dev/null; tmux -L $sock kill-server 2>/dev/null || true; rm -rf "$dir"' EXIT
 cat > "$dir/c.yaml" <<EOF
 model:
   template: raw
