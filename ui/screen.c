@@ -570,11 +570,16 @@ static int kbs_after_key(Screen *s, Widget *w)
     return screen_poll_sync(s);
 }
 
-/* Runs the command the F2 panel chose (/kb NAME, /kb off). */
+/* Carries out the F2 panel's choice: /kb NAME or /kb off, run like a
+** typed line (so the chat says what it searches now). */
 static int kbs_closed(Screen *s, Widget *w)
 {
-    char *line = kbview_action(w)[0] ? strdup(kbview_action(w)) : NULL;
-    return line ? screen_run_line(s, line) : 0;
+    KbViewAction a = kbview_action(w);
+    if (a.kind == KBVIEW_NONE) return 0;
+    char line[sizeof a.name + 8];
+    snprintf(line, sizeof line, "/kb %s", a.kind == KBVIEW_USE ? a.name : "off");
+    char *copy = strdup(line);
+    return copy ? screen_run_line(s, copy) : 0;
 }
 
 static const OverlayOps help_overlay = {NULL, NULL, NULL};

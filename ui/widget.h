@@ -210,13 +210,22 @@ SessionsAction sessions_action(Widget *w);
 ** and shows it; kbview_refresh reads it again keeping the selection and
 ** view (after a sync ended); kbview_set_sync gives it the background sync's
 ** progress (copied) to show. After on_key returns UI_QUIT, kbview_action
-** holds the command to run ("" none: /kb NAME, /kb off). 0 or -1 ENOMEM. */
+** says what the user chose. 0 or -1 ENOMEM. */
+typedef enum KbViewActionKind {
+    KBVIEW_NONE = 0, /* closed without a choice */
+    KBVIEW_USE,      /* search knowledge base name from now on */
+    KBVIEW_OFF,      /* search none */
+} KbViewActionKind;
+typedef struct KbViewAction {
+    KbViewActionKind kind;
+    char name[300]; /* KBVIEW_USE: the knowledge base */
+} KbViewAction;
 Widget *kbview_new(void);
 void kbview_free(Widget *w);
 int kbview_load(Widget *w, ChatApp *app);
 int kbview_refresh(Widget *w);
 struct ChatSyncState;
 void kbview_set_sync(Widget *w, const struct ChatSyncState *st);
-const char *kbview_action(Widget *w);
+KbViewAction kbview_action(Widget *w);
 
 #endif /* KB_UI_WIDGET_H */
