@@ -18,31 +18,41 @@
 ** conversation (/new, /open, deleting the open one) is shown again from the
 ** ChatApp once the job has ended (only then may the UI read the ChatApp).
 **
-** The state (UiState, screen.h), and the function behind each move:
+** The state (UiState, screen.h). Every job state (STARTING, WORKING,
+** THINKING, ANSWERING, STOPPING) ends in IDLE when its job ends, and all
+** but STOPPING go to STOPPING on Esc or Ctrl-C:
 **
-**                 ui_run
-**                    |
-**                    v          Esc, Ctrl-C (screen_stop)
-**               STARTING ---------------------------------------+
-**                    | screen_finish_job                          |
-**                    v                                            v
-**   +----------->  IDLE  <---------- screen_finish_job ------- STOPPING
-**   |  any other     |  ^ \                                    ^  ^  ^
-**   |  key           |  |  \ screen_run_line:                  |  |  |
-**   |  (dispatch)    |  |   \ a question        Esc, Ctrl-C    |  |  |
-**   |       Ctrl-C   |  |    +---------> THINKING -------------+  |  |
-**   |  (screen_ctrl_c)  |    |              | first piece         |  |
-**   |                v  |    |              v  (screen_show)      |  |
-**   +----------- ARMED  |    |          ANSWERING ----------------+  |
-**     (a second Ctrl-C  |    |              ^                        |
-**      quits)           |    | a /command   | first piece (/retry)   |
-**                       |    +---------> WORKING --------------------+
-**                       |                   |
-**                       +-------------------+ screen_finish_job (also from
-**                                             THINKING and ANSWERING)
+**      ui_run
+**        |
+**        v
+**    STARTING --------------------------------------------+
+**        |                                                |
+**        v                                                v
+**      IDLE <-----> ARMED                              STOPPING
+**        |            |                                   |
+**        +-----+------+                                   v
+**              |                                        IDLE
+**              +--> THINKING ----> ANSWERING --------------+ (Esc)
+**              |                      ^                   |
+**              +--> WORKING ----------+ (/retry)          |
+**                                                         v
+**                                                      STOPPING
 **
-** ARMED also runs a line (an overlay's choice). Every move goes through
-** screen_enter, which assert()s it is one of these (ui_state_can). Besides
+** and the function behind each move:
+**
+**   STARTING -> IDLE                 screen_finish_job (model loaded, session resumed)
+**   IDLE -> ARMED                    screen_ctrl_c (Ctrl-C on the idle prompt)
+**   ARMED -> IDLE                    screen_dispatch (any other key; a second Ctrl-C quits)
+**   IDLE, ARMED -> THINKING          screen_run_line (a question)
+**   IDLE, ARMED -> WORKING           screen_run_line (a /command; from ARMED: an overlay's choice)
+**   THINKING, WORKING -> ANSWERING   screen_piece (the first piece; WORKING: /retry)
+**   STARTING, WORKING, THINKING,
+**     ANSWERING -> STOPPING          screen_stop (Esc, Ctrl-C)
+**   WORKING, THINKING, ANSWERING,
+**     STOPPING -> IDLE               screen_finish_job (the job has ended)
+**
+** Every move goes through screen_enter, which assert()s it is one of these
+** (ui_state_can; tests/test_tui.c checks the table against this list). Besides
 ** the state, the screen has the overlay stack (below), the geometry
 ** (too_small) and the editor's input mode (pasting): independent of the
 ** jobs, so not states of this machine.
