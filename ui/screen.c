@@ -306,10 +306,12 @@ static void screen_piece(Screen *s, const char *text, size_t len)
 
 /* WorkerShowFn: shows one event of the job. A replaced conversation waits
 ** until the job has ended (returns 1 to hold it): only then may the UI
-** read the ChatApp. */
+** read the ChatApp. So does everything the start says: "Ready" appears
+** with the status bar filled and the editor taking Enter. */
 static int screen_show(void *u, ChatEventKind kind, const char *text, size_t len, int done)
 {
     Screen *s = u;
+    if (!done && (s->wk.start || kind == CHAT_EV_CONVERSATION_REPLACED)) return 1;
     switch (kind) {
     case CHAT_EV_ANSWER_PIECE: screen_piece(s, text, len); break;
     case CHAT_EV_STOPPED:
@@ -320,10 +322,7 @@ static int screen_show(void *u, ChatEventKind kind, const char *text, size_t len
     case CHAT_EV_SOURCES: add_message(s, UI_C_NOTE, "", text, len); break;
     case CHAT_EV_NOTE: add_message(s, UI_C_NOTE, "kbchat: note: ", text, len); break;
     case CHAT_EV_ERROR: add_message(s, UI_C_ERROR, "kbchat: ", text, len); break;
-    case CHAT_EV_CONVERSATION_REPLACED:
-        if (!done) return 1;
-        screen_replaced(s);
-        break;
+    case CHAT_EV_CONVERSATION_REPLACED: screen_replaced(s); break;
     default: break; /* ANSWER_DONE, SESSION_CHANGED: the status is read again when the job ends */
     }
     return 0;

@@ -80,20 +80,22 @@ static void worker_say(Worker *w, ChatEventKind kind, const char *fmt, ...)
 }
 
 /* The first job: loads the model, resumes the last session, and turns
-** on the knowledge base asked for on the command line. */
+** on the knowledge base asked for on the command line. "Ready" follows the
+** resumed turns, so it is the last line before the editor. */
 static void worker_start_chat(Worker *w)
 {
-    if (w->load_path && chat_load_model(w->app, w->load_path) != KB_OK) {
-        worker_say(w, CHAT_EV_ERROR, "%s", chat_errmsg(w->app));
-    } else if (w->load_path) {
+    int loaded = 0;
+    if (w->load_path && chat_load_model(w->app, w->load_path) != KB_OK) worker_say(w, CHAT_EV_ERROR, "%s", chat_errmsg(w->app));
+    else loaded = w->load_path != NULL;
+    int rc = chat_resume_last(w->app);
+    if (rc == KB_OK) worker_say(w, CHAT_EV_CONVERSATION_REPLACED, "%s", "");
+    else if (rc != KB_ENOTFOUND) worker_say(w, CHAT_EV_NOTE, "the last conversation was not restored: %s", chat_errmsg(w->app));
+    if (loaded) {
         ChatStatus st;
         chat_status(w->app, &st);
         worker_say(w, CHAT_EV_OUTPUT, "Ready: %s (%s, template %s, context %lld). Type a question; /help lists the commands.\n",
                    path_base_name(st.model), st.arch, st.template_name, st.n_ctx);
     }
-    int rc = chat_resume_last(w->app);
-    if (rc == KB_OK) worker_say(w, CHAT_EV_CONVERSATION_REPLACED, "%s", "");
-    else if (rc != KB_ENOTFOUND) worker_say(w, CHAT_EV_NOTE, "the last conversation was not restored: %s", chat_errmsg(w->app));
     if (w->kb && chat_use_kb(w->app, w->kb) != KB_OK) worker_say(w, CHAT_EV_ERROR, "%s", chat_errmsg(w->app));
     else if (w->kb) worker_say(w, CHAT_EV_OUTPUT, "Searching knowledge base %s.\n", w->kb);
     if (chat_note(w->app)[0]) worker_say(w, CHAT_EV_NOTE, "%s", chat_note(w->app));
