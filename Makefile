@@ -57,7 +57,7 @@ endif
 RAG_OBJ    = rag/version.o rag/doc.o rag/clean.o rag/load_pdf.o rag/extract.o rag/load_text.o rag/chunker.o \
              rag/fts_cjk.o rag/store.o rag/store_file.o rag/check.o rag/kb.o rag/sync.o rag/search.o rag/query.o rag/passage.o \
              rag/vectors.o rag/embed.o rag/prompt.o rag/session.o
-UI_OBJ     = ui/version.o ui/term.o ui/screen.o ui/w_chat.o ui/w_input.o ui/w_status.o ui/w_help.o ui/w_sources.o ui/w_sessions.o ui/w_kb.o ui/w_entry.o
+UI_OBJ     = ui/version.o ui/term.o ui/screen.o ui/worker.o ui/w_chat.o ui/w_input.o ui/w_status.o ui/w_help.o ui/w_sources.o ui/w_sessions.o ui/w_kb.o ui/w_entry.o
 APP_OBJ    = app/config.o app/cli.o app/model_info.o app/cmd_quantize.o app/cmd_tokenize.o app/cmd_generate.o app/cmd_bench.o app/cmd_embed.o \
              app/cmd_kb.o app/kb_ops.o app/kb_jobs.o app/kb_sync.o app/path.o app/conversation.o app/chat.o app/cmd_chat.o app/cmd_ask.o app/stop.o app/term_text.o
 MAIN_OBJ   = app/main.o

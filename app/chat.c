@@ -4,8 +4,9 @@
 **
 ** Commands are rows of one table (name, arguments, help, handler), so /help
 ** and the "did you mean" suggestion for a mistyped command come from the
-** same list. A handler writes results to io->out and problems to io->err,
-** never to the terminal directly, so the full-screen UI can capture both.
+** same list. A handler never prints: its results and problems go to the
+** front end as events (ChatEvent, chat.h), which the line mode prints
+** (chat_event_print) and the full-screen chat shows in its widgets.
 ** The database is opened on first need: a chat that stores nothing and
 ** searches nothing writes nothing to data_dir.
 */
@@ -213,32 +214,84 @@ int chat_use_kb(ChatApp *app, const char *name)
     return KB_OK;
 }
 
-/* --- output --- */
+/* --- events (chat.h) --- */
 
-void chat_print_sources(const RagTurn *t, int with_text, FILE *out)
+void chat_event_print(const ChatEvent *ev, FILE *out, FILE *err)
+{
+    switch (ev->kind) {
+    case CHAT_EV_ANSWER_PIECE:
+    case CHAT_EV_OUTPUT:
+    case CHAT_EV_SOURCES: fwrite(ev->text, 1, ev->len, out); break;
+    case CHAT_EV_STOPPED: fputs(" [stopped]", out); break;
+    case CHAT_EV_ANSWER_DONE: fputc('\n', out); break;
+    case CHAT_EV_NOTE: fprintf(err, "kbchat: note: %.*s\n", (int)ev->len, ev->text); break;
+    case CHAT_EV_ERROR: fprintf(err, "kbchat: %.*s\n", (int)ev->len, ev->text); break;
+    default: break; /* the others change what a screen shows, not what a line mode prints */
+    }
+}
+
+/* Sends an event of kind with text[0..len); returns the front end's answer. */
+static int emit_text(const ChatIO *io, ChatEventKind kind, const char *text, size_t len)
+{
+    ChatEvent ev = {kind, text, len};
+    return io->on_event(io->user, &ev);
+}
+
+/* Sends an event of kind without text. */
+static void emit(const ChatIO *io, ChatEventKind kind)
+{
+    emit_text(io, kind, "", 0);
+}
+
+/* Sends an event of kind whose text is printf-style (already escaped:
+** arguments from outside go through term_line first). */
+static void emitf(const ChatIO *io, ChatEventKind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void emitf(const ChatIO *io, ChatEventKind kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    emit_text(io, kind, text, strlen(text));
+    g_free(text);
+}
+
+/* Reports a failure or notice: an event of kind (ERROR or NOTE) reading
+** "what: msg" (or msg), msg escaped as one line. */
+static void report(const ChatIO *io, ChatEventKind kind, const char *what, const char *msg)
+{
+    GString *g = g_string_new(what ? what : "");
+    if (what) g_string_append(g, ": ");
+    term_escape_append(g, msg, strlen(msg), TERM_LINE);
+    emit_text(io, kind, g->str, g->len);
+    g_string_free(g, TRUE);
+}
+
+/* Appends the sources of turn t to g: one line each, or with the passages. */
+static void format_sources(const RagTurn *t, int with_text, GString *g)
 {
     int searched = t->query && t->query[0];
     int rewritten = searched && strcmp(t->query, t->question) != 0;
     TermStrs ts = {0};
     if (!searched && t->n_sources == 0) return;
     if (t->n_sources == 0) {
-        fprintf(out, "Sources: nothing found for \"%s\"\n", term_line(&ts, t->query));
+        g_string_append_printf(g, "Sources: nothing found for \"%s\"\n", term_line(&ts, t->query));
         term_strs_clear(&ts);
         return;
     }
-    fputs("Sources", out);
-    if (rewritten) fprintf(out, " (searched for \"%s\")", term_line(&ts, t->query));
-    fputs(":\n", out);
+    g_string_append(g, "Sources");
+    if (rewritten) g_string_append_printf(g, " (searched for \"%s\")", term_line(&ts, t->query));
+    g_string_append(g, ":\n");
     for (int i = 0; i < t->n_sources; i++) {
         const RagHit *h = &t->sources[i];
         char *name = with_text ? g_strdup(h->file) : g_path_get_basename(h->file);
-        fprintf(out, "  [%d] %s", i + 1, term_line(&ts, name));
-        if (h->page > 0) fprintf(out, ", page %d", h->page);
-        if (h->section && h->section[0]) fprintf(out, ", %s", term_line(&ts, h->section));
-        fputc('\n', out);
+        g_string_append_printf(g, "  [%d] %s", i + 1, term_line(&ts, name));
+        if (h->page > 0) g_string_append_printf(g, ", page %d", h->page);
+        if (h->section && h->section[0]) g_string_append_printf(g, ", %s", term_line(&ts, h->section));
+        g_string_append_c(g, '\n');
         for (const char *p = with_text ? term_text(&ts, h->text) : ""; *p;) {
             size_t n = strcspn(p, "\n");
-            fprintf(out, "      %.*s\n", (int)n, p);
+            g_string_append_printf(g, "      %.*s\n", (int)n, p);
             p += n + (p[n] == '\n');
         }
         g_free(name);
@@ -246,12 +299,14 @@ void chat_print_sources(const RagTurn *t, int with_text, FILE *out)
     }
 }
 
-/* Reports conv's failure on io->err. */
-static void report(const ChatIO *io, const char *what, const char *msg)
+/* Sends the sources of turn t as one event of kind (SOURCES after an
+** answer, OUTPUT for /sources). */
+static void emit_sources(const ChatIO *io, ChatEventKind kind, const RagTurn *t, int with_text)
 {
-    fprintf(io->err, "kbchat: %s%s", what ? what : "", what ? ": " : "");
-    term_fputs(io->err, msg, TERM_LINE);
-    fputc('\n', io->err);
+    GString *g = g_string_new(NULL);
+    format_sources(t, with_text, g);
+    if (g->len) emit_text(io, kind, g->str, g->len);
+    g_string_free(g, TRUE);
 }
 
 /* The answer's pieces on their way to the front end: escaped (unless raw)
@@ -269,7 +324,7 @@ static int answer_piece(void *user, const char *piece, size_t len)
     AnswerStream *a = user;
     g_string_truncate(a->buf, 0);
     term_stream_put(&a->term, piece, len, a->buf);
-    return a->io->on_piece(a->io->user, a->buf->str, a->buf->len);
+    return emit_text(a->io, CHAT_EV_ANSWER_PIECE, a->buf->str, a->buf->len);
 }
 
 /* Passes on what the stream still holds (the answer has ended). */
@@ -277,37 +332,37 @@ static void answer_stream_end(AnswerStream *a)
 {
     g_string_truncate(a->buf, 0);
     term_stream_end(&a->term, a->buf);
-    if (a->buf->len) a->io->on_piece(a->io->user, a->buf->str, a->buf->len);
+    if (a->buf->len) emit_text(a->io, CHAT_EV_ANSWER_PIECE, a->buf->str, a->buf->len);
     g_string_free(a->buf, TRUE);
 }
 
-/* Answers question (NULL: the last one again), then prints the sources. */
+/* Answers question (NULL: the last one again), then gives the sources. */
 static void answer(ChatApp *app, const char *question, const ChatIO *io)
 {
     ConvStats st;
     Conversation *c = app->conv;
-    if (app->rag == NULL && chat_rag(app) != KB_OK) report(io, "sessions are not saved", app->errmsg);
+    if (app->rag == NULL && chat_rag(app) != KB_OK) report(io, CHAT_EV_ERROR, "sessions are not saved", app->errmsg);
     AnswerStream as = {io, {.raw = io->raw}, g_string_new(NULL)};
     int rc = question ? conv_ask(c, question, answer_piece, &as, &st) : conv_retry(c, answer_piece, &as, &st);
     answer_stream_end(&as);
     if (rc == KB_ECANCELLED) { /* stopped before the answer began (the chat model embedding the question) */
-        fputs(" [stopped]\n", io->out);
+        emit(io, CHAT_EV_STOPPED);
+        emit(io, CHAT_EV_ANSWER_DONE);
         return;
     }
     if (rc != KB_OK) {
-        report(io, NULL, conv_errmsg(c));
+        report(io, CHAT_EV_ERROR, NULL, conv_errmsg(c));
         return;
     }
-    if (st.gen.stop_reason == KB_STOP_CANCEL) fputs(" [stopped]", io->out);
-    fputc('\n', io->out);
+    if (st.gen.stop_reason == KB_STOP_CANCEL) emit(io, CHAT_EV_STOPPED);
+    emit(io, CHAT_EV_ANSWER_DONE);
     if (st.gen.stop_reason == KB_STOP_LENGTH)
-        fprintf(io->err, "kbchat: note: the answer was cut at sampling.max_tokens (%lld)\n", (long long)app->cfg->max_tokens);
+        emitf(io, CHAT_EV_NOTE, "the answer was cut at sampling.max_tokens (%lld)", (long long)app->cfg->max_tokens);
     else if (st.gen.stop_reason == KB_STOP_CONTEXT)
-        fprintf(io->err, "kbchat: note: the answer was cut: the context of %zu tokens is full\n", st.n_ctx);
-    const RagTurn *t = conv_turn(c, conv_n_turns(c) - 1);
-    chat_print_sources(t, 0, io->out);
-    if (st.save_rc != KB_OK) report(io, NULL, conv_errmsg(c));
-    fflush(io->out);
+        emitf(io, CHAT_EV_NOTE, "the answer was cut: the context of %zu tokens is full", st.n_ctx);
+    emit_sources(io, CHAT_EV_SOURCES, conv_turn(c, conv_n_turns(c) - 1), 0);
+    if (st.save_rc != KB_OK) report(io, CHAT_EV_ERROR, NULL, conv_errmsg(c));
+    else if (conv_session(c) != 0) emit(io, CHAT_EV_SESSION_CHANGED);
 }
 
 /* --- commands --- */
@@ -331,7 +386,8 @@ static int run_new(ChatApp *app, const char *arg, const ChatIO *io)
 {
     (void)arg;
     conv_reset(app->conv);
-    fputs("New conversation.\n", io->out);
+    emit(io, CHAT_EV_CONVERSATION_REPLACED);
+    emitf(io, CHAT_EV_OUTPUT, "New conversation.\n");
     return CHAT_CONTINUE;
 }
 
@@ -341,17 +397,20 @@ static void list_kbs(ChatApp *app, const ChatIO *io)
     RagKbInfo *list = NULL;
     int n = 0;
     if (chat_rag(app) != KB_OK || rag_kb_list(app->rag, &list, &n) != KB_OK) {
-        report(io, NULL, app->rag ? rag_errmsg(app->rag) : app->errmsg);
+        report(io, CHAT_EV_ERROR, NULL, app->rag ? rag_errmsg(app->rag) : app->errmsg);
         return;
     }
     const char *cur = conv_kb(app->conv);
     TermStrs t = {0};
-    fprintf(io->out, "Knowledge base: %s\n", cur[0] ? term_line(&t, cur) : "none");
+    GString *g = g_string_new(NULL);
+    g_string_append_printf(g, "Knowledge base: %s\n", cur[0] ? term_line(&t, cur) : "none");
     for (int i = 0; i < n; i++)
-        fprintf(io->out, "  %s %s (%lld documents)\n", strcmp(list[i].name, cur) ? " " : "*", term_line(&t, list[i].name),
-                (long long)list[i].n_documents);
+        g_string_append_printf(g, "  %s %s (%lld documents)\n", strcmp(list[i].name, cur) ? " " : "*",
+                               term_line(&t, list[i].name), (long long)list[i].n_documents);
     term_strs_clear(&t);
-    if (n == 0) fputs("  (none: create one with 'kbchat kb create NAME --folder DIR')\n", io->out);
+    if (n == 0) g_string_append(g, "  (none: create one with 'kbchat kb create NAME --folder DIR')\n");
+    emit_text(io, CHAT_EV_OUTPUT, g->str, g->len);
+    g_string_free(g, TRUE);
     rag_kb_info_free_list(list, n);
 }
 
@@ -362,10 +421,12 @@ static int run_kb(ChatApp *app, const char *arg, const ChatIO *io)
         return CHAT_CONTINUE;
     }
     int off = strcmp(arg, "off") == 0;
-    if (chat_use_kb(app, off ? NULL : arg) != KB_OK) report(io, NULL, app->errmsg);
-    else if (off) fputs("Knowledge base off: questions go to the model alone.\n", io->out);
-    else fputs("Searching knowledge base ", io->out), term_fputs(io->out, arg, TERM_LINE), fputs(".\n", io->out);
-    if (app->note[0]) report(io, "note", app->note);
+    TermStrs t = {0};
+    if (chat_use_kb(app, off ? NULL : arg) != KB_OK) report(io, CHAT_EV_ERROR, NULL, app->errmsg);
+    else if (off) emitf(io, CHAT_EV_OUTPUT, "Knowledge base off: questions go to the model alone.\n");
+    else emitf(io, CHAT_EV_OUTPUT, "Searching knowledge base %s.\n", term_line(&t, arg));
+    term_strs_clear(&t);
+    if (app->note[0]) report(io, CHAT_EV_NOTE, NULL, app->note);
     return CHAT_CONTINUE;
 }
 
@@ -377,7 +438,7 @@ static int refresh_list(ChatApp *app, const ChatIO *io)
     app->n_listed = 0;
     int rc = chat_rag(app);
     if (rc == KB_OK) rc = rag_session_list(app->rag, &app->listed, &app->n_listed);
-    if (rc != KB_OK) report(io, NULL, app->rag ? rag_errmsg(app->rag) : app->errmsg);
+    if (rc != KB_OK) report(io, CHAT_EV_ERROR, NULL, app->rag ? rag_errmsg(app->rag) : app->errmsg);
     return rc;
 }
 
@@ -385,7 +446,7 @@ static int run_sessions(ChatApp *app, const char *arg, const ChatIO *io)
 {
     (void)arg;
     if (refresh_list(app, io) != KB_OK) return CHAT_CONTINUE;
-    if (app->n_listed == 0) fputs("No saved sessions yet.\n", io->out);
+    GString *g = g_string_new(app->n_listed == 0 ? "No saved sessions yet.\n" : "");
     for (int i = 0; i < app->n_listed; i++) {
         const RagSession *s = &app->listed[i];
         char when[32] = "";
@@ -393,11 +454,13 @@ static int run_sessions(ChatApp *app, const char *arg, const ChatIO *io)
         struct tm tm;
         if (localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
         TermStrs ts = {0};
-        fprintf(io->out, "%c%3d. %s  (%d turn%s, %s%s%s)\n", s->id == conv_session(app->conv) ? '*' : ' ', i + 1,
+        g_string_append_printf(g, "%c%3d. %s  (%d turn%s, %s%s%s)\n", s->id == conv_session(app->conv) ? '*' : ' ', i + 1,
                 s->title[0] ? term_line(&ts, s->title) : "(untitled)", s->n_turns, s->n_turns == 1 ? "" : "s", when,
                 s->kb[0] ? ", kb " : "", term_line(&ts, s->kb));
         term_strs_clear(&ts);
     }
+    emit_text(io, CHAT_EV_OUTPUT, g->str, g->len);
+    g_string_free(g, TRUE);
     return CHAT_CONTINUE;
 }
 
@@ -410,8 +473,8 @@ static const RagSession *pick_session(ChatApp *app, const char *arg, const ChatI
     if (app->listed == NULL && refresh_list(app, io) != KB_OK) return NULL;
     if (errno || end == arg || *end || n < 1 || n > app->n_listed) {
         TermStrs t = {0};
-        fprintf(io->err, "kbchat: expected a session number 1..%d (see /sessions), got \"%s\"\n", app->n_listed,
-                term_line(&t, arg));
+        emitf(io, CHAT_EV_ERROR, "expected a session number 1..%d (see /sessions), got \"%s\"", app->n_listed,
+              term_line(&t, arg));
         term_strs_clear(&t);
         return NULL;
     }
@@ -424,20 +487,24 @@ static int run_open(ChatApp *app, const char *arg, const ChatIO *io)
     const char *note = NULL;
     if (s == NULL) return CHAT_CONTINUE;
     if (conv_open_session(app->conv, s->id, &note) != KB_OK) {
-        report(io, NULL, conv_errmsg(app->conv));
+        report(io, CHAT_EV_ERROR, NULL, conv_errmsg(app->conv));
         return CHAT_CONTINUE;
     }
     chat_refresh_embedder(app);
+    emit(io, CHAT_EV_CONVERSATION_REPLACED);
     TermStrs t = {0};
-    fprintf(io->out, "Opened \"%s\": %d turn%s", term_line(&t, conv_title(app->conv)), conv_n_turns(app->conv),
-            conv_n_turns(app->conv) == 1 ? "" : "s");
-    if (conv_kb(app->conv)[0]) fprintf(io->out, ", knowledge base %s", term_line(&t, conv_kb(app->conv)));
-    fputs(".\n", io->out);
-    if (note) fprintf(io->out, "Note: %s.\n", term_line(&t, note));
+    GString *g = g_string_new(NULL);
+    g_string_append_printf(g, "Opened \"%s\": %d turn%s", term_line(&t, conv_title(app->conv)), conv_n_turns(app->conv),
+                           conv_n_turns(app->conv) == 1 ? "" : "s");
+    if (conv_kb(app->conv)[0]) g_string_append_printf(g, ", knowledge base %s", term_line(&t, conv_kb(app->conv)));
+    g_string_append(g, ".\n");
+    if (note) g_string_append_printf(g, "Note: %s.\n", term_line(&t, note));
     if (s->model[0] && (app->model_path == NULL || strcmp(s->model, app->model_path) != 0))
-        fprintf(io->out, "Note: it was made with %s (template %s); /model FILE switches.\n", term_line(&t, s->model),
-                term_line(&t, s->template_name));
+        g_string_append_printf(g, "Note: it was made with %s (template %s); /model FILE switches.\n",
+                               term_line(&t, s->model), term_line(&t, s->template_name));
     term_strs_clear(&t);
+    emit_text(io, CHAT_EV_OUTPUT, g->str, g->len);
+    g_string_free(g, TRUE);
     return CHAT_CONTINUE;
 }
 
@@ -446,21 +513,31 @@ static int run_delete(ChatApp *app, const char *arg, const ChatIO *io)
     const RagSession *s = pick_session(app, arg, io);
     if (s == NULL) return CHAT_CONTINUE;
     if (rag_session_delete(app->rag, s->id) != KB_OK) {
-        report(io, NULL, rag_errmsg(app->rag));
+        report(io, CHAT_EV_ERROR, NULL, rag_errmsg(app->rag));
         return CHAT_CONTINUE;
     }
+    if (s->id == conv_session(app->conv)) { /* said first: a screen clears for the replaced conversation */
+        conv_reset(app->conv);
+        emit(io, CHAT_EV_CONVERSATION_REPLACED);
+    }
     TermStrs t = {0};
-    fprintf(io->out, "Deleted \"%s\".\n", term_line(&t, s->title));
+    emitf(io, CHAT_EV_OUTPUT, "Deleted \"%s\".\n", term_line(&t, s->title));
     term_strs_clear(&t);
-    if (s->id == conv_session(app->conv)) conv_reset(app->conv);
+    emit(io, CHAT_EV_SESSION_CHANGED);
     refresh_list(app, io);
     return CHAT_CONTINUE;
 }
 
 static int run_rename(ChatApp *app, const char *arg, const ChatIO *io)
 {
-    if (conv_rename(app->conv, arg) != KB_OK) report(io, NULL, conv_errmsg(app->conv));
-    else fputs("Renamed to \"", io->out), term_fputs(io->out, conv_title(app->conv), TERM_LINE), fputs("\".\n", io->out);
+    TermStrs t = {0};
+    if (conv_rename(app->conv, arg) != KB_OK) {
+        report(io, CHAT_EV_ERROR, NULL, conv_errmsg(app->conv));
+    } else {
+        emitf(io, CHAT_EV_OUTPUT, "Renamed to \"%s\".\n", term_line(&t, conv_title(app->conv)));
+        emit(io, CHAT_EV_SESSION_CHANGED);
+    }
+    term_strs_clear(&t);
     return CHAT_CONTINUE;
 }
 
@@ -478,17 +555,17 @@ static int run_export(ChatApp *app, const char *arg, const ChatIO *io)
     int force = strncmp(arg, "--force", 7) == 0 && (arg[7] == ' ' || arg[7] == '\0');
     if (force) arg += strspn(arg + 7, " ") + 7;
     if (arg[0] == '\0') {
-        fputs("kbchat: /export needs a file name: /export [--force] FILE\n", io->err);
+        emitf(io, CHAT_EV_ERROR, "/export needs a file name: /export [--force] FILE");
         return CHAT_CONTINUE;
     }
     char err[4400];
     int rc = path_write_private(arg, force, write_export, app->conv, err, sizeof err);
     TermStrs t = {0};
     if (rc == KB_EINVAL)
-        fprintf(io->err, "kbchat: %s: not overwritten; '/export --force %s' replaces it\n", term_line(&t, err),
-                term_line(&t, arg));
-    else if (rc != KB_OK) fprintf(io->err, "kbchat: %s\n", term_line(&t, err));
-    else fprintf(io->out, "Exported %d turn%s to %s.\n", conv_n_turns(app->conv), conv_n_turns(app->conv) == 1 ? "" : "s",
+        emitf(io, CHAT_EV_ERROR, "%s: not overwritten; '/export --force %s' replaces it", term_line(&t, err),
+              term_line(&t, arg));
+    else if (rc != KB_OK) emitf(io, CHAT_EV_ERROR, "%s", term_line(&t, err));
+    else emitf(io, CHAT_EV_OUTPUT, "Exported %d turn%s to %s.\n", conv_n_turns(app->conv), conv_n_turns(app->conv) == 1 ? "" : "s",
                  term_line(&t, arg));
     term_strs_clear(&t);
     return CHAT_CONTINUE;
@@ -519,7 +596,8 @@ static void print_settings(ChatApp *app, const ChatIO *io)
 {
     const KbConfig *f = app->cfg;
     TermStrs t = {0};
-    fprintf(io->out,
+    GString *g = g_string_new(NULL);
+    g_string_append_printf(g,
             "temperature %g, top_k %lld, top_p %g, min_p %g, repeat_penalty %g, repeat_last_n %lld, seed %lld,\n"
             "max_tokens %lld, passages %lld, score_threshold %g, answer_reserve %lld, template %s (%s)\n"
             "system: %s\n",
@@ -528,9 +606,11 @@ static void print_settings(ChatApp *app, const ChatIO *io)
             (long long)f->answer_reserve, template_name(conv_template(app->conv)), conv_template_why(app->conv),
             f->system_prompt[0] ? term_line(&t, f->system_prompt) : "(the template's own)");
     term_strs_clear(&t);
-    fputs("Usage: /set KEY VALUE with KEY one of:", io->out);
-    for (int i = 0; i < N_SET_KEYS; i++) fprintf(io->out, " %s", set_keys[i].alias);
-    fputc('\n', io->out);
+    g_string_append(g, "Usage: /set KEY VALUE with KEY one of:");
+    for (int i = 0; i < N_SET_KEYS; i++) g_string_append_printf(g, " %s", set_keys[i].alias);
+    g_string_append_c(g, '\n');
+    emit_text(io, CHAT_EV_OUTPUT, g->str, g->len);
+    g_string_free(g, TRUE);
 }
 
 static int run_set(ChatApp *app, const char *arg, const ChatIO *io)
@@ -543,15 +623,15 @@ static int run_set(ChatApp *app, const char *arg, const ChatIO *io)
     if (arg[0] == '\0') {
         print_settings(app, io);
     } else if (key == NULL) {
-        fprintf(io->err, "kbchat: /set: '%s' cannot be changed in a chat (see /set; others: edit config.yaml%s)\n",
+        emitf(io, CHAT_EV_ERROR, "/set: '%s' cannot be changed in a chat (see /set; others: edit config.yaml%s)",
                 term_line(&t, name), strcmp(name, "model.path") == 0 ? " or use /model FILE" : "");
     } else if (config_set(app->cfg, key, value, "/set") != KB_OK) {
-        report(io, "/set", app->cfg->errmsg);
+        report(io, CHAT_EV_ERROR, "/set", app->cfg->errmsg);
     } else {
         if (strcmp(key, "model.template") == 0 && app->model &&
             conv_set_model(app->conv, app->model, app->model_path) != KB_OK)
-            report(io, "/set", conv_errmsg(app->conv));
-        fprintf(io->out, "%s = %s\n", key, term_line(&t, value));
+            report(io, CHAT_EV_ERROR, "/set", conv_errmsg(app->conv));
+        emitf(io, CHAT_EV_OUTPUT, "%s = %s\n", key, term_line(&t, value));
     }
     term_strs_clear(&t);
     g_free(name);
@@ -562,13 +642,13 @@ static int run_model(ChatApp *app, const char *arg, const ChatIO *io)
 {
     TermStrs t = {0};
     if (arg[0] == '\0') {
-        if (app->model == NULL) fputs("No model loaded: /model FILE loads one.\n", io->out);
-        else fprintf(io->out, "Model: %s (%s, template %s: %s)\n", term_line(&t, app->model_path),
+        if (app->model == NULL) emitf(io, CHAT_EV_OUTPUT, "No model loaded: /model FILE loads one.\n");
+        else emitf(io, CHAT_EV_OUTPUT, "Model: %s (%s, template %s: %s)\n", term_line(&t, app->model_path),
                      model_arch_name(app->model), template_name(conv_template(app->conv)), conv_template_why(app->conv));
     } else if (chat_load_model(app, arg) != KB_OK) {
-        report(io, NULL, app->errmsg);
+        report(io, CHAT_EV_ERROR, NULL, app->errmsg);
     } else {
-        fprintf(io->out, "Model: %s (template %s)\n", term_line(&t, arg), template_name(conv_template(app->conv)));
+        emitf(io, CHAT_EV_OUTPUT, "Model: %s (template %s)\n", term_line(&t, arg), template_name(conv_template(app->conv)));
     }
     term_strs_clear(&t);
     return CHAT_CONTINUE;
@@ -578,9 +658,9 @@ static int run_sources(ChatApp *app, const char *arg, const ChatIO *io)
 {
     (void)arg;
     const RagTurn *t = conv_turn(app->conv, conv_n_turns(app->conv) - 1);
-    if (t == NULL) fputs("No answer yet.\n", io->out);
-    else if (t->n_sources == 0 && !t->query[0]) fputs("The last answer used no knowledge base.\n", io->out);
-    else chat_print_sources(t, 1, io->out);
+    if (t == NULL) emitf(io, CHAT_EV_OUTPUT, "No answer yet.\n");
+    else if (t->n_sources == 0 && !t->query[0]) emitf(io, CHAT_EV_OUTPUT, "The last answer used no knowledge base.\n");
+    else emit_sources(io, CHAT_EV_OUTPUT, t, 1);
     return CHAT_CONTINUE;
 }
 
@@ -618,12 +698,14 @@ const char *chat_command_name(int i)
 static int run_help(ChatApp *app, const char *arg, const ChatIO *io)
 {
     (void)app, (void)arg;
-    fputs("Type a question to ask it. Commands:\n", io->out);
+    GString *g = g_string_new("Type a question to ask it. Commands:\n");
     for (int i = 0; i < N_CHAT_COMMANDS; i++) {
         char head[40];
         snprintf(head, sizeof head, "/%s %s", chat_commands[i].name, chat_commands[i].args);
-        fprintf(io->out, "  %-22s %s\n", head, chat_commands[i].help);
+        g_string_append_printf(g, "  %-22s %s\n", head, chat_commands[i].help);
     }
+    emit_text(io, CHAT_EV_OUTPUT, g->str, g->len);
+    g_string_free(g, TRUE);
     return CHAT_CONTINUE;
 }
 
@@ -657,12 +739,12 @@ static void unknown_command(const char *name, size_t n, const ChatIO *io)
         if (n > 0 && strncmp(chat_commands[i].name, name, n) == 0) d = 1; /* a prefix */
         if (d < best_d) best_d = d, best = chat_commands[i].name;
     }
-    GString *g = g_string_new("kbchat: unknown command /");
+    GString *g = g_string_new("unknown command /");
     term_escape_append(g, name, n, TERM_LINE);
-    fputs(g->str, io->err);
+    if (best) g_string_append_printf(g, "; did you mean /%s?", best);
+    g_string_append(g, " (/help lists the commands)");
+    emit_text(io, CHAT_EV_ERROR, g->str, g->len);
     g_string_free(g, TRUE);
-    if (best) fprintf(io->err, "; did you mean /%s?", best);
-    fputs(" (/help lists the commands)\n", io->err);
 }
 
 /* Runs "/name args". */
@@ -684,7 +766,6 @@ int chat_line(ChatApp *app, const char *line, const ChatIO *io)
     int rc = CHAT_CONTINUE;
     if (text[0] == '/' && text[1] != '/') rc = run_command(app, text, io);
     else if (text[0]) answer(app, text[0] == '/' ? text + 1 : text, io); /* "//x" asks "/x" */
-    fflush(io->out);
     g_free(text);
     return rc;
 }

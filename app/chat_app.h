@@ -1,7 +1,7 @@
 /*
 ** chat_app.h: the inside of a ChatApp, shared by the files that implement
 ** the ChatApp API (chat.c: the commands; kb_jobs.c: knowledge bases from a
-** front end). Internal to app/: front ends see only conversation.h/app.h.
+** front end). Internal to app/: front ends see only app/chat.h (through app/app.h).
 */
 #ifndef KB_APP_CHAT_APP_H
 #define KB_APP_CHAT_APP_H

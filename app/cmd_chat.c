@@ -16,12 +16,13 @@
 #include "app/stop.h"
 #include "app/term_text.h"
 
-/* Streams a piece of the answer (chat_line escaped it unless --raw);
-** stops it after Ctrl-C. */
-static int print_piece(void *user, const char *piece, size_t len)
+/* ChatEventFn: prints ev at once (chat_event_print: answers streamed,
+** results on stdout, notices on stderr; chat_line escaped the text unless
+** --raw); a piece's answer stops the answer after Ctrl-C. */
+static int print_event(void *user, const ChatEvent *ev)
 {
     (void)user;
-    fwrite(piece, 1, len, stdout);
+    chat_event_print(ev, stdout, stderr);
     fflush(stdout);
     return atomic_load(stop_sigint_flag());
 }
@@ -51,7 +52,7 @@ static int chat_start(const CliArgs *a, ChatApp *app, const KbConfig *cfg)
 /* Reads and handles lines until /quit or the end of input. */
 static void chat_loop(ChatApp *app, int interactive, int raw)
 {
-    ChatIO io = {.out = stdout, .err = stderr, .on_piece = print_piece, .user = NULL, .raw = raw};
+    ChatIO io = {.on_event = print_event, .user = NULL, .raw = raw};
     char *line = NULL;
     size_t cap = 0;
     if (interactive) fputs("Type a question, or /help.\n", stderr);

@@ -1,6 +1,5 @@
 /*
-** conversation.h: the conversation manager and the chat commands every
-** front end shares (declared through app/app.h).
+** conversation.h: the conversation manager (declared through app/app.h).
 **
 ** A Conversation keeps the turns of one chat and turns each new question
 ** into a prompt in the model's own format (engine/template.h):
@@ -16,13 +15,10 @@
 ** sources are kept with the turn. Each turn is stored in the session
 ** tables of the knowledge-base database as it completes.
 **
-** A ChatApp is what a front end drives: the configuration, the model, the
-** database, one Conversation, and the slash commands (/kb, /new, /sessions,
-** /open, /rename, /delete, /export, /set, /model, /sources, /retry, /help,
-** /quit). kbchat chat (cmd_chat.c) is its line-mode front end.
+** A ChatApp (app/chat.h) drives one Conversation for a front end.
 **
-** Lifetimes: conv_new/conv_free, chat_open/chat_close. Models and databases
-** given to a Conversation are borrowed; a ChatApp owns its own.
+** Lifetimes: conv_new/conv_free. Models and databases given to a
+** Conversation are borrowed.
 */
 #ifndef KB_CONVERSATION_H
 #define KB_CONVERSATION_H
@@ -144,81 +140,5 @@ int conv_rename(Conversation *c, const char *title);
 ** knowledge base, then each question, answer, search query and numbered
 ** sources (file, page, section, the passage). Returns KB_OK or KB_EIO. */
 int conv_export_markdown(const Conversation *c, FILE *out);
-
-/* --- the chat front ends' shared state and commands (chat.c) --- */
-
-typedef struct ChatApp ChatApp;
-
-/* Streams output: answers through on_piece, everything else as lines on
-** out (results) and err (problems). Text from outside (answers, names,
-** passages, titles) arrives escaped for the terminal (app/term_text.h);
-** with raw, the answers' bytes arrive unchanged. */
-typedef struct ChatIO {
-    FILE *out, *err;
-    KbPieceFn on_piece;
-    void *user;
-    int raw; /* --raw: answers unescaped */
-} ChatIO;
-
-/* What chat_line asks of the front end. */
-enum { CHAT_CONTINUE = 0, CHAT_QUIT = 1 };
-
-/* Makes a chat over cfg (borrowed, changed by /set) with no model yet.
-** Returns KB_OK or KB_ENOMEM. */
-int chat_open(KbConfig *cfg, ChatApp **out /* OUT */);
-void chat_close(ChatApp *app);
-/* Opens the model at path (replacing any) with the configuration's threads
-** and context. Returns KB_OK or model_open's code, message in chat_errmsg. */
-int chat_load_model(ChatApp *app, const char *path);
-/* Stops the answer (also its prompt's evaluation, within a fraction of a
-** second) whenever *flag is set, for this model and those loaded later
-** (app/stop.h). flag is borrowed (NULL: none); the front end clears it
-** before each line. */
-void chat_set_cancel(ChatApp *app, atomic_int *flag);
-/* Lists the knowledge bases, sorted by name, into *list (OUT, free with
-** chat_free_kbs). Returns KB_OK, or the database's code (message in
-** chat_errmsg). */
-int chat_list_kbs(ChatApp *app, RagKbInfo **list /* OUT */, int *n /* OUT */);
-void chat_free_kbs(RagKbInfo *list, int n);
-/* Lists the stored sessions, the most recent first, into *list (OUT,
-** owned by app: valid until the next listing; /open N and /delete N
-** number this list from 1). Returns KB_OK, or the database's code (message
-** in chat_errmsg). */
-int chat_list_sessions(ChatApp *app, const RagSession **list /* OUT */, int *n /* OUT */);
-/* Opens the most recently updated stored session (a front end resuming
-** where the user left). Returns KB_OK; KB_ENOTFOUND (none stored); the
-** database's or conv_open_session's code (message in chat_errmsg). */
-int chat_resume_last(ChatApp *app);
-/* Uses knowledge base name (NULL = none). Returns as conv_set_kb. */
-int chat_use_kb(ChatApp *app, const char *name);
-const char *chat_errmsg(const ChatApp *app);
-/* Why vector search is off for the knowledge base in use ("" when it is
-** on or not needed), after chat_use_kb or chat_load_model. */
-const char *chat_note(const ChatApp *app);
-Conversation *chat_conversation(ChatApp *app);
-KbModel *chat_model(ChatApp *app);
-
-/* What a status bar shows (chat_status): pointers stay owned by the app and
-** valid until the next command that changes them. */
-typedef struct ChatStatus {
-    const char *model;        /* the model's file path, "" when none */
-    const char *arch;         /* "llama", ... ("" when no model) */
-    const char *template_name;/* the chat template in use ("" when no model) */
-    const char *kb;           /* the knowledge base in use, "" when none */
-    long long n_ctx;          /* the context allocated (0 when no model) */
-    long long n_past;         /* tokens of it in use */
-    int n_turns;              /* turns of the conversation */
-} ChatStatus;
-/* Fills *st (OUT) from app. Not thread-safe against a running chat_line. */
-void chat_status(ChatApp *app, ChatStatus *st /* OUT */);
-
-/* The name (without '/') of slash command i, 0-based; NULL past the last
-** (for completion in front ends). */
-const char *chat_command_name(int i);
-/* Handles one line of input: a /command, or a question to answer (followed
-** by its sources). Returns CHAT_CONTINUE or CHAT_QUIT. */
-int chat_line(ChatApp *app, const char *line, const ChatIO *io);
-/* Prints the sources of turn t: one line each, or with the passages. */
-void chat_print_sources(const RagTurn *t, int with_text, FILE *out);
 
 #endif /* KB_CONVERSATION_H */

@@ -603,6 +603,66 @@ static void test_conv_allocation_failures_leave_it_usable(void **state)
     fix_free(f);
 }
 
+/* --- the ChatApp's events (app/chat.h) --- */
+
+/* What a front end received from chat_line: the kinds in order, the
+** answer's text, and after how many pieces it asks to stop (0: never). */
+typedef struct EventLog {
+    ChatEventKind kinds[64];
+    int n;
+    char answer[4096];
+    int pieces, stop_after;
+    FILE *out, *err; /* the line mode's rendering of the same events */
+} EventLog;
+
+/* ChatEventFn: records ev and renders it as the line mode does. */
+static int log_event(void *user, const ChatEvent *ev)
+{
+    EventLog *l = user;
+    if (l->n < 64) l->kinds[l->n++] = ev->kind;
+    chat_event_print(ev, l->out, l->err);
+    if (ev->kind != CHAT_EV_ANSWER_PIECE) return 0;
+    size_t used = strlen(l->answer);
+    snprintf(l->answer + used, sizeof l->answer - used, "%.*s", (int)ev->len, ev->text);
+    return ++l->pieces == l->stop_after;
+}
+
+/* Stopping mid-answer is an event, STOPPED, between the pieces and
+** ANSWER_DONE, not text in the answer; the line mode prints it as
+** " [stopped]" after the answer, and the answer so far is the turn kept. */
+static void test_chat_stop_mid_answer_is_a_stopped_event(void **state)
+{
+    (void)state;
+    Fix *f = fix_new("models/aidreams260K-F32.gguf", 0);
+    ChatApp *app = NULL;
+    char *ob = NULL, *eb = NULL;
+    size_t on = 0, en = 0;
+    EventLog l = {.stop_after = 3, .out = open_memstream(&ob, &on), .err = open_memstream(&eb, &en)};
+    assert_int_equal(chat_open(&f->cfg, &app), KB_OK);
+    if (chat_load_model(app, f->model_path) != KB_OK) fail_msg("%s", chat_errmsg(app));
+    ChatIO io = {.on_event = log_event, .user = &l, .raw = 0};
+    assert_int_equal(chat_line(app, "Once upon a time", &io), CHAT_CONTINUE);
+    fclose(l.out), fclose(l.err);
+    assert_int_equal(l.pieces, 3);
+    assert_true(l.n >= 5);
+    for (int i = 0; i < 3; i++) assert_int_equal(l.kinds[i], CHAT_EV_ANSWER_PIECE);
+    assert_int_equal(l.kinds[3], CHAT_EV_STOPPED);
+    assert_int_equal(l.kinds[4], CHAT_EV_ANSWER_DONE);
+    for (int i = 5; i < l.n; i++) assert_int_equal(l.kinds[i], CHAT_EV_SESSION_CHANGED); /* stored; no cut note */
+    assert_null(strstr(l.answer, "stopped"));
+    Conversation *c = chat_conversation(app);
+    const char *kept = conv_turn(c, conv_n_turns(c) - 1)->answer; /* stored trimmed of surrounding space */
+    assert_true(kept[0] != '\0');
+    assert_non_null(strstr(l.answer, kept));
+    char want[4200];
+    snprintf(want, sizeof want, "%s [stopped]\n", l.answer);
+    assert_string_equal(ob, want);
+    assert_string_equal(eb, "");
+    free(ob), free(eb);
+    chat_close(app);
+    fix_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -619,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_conv_sessions_survive_a_restart),
         cmocka_unit_test(test_conv_export_is_markdown_with_the_citations),
         cmocka_unit_test(test_conv_allocation_failures_leave_it_usable),
+        cmocka_unit_test(test_chat_stop_mid_answer_is_a_stopped_event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,7 @@
 #include "rag/rag.h"
 #include "rag/store.h"
 #include "tests/ggufgen.h"
+#include "ui/screen.h"
 #include "tests/ragfix.h"
 #include "tests/testutil.h"
 
@@ -1167,6 +1168,85 @@ static void test_tui_escapes_hostile_answers_and_names(void **state)
     quit_and_check_terminal(t);
 }
 
+/* --- events and the state machine (ui/screen.c) --- */
+
+/* A note followed by an error in one job (the start: the data directory is
+** a file, so the last conversation cannot be restored, a note; then --kb
+** cannot be searched, an error) shows as two messages in that order, each
+** in its own colour (dark theme, ui/term.c: notes yellow, errors bold red):
+** the error is not coloured as the note because a note came first. */
+static void test_tui_note_then_error_keep_their_colours(void **state)
+{
+    Tui *t = *state;
+    char *data = testutil_join(t->dir, "data"), args[1024];
+    assert_int_equal(testutil_write_file(data, "not a folder\n", 13), 0);
+    free(data);
+    snprintf(args, sizeof args, "--model '%s' --kb animals", t->model);
+    tui_start(t, 100, 30, NULL, args);
+    char *s = wait_for(t, "kbchat: cannot create", 10000);
+    const char *note = strstr(s, "note: the last conversation was not restored"), *err = strstr(s, "kbchat: cannot create");
+    assert_non_null(note);
+    assert_true(note < err);
+    free(s);
+    size_t n;
+    Cell *c = screen_cells(t, &n);
+    Cell nc = cell_of(c, n, "note: the last conversation"), ec = cell_of(c, n, "kbchat: cannot create");
+    assert_true(!nc.bold && nc.fg == 3);
+    assert_true(ec.bold && ec.fg == 1);
+    free(c);
+    quit_and_check_terminal(t);
+}
+
+/* Runs ui_state_step(from, to) in a child process; returns whether the
+** child was killed by SIGABRT (the assert). */
+static int step_aborts(UiState from, UiState to)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2); /* the assert's message */
+        ui_state_step(from, to);
+        _exit(0);
+    }
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+    }
+    return WIFSIGNALED(ws) && WTERMSIG(ws) == SIGABRT;
+}
+
+/* The screen's states move only along the diagram in screen.c's header
+** (copied here by hand from it): every move of it is allowed, every other
+** one is refused, and ui_state_step refuses one with assert(). */
+static void test_tui_state_machine_refuses_moves_outside_the_diagram(void **state)
+{
+    (void)state;
+    static const UiState moves[][2] = {
+        {UI_STARTING, UI_IDLE},     {UI_STARTING, UI_STOPPING}, {UI_IDLE, UI_ARMED},         {UI_IDLE, UI_WORKING},
+        {UI_IDLE, UI_THINKING},     {UI_ARMED, UI_IDLE},        {UI_ARMED, UI_WORKING},      {UI_ARMED, UI_THINKING},
+        {UI_WORKING, UI_IDLE},      {UI_WORKING, UI_ANSWERING}, {UI_WORKING, UI_STOPPING},   {UI_THINKING, UI_IDLE},
+        {UI_THINKING, UI_ANSWERING}, {UI_THINKING, UI_STOPPING}, {UI_ANSWERING, UI_IDLE},    {UI_ANSWERING, UI_STOPPING},
+        {UI_STOPPING, UI_IDLE},
+    };
+    const int n_moves = (int)(sizeof moves / sizeof moves[0]);
+    int allowed = 0;
+    for (int f = 0; f < UI_N_STATES; f++)
+        for (int to = 0; to < UI_N_STATES; to++) {
+            int in_diagram = 0;
+            for (int i = 0; i < n_moves; i++) in_diagram |= moves[i][0] == (UiState)f && moves[i][1] == (UiState)to;
+            if (ui_state_can((UiState)f, (UiState)to) != in_diagram)
+                fail_msg("%s -> %s: %s", ui_state_name((UiState)f), ui_state_name((UiState)to),
+                         in_diagram ? "refused" : "allowed");
+            allowed += in_diagram;
+        }
+    assert_int_equal(allowed, n_moves);
+    assert_int_equal(ui_state_step(UI_THINKING, UI_ANSWERING), UI_ANSWERING);
+    assert_true(step_aborts(UI_IDLE, UI_ANSWERING));   /* an answer without a question */
+    assert_true(step_aborts(UI_STOPPING, UI_ANSWERING)); /* a stopped answer going on */
+    assert_true(step_aborts(UI_STARTING, UI_THINKING)); /* a question before the start ended */
+    assert_false(step_aborts(UI_ANSWERING, UI_STOPPING));
+}
+
 int main(void)
 {
     setlocale(LC_ALL, "C.UTF-8");
@@ -1186,6 +1266,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tui_quit_inside_a_pdf_being_read, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_answers_render_markdown, tui_setup, tui_teardown),
         cmocka_unit_test_setup_teardown(test_tui_escapes_hostile_answers_and_names, tui_setup, tui_teardown),
+        cmocka_unit_test_setup_teardown(test_tui_note_then_error_keep_their_colours, tui_setup, tui_teardown),
+        cmocka_unit_test(test_tui_state_machine_refuses_moves_outside_the_diagram),
     };
     if (!have_tmux()) { /* a missing tool fails the run: it would hide every test here */
         fprintf(stderr, "test_tui: tmux is not installed or does not run; `make test-deps` installs it "

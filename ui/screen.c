@@ -1,33 +1,86 @@
 /*
-** screen.c: the loop of the full-screen chat, and the worker thread that
-** answers off the UI thread.
+** screen.c: the loop of the full-screen chat, its state machine, and the
+** overlays over the chat.
 **
 ** The loop (style habit 14; htop's ScreenManager_run) is the only place
 ** that reads keys and the only caller of doupdate():
 **
-**   relayout when asked (KEY_RESIZE, the editor grew) -> draw what changed
-**   -> wget_wch with a timeout (short while an answer streams)
-**   -> drain the worker's queue into the chat pane -> dispatch the key
+**   relayout when asked (KEY_RESIZE, the editor grew, an overlay opened)
+**   -> paint the widgets whose needs_redraw is set (all after a relayout)
+**   -> wget_wch with a timeout (short while a job runs)
+**   -> show the worker's events -> dispatch the key
 **
-** Every line the user sends (a question or a /command) runs as a job on a
-** worker thread through chat_line (app/chat.c), so the UI never waits for
-** retrieval or generation. The worker's on_piece callback appends each
-** piece to a queue under a mutex and returns the cancel flag the UI sets on
-** Esc or Ctrl-C (the model reads the same flag between its layers, so the
-** prompt's evaluation stops too: chat_set_cancel); the command output and errors chat_line writes go to
-** memory streams shown when the job ends. Only one job runs at a time, and
-** the UI touches the ChatApp (chat_status) only while no job runs.
+** Every line the user sends (a question or a /command) runs as a job on the
+** worker thread (worker.c) through chat_line, so the UI never waits for
+** retrieval or generation. The job's results arrive as events (app/chat.h):
+** answer pieces are appended to the answer, notes and errors become
+** messages in their colours, in the order they happened; a replaced
+** conversation (/new, /open, deleting the open one) is shown again from the
+** ChatApp once the job has ended (only then may the UI read the ChatApp).
+**
+** The state (UiState, screen.h). Every job state (STARTING, WORKING,
+** THINKING, ANSWERING, STOPPING) ends in IDLE when its job ends, and all
+** but STOPPING go to STOPPING on Esc or Ctrl-C:
+**
+**      ui_run
+**        |
+**        v
+**    STARTING --------------------------------------------+
+**        |                                                |
+**        v                                                v
+**      IDLE <-----> ARMED                              STOPPING
+**        |            |                                   |
+**        +-----+------+                                   v
+**              |                                        IDLE
+**              +--> THINKING ----> ANSWERING --------------+ (Esc)
+**              |                      ^                   |
+**              +--> WORKING ----------+ (/retry)          |
+**                                                         v
+**                                                      STOPPING
+**
+** and the function behind each move:
+**
+**   STARTING -> IDLE                 screen_finish_job (model loaded, session resumed)
+**   IDLE -> ARMED                    screen_ctrl_c (Ctrl-C on the idle prompt)
+**   ARMED -> IDLE                    screen_dispatch (any other key; a second Ctrl-C quits)
+**   IDLE, ARMED -> THINKING          screen_run_line (a question)
+**   IDLE, ARMED -> WORKING           screen_run_line (a /command; from ARMED: an overlay's choice)
+**   THINKING, WORKING -> ANSWERING   screen_piece (the first piece; WORKING: /retry)
+**   STARTING, WORKING, THINKING,
+**     ANSWERING -> STOPPING          screen_stop (Esc, Ctrl-C)
+**   WORKING, THINKING, ANSWERING,
+**     STOPPING -> IDLE               screen_finish_job (the job has ended)
+**
+** Every move goes through screen_enter, which assert()s it is one of these
+** (ui_state_can; tests/test_tui.c checks the table against this list). Besides
+** the state, the screen has the overlay stack (below), the geometry
+** (too_small) and the editor's input mode (pasting): independent of the
+** jobs, so not states of this machine.
+**
+** Overlays (help F1, knowledge bases F2, sources F3, conversations F4) are
+** one stack, htop's ScreenManager panels: each is a Widget (draw, on_key,
+** resize) with an OverlayOps (open: load what it shows; closed: carry out
+** the user's choice; after_key). Layout, keys and drawing iterate the
+** stack: the top overlay takes the keys, all of them are painted over the
+** chat, bottom first.
+**
+** Painting honours needs_redraw (widget.h): a widget marks itself when its
+** content changes (a piece appended, a new status text, a key in the
+** editor), and the loop paints only those, so a streamed piece repaints the
+** chat pane and the status bar, not the editor; when something under an
+** overlay is painted the overlay is painted again over it.
 **
 ** A knowledge base syncing in the background (started from the F2 panel)
 ** is app's own thread (app/kb_sync.c): each tick the loop copies its
 ** progress into the status bar and the panel, and when it has ended puts
 ** its note into the chat. Quitting stops it between two documents.
 **
-** Test hook: KBCHAT_TUI_PIECE_DELAY_MS=N makes the worker sleep N ms per
-** piece, so tests with a tiny, fast model can cancel and resize mid-answer.
+** Test hooks: KBCHAT_TUI_PIECE_DELAY_MS=N (worker.c). KBCHAT_TEST_UI_CPU=FILE
+** writes, when kbchat leaves, the CPU time the UI thread spent while jobs
+** ran after the start (clock_gettime(CLOCK_THREAD_CPUTIME_ID)) and the
+** answer pieces they streamed: "ui_cpu_ms 123.4 pieces 500" (docs/ui.md).
 */
-#include <pthread.h>
-#include <stdatomic.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,147 +88,99 @@
 
 #include "ui/screen.h"
 
-/* --- the worker --- */
+/* --- the state machine --- */
 
+/* The moves of the diagram in the header: bit t of ui_moves[f] is f -> t. */
+#define MOVE(t) (1u << (t))
+static const unsigned ui_moves[UI_N_STATES] = {
+    [UI_STARTING] = MOVE(UI_IDLE) | MOVE(UI_STOPPING),
+    [UI_IDLE] = MOVE(UI_ARMED) | MOVE(UI_WORKING) | MOVE(UI_THINKING),
+    [UI_ARMED] = MOVE(UI_IDLE) | MOVE(UI_WORKING) | MOVE(UI_THINKING),
+    [UI_WORKING] = MOVE(UI_IDLE) | MOVE(UI_ANSWERING) | MOVE(UI_STOPPING),
+    [UI_THINKING] = MOVE(UI_IDLE) | MOVE(UI_ANSWERING) | MOVE(UI_STOPPING),
+    [UI_ANSWERING] = MOVE(UI_IDLE) | MOVE(UI_STOPPING),
+    [UI_STOPPING] = MOVE(UI_IDLE),
+};
 
-typedef struct Worker {
-    pthread_t thread;
-    int running;             /* a thread to join */
-    pthread_mutex_t mu;      /* guards the fields below it */
-    char *queue;             /* pieces not yet shown */
-    size_t qlen, qcap;
-    long n_pieces;           /* of this job */
-    int done;                /* the job has finished */
-    char *out, *err;         /* what chat_line wrote (malloc'd) */
-    int result;              /* chat_line's CHAT_* */
-    atomic_int cancel;       /* set by the UI, read by on_piece and the model */
-    ChatApp *app;
-    char *line;              /* the job: a line for chat_line, or the start: */
-    int start;               /* load load_path (NULL: none), resume the last session, use kb */
-    char *load_path, *kb;
-    int resumed;             /* the start resumed a session */
-    long delay_ms;           /* the test hook */
-} Worker;
-
-/* Receives a piece of the answer on the worker thread. */
-static int worker_piece(void *user, const char *piece, size_t len)
+int ui_state_can(UiState from, UiState to)
 {
-    Worker *w = user;
-    pthread_mutex_lock(&w->mu);
-    if (w->qlen + len + 1 > w->qcap) {
-        size_t cap = (w->qlen + len + 1) * 2;
-        char *q = realloc(w->queue, cap);
-        if (q) w->queue = q, w->qcap = cap;
-    }
-    if (w->qlen + len + 1 <= w->qcap) {
-        memcpy(w->queue + w->qlen, piece, len);
-        w->qlen += len;
-        w->n_pieces++;
-    }
-    pthread_mutex_unlock(&w->mu);
-    if (w->delay_ms > 0) nanosleep(&(struct timespec){w->delay_ms / 1000, (w->delay_ms % 1000) * 1000000L}, NULL);
-    return atomic_load(&w->cancel);
+    return from >= 0 && from < UI_N_STATES && to >= 0 && to < UI_N_STATES && (ui_moves[from] & MOVE(to)) != 0;
 }
 
-/* The first job: loads the model, resumes the last session, and turns
-** on the knowledge base asked for on the command line. */
-static void worker_start_chat(Worker *w, FILE *out, FILE *err)
+const char *ui_state_name(UiState st)
 {
-    if (w->load_path && chat_load_model(w->app, w->load_path) != KB_OK) {
-        fprintf(err, "kbchat: %s\n", chat_errmsg(w->app));
-    } else if (w->load_path) {
-        ChatStatus st;
-        chat_status(w->app, &st);
-        fprintf(out, "Ready: %s (%s, template %s, context %lld). Type a question; /help lists the commands.\n",
-                path_base_name(st.model), st.arch, st.template_name, st.n_ctx);
-    }
-    int rc = chat_resume_last(w->app);
-    if (rc == KB_OK) w->resumed = 1;
-    else if (rc != KB_ENOTFOUND) fprintf(err, "kbchat: note: the last conversation was not restored: %s\n", chat_errmsg(w->app));
-    if (w->kb && chat_use_kb(w->app, w->kb) != KB_OK) fprintf(err, "kbchat: %s\n", chat_errmsg(w->app));
-    else if (w->kb) fprintf(out, "Searching knowledge base %s.\n", w->kb);
-    if (chat_note(w->app)[0]) fprintf(err, "kbchat: note: %s\n", chat_note(w->app));
+    static const char *const names[UI_N_STATES] = {"STARTING", "IDLE", "ARMED", "WORKING", "THINKING", "ANSWERING", "STOPPING"};
+    return st >= 0 && st < UI_N_STATES ? names[st] : "?";
 }
 
-/* Runs one job: the start, or a line for chat_line. */
-static void *worker_main(void *arg)
+UiState ui_state_step(UiState from, UiState to)
 {
-    Worker *w = arg;
-    char *ob = NULL, *eb = NULL;
-    size_t on = 0, en = 0;
-    FILE *out = open_memstream(&ob, &on), *err = open_memstream(&eb, &en);
-    int result = CHAT_CONTINUE;
-    if (out && err && w->start) {
-        worker_start_chat(w, out, err);
-    } else if (out && err) {
-        ChatIO io = {.out = out, .err = err, .on_piece = worker_piece, .user = w, .raw = 0};
-        result = chat_line(w->app, w->line, &io);
-    }
-    if (out) fclose(out);
-    if (err) fclose(err);
-    pthread_mutex_lock(&w->mu);
-    w->out = ob, w->err = eb, w->result = result, w->done = 1;
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
+    assert(ui_state_can(from, to));
+    return to;
 }
 
-/* Starts a job: line for chat_line, or (line NULL) the start with
-** load_path and kb (each may be NULL); all taken over. Returns 0 or -1. */
-static int worker_start(Worker *w, char *line, char *load_path, char *kb)
-{
-    w->line = line, w->load_path = load_path, w->kb = kb;
-    w->start = line == NULL;
-    w->done = 0, w->qlen = 0, w->n_pieces = 0, w->resumed = 0;
-    atomic_store(&w->cancel, 0);
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-        free(line), free(load_path), free(kb);
-        w->line = w->load_path = w->kb = NULL;
-        return -1;
-    }
-    w->running = 1;
-    return 0;
-}
+/* --- the screen --- */
 
-/* Waits for the job's thread and frees the job. */
-static void worker_join(Worker *w)
-{
-    if (!w->running) return;
-    pthread_join(w->thread, NULL);
-    w->running = 0;
-    free(w->line), free(w->load_path), free(w->kb), free(w->out), free(w->err);
-    w->line = w->load_path = w->kb = w->out = w->err = NULL;
-}
+typedef struct Screen Screen;
 
-/* --- the screen's state --- */
+/* What makes a widget an overlay (see the header). */
+typedef struct OverlayOps {
+    int (*open)(Screen *s, Widget *w);      /* loads what it shows; 0, or -1: it stays closed */
+    int (*closed)(Screen *s, Widget *w);    /* after its on_key said UI_QUIT: the user's choice; UI_* */
+    int (*after_key)(Screen *s, Widget *w); /* after each key it took (NULL: none); UI_* */
+} OverlayOps;
 
-typedef struct Screen {
+typedef struct Overlay {
+    Widget *w;
+    const OverlayOps *ops;
+    int fkey;              /* the function key that opens it */
+    const char *busy_hint; /* NULL: opens while a job runs; else the hint why it does not */
+} Overlay;
+
+enum { OV_HELP, OV_KBS, OV_SOURCES, OV_SESSIONS, OV_COUNT };
+
+struct Screen {
     ChatApp *app;
     ChatPane *chat;
     InputBox *input;
     StatusBar *status;
-    Widget *help;          /* the F1 overlay */
-    Widget *sources;       /* the F3 overlay */
-    int sources_open;
-    Widget *sessions;      /* the F4 overlay */
-    int sessions_open;
-    Widget *kbs;           /* the F2 overlay */
-    int kbs_open;
-    int reload_on_done;    /* the job was /open or /delete: show the conversation again */
+    Overlay overlays[OV_COUNT]; /* every overlay, open or not */
+    Overlay *stack[OV_COUNT];   /* the open ones, bottom first */
+    int depth;
     Worker wk;
-    int help_open;
+    UiState state;
     double hint_until;     /* the editor's hint says something (Tab's list, busy): keep it until then */
     int pasting;           /* between the bracketed paste markers */
-    int busy;              /* a job runs */
-    int answering;         /* the job is a question */
-    int answer_started;    /* its answer message exists */
-    int clear_on_done;     /* the job was /new */
-    int ctrl_c_armed;      /* Ctrl-C on an idle prompt: once more quits */
     int too_small;
-    double t_start;        /* of the answer, for tokens/s */
+    double t_start;        /* of the job, for tokens/s */
     long n_pieces;         /* of the answer so far (copied from the worker under its lock) */
     char left[512];        /* the status bar's left part, refreshed when idle */
     ChatSyncState sync;    /* the background sync's progress, read each tick */
-} Screen;
+    const char *cpu_file;  /* KBCHAT_TEST_UI_CPU, or NULL */
+    double cpu_mark;       /* the UI thread's CPU seconds when the job began */
+    double cpu_total;      /* over the jobs since the start */
+    long cpu_pieces;
+};
+
+/* Moves to state to (assert()s the move is in the diagram). */
+static void screen_enter(Screen *s, UiState to)
+{
+    s->state = ui_state_step(s->state, to);
+}
+
+/* A job runs (its thread exists and has not been joined). */
+static int screen_busy(const Screen *s)
+{
+    return s->state != UI_IDLE && s->state != UI_ARMED;
+}
+
+/* CPU seconds the calling thread has used. */
+static double thread_cpu_seconds(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static double now_seconds(void)
 {
@@ -198,19 +203,37 @@ static void screen_snapshot(Screen *s)
         snprintf(s->left + n, sizeof s->left - (size_t)n, " │ ctx %lld/%lld", st.n_past, st.n_ctx);
 }
 
-/* Sets the status bar and the editor's hint for the current state. */
+/* Overlay o is open. */
+static int screen_is_open(const Screen *s, const Overlay *o)
+{
+    for (int i = 0; i < s->depth; i++)
+        if (s->stack[i] == o) return 1;
+    return 0;
+}
+
+/* Shows hint on the editor's rule for three seconds. */
+static void screen_hint(Screen *s, const char *hint)
+{
+    input_set_hint(s->input, hint);
+    s->hint_until = now_seconds() + 3;
+}
+
+/* Sets the status bar and the editor's hint for the current state (each
+** marks itself for painting only when its text changed). */
 static void screen_update_status(Screen *s)
 {
     char right[128];
-    if (s->busy && s->answering) {
-        double dt = now_seconds() - s->t_start;
-        long n = s->n_pieces;
-        if (n > 0 && dt > 0) snprintf(right, sizeof right, "%.1f tok/s  Esc: stop", (double)n / dt);
+    double dt = now_seconds() - s->t_start;
+    switch (s->state) {
+    case UI_ANSWERING:
+    case UI_THINKING:
+        if (s->n_pieces > 0 && dt > 0) snprintf(right, sizeof right, "%.1f tok/s  Esc: stop", (double)s->n_pieces / dt);
         else snprintf(right, sizeof right, "thinking…  Esc: stop");
-    } else if (s->busy) {
-        snprintf(right, sizeof right, "working…");
-    } else {
-        snprintf(right, sizeof right, COLS >= 90 ? "F1 keys  /help  Ctrl-C×2: quit" : "F1 keys  Ctrl-C×2: quit");
+        break;
+    case UI_STOPPING: snprintf(right, sizeof right, "stopping…"); break;
+    case UI_STARTING:
+    case UI_WORKING: snprintf(right, sizeof right, "working…"); break;
+    default: snprintf(right, sizeof right, COLS >= 90 ? "F1 keys  /help  Ctrl-C×2: quit" : "F1 keys  Ctrl-C×2: quit");
     }
     char prog[200], both[sizeof prog + sizeof right + 4];
     const char *shown = right;
@@ -221,28 +244,29 @@ static void screen_update_status(Screen *s)
         else
             snprintf(prog, sizeof prog, "indexing %s %lld/%lld files %d%%", s->sync.kb, s->sync.files_done,
                      s->sync.files_total, s->sync.percent);
-        snprintf(both, sizeof both, "%s  %s", prog, s->busy ? right : "F1 keys");
+        snprintf(both, sizeof both, "%s  %s", prog, screen_busy(s) ? right : "F1 keys");
         shown = both;
     }
     status_set(s->status, s->left, shown);
     if (now_seconds() < s->hint_until) return;
-    input_set_hint(s->input, s->ctrl_c_armed ? " Press Ctrl-C again to quit " :
+    input_set_hint(s->input, s->state == UI_ARMED ? " Press Ctrl-C again to quit " :
                              " Enter: send  Alt-Enter/Ctrl-J: new line ");
 }
 
-/* --- jobs --- */
+/* --- the job's events --- */
 
-/* Adds text (trimmed of surrounding newlines) as a message of role. */
-static void add_trimmed(Screen *s, UiRole role, const char *text)
+/* Adds text[0..len) (trimmed of surrounding newlines and spaces) as a
+** message of role, after prefix. */
+static void add_message(Screen *s, UiRole role, const char *prefix, const char *text, size_t len)
 {
-    if (text == NULL) return;
-    while (*text == '\n' || *text == ' ') text++;
-    size_t n = strlen(text);
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' ')) n--;
-    if (n == 0) return;
-    char *copy = strndup(text, n);
-    if (copy) chatpane_add(s->chat, role, copy);
-    free(copy);
+    while (len > 0 && (*text == '\n' || *text == ' ')) text++, len--;
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ')) len--;
+    if (len == 0) return;
+    char *msg = malloc(strlen(prefix) + len + 1);
+    if (msg == NULL) return;
+    sprintf(msg, "%s%.*s", prefix, (int)len, text);
+    chatpane_add(s->chat, role, msg);
+    free(msg);
 }
 
 /* Shows the turns of the conversation (resumed at the start, or opened),
@@ -253,9 +277,7 @@ static void screen_show_turns(Screen *s, const char *verb)
     char note[600];
     for (int i = 0; i < conv_n_turns(c); i++) {
         const RagTurn *t = conv_turn(c, i);
-        char *q = malloc(strlen(t->question) + 3);
-        if (q) sprintf(q, "> %s", t->question), chatpane_add(s->chat, UI_C_USER, q);
-        free(q);
+        add_message(s, UI_C_USER, "> ", t->question, strlen(t->question));
         chatpane_add(s->chat, UI_C_ANSWER, t->answer ? t->answer : "");
     }
     TermStrs ts = {0};
@@ -265,52 +287,64 @@ static void screen_show_turns(Screen *s, const char *verb)
     chatpane_add(s->chat, UI_C_NOTE, note);
 }
 
-/* Shows what a finished job wrote and refreshes the state. Returns UI_QUIT
-** when the job was /quit. */
-static int screen_finish_job(Screen *s)
+/* The conversation was replaced: the pane shows the new one (the start's
+** resume keeps the welcome above it). */
+static void screen_replaced(Screen *s)
 {
-    Worker *w = &s->wk;
-    const char *out = w->out ? w->out : "";
-    int quit = w->result == CHAT_QUIT;
-    if (s->answering && strncmp(out, " [stopped]", 10) == 0) { /* stopped while thinking: an empty answer */
-        if (s->answer_started) chatpane_append(s->chat, " [stopped]", 10);
-        else chatpane_add(s->chat, UI_C_ANSWER, "[stopped]");
-        out += 10;
-    }
-    if (s->clear_on_done) chatpane_clear(s->chat);
-    if (w->resumed) screen_show_turns(s, "Resumed");
-    if (s->reload_on_done) {
-        Conversation *c = chat_conversation(s->app);
-        chatpane_clear(s->chat);
-        if (conv_n_turns(c) > 0) screen_show_turns(s, "Opened");
-    }
-    add_trimmed(s, UI_C_NOTE, out);
-    add_trimmed(s, w->err && strncmp(w->err, "kbchat: note:", 13) == 0 ? UI_C_NOTE : UI_C_ERROR, w->err);
-    worker_join(w);
-    s->busy = s->answering = s->answer_started = s->clear_on_done = s->reload_on_done = 0;
-    screen_snapshot(s);
-    return quit ? UI_QUIT : UI_REDRAW;
+    int resumed = s->wk.start; /* the start job, even when Esc made it STOPPING */
+    if (!resumed) chatpane_clear(s->chat);
+    if (conv_n_turns(chat_conversation(s->app)) > 0) screen_show_turns(s, resumed ? "Resumed" : "Opened");
 }
 
-/* Moves the worker's pieces into the chat pane; finishes a done job. */
+/* A piece of the answer: the first one opens the answer's message. */
+static void screen_piece(Screen *s, const char *text, size_t len)
+{
+    if (chatpane_last_role(s->chat) != UI_C_ANSWER) chatpane_add(s->chat, UI_C_ANSWER, "");
+    chatpane_append(s->chat, text, len);
+    if (s->state == UI_THINKING || s->state == UI_WORKING) screen_enter(s, UI_ANSWERING);
+}
+
+/* WorkerShowFn: shows one event of the job. A replaced conversation waits
+** until the job has ended (returns 1 to hold it): only then may the UI
+** read the ChatApp. So does everything the start says: "Ready" appears
+** with the status bar filled and the editor taking Enter. */
+static int screen_show(void *u, ChatEventKind kind, const char *text, size_t len, int done)
+{
+    Screen *s = u;
+    if (!done && (s->wk.start || kind == CHAT_EV_CONVERSATION_REPLACED)) return 1;
+    switch (kind) {
+    case CHAT_EV_ANSWER_PIECE: screen_piece(s, text, len); break;
+    case CHAT_EV_STOPPED:
+        if (chatpane_last_role(s->chat) == UI_C_ANSWER) chatpane_append(s->chat, " [stopped]", 10);
+        else chatpane_add(s->chat, UI_C_ANSWER, "[stopped]"); /* stopped before the answer began */
+        break;
+    case CHAT_EV_OUTPUT:
+    case CHAT_EV_SOURCES: add_message(s, UI_C_NOTE, "", text, len); break;
+    case CHAT_EV_NOTE: add_message(s, UI_C_NOTE, "kbchat: note: ", text, len); break;
+    case CHAT_EV_ERROR: add_message(s, UI_C_ERROR, "kbchat: ", text, len); break;
+    case CHAT_EV_CONVERSATION_REPLACED: screen_replaced(s); break;
+    default: break; /* ANSWER_DONE, SESSION_CHANGED: the status is read again when the job ends */
+    }
+    return 0;
+}
+
+/* Ends the finished job: back to IDLE, the status read again. Returns
+** UI_QUIT when the job was /quit. */
+static int screen_finish_job(Screen *s)
+{
+    int quit = s->wk.result == CHAT_QUIT, start = s->state == UI_STARTING;
+    worker_join(&s->wk);
+    if (!start && s->cpu_file) s->cpu_total += thread_cpu_seconds() - s->cpu_mark, s->cpu_pieces += s->n_pieces;
+    screen_enter(s, UI_IDLE);
+    screen_snapshot(s);
+    return quit ? UI_QUIT : 0;
+}
+
+/* Shows what the worker has queued; ends a finished job. */
 static int screen_drain(Screen *s)
 {
-    Worker *w = &s->wk;
-    int flags = 0, done;
-    if (!s->busy) return 0;
-    pthread_mutex_lock(&w->mu);
-    if (w->qlen > 0) {
-        if (!s->answer_started) chatpane_add(s->chat, UI_C_ANSWER, ""), s->answer_started = 1;
-        chatpane_append(s->chat, w->queue, w->qlen);
-        w->qlen = 0;
-        flags = UI_REDRAW;
-    }
-    s->n_pieces = w->n_pieces;
-    done = w->done;
-    pthread_mutex_unlock(&w->mu);
-    if (done) flags |= screen_finish_job(s);
-    else if (s->answering) flags |= UI_REDRAW; /* the tokens/s figure */
-    return flags;
+    if (!screen_busy(s)) return 0;
+    return worker_take(&s->wk, screen_show, s, &s->n_pieces) ? screen_finish_job(s) : 0;
 }
 
 /* The background sync (app/kb_sync.c): reads its progress for the status
@@ -320,64 +354,57 @@ static int screen_drain(Screen *s)
 static int screen_poll_sync(Screen *s)
 {
     char note[1600];
-    int failed;
-    if (!s->busy && chat_sync_collect(s->app, note, sizeof note, &failed)) {
+    int failed, kbs_open = screen_is_open(s, &s->overlays[OV_KBS]);
+    Widget *kbs = s->overlays[OV_KBS].w;
+    if (!screen_busy(s) && chat_sync_collect(s->app, note, sizeof note, &failed)) {
         chatpane_add(s->chat, failed ? UI_C_ERROR : UI_C_NOTE, note);
         memset(&s->sync, 0, sizeof s->sync);
-        if (s->kbs_open) kbview_set_sync(s->kbs, &s->sync), kbview_refresh(s->kbs);
-        return UI_REDRAW;
+        if (kbs_open) kbview_set_sync(kbs, &s->sync), kbview_refresh(kbs);
+        return 0;
     }
     ChatSyncState st;
     chat_sync_state(s->app, &st);
     if (memcmp(&st, &s->sync, sizeof st) == 0) return 0;
     int more_files = st.files_done != s->sync.files_done;
     s->sync = st;
-    if (s->kbs_open) kbview_set_sync(s->kbs, &s->sync);
-    if (s->kbs_open && more_files) kbview_refresh(s->kbs); /* the counts as the sync commits (F2 open: no job runs) */
-    return UI_REDRAW;
+    if (kbs_open) kbview_set_sync(kbs, &s->sync);
+    if (kbs_open && more_files) kbview_refresh(kbs); /* the counts as the sync commits (F2 open: no job runs) */
+    return 0;
 }
 
-/* True when line t is the command name (then a space or the end). */
-static int is_command(const char *t, const char *name)
-{
-    size_t n = strlen(name);
-    return strncmp(t, name, n) == 0 && (t[n] == '\0' || t[n] == ' ' || t[n] == '\n');
-}
+/* --- jobs --- */
 
 /* Shows line (taken over), then hands it to the worker. */
 static int screen_run_line(Screen *s, char *line)
 {
     const char *t = line + strspn(line, " \t\n");
-    int command = t[0] == '/' && t[1] != '/';
-    size_t lead = strlen("> ");
-    char *shown = malloc(strlen(line) + lead + 1);
-    if (shown) {
-        sprintf(shown, "> %s", line);
-        chatpane_add(s->chat, UI_C_USER, shown);
-        free(shown);
-    }
-    s->clear_on_done = command && is_command(t, "/new");
-    s->reload_on_done = command && (is_command(t, "/open") || is_command(t, "/delete"));
-    s->answering = !command;
-    s->answer_started = 0;
+    int command = t[0] == '/' && t[1] != '/'; /* what the user typed, as chat_line reads it */
+    add_message(s, UI_C_USER, "> ", line, strlen(line));
     s->t_start = now_seconds();
+    if (s->cpu_file) s->cpu_mark = thread_cpu_seconds();
     if (worker_start(&s->wk, line, NULL, NULL) != 0) {
         chatpane_add(s->chat, UI_C_ERROR, "kbchat: cannot start a thread");
-        return UI_REDRAW;
+        return 0;
     }
-    s->busy = 1;
+    screen_enter(s, command ? UI_WORKING : UI_THINKING);
     chatpane_follow(s->chat);
-    return UI_REDRAW | UI_RELAYOUT;
+    return UI_RELAYOUT;
 }
 
 /* Sends the editor's text. */
 static int screen_submit(Screen *s)
 {
     char *line = input_take(s->input);
-    return line ? screen_run_line(s, line) : UI_REDRAW;
+    return line ? screen_run_line(s, line) : 0;
 }
 
-/* --- keys --- */
+/* Asks the job to stop (Esc, Ctrl-C): the answer ends at the next piece
+** or layer. */
+static void screen_stop(Screen *s)
+{
+    atomic_store(&s->wk.cancel, 1);
+    if (s->state != UI_STOPPING) screen_enter(s, UI_STOPPING);
+}
 
 /* Reads a key (ERR after the timeout). Esc followed at once by another key
 ** is that key with Alt. */
@@ -403,23 +430,22 @@ static int screen_mouse(Screen *s)
     if (getmouse(&ev) != OK) return 0;
     if (ev.bstate & BUTTON4_PRESSED) chatpane_scroll(s->chat, -3);
     else if (ev.bstate & BUTTON5_PRESSED) chatpane_scroll(s->chat, 3);
-    else return 0;
-    return UI_REDRAW;
+    return 0;
 }
 
-/* Ctrl-C: stops an answer; on an idle prompt clears it and arms, and a
-** second one quits. */
+/* Ctrl-C: stops a job; on an idle prompt clears it and arms, and a second
+** one quits. */
 static int screen_ctrl_c(Screen *s)
 {
-    if (s->busy) {
-        atomic_store(&s->wk.cancel, 1);
-        return UI_REDRAW;
+    if (screen_busy(s)) {
+        screen_stop(s);
+        return 0;
     }
-    if (s->ctrl_c_armed) return UI_QUIT;
+    if (s->state == UI_ARMED) return UI_QUIT;
     input_clear(s->input);
-    s->ctrl_c_armed = 1;
+    screen_enter(s, UI_ARMED);
     s->hint_until = 0;
-    return UI_REDRAW | UI_RELAYOUT;
+    return UI_RELAYOUT;
 }
 
 /* Tab: completes the /command being typed (to the longest common prefix
@@ -448,96 +474,8 @@ static int screen_complete(Screen *s)
     char line[80];
     snprintf(line, sizeof line, "/%s%s", common, n == 1 ? " " : "");
     input_replace(s->input, line);
-    if (n > 1) input_set_hint(s->input, list), s->hint_until = now_seconds() + 3;
-    return UI_REDRAW;
-}
-
-/* Keys while the help overlay is open: any key but a resize closes it. */
-static int screen_help_key(Screen *s, const UiKey *k)
-{
-    if (k->is_key && (k->ch == KEY_RESIZE || k->ch == KEY_MOUSE)) return k->ch == KEY_RESIZE ? UI_RELAYOUT | UI_REDRAW : 0;
-    s->help_open = 0;
-    return UI_RELAYOUT | UI_REDRAW;
-}
-
-/* F3: the sources of the last answer (not while a job may change them). */
-static int screen_open_sources(Screen *s)
-{
-    Conversation *c = chat_conversation(s->app);
-    if (s->busy) {
-        input_set_hint(s->input, " F3: the sources show when the answer is done ");
-        s->hint_until = now_seconds() + 3;
-        return UI_REDRAW;
-    }
-    if (sources_load(s->sources, conv_turn(c, conv_n_turns(c) - 1)) != 0) return UI_REDRAW;
-    s->sources_open = 1;
-    return UI_RELAYOUT | UI_REDRAW;
-}
-
-/* F4: the stored conversations (not while a job runs). */
-static int screen_open_sessions(Screen *s)
-{
-    if (s->busy) {
-        input_set_hint(s->input, " F4: the conversations show when the answer is done ");
-        s->hint_until = now_seconds() + 3;
-        return UI_REDRAW;
-    }
-    if (sessions_load(s->sessions, s->app) != 0) return UI_REDRAW;
-    s->sessions_open = 1;
-    return UI_RELAYOUT | UI_REDRAW;
-}
-
-/* Keys while the sessions overlay is open; its action runs when it closes. */
-static int screen_sessions_key(Screen *s, const UiKey *k)
-{
-    if (k->is_key && k->ch == KEY_RESIZE) return UI_RELAYOUT | UI_REDRAW;
-    if (!k->is_key && k->ch == UI_CTRL('c')) return s->sessions_open = 0, UI_RELAYOUT | UI_REDRAW;
-    int f = s->sessions->ops->on_key(s->sessions, k);
-    if (!(f & UI_QUIT)) return f;
-    s->sessions_open = 0;
-    const char *action = sessions_action(s->sessions), *tab = strchr(action, '\t');
-    if (action[0] == '\0') return UI_RELAYOUT | UI_REDRAW;
-    char *line = tab ? strndup(action, (size_t)(tab - action)) : strdup(action);
-    if (line == NULL) return UI_RELAYOUT | UI_REDRAW;
-    if (tab) input_replace(s->input, tab + 1);
-    return screen_run_line(s, line) | UI_RELAYOUT | UI_REDRAW;
-}
-
-/* F2: the knowledge bases (not while a job runs). */
-static int screen_open_kbs(Screen *s)
-{
-    if (s->busy) {
-        input_set_hint(s->input, " F2: the knowledge bases show when the answer is done ");
-        s->hint_until = now_seconds() + 3;
-        return UI_REDRAW;
-    }
-    if (kbview_load(s->kbs, s->app) != 0) return UI_REDRAW;
-    kbview_set_sync(s->kbs, &s->sync);
-    s->kbs_open = 1;
-    return UI_RELAYOUT | UI_REDRAW;
-}
-
-/* Keys while the knowledge-base overlay is open; its command runs when it closes. */
-static int screen_kbs_key(Screen *s, const UiKey *k)
-{
-    if (k->is_key && k->ch == KEY_RESIZE) return UI_RELAYOUT | UI_REDRAW;
-    if (!k->is_key && k->ch == UI_CTRL('c')) return s->kbs_open = 0, UI_RELAYOUT | UI_REDRAW;
-    int f = s->kbs->ops->on_key(s->kbs, k);
-    screen_snapshot(s); /* the key may have deleted the knowledge base in use (no job runs: F2 is open) */
-    if (!(f & UI_QUIT)) return f | screen_poll_sync(s);
-    s->kbs_open = 0;
-    char *line = kbview_action(s->kbs)[0] ? strdup(kbview_action(s->kbs)) : NULL;
-    return (line ? screen_run_line(s, line) : 0) | UI_RELAYOUT | UI_REDRAW;
-}
-
-/* Keys while the sources overlay is open. */
-static int screen_sources_key(Screen *s, const UiKey *k)
-{
-    if (k->is_key && k->ch == KEY_RESIZE) return UI_RELAYOUT | UI_REDRAW;
-    if (!k->is_key && k->ch == UI_CTRL('c')) return s->sources_open = 0, UI_RELAYOUT | UI_REDRAW;
-    int f = s->sources->ops->on_key(s->sources, k);
-    if (f & UI_QUIT) return s->sources_open = 0, UI_RELAYOUT | UI_REDRAW;
-    return f;
+    if (n > 1) screen_hint(s, list);
+    return 0;
 }
 
 /* Inside a bracketed paste: text goes in as typed, Enter as a new line. */
@@ -555,54 +493,155 @@ static int screen_paste_key(Screen *s, const UiKey *k)
     return in->ops->on_key(in, &c) & ~(UI_SUBMIT | UI_IGNORED);
 }
 
-/* Hands a key to the widgets: the chat pane first (scrolling), then the editor. */
+/* --- overlays --- */
+
+/* Opens overlay o over the others (F1..F4). */
+static int screen_open_overlay(Screen *s, Overlay *o)
+{
+    if (screen_is_open(s, o)) return 0;
+    if (o->busy_hint && screen_busy(s)) { /* its content may change under the job */
+        screen_hint(s, o->busy_hint);
+        return 0;
+    }
+    if (o->ops->open && o->ops->open(s, o->w) != 0) return 0;
+    assert(s->depth < OV_COUNT);
+    s->stack[s->depth++] = o;
+    return UI_RELAYOUT;
+}
+
+/* Closes the top overlay. */
+static void screen_pop(Screen *s)
+{
+    assert(s->depth > 0);
+    s->depth--;
+}
+
+/* Keys while an overlay is open go to the top one: Ctrl-C closes it; when
+** its on_key says UI_QUIT it closes and its choice is carried out. */
+static int screen_overlay_key(Screen *s, const UiKey *k)
+{
+    Overlay *o = s->stack[s->depth - 1];
+    if (!k->is_key && !k->alt && k->ch == UI_CTRL('c')) return screen_pop(s), UI_RELAYOUT;
+    int f = o->w->ops->on_key(o->w, k);
+    if (f & UI_REDRAW) o->w->needs_redraw = 1;
+    if (o->ops->after_key) f |= o->ops->after_key(s, o->w);
+    if (!(f & UI_QUIT)) return f;
+    screen_pop(s);
+    return (o->ops->closed ? o->ops->closed(s, o->w) : 0) | UI_RELAYOUT;
+}
+
+/* F3: the sources of the last answer. */
+static int sources_open(Screen *s, Widget *w)
+{
+    Conversation *c = chat_conversation(s->app);
+    return sources_load(w, conv_turn(c, conv_n_turns(c) - 1));
+}
+
+/* F4: the stored conversations. */
+static int sessions_open(Screen *s, Widget *w)
+{
+    return sessions_load(w, s->app);
+}
+
+/* Carries out the choice made in the conversations overlay: /open or
+** /delete the session, or open it and leave /rename or /export in the
+** editor for the user to finish. */
+static int sessions_closed(Screen *s, Widget *w)
+{
+    SessionsAction a = sessions_action(w);
+    char line[64];
+    if (a.kind == SESSIONS_NONE) return 0;
+    snprintf(line, sizeof line, "/%s %d", a.kind == SESSIONS_DELETE ? "delete" : "open", a.n);
+    if (a.kind == SESSIONS_RENAME) input_replace(s->input, "/rename ");
+    if (a.kind == SESSIONS_EXPORT) {
+        char typed[64];
+        snprintf(typed, sizeof typed, "/export conversation-%d.md", a.n);
+        input_replace(s->input, typed);
+    }
+    char *copy = strdup(line);
+    return copy ? screen_run_line(s, copy) : 0;
+}
+
+/* F2: the knowledge bases. */
+static int kbs_open(Screen *s, Widget *w)
+{
+    if (kbview_load(w, s->app) != 0) return -1;
+    kbview_set_sync(w, &s->sync);
+    return 0;
+}
+
+/* After a key in the F2 panel: it may have deleted the knowledge base in
+** use or started a sync (no job runs: F2 is open). */
+static int kbs_after_key(Screen *s, Widget *w)
+{
+    (void)w;
+    screen_snapshot(s);
+    return screen_poll_sync(s);
+}
+
+/* Carries out the F2 panel's choice: /kb NAME or /kb off, run like a
+** typed line (so the chat says what it searches now). */
+static int kbs_closed(Screen *s, Widget *w)
+{
+    KbViewAction a = kbview_action(w);
+    if (a.kind == KBVIEW_NONE) return 0;
+    char line[sizeof a.name + 8];
+    snprintf(line, sizeof line, "/kb %s", a.kind == KBVIEW_USE ? a.name : "off");
+    char *copy = strdup(line);
+    return copy ? screen_run_line(s, copy) : 0;
+}
+
+static const OverlayOps help_overlay = {NULL, NULL, NULL};
+static const OverlayOps kbs_overlay = {kbs_open, kbs_closed, kbs_after_key};
+static const OverlayOps sources_overlay = {sources_open, NULL, NULL};
+static const OverlayOps sessions_overlay = {sessions_open, sessions_closed, NULL};
+
+/* --- keys --- */
+
+/* Hands a key to the screen: an overlay when one is open, else the chat
+** pane first (scrolling), then the editor. */
 static int screen_dispatch(Screen *s, const UiKey *k)
 {
     int is_ctrl_c = !k->is_key && !k->alt && k->ch == UI_CTRL('c');
-    if (k->is_key && k->ch == KEY_RESIZE) return UI_RELAYOUT | UI_REDRAW;
-    if (k->is_key && k->ch == KEY_MOUSE) return screen_mouse(s);
+    if (k->is_key && k->ch == KEY_RESIZE) return UI_RELAYOUT;
     if (s->pasting || (k->is_key && k->ch == UI_KEY_PASTE_BEGIN)) {
         if (!s->pasting) return s->pasting = 1, 0;
         int f = screen_paste_key(s, k);
         return (f & UI_RELAYOUT) && input_rows(s->input, COLS, LINES / 3) + 1 == input_widget(s->input)->h ? f & ~UI_RELAYOUT : f;
     }
-    if (s->help_open) return screen_help_key(s, k);
-    if (s->sources_open) return screen_sources_key(s, k);
-    if (s->sessions_open) return screen_sessions_key(s, k);
-    if (s->kbs_open) return screen_kbs_key(s, k);
-    if (k->is_key && k->ch == KEY_F(2)) return screen_open_kbs(s);
-    if (k->is_key && k->ch == KEY_F(4)) return screen_open_sessions(s);
-    if (k->is_key && k->ch == KEY_F(3)) return screen_open_sources(s);
-    if (k->is_key && k->ch == KEY_F(1)) return s->help_open = 1, UI_RELAYOUT | UI_REDRAW;
+    if (s->depth > 0) return screen_overlay_key(s, k);
+    if (k->is_key && k->ch == KEY_MOUSE) return screen_mouse(s);
+    for (int i = 0; i < OV_COUNT; i++)
+        if (k->is_key && k->ch == (wint_t)s->overlays[i].fkey) return screen_open_overlay(s, &s->overlays[i]);
     if (is_ctrl_c) return screen_ctrl_c(s);
-    s->ctrl_c_armed = 0;
+    if (s->state == UI_ARMED) screen_enter(s, UI_IDLE);
     if (!k->is_key && k->ch == 27 && !k->alt) {
-        if (s->busy) atomic_store(&s->wk.cancel, 1);
-        return UI_REDRAW;
+        if (screen_busy(s)) screen_stop(s);
+        return 0;
     }
-    if (!k->is_key && k->ch == UI_CTRL('l')) return clearok(curscr, TRUE), UI_RELAYOUT | UI_REDRAW;
-    if (!k->is_key && k->ch == UI_CTRL('d') && input_is_empty(s->input) && !s->busy) return UI_QUIT;
-    if (s->too_small) return UI_REDRAW;
+    if (!k->is_key && k->ch == UI_CTRL('l')) return clearok(curscr, TRUE), UI_RELAYOUT;
+    if (!k->is_key && k->ch == UI_CTRL('d') && input_is_empty(s->input) && !screen_busy(s)) return UI_QUIT;
+    if (s->too_small) return 0;
     if (!k->is_key && !k->alt && k->ch == '\t') return screen_complete(s);
     s->hint_until = 0; /* a typed key ends a passing hint (Tab's list, busy) */
     Widget *chat = chatpane_widget(s->chat), *in = input_widget(s->input);
     int f = chat->ops->on_key(chat, k);
     if (!(f & UI_IGNORED)) return f;
     f = in->ops->on_key(in, k);
-    if ((f & UI_SUBMIT) && s->busy) {
-        input_set_hint(s->input, " Busy: Enter sends when the answer is done (Esc stops it) ");
-        s->hint_until = now_seconds() + 3;
-        return UI_REDRAW;
+    if ((f & UI_SUBMIT) && screen_busy(s)) {
+        screen_hint(s, " Busy: Enter sends when the answer is done (Esc stops it) ");
+        return 0;
     }
     if (f & UI_SUBMIT) return screen_submit(s);
     if (f & UI_IGNORED) return 0;
     if ((f & UI_RELAYOUT) && input_rows(s->input, COLS, LINES / 3) + 1 == in->h) f &= ~UI_RELAYOUT;
-    return f | UI_REDRAW;
+    return f;
 }
 
 /* --- layout and drawing --- */
 
-/* Places the widgets for the terminal's current size. */
+/* Places the widgets for the terminal's current size (each is marked for
+** painting); closed overlays lose their windows. */
 static void screen_layout(Screen *s)
 {
     int rows = LINES, cols = COLS;
@@ -610,24 +649,16 @@ static void screen_layout(Screen *s)
     s->too_small = cols < UI_MIN_COLS || rows < UI_MIN_ROWS;
     werase(stdscr);
     wnoutrefresh(stdscr);
+    for (int i = 0; i < OV_COUNT; i++) widget_place(s->overlays[i].w, 0, 0, 0, 0);
     if (s->too_small) {
         widget_place(chat, 0, 0, 0, 0), widget_place(in, 0, 0, 0, 0), widget_place(st, 0, 0, 0, 0);
-        widget_place(s->help, 0, 0, 0, 0), widget_place(s->sources, 0, 0, 0, 0), widget_place(s->sessions, 0, 0, 0, 0);
-        widget_place(s->kbs, 0, 0, 0, 0);
         return;
     }
     int ih = input_rows(s->input, cols, rows / 3) + 1;
     widget_place(st, rows - 1, 0, 1, cols);
     widget_place(in, rows - 1 - ih, 0, ih, cols);
     widget_place(chat, 0, 0, rows - 1 - ih, cols);
-    if (s->help_open) s->help->ops->resize(s->help, 0, 0, rows - 1 - ih, cols);
-    else widget_place(s->help, 0, 0, 0, 0);
-    if (s->sources_open) s->sources->ops->resize(s->sources, 0, 0, rows - 1 - ih, cols);
-    else widget_place(s->sources, 0, 0, 0, 0);
-    if (s->sessions_open) s->sessions->ops->resize(s->sessions, 0, 0, rows - 1 - ih, cols);
-    else widget_place(s->sessions, 0, 0, 0, 0);
-    if (s->kbs_open) s->kbs->ops->resize(s->kbs, 0, 0, rows - 1 - ih, cols);
-    else widget_place(s->kbs, 0, 0, 0, 0);
+    for (int i = 0; i < s->depth; i++) s->stack[i]->w->ops->resize(s->stack[i]->w, 0, 0, rows - 1 - ih, cols);
 }
 
 /* Below the minimum size: one centred message, cut to the width. */
@@ -646,20 +677,35 @@ static void screen_draw_too_small(void)
     wnoutrefresh(stdscr);
 }
 
-static void screen_draw(Screen *s)
+/* Paints w when it is marked; returns whether it did. */
+static int paint(Widget *w)
+{
+    if (!w->needs_redraw || w->win == NULL) return 0;
+    w->ops->draw(w);
+    return 1;
+}
+
+/* Paints what changed (relayout: everything was placed anew), then one
+** doupdate(). */
+static void screen_draw(Screen *s, int relayout)
 {
     if (s->too_small) {
-        screen_draw_too_small();
-    } else {
-        screen_update_status(s);
-        Widget *ws[3] = {chatpane_widget(s->chat), status_widget(s->status), input_widget(s->input)};
-        for (int i = 0; i < 3; i++) ws[i]->ops->draw(ws[i]); /* the editor last: it places the cursor */
-        if (s->sources_open) s->sources->ops->draw(s->sources);
-        if (s->sessions_open) s->sessions->ops->draw(s->sessions);
-        if (s->kbs_open) s->kbs->ops->draw(s->kbs);
-        if (s->help_open) s->help->ops->draw(s->help);
-        curs_set(s->busy || s->help_open || s->sources_open || s->sessions_open || s->kbs_open ? 0 : 1);
+        if (relayout) screen_draw_too_small(), doupdate();
+        return;
     }
+    screen_update_status(s);
+    Widget *in = input_widget(s->input);
+    int painted = paint(chatpane_widget(s->chat));
+    painted |= paint(status_widget(s->status));
+    painted |= paint(in);
+    for (int i = 0; i < s->depth; i++) { /* over what was painted under it */
+        if (painted) s->stack[i]->w->needs_redraw = 1;
+        painted |= paint(s->stack[i]->w);
+    }
+    int cursor = !screen_busy(s) && s->depth == 0;
+    curs_set(cursor);
+    if (!painted) return;
+    if (cursor && in->win) wnoutrefresh(in->win); /* the cursor is the editor's, whatever was painted last */
     doupdate();
 }
 
@@ -687,26 +733,64 @@ static void screen_welcome(Screen *s, const char *model_path, const char *cfg_fi
 
 static void screen_loop(Screen *s)
 {
-    int flags = UI_RELAYOUT | UI_REDRAW;
+    int flags = UI_RELAYOUT;
     while (!(flags & UI_QUIT) && !term_quit_requested()) {
         UiKey k;
         if (flags & UI_RELAYOUT) screen_layout(s);
-        if (flags & (UI_REDRAW | UI_RELAYOUT)) screen_draw(s);
-        wtimeout(stdscr, s->busy ? 40 : 250);
+        screen_draw(s, flags & UI_RELAYOUT);
+        wtimeout(stdscr, screen_busy(s) ? 40 : 250);
         int r = screen_read_key(&k);
         flags = screen_drain(s);
         flags |= screen_poll_sync(s);
         if (r == OK) flags |= screen_dispatch(s, &k);
     }
-    if (s->busy) atomic_store(&s->wk.cancel, 1);
+    if (screen_busy(s)) atomic_store(&s->wk.cancel, 1);
     if (s->sync.running && !s->too_small) { /* it stops within 100 ms, inside a PDF too */
         status_set(s->status, s->left, "stopping the sync…");
-        Widget *st = status_widget(s->status);
-        st->ops->draw(st);
+        paint(status_widget(s->status));
         doupdate();
     }
     chat_sync_stop(s->app);
     worker_join(&s->wk);
+}
+
+/* Writes the KBCHAT_TEST_UI_CPU figure (see the header). */
+static void screen_write_cpu(const Screen *s)
+{
+    FILE *f = s->cpu_file ? fopen(s->cpu_file, "w") : NULL;
+    if (f == NULL) return;
+    fprintf(f, "ui_cpu_ms %.1f pieces %ld\n", s->cpu_total * 1000.0, s->cpu_pieces);
+    fclose(f);
+}
+
+/* Makes the widgets and the overlay table. Returns KB_OK or KB_ENOMEM. */
+static int screen_new(Screen *s)
+{
+    s->chat = chatpane_new(), s->input = input_new(), s->status = status_new();
+    s->overlays[OV_HELP] = (Overlay){help_new(), &help_overlay, KEY_F(1), NULL};
+    s->overlays[OV_KBS] = (Overlay){kbview_new(), &kbs_overlay, KEY_F(2), " F2: the knowledge bases show when the answer is done "};
+    s->overlays[OV_SOURCES] = (Overlay){sources_new(), &sources_overlay, KEY_F(3), " F3: the sources show when the answer is done "};
+    s->overlays[OV_SESSIONS] = (Overlay){sessions_new(), &sessions_overlay, KEY_F(4), " F4: the conversations show when the answer is done "};
+    int ok = s->chat && s->input && s->status;
+    for (int i = 0; i < OV_COUNT; i++) ok = ok && s->overlays[i].w;
+    return ok ? KB_OK : KB_ENOMEM;
+}
+
+/* Frees the widgets' windows (before delscreen frees them with the screen). */
+static void screen_free_windows(Screen *s)
+{
+    widget_free_window(chatpane_widget(s->chat));
+    widget_free_window(input_widget(s->input));
+    widget_free_window(status_widget(s->status));
+    for (int i = 0; i < OV_COUNT; i++) widget_free_window(s->overlays[i].w);
+}
+
+/* Frees the widgets (any may be NULL). */
+static void screen_free(Screen *s)
+{
+    chatpane_free(s->chat), input_free(s->input), status_free(s->status);
+    help_free(s->overlays[OV_HELP].w), kbview_free(s->overlays[OV_KBS].w);
+    sources_free(s->overlays[OV_SOURCES].w), sessions_free(s->overlays[OV_SESSIONS].w);
 }
 
 int ui_run(ChatApp *app, const char *model_path, const char *kb, const char *cfg_file, const char *theme, char *err,
@@ -716,13 +800,13 @@ int ui_run(ChatApp *app, const char *model_path, const char *kb, const char *cfg
     memset(&s, 0, sizeof s);
     s.app = app;
     s.wk.app = app;
+    s.state = UI_STARTING;
     const char *delay = getenv("KBCHAT_TUI_PIECE_DELAY_MS");
     s.wk.delay_ms = delay ? atol(delay) : 0;
+    s.cpu_file = getenv("KBCHAT_TEST_UI_CPU");
     pthread_mutex_init(&s.wk.mu, NULL);
     chat_set_cancel(app, &s.wk.cancel); /* Esc stops the prompt's evaluation too */
-    s.chat = chatpane_new(), s.input = input_new(), s.status = status_new(), s.help = help_new();
-    s.sources = sources_new(), s.sessions = sessions_new(), s.kbs = kbview_new();
-    int rc = s.chat && s.input && s.status && s.help && s.sources && s.sessions && s.kbs ? KB_OK : KB_ENOMEM;
+    int rc = screen_new(&s);
     if (rc != KB_OK) snprintf(err, errlen, "out of memory");
     if (rc == KB_OK && term_open(theme, err, errlen) != 0) rc = KB_EIO;
     if (rc == KB_OK) {
@@ -730,19 +814,14 @@ int ui_run(ChatApp *app, const char *model_path, const char *kb, const char *cfg
         screen_welcome(&s, model_path, cfg_file);
         screen_snapshot(&s);
         char *path = model_path && model_path[0] ? strdup(model_path) : NULL, *kb_copy = kb ? strdup(kb) : NULL;
-        if (worker_start(&s.wk, NULL, path, kb_copy) == 0) s.busy = 1;
+        if (worker_start(&s.wk, NULL, path, kb_copy) != 0) screen_enter(&s, UI_IDLE);
         screen_loop(&s);
-        widget_free_window(chatpane_widget(s.chat)); /* before delscreen frees them */
-        widget_free_window(input_widget(s.input));
-        widget_free_window(status_widget(s.status));
-        widget_free_window(s.help);
-        widget_free_window(s.sources);
-        widget_free_window(s.sessions);
-        widget_free_window(s.kbs);
+        screen_free_windows(&s);
         term_close();
+        screen_write_cpu(&s);
     }
-    chatpane_free(s.chat), input_free(s.input), status_free(s.status), help_free(s.help), sources_free(s.sources), sessions_free(s.sessions), kbview_free(s.kbs);
-    free(s.wk.queue);
+    screen_free(&s);
+    worker_free(&s.wk);
     chat_set_cancel(app, NULL); /* the flag lives in this frame */
     pthread_mutex_destroy(&s.wk.mu);
     return rc;

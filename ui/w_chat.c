@@ -5,11 +5,16 @@
 ** wrapping is a walk adding wcwidth()s: a line breaks at its last space, or
 ** before or after a double-width (CJK) character, and never splits one: a
 ** two-column character that would end in the last column moves to the next
-** line whole. Wrapping is redone at each draw for the current width, which
-** keeps resize trivial; it is linear in the text and cheap next to the
-** terminal output. The view either follows the end (new text scrolls in) or
-** stays at a fixed top line after PgUp/Home until End or PgDn past the end.
+** line whole. The layout (the screen lines) is kept between draws: at a
+** new width everything is wrapped again, but while an answer streams only
+** its last line is, with the text that came since (greedy wrapping decides
+** a line by the text on it, so every earlier line is final); the Markdown
+** styles are likewise computed from the answer's last line on. A streamed
+** piece thus costs what it adds, not the length of the conversation. The
+** view either follows the end (new text scrolls in) or stays at a fixed top
+** line after PgUp/Home until End or PgDn past the end.
 */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +26,8 @@ typedef struct ChatMsg {
     size_t len, cap;
     unsigned char *style; /* answers: a MdStyle per character (md_style), owned */
     size_t styled;        /* characters the style array was computed for */
+    size_t style_line;    /* where the last line that may still grow starts: styles before it are final */
+    int style_fenced;     /* inside a ``` block at style_line */
 } ChatMsg;
 
 /* Light Markdown in answers: what each character is drawn as. The marks
@@ -40,6 +47,8 @@ struct ChatPane {
     int n_msgs, cap_msgs;
     VLine *lines; /* the last layout */
     size_t n_lines, cap_lines;
+    int laid_width; /* the layout's width (-1: none) */
+    int laid_msgs;  /* messages in the layout; the last of them may have grown since */
     int follow;   /* 1: show the end */
     long top;     /* first line shown when not following */
 };
@@ -94,7 +103,7 @@ wchar_t *ui_decode(const char *s, size_t len, size_t *n)
 ChatPane *chatpane_new(void)
 {
     ChatPane *p = calloc(1, sizeof *p);
-    if (p) p->follow = 1;
+    if (p) p->follow = 1, p->laid_width = -1;
     return p;
 }
 
@@ -103,7 +112,13 @@ void chatpane_clear(ChatPane *p)
     for (int i = 0; i < p->n_msgs; i++) free(p->msgs[i].text), free(p->msgs[i].style);
     p->n_msgs = 0;
     p->follow = 1;
+    p->n_lines = 0, p->laid_msgs = 0, p->laid_width = -1;
     p->base.needs_redraw = 1;
+}
+
+int chatpane_last_role(const ChatPane *p)
+{
+    return p->n_msgs > 0 ? (int)p->msgs[p->n_msgs - 1].role : -1;
 }
 
 void chatpane_free(ChatPane *p)
@@ -218,20 +233,41 @@ static int wrap_line(ChatPane *p, int msg, const wchar_t *s, size_t a, size_t b,
     return ui_wrap(s, a, b, width, emit_line, &c);
 }
 
-/* Lays every message out at width into p->lines. */
+/* Wraps message m from offset a0 (the start of one of its screen lines)
+** to its end into p->lines. Returns 0 or -1 (ENOMEM). */
+static int wrap_msg(ChatPane *p, int m, size_t a0, int width)
+{
+    const ChatMsg *msg = &p->msgs[m];
+    for (size_t a = a0; a <= msg->len;) {
+        size_t b = a;
+        while (b < msg->len && msg->text[b] != L'\n') b++;
+        if (wrap_line(p, m, msg->text, a, b, width)) return -1;
+        a = b + 1;
+    }
+    return 0;
+}
+
+/* Brings p->lines up to date for width: everything again at a new width;
+** else only from the last laid message's last line on (the only text that
+** can have changed: messages are only added, and only the last one grows). */
 static void layout(ChatPane *p, int width)
 {
-    p->n_lines = 0;
-    for (int m = 0; m < p->n_msgs; m++) {
-        const ChatMsg *msg = &p->msgs[m];
-        if (m > 0 && push_line(p, -1, 0, 0)) return;
-        for (size_t a = 0; a <= msg->len;) {
-            size_t b = a;
-            while (b < msg->len && msg->text[b] != L'\n') b++;
-            if (wrap_line(p, m, msg->text, a, b, width)) return;
-            a = b + 1;
-        }
+    int m = 0, resume = width == p->laid_width && p->laid_msgs > 0 && p->n_lines > 0;
+    size_t from = 0;
+    if (resume) {
+        m = p->laid_msgs - 1;
+        from = p->lines[--p->n_lines].off;
+        assert(p->lines[p->n_lines].msg == m);
+    } else {
+        p->n_lines = 0;
     }
+    p->laid_width = width;
+    for (; m < p->n_msgs; m++, resume = 0) {
+        if (!resume && m > 0 && push_line(p, -1, 0, 0)) break;
+        if (wrap_msg(p, m, resume ? from : 0, width)) break;
+    }
+    p->laid_msgs = m;
+    if (m < p->n_msgs) p->laid_width = -1; /* out of memory: start afresh next time */
 }
 
 /* --- light Markdown --- */
@@ -270,21 +306,24 @@ static void md_line(const wchar_t *s, size_t a, size_t b, unsigned char *st)
     }
 }
 
-/* (Re)computes the styles of answer m: fenced blocks (``` lines) are code. */
+/* Brings the styles of answer m up to date: fenced blocks (``` lines) are
+** code. Lines ended by '\n' keep their styles; the last one, which may
+** still grow, is styled again next time. */
 static void md_style(ChatMsg *m)
 {
     unsigned char *st = realloc(m->style, m->len + 1);
     if (st == NULL) return;
     m->style = st;
-    memset(st, MD_TEXT, m->len + 1);
-    int fenced = 0;
-    for (size_t a = 0; a < m->len;) {
+    memset(st + m->style_line, MD_TEXT, m->len + 1 - m->style_line);
+    int fenced = m->style_fenced;
+    for (size_t a = m->style_line; a < m->len;) {
         size_t b = a;
         while (b < m->len && m->text[b] != L'\n') b++;
         int fence = b - a >= 3 && wcsncmp(m->text + a, L"```", 3) == 0;
         if (fence || fenced) memset(st + a, MD_CODE, b - a);
         else md_line(m->text, a, b, st);
         if (fence) fenced = !fenced;
+        if (b < m->len) m->style_line = b + 1, m->style_fenced = fenced; /* a finished line */
         a = b + 1;
     }
     m->styled = m->len;
@@ -377,11 +416,12 @@ static int chat_on_key(Widget *w, const UiKey *k)
     case KEY_PPAGE: top -= page; break;
     case KEY_NPAGE: top += page; break;
     case KEY_HOME: top = 0; break;
-    case KEY_END: p->follow = 1; return UI_REDRAW;
+    case KEY_END: p->follow = 1, w->needs_redraw = 1; return UI_REDRAW;
     default: return UI_IGNORED;
     }
     p->follow = 0;
     p->top = top < 0 ? 0 : top;
+    w->needs_redraw = 1;
     return UI_REDRAW;
 }
 
@@ -390,6 +430,7 @@ void chatpane_scroll(ChatPane *p, int n)
     long top = first_line(p, p->base.h) + n;
     p->follow = 0;
     p->top = top < 0 ? 0 : top;
+    p->base.needs_redraw = 1;
 }
 
 void chatpane_follow(ChatPane *p)
@@ -420,4 +461,14 @@ void widget_place(Widget *w, int y, int x, int h, int width)
     w->y = y, w->x = x, w->h = h, w->w = width;
     if (h > 0 && width > 0) w->win = newwin(h, width, y, x);
     w->needs_redraw = 1;
+}
+
+void widget_place_centred(Widget *w, int y, int x, int h, int width, int bh, int bw)
+{
+    widget_place(w, y + (h - bh) / 2, x + (width - bw) / 2, bh, bw);
+}
+
+void widget_place_box(Widget *w, int y, int x, int h, int width)
+{
+    widget_place_centred(w, y, x, h, width, h > 4 ? h - 2 : h, width > 8 ? width - 4 : width);
 }

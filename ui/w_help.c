@@ -54,17 +54,18 @@ static void help_draw(Widget *w)
     w->needs_redraw = 0;
 }
 
+/* Any key closes the overlay (UI_QUIT to screen.c) but the mouse: a wheel
+** step is not a key the user pressed to leave. */
 static int help_on_key(Widget *w, const UiKey *k)
 {
-    (void)w, (void)k;
-    return UI_QUIT; /* to screen.c: close the overlay */
+    (void)w;
+    return k->is_key && k->ch == KEY_MOUSE ? 0 : UI_QUIT;
 }
 
 /* Centres the box in the h x width area at (y, x). */
 static void help_resize(Widget *w, int y, int x, int h, int width)
 {
-    int bh = HELP_N + 2 < h ? HELP_N + 2 : h, bw = width > 64 ? 64 : width;
-    widget_place(w, y + (h - bh) / 2, x + (width - bw) / 2, bh, bw);
+    widget_place_centred(w, y, x, h, width, HELP_N + 2 < h ? HELP_N + 2 : h, width > 64 ? 64 : width);
 }
 
 static const WidgetOps help_ops = {help_draw, help_on_key, help_resize};

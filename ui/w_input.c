@@ -60,6 +60,7 @@ static int input_set(InputBox *b, const char *s)
     }
     memcpy(b->text, s ? s : "", n + 1);
     b->len = b->cur = n;
+    b->base.needs_redraw = 1;
     return 0;
 }
 
@@ -205,7 +206,9 @@ static int input_special_key(InputBox *b, const UiKey *k)
     return UI_REDRAW;
 }
 
-static int input_on_key(Widget *w, const UiKey *k)
+/* Edits with k; every key it takes may change the text or the cursor, so
+** it marks the editor for painting (input_on_key). */
+static int input_key(Widget *w, const UiKey *k)
 {
     InputBox *b = (InputBox *)w;
     if (k->is_key) return input_special_key(b, k) | UI_RELAYOUT;
@@ -222,6 +225,13 @@ static int input_on_key(Widget *w, const UiKey *k)
     size_t n = wcrtomb(buf, (wchar_t)k->ch, &st);
     if (n != (size_t)-1) input_insert(b, buf, n);
     return UI_REDRAW | UI_RELAYOUT;
+}
+
+static int input_on_key(Widget *w, const UiKey *k)
+{
+    int f = input_key(w, k);
+    if (!(f & UI_IGNORED)) w->needs_redraw = 1;
+    return f;
 }
 
 /* --- layout and drawing --- */
@@ -337,11 +347,11 @@ const char *input_text(const InputBox *b) { return b->text; }
 void input_replace(InputBox *b, const char *text)
 {
     input_set(b, text);
-    b->base.needs_redraw = 1;
 }
 
 void input_set_hint(InputBox *b, const char *hint)
 {
+    if (strncmp(b->hint, hint, sizeof b->hint - 1) == 0) return; /* the loop sets it each tick */
     snprintf(b->hint, sizeof b->hint, "%s", hint);
     b->base.needs_redraw = 1;
 }

@@ -50,7 +50,7 @@ typedef struct KbView {
     char msg[1200];         /* the last outcome, "" none */
     int msg_error;          /* msg is a problem (red) */
     ChatSyncState sync;     /* the background sync, from screen.c */
-    char action[300];
+    KbViewAction action; /* what the panel asks screen.c to do (kbview_action) */
 } KbView;
 
 /* --- loading --- */
@@ -121,7 +121,8 @@ int kbview_load(Widget *w, ChatApp *app)
     v->app = app;
     v->files_view = 0;
     v->ask = KB_ASK_NONE;
-    v->msg[0] = v->cands[0] = v->action[0] = '\0';
+    v->msg[0] = v->cands[0] = '\0';
+    v->action = (KbViewAction){KBVIEW_NONE, ""};
     return kb_reload(v, conv_kb(chat_conversation(app)));
 }
 
@@ -141,7 +142,7 @@ void kbview_set_sync(Widget *w, const ChatSyncState *st)
 }
 
 /* The command to run after UI_QUIT ("" none). */
-const char *kbview_action(Widget *w)
+KbViewAction kbview_action(Widget *w)
 {
     return ((KbView *)w)->action;
 }
@@ -425,17 +426,25 @@ static int kb_start_ask(KbView *v, KbAsk what)
     return UI_REDRAW;
 }
 
+/* Closes the panel (UI_QUIT) choosing kind (for the selected base). */
+static int kb_choose(KbView *v, KbViewActionKind kind)
+{
+    v->action.kind = kind;
+    snprintf(v->action.name, sizeof v->action.name, "%s", kind == KBVIEW_USE ? v->kbs[v->sel].name : "");
+    return UI_QUIT;
+}
+
 /* Keys of the list. */
 static int kb_list_key(KbView *v, const UiKey *k)
 {
     int c = k->is_key ? 0 : (int)k->ch, enter = c == '\r' || c == '\n' || (k->is_key && k->ch == KEY_ENTER);
     if ((k->is_key && k->ch == KEY_F(2)) || c == 27 || c == 'q') return UI_QUIT;
-    if (c == 'o') return snprintf(v->action, sizeof v->action, "/kb off"), UI_QUIT;
+    if (c == 'o') return kb_choose(v, KBVIEW_OFF);
     if (c == 'n') return kb_start_ask(v, KB_ASK_NAME);
     if (v->n == 0) return 0;
     if (k->is_key && k->ch == KEY_UP && v->sel > 0) v->sel--;
     else if (k->is_key && k->ch == KEY_DOWN && v->sel + 1 < v->n) v->sel++;
-    else if (enter) return snprintf(v->action, sizeof v->action, "/kb %s", v->kbs[v->sel].name), UI_QUIT;
+    else if (enter) return kb_choose(v, KBVIEW_USE);
     else if (c == 'a') return kb_start_ask(v, KB_ASK_PATH);
     else if (c == 'D' || c == 'd' || (k->is_key && k->ch == KEY_DC)) return kb_start_ask(v, KB_ASK_DELETE);
     else if (c == 's' && chat_sync_start(v->app, v->kbs[v->sel].name) == KB_OK) kb_say(v, 0, "Syncing %s.", v->kbs[v->sel].name);
@@ -460,24 +469,17 @@ static int kb_files_key(KbView *v, const UiKey *k)
     return UI_REDRAW;
 }
 
-/* Keys; UI_QUIT closes, kbview_action then holds the command to run ("" none). */
+/* Keys; UI_QUIT closes, kbview_action then says what the user chose. */
 static int kbview_on_key(Widget *w, const UiKey *k)
 {
     KbView *v = (KbView *)w;
-    v->action[0] = '\0';
+    v->action = (KbViewAction){KBVIEW_NONE, ""};
     if (v->ask != KB_ASK_NONE) return kb_ask_key(v, k);
     if (k->alt) return 0; /* Alt-o is not o */
     return v->files_view ? kb_files_key(v, k) : kb_list_key(v, k);
 }
 
-/* Takes most of the area given (only stores the place). */
-static void kbview_resize(Widget *w, int y, int x, int h, int width)
-{
-    int bh = h > 4 ? h - 2 : h, bw = width > 8 ? width - 4 : width;
-    widget_place(w, y + (h - bh) / 2, x + (width - bw) / 2, bh, bw);
-}
-
-static const WidgetOps kbview_ops = {kbview_draw, kbview_on_key, kbview_resize};
+static const WidgetOps kbview_ops = {kbview_draw, kbview_on_key, widget_place_box};
 
 /* An empty panel; NULL when out of memory. */
 Widget *kbview_new(void)

@@ -1,10 +1,9 @@
 /*
 ** w_sessions.c: the sessions overlay (F4): the stored conversations, the
 ** most recent first. Enter opens one, r renames, e exports, d deletes
-** (after a y/n confirmation). The overlay only chooses: each action is a
-** slash command (/open N, /delete N, or /rename, /export typed into the
-** editor) that screen.c runs like any other line, so the numbers are
-** those of the list chat_list_sessions just made in app/.
+** (after a y/n confirmation). The overlay only chooses: its choice is a
+** SessionsAction (what, and the session's number in the list
+** chat_list_sessions just made in app/), which screen.c carries out.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +18,7 @@ typedef struct SessionsView {
     char **labels;
     int n, sel;
     int confirm;       /* asking whether to delete sel */
-    char action[128];  /* what the overlay asks screen.c to do (sessions_action) */
+    SessionsAction action; /* what the overlay asks screen.c to do (sessions_action) */
     char msg[256];     /* "" or why the list is empty */
 } SessionsView;
 
@@ -29,7 +28,8 @@ static void sessions_clear(SessionsView *v)
     free(v->labels);
     v->labels = NULL;
     v->n = v->sel = v->confirm = 0;
-    v->action[0] = v->msg[0] = '\0';
+    v->action = (SessionsAction){SESSIONS_NONE, 0};
+    v->msg[0] = '\0';
 }
 
 int sessions_load(Widget *w, ChatApp *app)
@@ -60,7 +60,7 @@ int sessions_load(Widget *w, ChatApp *app)
     return 0;
 }
 
-const char *sessions_action(Widget *w)
+SessionsAction sessions_action(Widget *w)
 {
     return ((SessionsView *)w)->action;
 }
@@ -90,38 +90,37 @@ static void sessions_draw(Widget *w)
     w->needs_redraw = 0;
 }
 
-/* Keys; UI_QUIT closes the overlay, with sessions_action saying what to
-** do: "" nothing, else a command to run, optionally followed by a tab and
-** the text to leave in the editor ("/open 2\t/rename "). */
+/* Closes the overlay (UI_QUIT) choosing kind for the selected session. */
+static int sessions_choose(SessionsView *v, SessionsActionKind kind)
+{
+    v->action = (SessionsAction){kind, v->sel + 1};
+    return UI_QUIT;
+}
+
+/* Keys; UI_QUIT closes the overlay, with sessions_action saying what to do. */
 static int sessions_on_key(Widget *w, const UiKey *k)
 {
     SessionsView *v = (SessionsView *)w;
-    int c = k->is_key ? 0 : (int)k->ch, n = v->sel + 1;
-    v->action[0] = '\0';
+    int c = k->is_key ? 0 : (int)k->ch;
+    v->action = (SessionsAction){SESSIONS_NONE, 0};
     if (v->confirm) {
         v->confirm = 0;
-        if (c == 'y' || c == 'Y') return snprintf(v->action, sizeof v->action, "/delete %d", n), UI_QUIT;
+        if (c == 'y' || c == 'Y') return sessions_choose(v, SESSIONS_DELETE);
         return UI_REDRAW;
     }
     if ((k->is_key && k->ch == KEY_F(4)) || c == 27 || c == 'q') return UI_QUIT;
     if (k->is_key && k->ch == KEY_UP && v->sel > 0) v->sel--;
     else if (k->is_key && k->ch == KEY_DOWN && v->sel + 1 < v->n) v->sel++;
     else if (v->n == 0) return 0;
-    else if (c == '\r' || (k->is_key && k->ch == KEY_ENTER)) return snprintf(v->action, sizeof v->action, "/open %d", n), UI_QUIT;
+    else if (c == '\r' || (k->is_key && k->ch == KEY_ENTER)) return sessions_choose(v, SESSIONS_OPEN);
     else if (c == 'd' || (k->is_key && k->ch == KEY_DC)) v->confirm = 1;
-    else if (c == 'r') return snprintf(v->action, sizeof v->action, "/open %d\t/rename ", n), UI_QUIT;
-    else if (c == 'e') return snprintf(v->action, sizeof v->action, "/open %d\t/export conversation-%d.md", n, n), UI_QUIT;
+    else if (c == 'r') return sessions_choose(v, SESSIONS_RENAME);
+    else if (c == 'e') return sessions_choose(v, SESSIONS_EXPORT);
     else return 0;
     return UI_REDRAW;
 }
 
-static void sessions_resize(Widget *w, int y, int x, int h, int width)
-{
-    int bh = h > 4 ? h - 2 : h, bw = width > 8 ? width - 4 : width;
-    widget_place(w, y + (h - bh) / 2, x + (width - bw) / 2, bh, bw);
-}
-
-static const WidgetOps sessions_ops = {sessions_draw, sessions_on_key, sessions_resize};
+static const WidgetOps sessions_ops = {sessions_draw, sessions_on_key, widget_place_box};
 
 Widget *sessions_new(void)
 {

@@ -223,14 +223,7 @@ static int sources_on_key(Widget *w, const UiKey *k)
     return UI_REDRAW;
 }
 
-/* Takes most of the area given, centred. */
-static void sources_resize(Widget *w, int y, int x, int h, int width)
-{
-    int bh = h > 4 ? h - 2 : h, bw = width > 8 ? width - 4 : width;
-    widget_place(w, y + (h - bh) / 2, x + (width - bw) / 2, bh, bw);
-}
-
-static const WidgetOps sources_ops = {sources_draw, sources_on_key, sources_resize};
+static const WidgetOps sources_ops = {sources_draw, sources_on_key, widget_place_box};
 
 Widget *sources_new(void)
 {

@@ -67,9 +67,15 @@ void status_free(StatusBar *s)
 
 Widget *status_widget(StatusBar *s) { return &s->base; }
 
+/* Marks the bar for painting only when the text changed: the loop sets it
+** at every tick. */
 void status_set(StatusBar *s, const char *left, const char *right)
 {
-    snprintf(s->left, sizeof s->left, "%s", left);
-    snprintf(s->right, sizeof s->right, "%s", right);
+    char l[sizeof s->left], r[sizeof s->right];
+    snprintf(l, sizeof l, "%s", left);
+    snprintf(r, sizeof r, "%s", right);
+    if (strcmp(l, s->left) == 0 && strcmp(r, s->right) == 0) return;
+    memcpy(s->left, l, sizeof l);
+    memcpy(s->right, r, sizeof r);
     s->base.needs_redraw = 1;
 }

@@ -68,8 +68,15 @@ struct Widget {
     int needs_redraw;
 };
 
-/* Shared resize: keeps the place, (re)creates the window. */
+/* Shared resize: keeps the place, (re)creates the window, marks w for
+** painting. */
 void widget_place(Widget *w, int y, int x, int h, int width);
+/* The overlays' resize: a bh x bw box centred in the h x width area at
+** (y, x). */
+void widget_place_centred(Widget *w, int y, int x, int h, int width, int bh, int bw);
+/* The large overlays' resize (sources, sessions, knowledge bases): most of
+** the area, centred, a margin of one row and two columns each side. */
+void widget_place_box(Widget *w, int y, int x, int h, int width);
 void widget_free_window(Widget *w);
 
 /* --- term.c --- */
@@ -135,6 +142,8 @@ void chatpane_scroll(ChatPane *p, int n);
 void chatpane_follow(ChatPane *p);
 /* Removes every message. */
 void chatpane_clear(ChatPane *p);
+/* The role (UiRole) of the last message, -1 when there is none. */
+int chatpane_last_role(const ChatPane *p);
 
 typedef struct InputBox InputBox;
 InputBox *input_new(void);
@@ -176,12 +185,23 @@ int sources_load(Widget *w, const struct RagTurn *t);
 
 /* The sessions overlay (w_sessions.c). sessions_load lists app's stored
 ** conversations (idle only); returns 0 or -1 (ENOMEM). After on_key returns
-** UI_QUIT, sessions_action says what to do (see w_sessions.c). */
+** UI_QUIT, sessions_action says what the user chose. */
+typedef enum SessionsActionKind {
+    SESSIONS_NONE = 0, /* closed without a choice */
+    SESSIONS_OPEN,     /* open session n */
+    SESSIONS_DELETE,   /* delete session n (confirmed) */
+    SESSIONS_RENAME,   /* open session n, then let the user type its new title */
+    SESSIONS_EXPORT,   /* open session n, then let the user confirm the export's file name */
+} SessionsActionKind;
+typedef struct SessionsAction {
+    SessionsActionKind kind;
+    int n; /* the session's number in the list, from 1 (as /open N takes it) */
+} SessionsAction;
 typedef struct ChatApp ChatApp;
 Widget *sessions_new(void);
 void sessions_free(Widget *w);
 int sessions_load(Widget *w, ChatApp *app);
-const char *sessions_action(Widget *w);
+SessionsAction sessions_action(Widget *w);
 
 /* The knowledge-base overlay (w_kb.c): lists app's knowledge bases and
 ** manages them (create, add a folder, sync, files, remove, delete) through
@@ -190,13 +210,22 @@ const char *sessions_action(Widget *w);
 ** and shows it; kbview_refresh reads it again keeping the selection and
 ** view (after a sync ended); kbview_set_sync gives it the background sync's
 ** progress (copied) to show. After on_key returns UI_QUIT, kbview_action
-** holds the command to run ("" none: /kb NAME, /kb off). 0 or -1 ENOMEM. */
+** says what the user chose. 0 or -1 ENOMEM. */
+typedef enum KbViewActionKind {
+    KBVIEW_NONE = 0, /* closed without a choice */
+    KBVIEW_USE,      /* search knowledge base name from now on */
+    KBVIEW_OFF,      /* search none */
+} KbViewActionKind;
+typedef struct KbViewAction {
+    KbViewActionKind kind;
+    char name[300]; /* KBVIEW_USE: the knowledge base */
+} KbViewAction;
 Widget *kbview_new(void);
 void kbview_free(Widget *w);
 int kbview_load(Widget *w, ChatApp *app);
 int kbview_refresh(Widget *w);
 struct ChatSyncState;
 void kbview_set_sync(Widget *w, const struct ChatSyncState *st);
-const char *kbview_action(Widget *w);
+KbViewAction kbview_action(Widget *w);
 
 #endif /* KB_UI_WIDGET_H */
