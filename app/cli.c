@@ -17,7 +17,6 @@
 #include "app/cli.h"
 #include "engine/engine.h"
 #include "rag/rag.h"
-#include "ui/ui.h"
 
 /* A command: its words, usage line, help and handler. */
 typedef struct CliCommand {
@@ -369,12 +368,12 @@ static void print_command_help(FILE *out, const CliCommand *c)
     fprintf(out, "usage: kbchat [--config FILE] %s\n\n%s", c->usage, c->help);
 }
 
-static void print_version(FILE *out)
+static void print_version(FILE *out, const CliFullScreen *ui)
 {
     char rag[256];
     fprintf(out, "kbchat %s\n", KB_VERSION);
     fprintf(out, "libraries: %s, libyaml %s, %s\n", rag_library_versions(rag, sizeof rag),
-            yaml_get_version_string(), ui_library_version());
+            yaml_get_version_string(), ui->library_version());
     fprintf(out, "BLAS: %s\n", engine_blas_info());
 }
 
@@ -526,7 +525,7 @@ static int cmd_model_info(const CliArgs *a, const char *const *args, int n_args)
 /* The bare `kbchat` on a terminal: the full-screen chat (ui/), which loads
 ** the configured model itself; kb (--kb, may be NULL) is searched. Returns
 ** an exit code. */
-static int cmd_start_ui(KbConfig *cfg, const char *kb)
+static int cmd_start_ui(const CliFullScreen *ui, KbConfig *cfg, const char *kb)
 {
     ChatApp *app = NULL;
     char err[512] = "";
@@ -534,10 +533,10 @@ static int cmd_start_ui(KbConfig *cfg, const char *kb)
         fputs("kbchat: out of memory\n", stderr);
         return CLI_EXIT_FAIL;
     }
-    int rc = ui_run(app, cfg->model_path, kb, cfg->file, cfg->theme, err, sizeof err);
+    int rc = ui->run(app, cfg->model_path, kb, cfg->file, cfg->theme, err, sizeof err);
     chat_close(app);
     if (rc != KB_OK) cli_print_error(err);
-    if (rc == KB_OK && ui_quit_signal()) return 128 + ui_quit_signal(); /* SIGTERM: 143, SIGHUP: 129 */
+    if (rc == KB_OK && ui->quit_signal()) return 128 + ui->quit_signal(); /* SIGTERM: 143, SIGHUP: 129 */
     return rc == KB_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
@@ -551,7 +550,7 @@ static int cmd_start(const CliArgs *a)
     int code = CLI_EXIT_FAIL;
     if (cli_load_config(a, &cfg) != KB_OK) goto done;
     if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
-        code = cmd_start_ui(&cfg, a->value[CLI_OPT_KB]);
+        code = cmd_start_ui(a->ui, &cfg, a->value[CLI_OPT_KB]);
         goto done;
     }
     printf("kbchat %s\n", KB_VERSION);
@@ -619,7 +618,7 @@ static int check_options(const CliArgs *a, const CliCommand *c)
 static int run_parsed(const CliArgs *a)
 {
     if (a->version) {
-        print_version(stdout);
+        print_version(stdout, a->ui);
         return CLI_EXIT_OK;
     }
     if (a->n_words == 0) {
@@ -650,12 +649,13 @@ static int run_parsed(const CliArgs *a)
     return c->run(a, a->words + used, n_args);
 }
 
-int cli_run(int argc, char **argv)
+int cli_run(int argc, char **argv, const CliFullScreen *ui)
 {
     /* hidden: the PDF extractor a sync starts as a child (rag/extract.c) */
     if (argc >= 2 && strcmp(argv[1], "__extract-pdf") == 0) return rag_extract_pdf_main(argc, argv);
     CliArgs a;
     memset(&a, 0, sizeof a);
+    a.ui = ui;
     a.words = calloc((size_t)argc + 1, sizeof *a.words);
     a.repeated = calloc((size_t)argc + 1, sizeof *a.repeated);
     if (a.words == NULL || a.repeated == NULL) {

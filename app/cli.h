@@ -56,8 +56,18 @@ typedef enum CliOpt {
 } CliOpt;
 #define CLI_BIT(o) (1u << (o))
 
+/* The full-screen chat (ui/ui.h), handed to cli_run by main: app/ sits
+** below ui/ and must not call it by name. See ui/ui.h for each function. */
+typedef struct CliFullScreen {
+    int (*run)(ChatApp *app, const char *model_path, const char *kb, const char *cfg_file, const char *theme,
+               char *err, size_t errlen);
+    int (*quit_signal)(void);
+    const char *(*library_version)(void);
+} CliFullScreen;
+
 /* What the command line asked for. */
 typedef struct CliArgs {
+    const CliFullScreen *ui;             /* the full-screen chat (cli_run's) */
     const char *config_path;             /* --config */
     const char *model_path;              /* --model */
     unsigned options;                    /* CLI_BIT(o) for each option given */
@@ -128,7 +138,8 @@ void cli_print_note(const char *note);
 int cli_open_model(const CliArgs *a, KbConfig *cfg, KbModel **m);
 
 /* Runs kbchat with the given arguments and returns the process exit code.
-** Writes results to stdout and diagnostics to stderr. */
-int cli_run(int argc, char **argv);
+** Writes results to stdout and diagnostics to stderr; ui is the full-screen
+** chat that a bare `kbchat` on a terminal starts. */
+int cli_run(int argc, char **argv, const CliFullScreen *ui);
 
 #endif /* KB_CLI_H */
