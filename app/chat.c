@@ -246,7 +246,7 @@ static void emit(const ChatIO *io, ChatEventKind kind)
 /* Sends an event of kind whose text is printf-style (already escaped:
 ** arguments from outside go through term_line first). */
 static void emitf(const ChatIO *io, ChatEventKind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void emitf(const ChatIO *io, ChatEventKind kind, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void emitf(const ChatIO *io, ChatEventKind kind, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

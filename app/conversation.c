@@ -60,7 +60,7 @@ struct Conversation {
 
 /* Records a message and returns rc. */
 static int conv_fail(Conversation *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int conv_fail(Conversation *c, int rc, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int conv_fail(Conversation *c, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

@@ -74,7 +74,7 @@ static void kb_clear(KbView *v)
 
 /* Sets the panel's message (printf-style); error makes it red. */
 static void kb_say(KbView *v, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void kb_say(KbView *v, int error, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void kb_say(KbView *v, int error, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

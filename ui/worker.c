@@ -69,7 +69,7 @@ static int worker_event(void *user, const ChatEvent *ev)
 
 /* Queues an event of kind whose text is printf-style (the start's messages). */
 static void worker_say(Worker *w, ChatEventKind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void worker_say(Worker *w, ChatEventKind kind, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void worker_say(Worker *w, ChatEventKind kind, const char *fmt, ...)
 {
     char text[1600];
     va_list ap;
