@@ -2,7 +2,7 @@
 ** app.h: the public API of kbchat's application layer.
 **
 ** app/ ties the modules together: it reads the configuration, parses the
-** command line, and (in later versions) keeps conversations. ui/ calls only
+** command line, and keeps conversations (chat.h). ui/ calls only
 ** this header. Only app/main.c prints to the terminal's streams on its own
 ** behalf or exits; the functions here write to the FILE they are given.
 */

@@ -52,7 +52,6 @@ struct Conversation {
     unsigned n_answers;
     char *last_prompt, *last_rewrite;
     RagEmbedder *embedder;  /* borrowed; NULL = keyword search */
-    char search_note[sizeof ((RagSearchInfo *)0)->note]; /* why the last search did not use vectors */
     char errmsg[1024];
 };
 
@@ -169,7 +168,6 @@ const char *conv_last_prompt(const Conversation *c) { return c->last_prompt; }
 const char *conv_last_rewrite_prompt(const Conversation *c) { return c->last_rewrite; }
 void conv_set_store(Conversation *c, Rag *rag) { c->rag = rag; }
 void conv_set_embedder(Conversation *c, RagEmbedder *e) { c->embedder = e; }
-const char *conv_search_note(const Conversation *c) { return c->search_note; }
 
 const RagTurn *conv_turn(const Conversation *c, int i)
 {
@@ -477,15 +475,15 @@ static int rewrite_question(Conversation *c, const char *question, char **query,
 /* --- 2. retrieve --- */
 
 /* The passages of the knowledge base for query, best first: hybrid search
-** (keyword only without an embedding model; the note says why). The one
-** place that knows the search API. */
+** (keyword only without an embedding model; the ChatApp's note, shown when
+** the knowledge base is chosen, says why). The one place that knows the
+** search API. */
 static int retrieve(Conversation *c, const char *query, RagHit **hits, int *n)
 {
-    RagQuery q = {query, RAG_MODE_HYBRID, (int)c->cfg->retrieval_top_k, c->cfg->score_threshold, 1, c->embedder};
-    RagSearchInfo info;
-    int rc = rag_retrieve(c->rag, c->kb, &q, hits, n, &info);
+    RagQuery q = {.text = query, .mode = RAG_MODE_HYBRID, .top_k = (int)c->cfg->retrieval_top_k,
+                  .threshold = c->cfg->score_threshold, .expand = 1, .embedder = c->embedder};
+    int rc = rag_retrieve(c->rag, c->kb, &q, hits, n, NULL);
     if (rc != KB_OK) return conv_fail(c, rc, "%s", rag_errmsg(c->rag));
-    snprintf(c->search_note, sizeof c->search_note, "%s", info.note);
     return KB_OK;
 }
 
@@ -590,7 +588,6 @@ static int prepare(Conversation *c, RagTurn *turn, char **msg, ConvStats *st)
     RagHit *hits = NULL;
     int n_hits = 0, n_used = 0, rc = KB_OK;
     size_t reserve = answer_reserve(c);
-    c->search_note[0] = '\0';
     if (c->kb[0] && c->rag) {
         if (c->n_turns > 0) rc = rewrite_question(c, turn->question, &turn->query, st);
         else if ((turn->query = strdup(turn->question)) == NULL) rc = KB_ENOMEM;

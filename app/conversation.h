@@ -73,9 +73,6 @@ void conv_set_store(Conversation *c, Rag *rag);
 /* Uses e (borrowed; NULL = none) to embed questions: with it the search is
 ** hybrid (keyword + vector), without it keyword only. */
 void conv_set_embedder(Conversation *c, RagEmbedder *e);
-/* Why the last search did not use vectors ("" when it did or none were
-** asked for), from rag_retrieve. */
-const char *conv_search_note(const Conversation *c);
 /* Searches knowledge base name from now on (NULL or "" = none). Needs the
 ** store. Returns KB_OK; KB_ENOTFOUND (no such knowledge base); KB_EINVAL
 ** (no store); KB_EIO. */

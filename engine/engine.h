@@ -1,8 +1,8 @@
 /*
 ** engine.h: the public API of kbchat's inference engine.
 **
-** The engine reads model files (GGUF), knows the quantized tensor formats and,
-** in later stages, runs the models. It knows nothing of rag/, ui/ or app/:
+** The engine reads model files (GGUF), knows the quantized tensor formats and
+** runs the models (tokenizers, forward passes, sampling). It knows nothing of rag/, ui/ or app/:
 ** it never prints and never exits; every function returns a KB_* status code
 ** and leaves a message in its handle (or in a caller-supplied buffer when no
 ** handle exists yet).
