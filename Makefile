@@ -7,6 +7,7 @@
 #   make check    build and run the tests in the release build only (TESTS= works too)
 #   make coverage the release suite in a gcov build (build/coverage), then line
 #                 coverage per module (engine/, rag/, app/, ui/) with lcov
+#   make clang-check  the release build with clang (build/clang) and the engine's tests
 #   make bench    build and run the benchmarks (tokenizers, knowledge bases, search, engine speed)
 #   make bench-anchor  engine speed beside llama.cpp's (prebuilt from npm into build/anchor)
 #   make tokenizer-refs  recompute tests/tokrefs (llama.cpp's ids for every pre-tokenizer name)
@@ -73,7 +74,7 @@ SANB = build/asan
 COVB = build/coverage
 COV = --coverage -O1
 
-.PHONY: all run test check coverage bench bench-anchor bench-anchor-deps tokenizer-refs deps test-deps clean help
+.PHONY: all run test check coverage clang-check bench bench-anchor bench-anchor-deps tokenizer-refs deps test-deps clean help
 all: kbchat
 
 # --- dependencies: pkg-config's answers, made again when the list changes ---
@@ -83,7 +84,7 @@ NODEPS_GOALS = clean deps test-deps help
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include build/deps.mk
 endif
-ifneq ($(filter test check coverage,$(MAKECMDGOALS))$(findstring tests/test_,$(MAKECMDGOALS)),)
+ifneq ($(filter test check coverage clang-check,$(MAKECMDGOALS))$(findstring tests/test_,$(MAKECMDGOALS)),)
 -include build/deps-test.mk
 endif
 
@@ -130,7 +131,9 @@ $(COVB)/%.o: %.c
 	$(say) CC $@
 	$(Q)$(CC) $(FINAL_CFLAGS) $(SIMD_FLAGS.$*.o) $(TEST_CFLAGS) $(COV) -MMD -MP -c $< -o $@
 
-kbchat: $(addprefix $(REL)/,$(LIB_OBJ) $(MAIN_OBJ))
+# KBCHAT is where the release binary goes: ./kbchat, or the clang check's own.
+KBCHAT ?= kbchat
+$(KBCHAT): $(addprefix $(REL)/,$(LIB_OBJ) $(MAIN_OBJ))
 	$(say) LINK $@
 	$(Q)$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
@@ -256,6 +259,15 @@ coverage: $(COVB)/kbchat $(addprefix $(COVB)/tests/,$(TESTS))
 	@find $(COVB) -name '*.gcda' -delete
 	@tests/run.sh $(COVB):$(COVB)/kbchat -- $(TESTS); status=$$?; tests/coverage.sh $(COVB) && exit $$status
 
+# The release build made with clang in build/clang (its own objects and
+# binary), and the engine's and tokenizers' tests run there: kbchat must
+# build with both compilers (.ci/run runs it after `make test`).
+CLANG_TESTS = test_quant test_kernels test_kernels_simd test_gemm test_attention test_tokenizer test_tok_bpe test_engine
+clang-check:
+	@$(MAKE) --no-print-directory CC=clang REL=build/clang KBCHAT=build/clang/kbchat build/clang/kbchat \
+	  $(addprefix build/clang/tests/,$(CLANG_TESTS))
+	@tests/run.sh build/clang:build/clang/kbchat -- $(CLANG_TESTS)
+
 deps:
 	@scripts/deps.sh install build
 
@@ -266,6 +278,6 @@ clean:
 	rm -rf build kbchat
 
 help:
-	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,18p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find build -name '*.d' 2>/dev/null)

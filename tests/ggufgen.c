@@ -842,7 +842,7 @@ int ggufgen_write_hostile_llama(const char *path)
     ** every other token lead into it, so any prompt gets the whole answer */
     static const char *const toks[] = {"<unk>", "<s>", "</s>", "\x1b]0;pwned\x07", "\x1b]52;c;aGk=\x07",
                                        "<0x0B>", "<0x19>", "<0xE4>", "<0xB8>", "<0xAD>", "<0xFF>",
-                                       "\xc2\x9b" "31m", "\xe2\x96\x81ok", "<0x0A>", "<0x20>"};
+                                       ("\xc2\x9b" "31m"), "\xe2\x96\x81ok", "<0x0A>", "<0x20>"};
     static const int32_t types[] = {2, 3, 3, 1, 1, 6, 6, 6, 6, 6, 6, 1, 1, 6, 6};
     static const int next[] = {3, 3, 3, 4, 5, 6, 7, 8, 9, 11, 3, 12, 2, 3, 3}; /* 10 (<0xFF>) is not said */
     return ggufgen_write_scripted_llama(path, toks, types, (int)(sizeof toks / sizeof toks[0]), next);
